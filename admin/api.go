@@ -1,0 +1,144 @@
+package admin
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/fulcrumlb/fulcrum/pool"
+)
+
+// API serves the admin endpoints over a Registry. Registry must be set; every other field's
+// zero value is documented.
+type API struct {
+	// Registry holds the backends.
+	Registry pool.Registry
+	// TrustedProxies are the peers whose X-Forwarded-For and X-Real-IP are believed; nil
+	// means none: the TCP peer is always the caller.
+	TrustedProxies []netip.Prefix
+	// Logger receives registry changes made through the API; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Handler returns the API's routes.
+func (a *API) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/upstream/add", a.only(a.add))
+	mux.HandleFunc("/upstream/remove", a.only(a.remove))
+	mux.HandleFunc("/upstream/status", a.only(a.status))
+	mux.HandleFunc("/healthz", a.only(a.healthz))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
+	})
+	return mux
+}
+
+// maxBody caps a form body; admin requests carry a few short parameters.
+const maxBody = 64 << 10
+
+// only admits GET and POST (as the seed did) and caps the body.
+func (a *API) only(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodPost {
+			w.Header().Set("Allow", "GET, POST")
+			writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed")
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		h(w, r)
+	}
+}
+
+func (a *API) logger() *slog.Logger {
+	if a.Logger != nil {
+		return a.Logger
+	}
+	return slog.Default()
+}
+
+func (a *API) add(w http.ResponseWriter, r *http.Request) {
+	req, err := a.parseTarget(r, true)
+	if err != nil {
+		writeParseError(w, err)
+		return
+	}
+	if _, err := a.Registry.Register(req.addr, req.weight); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"success": true, "server": req.addr.Key()})
+}
+
+func (a *API) remove(w http.ResponseWriter, r *http.Request) {
+	req, err := a.parseTarget(r, false)
+	if err != nil {
+		writeParseError(w, err)
+		return
+	}
+	if err := a.Registry.Deregister(req.addr.Key()); err != nil {
+		if errors.Is(err, pool.ErrUnknownBackend) {
+			writeError(w, http.StatusNotFound, "backend "+req.addr.Key()+" is not registered")
+			return
+		}
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"success": true, "removed": req.addr.Key()})
+}
+
+// server is one entry of /upstream/status, with the seed design's field names.
+type server struct {
+	Host          string  `json:"host"`
+	Port          int     `json:"port"`
+	Weight        int     `json:"weight"`
+	ConnCount     int64   `json:"conn_count"`
+	TotalConns    uint64  `json:"total_conns"`
+	LastHeartbeat float64 `json:"last_heartbeat"`
+	CreatedTime   float64 `json:"created_time"`
+	State         string  `json:"state"`
+}
+
+type statusReply struct {
+	Servers   []server `json:"servers"`
+	Total     int      `json:"total"`
+	Timestamp float64  `json:"timestamp"`
+}
+
+func (a *API) status(w http.ResponseWriter, r *http.Request) {
+	snap := a.Registry.Snapshot()
+	reply := statusReply{Servers: make([]server, 0, len(snap)), Total: len(snap), Timestamp: unixSeconds(time.Now())}
+	for _, s := range snap {
+		reply.Servers = append(reply.Servers, server{
+			Host:          s.Address.Host,
+			Port:          s.Address.Port,
+			Weight:        s.Weight,
+			ConnCount:     s.Active,
+			TotalConns:    s.Total,
+			LastHeartbeat: unixSeconds(s.LastHeartbeat),
+			CreatedTime:   unixSeconds(s.Created),
+			State:         string(s.State),
+		})
+	}
+	writeJSON(w, http.StatusOK, reply)
+}
+
+func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func unixSeconds(t time.Time) float64 {
+	return float64(t.UnixNano()) / 1e9
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v) // a failed write means the caller went away: nothing to do
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}

@@ -1,0 +1,41 @@
+// Command fulcrum is a TCP load balancer: backends register themselves by heartbeat on an
+// HTTP admin port, and client connections are spliced to the one with the fewest connections.
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime/debug"
+
+	"github.com/urfave/cli/v2"
+)
+
+// version is set at link time (-ldflags "-X main.version=v1.2.3"); otherwise the module
+// version from the build info is used.
+var version = ""
+
+func main() {
+	if err := newApp().Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "fulcrum:", err)
+		os.Exit(1)
+	}
+}
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:     "fulcrum",
+		Usage:    "a TCP load balancer with heartbeat registration and exact least-connections",
+		Version:  appVersion(),
+		Commands: []*cli.Command{serveCommand()},
+	}
+}
+
+func appVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "devel"
+}

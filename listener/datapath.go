@@ -1,0 +1,105 @@
+package listener
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+)
+
+// DataPath moves the bytes of one proxied connection. Join returns only when both directions
+// have ended and both sockets are closed, so the caller may release the backend right after.
+type DataPath interface {
+	Join(client, backend *net.TCPConn) Traffic
+}
+
+// Traffic is what a joined connection carried and how it ended.
+type Traffic struct {
+	Up   int64 // bytes client → backend
+	Down int64 // bytes backend → client
+	Err  error // the first error in either direction; nil when both ended with FIN
+}
+
+// Splice is the DataPath that lets the kernel move the bytes: each direction is a loop of
+// (*net.TCPConn).ReadFrom over an *io.LimitedReader, which Go turns into splice(2). Copying in
+// chunks leaves a point between chunks where later features (byte counters, idle deadlines)
+// can act without leaving the splice path.
+type Splice struct {
+	// ChunkSize is the most one ReadFrom moves before returning; zero means 1 MiB.
+	ChunkSize int64
+}
+
+var _ DataPath = Splice{}
+
+const defaultChunk = 1 << 20
+
+// Join implements DataPath. A FIN in one direction is passed on with CloseWrite while the other
+// direction keeps flowing (half-close); an error in either direction closes both sockets with a
+// reset, so the peer on the other side learns of the failure.
+func (s Splice) Join(client, backend *net.TCPConn) Traffic {
+	var wg sync.WaitGroup
+	var down half
+	wg.Add(1)
+	go s.spliceBackendToClient(client, backend, &down, &wg)
+	up := s.copy(backend, client)
+	wg.Wait()
+	client.Close()
+	backend.Close()
+	return Traffic{Up: up.n, Down: down.n, Err: firstCause(up.err, down.err)}
+}
+
+// spliceBackendToClient is the second direction's goroutine, named so stack dumps say what it
+// is. It ends when the backend sends FIN or either socket fails or is closed.
+func (s Splice) spliceBackendToClient(client, backend *net.TCPConn, out *half, wg *sync.WaitGroup) {
+	defer wg.Done()
+	*out = s.copy(client, backend)
+}
+
+// half is the outcome of one direction.
+type half struct {
+	n   int64
+	err error
+}
+
+func (s Splice) copy(dst, src *net.TCPConn) half {
+	chunk := s.ChunkSize
+	if chunk <= 0 {
+		chunk = defaultChunk
+	}
+	lr := io.LimitedReader{R: src}
+	var total int64
+	for {
+		lr.N = chunk
+		n, err := dst.ReadFrom(&lr)
+		total += n
+		if err != nil {
+			abort(dst, src)
+			return half{total, err}
+		}
+		if lr.N > 0 { // src ended before the chunk filled: FIN
+			if err := dst.CloseWrite(); err != nil && !errors.Is(err, net.ErrClosed) {
+				abort(dst, src)
+				return half{total, err}
+			}
+			return half{total, nil}
+		}
+	}
+}
+
+// abort closes both sockets with a reset: a failure on one side must not look like a clean
+// end to the other. Closing also unblocks the other direction's copy.
+func abort(a, b *net.TCPConn) {
+	for _, c := range [2]*net.TCPConn{a, b} {
+		c.SetLinger(0) // fails only on a closed socket, which needs nothing more
+		c.Close()
+	}
+}
+
+// firstCause picks the error that ended the connection: once one direction fails and aborts,
+// the other sees only its socket closed under it.
+func firstCause(a, b error) error {
+	if a == nil || errors.Is(a, net.ErrClosed) && b != nil {
+		return b
+	}
+	return a
+}

@@ -1,0 +1,15 @@
+// Package listener is fulcrum's data plane: it accepts client TCP connections, asks a
+// pool.Picker for a backend, dials it and joins the two sockets until both directions end.
+//
+//	s := &listener.Server{Picker: p, ConnectTimeout: 5 * time.Second, Retries: 2}
+//	ln, _ := net.Listen("tcp", ":8000")
+//	go s.Serve(ln)
+//	...
+//	s.Shutdown(ctx) // stop accepting, wait for connections, force-close them when ctx ends
+//
+// Moving the bytes is the job of a DataPath. The default, Splice, copies each direction with
+// (*net.TCPConn).ReadFrom, which Linux turns into splice(2): the bytes never enter user space.
+// Nothing on this path may wrap a *net.TCPConn in another type, or splice silently stops.
+//
+// The package does not choose backends (pool does) and does not speak HTTP (admin does).
+package listener

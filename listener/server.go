@@ -1,0 +1,237 @@
+package listener
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/fulcrumlb/fulcrum/pool"
+)
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("listener: server closed")
+
+// Server accepts client connections and proxies each to a backend chosen by Picker.
+// Picker must be set; every other field's zero value is documented.
+type Server struct {
+	// Picker chooses and counts backends.
+	Picker pool.Picker
+	// ConnectTimeout bounds each dial to a backend; zero means 5s.
+	ConnectTimeout time.Duration
+	// Retries is how many other backends to try after a failed dial; zero means none.
+	Retries int
+	// DataPath moves the bytes; nil means Splice{}.
+	DataPath DataPath
+	// Logger receives connection errors, rate-limited; nil means slog.Default().
+	Logger *slog.Logger
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*proxyConn]struct{}
+	closing   bool
+	wg        sync.WaitGroup // one per tracked connection
+
+	baseCtx    context.Context // cancelled when Shutdown gives up waiting: aborts dials
+	cancelBase context.CancelFunc
+	initOnce   sync.Once
+
+	stats      Stats
+	logNoPeer  rate.Sometimes
+	logDialErr rate.Sometimes
+	logAccept  rate.Sometimes
+}
+
+// Stats are the server's running totals.
+type Stats struct {
+	Accepted    atomic.Uint64 // client connections accepted
+	Rejected    atomic.Uint64 // closed at once: no live backend
+	Failed      atomic.Uint64 // closed: every dial failed
+	DialErrors  atomic.Uint64 // failed dials, retries included
+	ReleaseBugs atomic.Uint64 // releases the pool refused; always 0 unless counting is broken
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() *Stats { return &s.stats }
+
+type proxyConn struct {
+	client  *net.TCPConn
+	backend *net.TCPConn // nil until dialed; guarded by Server.mu
+}
+
+func (s *Server) init() {
+	s.initOnce.Do(func() {
+		s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
+		s.logNoPeer = rate.Sometimes{Interval: time.Second}
+		s.logDialErr = rate.Sometimes{Interval: time.Second}
+		s.logAccept = rate.Sometimes{Interval: time.Second}
+	})
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.Default()
+}
+
+func (s *Server) connectTimeout() time.Duration {
+	if s.ConnectTimeout > 0 {
+		return s.ConnectTimeout
+	}
+	return 5 * time.Second
+}
+
+func (s *Server) dataPath() DataPath {
+	if s.DataPath != nil {
+		return s.DataPath
+	}
+	return Splice{}
+}
+
+// Serve accepts connections on ln until Shutdown, which makes it return ErrServerClosed.
+// Temporary accept errors (such as running out of descriptors) are retried with a backoff from
+// 5 ms doubling to 1 s, logged at most once a second.
+func (s *Server) Serve(ln net.Listener) error {
+	s.init()
+	if !s.trackListener(ln, true) {
+		ln.Close()
+		return ErrServerClosed
+	}
+	defer s.trackListener(ln, false)
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if s.isClosing() || errors.Is(err, net.ErrClosed) {
+				return ErrServerClosed
+			}
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.logAccept.Do(func() { s.logger().Error("accept failed", "err", err, "retry_in", backoff) })
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		s.stats.Accepted.Add(1)
+		s.startConn(c)
+	}
+}
+
+func (s *Server) startConn(c net.Conn) {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		s.logger().Error("listener is not TCP; closing connection", "client", c.RemoteAddr())
+		c.Close()
+		return
+	}
+	pc := &proxyConn{client: tc}
+	if !s.trackConn(pc, true) {
+		tc.Close()
+		return
+	}
+	go s.serveConn(pc)
+}
+
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+func (s *Server) trackListener(ln net.Listener, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !add {
+		delete(s.listeners, ln)
+		return true
+	}
+	if s.closing {
+		return false
+	}
+	if s.listeners == nil {
+		s.listeners = make(map[net.Listener]struct{})
+	}
+	s.listeners[ln] = struct{}{}
+	return true
+}
+
+// trackConn registers or forgets a connection; it refuses new ones once Shutdown has begun, so
+// that the WaitGroup never grows while Shutdown waits on it.
+func (s *Server) trackConn(pc *proxyConn, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !add {
+		delete(s.conns, pc)
+		s.wg.Done()
+		return true
+	}
+	if s.closing {
+		return false
+	}
+	if s.conns == nil {
+		s.conns = make(map[*proxyConn]struct{})
+	}
+	s.conns[pc] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+// Shutdown stops accepting, then waits for established connections to end. When ctx ends
+// first it closes them, waits for their goroutines and returns ctx's error. Calling it twice
+// is safe.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.init()
+	s.mu.Lock()
+	s.closing = true
+	var errs []error
+	for ln := range s.listeners {
+		if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, fmt.Errorf("close listener %s: %w", ln.Addr(), err))
+		}
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.closeAll()
+		<-done
+		errs = append(errs, ctx.Err())
+	}
+	return errors.Join(errs...)
+}
+
+// closeAll aborts every established connection and every dial in progress.
+func (s *Server) closeAll() {
+	s.cancelBase()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for pc := range s.conns {
+		pc.client.Close()
+		if pc.backend != nil {
+			pc.backend.Close()
+		}
+	}
+}
+
+// ActiveConns is the number of client connections being served.
+func (s *Server) ActiveConns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+func clientAddr(c *net.TCPConn) netip.Addr {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return a.AddrPort().Addr().Unmap()
+	}
+	return netip.Addr{}
+}

@@ -1,0 +1,105 @@
+package pool
+
+import (
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// MaxWeight is the largest weight a backend may have.
+const MaxWeight = 256
+
+// State is what a backend is doing, as the status API reports it.
+type State string
+
+// The states of a backend.
+const (
+	StateUp      State = "up"      // registered by heartbeat and within its TTL
+	StateStatic  State = "static"  // configured at start; never expires
+	StateExpired State = "expired" // missed its heartbeats; kept until its connections end
+	StateRemoved State = "removed" // removed; kept until its connections end
+)
+
+// Backend is one registered server. Its fields are guarded by the owning Pool's mu; callers
+// outside the package see it only through its accessors and Snapshot.
+type Backend struct {
+	addr   Address
+	key    string
+	hash   uint64 // xxhash of key, for rendezvous hashing
+	static bool
+
+	// Guarded by Pool.mu.
+	weight        int
+	active        int64
+	total         uint64
+	removed       bool
+	lastHeartbeat time.Time
+	created       time.Time
+	index         int    // position in the live heap; -1 when not pickable
+	lastPick      uint64 // pool sequence number of the last pick, for fair tie-breaking
+}
+
+func newBackend(a Address, weight int, static bool, now time.Time) *Backend {
+	key := a.Key()
+	return &Backend{
+		addr:          a,
+		key:           key,
+		hash:          xxhash.Sum64String(key),
+		static:        static,
+		weight:        weight,
+		lastHeartbeat: now,
+		created:       now,
+		index:         -1,
+	}
+}
+
+// Key is "host:port", the backend's identity in the registry.
+func (b *Backend) Key() string { return b.key }
+
+// Address is the backend's host and port.
+func (b *Backend) Address() Address { return b.addr }
+
+// DialAddress is the address the listener dials.
+func (b *Backend) DialAddress() string { return b.key }
+
+// expired reports whether a heartbeat backend has outlived its TTL at now.
+func (b *Backend) expired(now time.Time, ttl time.Duration) bool {
+	return !b.static && ttl > 0 && now.Sub(b.lastHeartbeat) > ttl
+}
+
+func (b *Backend) state(now time.Time, ttl time.Duration) State {
+	switch {
+	case b.removed:
+		return StateRemoved
+	case b.expired(now, ttl):
+		return StateExpired
+	case b.static:
+		return StateStatic
+	}
+	return StateUp
+}
+
+// Status is a point-in-time copy of one backend, for reporting.
+type Status struct {
+	Address       Address
+	Key           string
+	Weight        int
+	Active        int64
+	Total         uint64
+	LastHeartbeat time.Time
+	Created       time.Time
+	State         State
+}
+
+func (b *Backend) status(now time.Time, ttl time.Duration) Status {
+	return Status{
+		Address:       b.addr,
+		Key:           b.key,
+		Weight:        b.weight,
+		Active:        b.active,
+		Total:         b.total,
+		LastHeartbeat: b.lastHeartbeat,
+		Created:       b.created,
+		State:         b.state(now, ttl),
+	}
+}

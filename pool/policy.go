@@ -1,0 +1,134 @@
+package pool
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// Policy chooses the backend for a new connection among the live ones. Policies run under the
+// pool's lock and must not block.
+type Policy interface {
+	// Name is the policy's --balance name.
+	Name() string
+	pick(c *candidates, client netip.Addr) *Backend
+}
+
+// The policies fulcrum offers.
+var (
+	// LeastConn picks the backend with the fewest active connections per unit of weight,
+	// breaking ties in favour of the one picked longest ago.
+	LeastConn Policy = leastConn{}
+	// P2C compares two backends chosen at random and takes the lighter: O(1) however large the
+	// pool.
+	P2C Policy = powerOfTwo{}
+	// Hash keeps each client address on one backend by rendezvous hashing; only the clients of
+	// a backend that leaves move. It falls back to LeastConn when its choice is excluded.
+	Hash Policy = rendezvous{}
+)
+
+// ParsePolicy returns the policy with the given --balance name.
+func ParsePolicy(name string) (Policy, error) {
+	for _, p := range []Policy{LeastConn, P2C, Hash} {
+		if p.Name() == name {
+			return p, nil
+		}
+	}
+	return nil, fmt.Errorf("pool: unknown balance policy %q (want leastconn, p2c or hash)", name)
+}
+
+// candidates is the view a policy picks from: the live heap, and what makes a live backend
+// unusable for this pick (its TTL passed, or the caller excluded it after a failed dial).
+type candidates struct {
+	live    liveHeap
+	now     time.Time
+	ttl     time.Duration
+	exclude []*Backend
+	stale   []*Backend // expired backends met while picking; the pool prunes them after
+}
+
+func (c *candidates) usable(b *Backend) bool {
+	if b.expired(c.now, c.ttl) {
+		c.stale = append(c.stale, b)
+		return false
+	}
+	return !slices.Contains(c.exclude, b)
+}
+
+func (c *candidates) lightest() *Backend {
+	return c.live.lightestWhere(c.usable)
+}
+
+type leastConn struct{}
+
+func (leastConn) Name() string { return "leastconn" }
+
+func (leastConn) pick(c *candidates, _ netip.Addr) *Backend { return c.lightest() }
+
+type powerOfTwo struct{}
+
+func (powerOfTwo) Name() string { return "p2c" }
+
+func (powerOfTwo) pick(c *candidates, _ netip.Addr) *Backend {
+	n := len(c.live)
+	if n < 2 {
+		return c.lightest()
+	}
+	i := rand.IntN(n)
+	j := rand.IntN(n - 1)
+	if j >= i {
+		j++
+	}
+	a, b := c.live[i], c.live[j]
+	if lighter(b, a) {
+		a, b = b, a
+	}
+	switch {
+	case c.usable(a):
+		return a
+	case c.usable(b):
+		return b
+	}
+	return c.lightest()
+}
+
+type rendezvous struct{}
+
+func (rendezvous) Name() string { return "hash" }
+
+// pick scores every live backend against the client and takes the highest score. O(n), which
+// is what rendezvous hashing costs; with an excluded choice it falls back to least connections.
+func (rendezvous) pick(c *candidates, client netip.Addr) *Backend {
+	ip := client.Unmap().As16()
+	h := xxhash.Sum64(ip[:])
+	var best *Backend
+	var bestScore uint64
+	for _, b := range c.live {
+		if b.expired(c.now, c.ttl) {
+			c.stale = append(c.stale, b)
+			continue
+		}
+		if s := mix(h ^ b.hash); best == nil || s > bestScore {
+			best, bestScore = b, s
+		}
+	}
+	if best == nil || slices.Contains(c.exclude, best) {
+		return c.lightest()
+	}
+	return best
+}
+
+// mix is the splitmix64 finalizer: it spreads the bits of the combined client and backend
+// hashes so that each client ranks the backends in an independent order.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}

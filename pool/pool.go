@@ -1,0 +1,251 @@
+package pool
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Errors the pool returns for expected situations.
+var (
+	ErrNoBackend      = errors.New("pool: no live backend")
+	ErrUnknownBackend = errors.New("pool: backend not registered")
+	ErrNotAcquired    = errors.New("pool: release without a matching acquire")
+)
+
+// Picker is what the listener needs from a registry: pick-and-count, and give back.
+type Picker interface {
+	// Acquire picks a live backend other than those in exclude and counts one connection on it.
+	Acquire(client netip.Addr, exclude []*Backend) (*Backend, error)
+	// Release ends the connection counted by a successful Acquire. Call it exactly once.
+	Release(b *Backend) error
+}
+
+// Registry is what the admin API needs from a registry. A registry shared by several
+// balancers implements the same methods.
+type Registry interface {
+	// Register adds a backend, or refreshes the heartbeat of a known one. A weight of 0 keeps
+	// the current weight (1 for a new backend). It reports whether the backend is new.
+	Register(a Address, weight int) (created bool, err error)
+	// Deregister stops new connections to a backend; it is forgotten once its last one ends.
+	Deregister(key string) error
+	// Snapshot lists every backend still known, sorted by key.
+	Snapshot() []Status
+}
+
+var (
+	_ Picker   = (*Pool)(nil)
+	_ Registry = (*Pool)(nil)
+)
+
+// Pool is an in-memory registry of backends. The zero value is an empty pool whose backends
+// never expire, picking by least connections. Set the exported fields before first use.
+type Pool struct {
+	// TTL is how long a heartbeat keeps a backend pickable; zero means forever.
+	TTL time.Duration
+	// Policy chooses among live backends; nil means LeastConn.
+	Policy Policy
+	// Logger receives membership changes; nil means slog.Default().
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now. Tests replace it.
+	Now func() time.Time
+
+	mu       sync.Mutex
+	backends map[string]*Backend // every backend still known, by key
+	live     liveHeap            // the pickable subset of backends
+	seq      uint64              // counts picks; orders ties between equally loaded backends
+}
+
+func (p *Pool) now() time.Time {
+	if p.Now != nil {
+		return p.Now()
+	}
+	return time.Now()
+}
+
+func (p *Pool) logger() *slog.Logger {
+	if p.Logger != nil {
+		return p.Logger
+	}
+	return slog.Default()
+}
+
+func (p *Pool) policy() Policy {
+	if p.Policy != nil {
+		return p.Policy
+	}
+	return LeastConn
+}
+
+// Register implements Registry.
+func (p *Pool) Register(a Address, weight int) (bool, error) {
+	return p.register(a, weight, false)
+}
+
+// RegisterStatic adds a backend that never expires, as configured at start.
+func (p *Pool) RegisterStatic(a Address, weight int) error {
+	_, err := p.register(a, weight, true)
+	return err
+}
+
+func (p *Pool) register(a Address, weight int, static bool) (bool, error) {
+	if weight < 0 || weight > MaxWeight {
+		return false, fmt.Errorf("pool: weight %d outside 1..%d", weight, MaxWeight)
+	}
+	now := p.now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.backends == nil {
+		p.backends = make(map[string]*Backend)
+	}
+	b := p.backends[a.Key()]
+	if b == nil {
+		b = newBackend(a, max(weight, 1), static, now)
+		p.backends[b.key] = b
+		p.live.push(b)
+		p.logger().Info("backend added", "backend", b.key, "weight", b.weight, "static", static)
+		return true, nil
+	}
+	if b.removed || b.expired(now, p.TTL) {
+		p.logger().Info("backend back", "backend", b.key, "active", b.active)
+	}
+	b.lastHeartbeat = now
+	b.removed = false
+	if weight != 0 {
+		b.weight = weight
+	}
+	if b.index < 0 {
+		p.live.push(b)
+	} else {
+		p.live.fix(b.index)
+	}
+	return false, nil
+}
+
+// Deregister implements Registry.
+func (p *Pool) Deregister(key string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b := p.backends[key]
+	if b == nil || b.removed {
+		return fmt.Errorf("%w: %s", ErrUnknownBackend, key)
+	}
+	b.removed = true
+	if b.index >= 0 {
+		p.live.remove(b)
+	}
+	p.logger().Info("backend removed", "backend", key, "active", b.active)
+	p.forgetIfIdle(b)
+	return nil
+}
+
+// forgetIfIdle drops a removed or expired backend whose last connection has ended.
+func (p *Pool) forgetIfIdle(b *Backend) {
+	if b.active != 0 || b.index >= 0 || p.backends[b.key] != b {
+		return
+	}
+	delete(p.backends, b.key)
+	p.logger().Info("backend forgotten", "backend", b.key)
+}
+
+// Acquire implements Picker: it picks by Policy and counts the connection in one step.
+func (p *Pool) Acquire(client netip.Addr, exclude []*Backend) (*Backend, error) {
+	now := p.now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for len(p.live) > 0 && p.live[0].expired(now, p.TTL) {
+		p.live.remove(p.live[0])
+	}
+	c := candidates{live: p.live, now: now, ttl: p.TTL, exclude: exclude}
+	b := p.policy().pick(&c, client)
+	for _, s := range c.stale {
+		if s.index >= 0 {
+			p.live.remove(s)
+		}
+	}
+	if b == nil {
+		return nil, ErrNoBackend
+	}
+	p.seq++
+	b.lastPick = p.seq
+	b.active++
+	b.total++
+	p.live.fix(b.index)
+	return b, nil
+}
+
+// Release implements Picker.
+func (p *Pool) Release(b *Backend) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if b.active <= 0 {
+		return fmt.Errorf("%w: %s", ErrNotAcquired, b.key)
+	}
+	b.active--
+	if b.index >= 0 {
+		p.live.fix(b.index)
+		return nil
+	}
+	p.forgetIfIdle(b)
+	return nil
+}
+
+// Sweep stops picking backends whose TTL has passed and forgets those with no connection left.
+// It returns how many it forgot.
+func (p *Pool) Sweep() int {
+	now := p.now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := len(p.backends)
+	for _, b := range p.backends {
+		if !b.expired(now, p.TTL) {
+			continue
+		}
+		if b.index >= 0 {
+			p.live.remove(b)
+			p.logger().Info("backend expired", "backend", b.key, "active", b.active)
+		}
+		p.forgetIfIdle(b)
+	}
+	return n - len(p.backends)
+}
+
+// RunSweeper calls Sweep every interval until ctx ends.
+func (p *Pool) RunSweeper(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			p.Sweep()
+		}
+	}
+}
+
+// Snapshot implements Registry.
+func (p *Pool) Snapshot() []Status {
+	now := p.now()
+	p.mu.Lock()
+	out := make([]Status, 0, len(p.backends))
+	for _, b := range p.backends {
+		out = append(out, b.status(now, p.TTL))
+	}
+	p.mu.Unlock()
+	slices.SortFunc(out, func(a, b Status) int { return cmp.Compare(a.Key, b.Key) })
+	return out
+}
+
+// Len is the number of backends still known, live or not.
+func (p *Pool) Len() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.backends)
+}
