@@ -10,7 +10,13 @@ import (
 // DataPath moves the bytes of one proxied connection. Join returns only when both directions
 // have ended and both sockets are closed, so the caller may release the backend right after.
 type DataPath interface {
-	Join(client, backend *net.TCPConn) Traffic
+	Join(client, backend *net.TCPConn, m Meter) Traffic
+}
+
+// Meter is told how many bytes moved, chunk by chunk, while a connection runs, so counters
+// can move before the connection ends. Moved is called from both directions' goroutines.
+type Meter interface {
+	Moved(up bool, n int64) // up: client → backend
 }
 
 // Traffic is what a joined connection carried and how it ended.
@@ -36,12 +42,12 @@ const defaultChunk = 1 << 20
 // Join implements DataPath. A FIN in one direction is passed on with CloseWrite while the other
 // direction keeps flowing (half-close); an error in either direction closes both sockets with a
 // reset, so the peer on the other side learns of the failure.
-func (s Splice) Join(client, backend *net.TCPConn) Traffic {
+func (s Splice) Join(client, backend *net.TCPConn, m Meter) Traffic {
 	var wg sync.WaitGroup
 	var down half
 	wg.Add(1)
-	go s.spliceBackendToClient(client, backend, &down, &wg)
-	up := s.copy(backend, client)
+	go s.spliceBackendToClient(client, backend, m, &down, &wg)
+	up := s.copy(backend, client, m, true)
 	wg.Wait()
 	client.Close()
 	backend.Close()
@@ -50,9 +56,9 @@ func (s Splice) Join(client, backend *net.TCPConn) Traffic {
 
 // spliceBackendToClient is the second direction's goroutine, named so stack dumps say what it
 // is. It ends when the backend sends FIN or either socket fails or is closed.
-func (s Splice) spliceBackendToClient(client, backend *net.TCPConn, out *half, wg *sync.WaitGroup) {
+func (s Splice) spliceBackendToClient(client, backend *net.TCPConn, m Meter, out *half, wg *sync.WaitGroup) {
 	defer wg.Done()
-	*out = s.copy(client, backend)
+	*out = s.copy(client, backend, m, false)
 }
 
 // half is the outcome of one direction.
@@ -61,7 +67,7 @@ type half struct {
 	err error
 }
 
-func (s Splice) copy(dst, src *net.TCPConn) half {
+func (s Splice) copy(dst, src *net.TCPConn, m Meter, up bool) half {
 	chunk := s.ChunkSize
 	if chunk <= 0 {
 		chunk = defaultChunk
@@ -72,6 +78,9 @@ func (s Splice) copy(dst, src *net.TCPConn) half {
 		lr.N = chunk
 		n, err := dst.ReadFrom(&lr)
 		total += n
+		if m != nil && n > 0 {
+			m.Moved(up, n)
+		}
 		if err != nil {
 			abort(dst, src)
 			return half{total, err}

@@ -29,7 +29,7 @@ func (s *Server) serveConn(pc *proxyConn) {
 		return
 	}
 	defer s.release(b)
-	s.dataPath().Join(pc.client, pc.backend)
+	s.dataPath().Join(pc.client, pc.backend, nil)
 }
 
 func (s *Server) release(b *pool.Backend) {

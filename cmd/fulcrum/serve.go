@@ -22,7 +22,12 @@ import (
 
 func env(name string) []string { return []string{"FULCRUM_" + name} }
 
+// serveFlags are every flag of serve; each concern adds its own list here.
 func serveFlags() []cli.Flag {
+	return coreFlags()
+}
+
+func coreFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "listen", Value: ":8000", Usage: "balanced TCP `ADDR`", EnvVars: env("LISTEN")},
 		&cli.StringFlag{Name: "admin", Value: "127.0.0.1:9090", Usage: "admin HTTP `ADDR` (a separate socket)", EnvVars: env("ADMIN")},
