@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"runtime/debug"
+	"time"
 
 	"github.com/fulcrumlb/fulcrum/pool"
 )
@@ -23,13 +25,25 @@ func (s *Server) serveConn(pc *proxyConn) {
 			}
 		}
 	}()
-	b, err := s.connect(pc)
+	info := &ConnInfo{Client: addrPort(pc.client.RemoteAddr()), Local: addrPort(pc.client.LocalAddr()), Start: time.Now()}
+	b, err := s.connect(pc, info.Client)
 	if err != nil {
+		if s.Observer != nil {
+			s.Observer.Rejected(info.Client, err)
+		}
 		pc.client.Close()
 		return
 	}
 	defer s.release(b)
-	s.dataPath().Join(pc.client, pc.backend, nil)
+	info.Backend = b
+	var m Meter
+	if s.Observer != nil {
+		m = s.Observer.Opened(info)
+	}
+	t := s.dataPath().Join(pc.client, pc.backend, m)
+	if s.Observer != nil {
+		s.Observer.Closed(info, t)
+	}
 }
 
 func (s *Server) release(b *pool.Backend) {
@@ -41,8 +55,8 @@ func (s *Server) release(b *pool.Backend) {
 
 // connect picks a backend and dials it, trying up to Retries other backends when a dial fails.
 // On success the returned backend's count belongs to the caller; on failure nothing is held.
-func (s *Server) connect(pc *proxyConn) (*pool.Backend, error) {
-	client := clientAddr(pc.client)
+func (s *Server) connect(pc *proxyConn, from netip.AddrPort) (*pool.Backend, error) {
+	client := from.Addr()
 	var tried []*pool.Backend
 	for attempt := 0; attempt <= s.Retries; attempt++ {
 		b, err := s.Picker.Acquire(client, tried)
@@ -59,6 +73,9 @@ func (s *Server) connect(pc *proxyConn) (*pool.Backend, error) {
 		}
 		s.release(b)
 		s.stats.DialErrors.Add(1)
+		if s.Observer != nil {
+			s.Observer.DialFailed(b, err)
+		}
 		s.logDialErr.Do(func() { s.logger().Warn("backend dial failed", "backend", b.Key(), "client", client, "err", err) })
 		tried = append(tried, b)
 	}

@@ -32,6 +32,8 @@ type Server struct {
 	DataPath DataPath
 	// Logger receives connection errors, rate-limited; nil means slog.Default().
 	Logger *slog.Logger
+	// Observer hears every connection's events (metrics, access log); nil means none.
+	Observer Observer
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -229,9 +231,10 @@ func (s *Server) ActiveConns() int {
 	return len(s.conns)
 }
 
-func clientAddr(c *net.TCPConn) netip.Addr {
-	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		return a.AddrPort().Addr().Unmap()
+func addrPort(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	}
-	return netip.Addr{}
+	return netip.AddrPort{}
 }
