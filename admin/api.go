@@ -21,6 +21,11 @@ type API struct {
 	TrustedProxies []netip.Prefix
 	// Logger receives registry changes made through the API; nil means slog.Default().
 	Logger *slog.Logger
+	// Metrics counts heartbeats and serves GET /metrics; nil means metrics are off (404).
+	Metrics *Metrics
+	// Overview adds listeners, uptime and listener totals to /upstream/status for the status
+	// page; nil means those fields are left out.
+	Overview *Overview
 }
 
 // Handler returns the API's routes.
@@ -30,6 +35,7 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("/upstream/remove", a.only(a.remove))
 	mux.HandleFunc("/upstream/status", a.only(a.status))
 	mux.HandleFunc("/healthz", a.only(a.healthz))
+	a.operatingRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
 	})
@@ -65,9 +71,13 @@ func (a *API) add(w http.ResponseWriter, r *http.Request) {
 		writeParseError(w, err)
 		return
 	}
-	if _, err := a.Registry.Register(req.addr, req.weight); err != nil {
+	created, err := a.Registry.Register(req.addr, req.weight)
+	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
+	}
+	if !created {
+		a.Metrics.Heartbeat(req.addr.Key())
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"success": true, "server": req.addr.Key()})
 }
@@ -99,12 +109,15 @@ type server struct {
 	LastHeartbeat float64 `json:"last_heartbeat"`
 	CreatedTime   float64 `json:"created_time"`
 	State         string  `json:"state"`
+	BytesIn       uint64  `json:"bytes_in"`  // client → backend, all connections so far
+	BytesOut      uint64  `json:"bytes_out"` // backend → client
 }
 
 type statusReply struct {
 	Servers   []server `json:"servers"`
 	Total     int      `json:"total"`
 	Timestamp float64  `json:"timestamp"`
+	*overview          // listeners, uptime, listener totals: only when API.Overview is set
 }
 
 func (a *API) status(w http.ResponseWriter, r *http.Request) {
@@ -120,8 +133,11 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 			LastHeartbeat: unixSeconds(s.LastHeartbeat),
 			CreatedTime:   unixSeconds(s.Created),
 			State:         string(s.State),
+			BytesIn:       s.BytesIn,
+			BytesOut:      s.BytesOut,
 		})
 	}
+	reply.overview = a.Overview.fields()
 	writeJSON(w, http.StatusOK, reply)
 }
 

@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -37,6 +38,10 @@ type Backend struct {
 	created       time.Time
 	index         int    // position in the live heap; -1 when not pickable
 	lastPick      uint64 // pool sequence number of the last pick, for fair tie-breaking
+
+	// Atomic, outside Pool.mu: the data path adds to them per chunk without taking the lock.
+	bytesIn  atomic.Uint64 // client → backend
+	bytesOut atomic.Uint64 // backend → client
 }
 
 func newBackend(a Address, weight int, static bool, now time.Time) *Backend {
@@ -89,6 +94,8 @@ type Status struct {
 	LastHeartbeat time.Time
 	Created       time.Time
 	State         State
+	BytesIn       uint64 // carried client → backend, over every connection so far
+	BytesOut      uint64 // carried backend → client
 }
 
 func (b *Backend) status(now time.Time, ttl time.Duration) Status {
@@ -101,5 +108,18 @@ func (b *Backend) status(now time.Time, ttl time.Duration) Status {
 		LastHeartbeat: b.lastHeartbeat,
 		Created:       b.created,
 		State:         b.state(now, ttl),
+		BytesIn:       b.bytesIn.Load(),
+		BytesOut:      b.bytesOut.Load(),
 	}
+}
+
+// Moved adds n bytes to the backend's byte totals; up means client → backend. Its signature
+// makes *Backend a listener.Meter, so the data path can count a connection's bytes on its
+// backend chunk by chunk with no allocation and no lock.
+func (b *Backend) Moved(up bool, n int64) {
+	if up {
+		b.bytesIn.Add(uint64(n))
+		return
+	}
+	b.bytesOut.Add(uint64(n))
 }

@@ -24,7 +24,7 @@ func env(name string) []string { return []string{"FULCRUM_" + name} }
 
 // serveFlags are every flag of serve; each concern adds its own list here.
 func serveFlags() []cli.Flag {
-	return coreFlags()
+	return append(coreFlags(), metricsFlags()...)
 }
 
 func coreFlags() []cli.Flag {
@@ -64,6 +64,7 @@ type config struct {
 	policy         pool.Policy
 	trusted        []netip.Prefix
 	log            *slog.Logger
+	metrics        bool // --metrics
 }
 
 func parseConfig(c *cli.Context) (*config, error) {
@@ -71,7 +72,7 @@ func parseConfig(c *cli.Context) (*config, error) {
 		listen: c.String("listen"), admin: c.String("admin"),
 		ttl: c.Duration("ttl"), sweep: c.Duration("sweep-interval"),
 		connectTimeout: c.Duration("connect-timeout"), drainTimeout: c.Duration("drain-timeout"),
-		retries: c.Int("retries"),
+		retries: c.Int("retries"), metrics: c.Bool("metrics"),
 	}
 	var err error
 	if cfg.log, err = newLogger(os.Stderr, c.String("log-level"), c.String("log-format")); err != nil {
@@ -142,6 +143,11 @@ func run(ctx context.Context, cfg *config) error {
 	}
 	srv := &listener.Server{Picker: p, ConnectTimeout: cfg.connectTimeout, Retries: cfg.retries, Logger: cfg.log}
 	api := &admin.API{Registry: p, TrustedProxies: cfg.trusted, Logger: cfg.log}
+	if err := wireOperating(cfg, p, srv, api, ln, adminLn); err != nil {
+		ln.Close()
+		adminLn.Close()
+		return err
+	}
 	adminSrv := admin.NewServer(cfg.admin, api.Handler())
 
 	bg, cancelBg := context.WithCancel(context.Background())

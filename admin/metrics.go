@@ -1,0 +1,204 @@
+package admin
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	gometrics "github.com/hashicorp/go-metrics"
+	promsink "github.com/hashicorp/go-metrics/prometheus"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/fulcrumlb/fulcrum/pool"
+)
+
+// Metrics instruments fulcrum with go-metrics and serves what it gathered at GET /metrics in
+// the Prometheus text format, through go-metrics' Prometheus sink. It is a listener.Observer
+// (see metrics_observer.go) for the data path's events, counts heartbeats for the admin API,
+// and reads connection and registry gauges from the Registry when scraped, so they are exact
+// and cost nothing between scrapes.
+//
+// Every name starts with "fulcrum_". Totals have no label; the per-backend series of the same
+// measure are named "fulcrum_backend_..." and carry backend="host:port". A backend's series
+// stay until the process ends (a forgotten backend's active gauge drops to 0).
+type Metrics struct {
+	registry pool.Registry
+	m        *gometrics.Metrics
+	handler  http.Handler
+
+	mu      sync.Mutex
+	gauged  map[string]bool // backends with an active-connections series
+	reasons map[string]bool // distinct rejection reasons seen, capped at maxReasons
+}
+
+// The go-metrics keys; the service name "fulcrum" is put in front of each.
+var (
+	keyActive      = []string{"connections", "active"}
+	keyRouted      = []string{"connections", "routed", "total"}
+	keyRejected    = []string{"connections", "rejected", "total"}
+	keyDialFailed  = []string{"dial", "failures", "total"}
+	keyBytesIn     = []string{"bytes", "in", "total"}
+	keyBytesOut    = []string{"bytes", "out", "total"}
+	keyDuration    = []string{"connection", "duration", "seconds"}
+	keyBackends    = []string{"registry", "backends"}
+	keyHeartbeats  = []string{"heartbeats", "total"}
+	keyBActive     = []string{"backend", "connections", "active"}
+	keyBRouted     = []string{"backend", "connections", "routed", "total"}
+	keyBDialFailed = []string{"backend", "dial", "failures", "total"}
+	keyBBytesIn    = []string{"backend", "bytes", "in", "total"}
+	keyBBytesOut   = []string{"backend", "bytes", "out", "total"}
+	keyBDuration   = []string{"backend", "connection", "duration", "seconds"}
+	keyBHeartbeats = []string{"backend", "heartbeats", "total"}
+)
+
+const (
+	serviceName = "fulcrum"
+	// maxReasons bounds the reason label of rejections: reasons come from error texts, and
+	// a label must not grow without limit. Later new reasons are counted as "other".
+	maxReasons = 16
+	// ReasonNoBackend is the reason label of a client rejected because no backend was live.
+	ReasonNoBackend = "no_backend"
+)
+
+// NewMetrics returns Metrics whose gauges read reg. Its Prometheus registry is its own, with
+// the Go runtime and process collectors beside fulcrum's series.
+func NewMetrics(reg pool.Registry) (*Metrics, error) {
+	pr := prometheus.NewRegistry()
+	if err := pr.Register(collectors.NewGoCollector()); err != nil {
+		return nil, fmt.Errorf("metrics: register go collector: %w", err)
+	}
+	if err := pr.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+		return nil, fmt.Errorf("metrics: register process collector: %w", err)
+	}
+	sink, err := promsink.NewPrometheusSinkFrom(promsink.PrometheusOpts{
+		Name:               "fulcrum_go_metrics_sink",
+		Registerer:         pr,
+		Expiration:         0, // counters must not vanish and restart while a backend idles
+		GaugeDefinitions:   gaugeDefinitions(),
+		CounterDefinitions: counterDefinitions(),
+		SummaryDefinitions: summaryDefinitions(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("metrics: prometheus sink: %w", err)
+	}
+	m, err := gometrics.New(&gometrics.Config{
+		ServiceName:      serviceName,
+		TimerGranularity: time.Second, // durations in seconds
+		FilterDefault:    true,
+	}, sink)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	return &Metrics{
+		registry: reg,
+		m:        m,
+		handler:  promhttp.HandlerFor(pr, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}),
+		gauged:   make(map[string]bool),
+		reasons:  map[string]bool{ReasonNoBackend: true},
+	}, nil
+}
+
+// name is a key as the Prometheus sink spells it, for the definitions' help texts.
+func name(key []string) []string { return append([]string{serviceName}, key...) }
+
+// The totals are declared up front: they are exposed at 0 from the start, carry help texts,
+// and never expire. Per-backend series appear with their backend's first event; the sink
+// gives those their own name as help.
+func gaugeDefinitions() []promsink.GaugeDefinition {
+	return []promsink.GaugeDefinition{
+		{Name: name(keyActive), Help: "Connections counted on a backend now (dialing or proxying)."},
+		{Name: name(keyBackends), Help: "Backends in the registry, live or not."},
+	}
+}
+
+func counterDefinitions() []promsink.CounterDefinition {
+	return []promsink.CounterDefinition{
+		{Name: name(keyRouted), Help: "Connections proxied to a backend (dial succeeded)."},
+		{Name: name(keyRejected), Help: "Clients closed without reaching a backend, by reason.",
+			ConstLabels: []gometrics.Label{{Name: "reason", Value: ReasonNoBackend}}},
+		{Name: name(keyDialFailed), Help: "Failed dials to backends, retries included."},
+		{Name: name(keyBytesIn), Help: "Bytes carried client to backend."},
+		{Name: name(keyBytesOut), Help: "Bytes carried backend to client."},
+		{Name: name(keyHeartbeats), Help: "Admin add calls for backends already registered."},
+	}
+}
+
+func summaryDefinitions() []promsink.SummaryDefinition {
+	return []promsink.SummaryDefinition{
+		{Name: name(keyDuration), Help: "Proxied connection lifetimes, accept to close, in seconds."},
+	}
+}
+
+// ServeHTTP serves the Prometheus text exposition, after reading the gauges from the registry.
+func (m *Metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	m.refreshGauges()
+	m.handler.ServeHTTP(w, r)
+}
+
+// refreshGauges sets the active-connection and registry-size gauges from a registry snapshot.
+// A backend gone from the registry since the last scrape has its gauge set to 0.
+func (m *Metrics) refreshGauges() {
+	snap := m.registry.Snapshot()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var total int64
+	now := make(map[string]bool, len(snap))
+	for _, s := range snap {
+		total += s.Active
+		now[s.Key] = true
+		m.m.SetPrecisionGaugeWithLabels(keyBActive, float64(s.Active), backendLabel(s.Key))
+	}
+	for key := range m.gauged {
+		if !now[key] {
+			m.m.SetPrecisionGaugeWithLabels(keyBActive, 0, backendLabel(key))
+		}
+	}
+	m.gauged = now
+	m.m.SetPrecisionGauge(keyActive, float64(total))
+	m.m.SetPrecisionGauge(keyBackends, float64(len(snap)))
+}
+
+// Heartbeat counts an admin add call for a backend that was already registered. On a nil
+// *Metrics (metrics turned off) it does nothing.
+func (m *Metrics) Heartbeat(key string) {
+	if m == nil {
+		return
+	}
+	m.m.IncrCounter(keyHeartbeats, 1)
+	m.m.IncrCounterWithLabels(keyBHeartbeats, 1, backendLabel(key))
+}
+
+func backendLabel(key string) []gometrics.Label {
+	return []gometrics.Label{{Name: "backend", Value: key}}
+}
+
+// reason is the label value for a rejection: "no_backend" for pool.ErrNoBackend, otherwise the
+// text of the innermost wrapped error (a limit's sentinel, say), at most maxReasons of them.
+func (m *Metrics) reason(err error) string {
+	if err == nil {
+		return "unknown"
+	}
+	if errors.Is(err, pool.ErrNoBackend) {
+		return ReasonNoBackend
+	}
+	for u := errors.Unwrap(err); u != nil; u = errors.Unwrap(err) {
+		err = u
+	}
+	r := err.Error()
+	if len(r) > 80 {
+		r = r[:80]
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.reasons[r] {
+		if len(m.reasons) >= maxReasons {
+			return "other"
+		}
+		m.reasons[r] = true
+	}
+	return r
+}
