@@ -65,7 +65,7 @@ function renderSummary(st) {
   parts.push(`${formatBytes(sum("bytes_out"))} out`);
   if (st.connections_rejected !== undefined) parts.push(`${num(st.connections_rejected)} rejected`);
   if (st.connections_failed !== undefined) parts.push(`${num(st.connections_failed)} failed`);
-  if (st.version) parts.push(st.version);
+  if (st.version) parts.push(`fulcrum ${st.version}`);
   document.getElementById("summary").textContent = parts.join(" · ");
 }
 
@@ -116,7 +116,10 @@ function niceMax(v) {
 }
 
 function renderChart(now) {
-  const W = 720, H = 180, left = 36, top = 8, bottom = 18;
+  // Draw in the chart's own pixels, so text and dots keep their shape at any width.
+  const W = Math.max(200, Math.round(chart.getBoundingClientRect().width) || 720);
+  const H = 180, left = 36, top = 8, bottom = 18;
+  chart.setAttribute("viewBox", `0 0 ${W} ${H}`);
   const plotW = W - left - 4, plotH = H - top - bottom;
   let peak = 0;
   for (const h of history) for (const v of Object.values(h.active)) peak = Math.max(peak, v);
@@ -133,10 +136,12 @@ function renderChart(now) {
   nodes.push(svg("text", { class: "axis", x: left, y: H - 3 }, `−${windowSec}s`));
   nodes.push(svg("text", { class: "axis", x: W - 4, y: H - 3, "text-anchor": "end" }, "now"));
   for (const key of colors.keys()) {
-    const pts = history.filter((h) => key in h.active)
-      .map((h) => `${x(h.t).toFixed(1)},${y(h.active[key]).toFixed(1)}`);
-    if (pts.length === 1) pts.push(pts[0]); // one sample still draws a dot-sized line
-    if (pts.length > 0) nodes.push(svg("polyline", { points: pts.join(" "), stroke: colorOf(key) }));
+    const samples = history.filter((h) => key in h.active);
+    if (samples.length === 0) continue;
+    const pts = samples.map((h) => `${x(h.t).toFixed(1)},${y(h.active[key]).toFixed(1)}`);
+    nodes.push(svg("polyline", { points: pts.join(" "), stroke: colorOf(key) }));
+    const last = samples[samples.length - 1]; // a dot marks the current value
+    nodes.push(svg("circle", { cx: x(last.t).toFixed(1), cy: y(last.active[key]).toFixed(1), r: 3, fill: colorOf(key) }));
   }
   chart.replaceChildren(...nodes);
 }
