@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	gometrics "github.com/hashicorp/go-metrics"
@@ -25,14 +26,26 @@ import (
 // Every name starts with "fulcrum_". Totals have no label; the per-backend series of the same
 // measure are named "fulcrum_backend_..." and carry backend="host:port". A backend's series
 // stay until the process ends (a forgotten backend's active gauge drops to 0).
+//
+// The sink creates a series on its first update by a load and a store that are not one atomic
+// step, so two first updates at once would lose one. Metrics therefore creates every series
+// under a lock: totals are declared up front, a backend's counters are created at 0 when it is
+// first seen, and its first duration sample and each new rejection reason are taken one at a time.
 type Metrics struct {
 	registry pool.Registry
 	m        *gometrics.Metrics
 	handler  http.Handler
+	series   sync.Map // backend key → *backendSeries
 
-	mu      sync.Mutex
+	mu      sync.Mutex      // creates series; guards the fields below
 	gauged  map[string]bool // backends with an active-connections series
 	reasons map[string]bool // distinct rejection reasons seen, capped at maxReasons
+}
+
+// backendSeries is one backend's label set, and whether its duration summary exists yet.
+type backendSeries struct {
+	labels []gometrics.Label
+	timed  atomic.Bool
 }
 
 // The go-metrics keys; the service name "fulcrum" is put in front of each.
@@ -98,7 +111,7 @@ func NewMetrics(reg pool.Registry) (*Metrics, error) {
 		m:        m,
 		handler:  promhttp.HandlerFor(pr, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}),
 		gauged:   make(map[string]bool),
-		reasons:  map[string]bool{ReasonNoBackend: true},
+		reasons:  map[string]bool{ReasonNoBackend: true}, // declared up front
 	}, nil
 }
 
@@ -150,16 +163,51 @@ func (m *Metrics) refreshGauges() {
 	for _, s := range snap {
 		total += s.Active
 		now[s.Key] = true
-		m.m.SetPrecisionGaugeWithLabels(keyBActive, float64(s.Active), backendLabel(s.Key))
+		m.m.SetPrecisionGaugeWithLabels(keyBActive, float64(s.Active), m.backendLocked(s.Key).labels)
 	}
 	for key := range m.gauged {
 		if !now[key] {
-			m.m.SetPrecisionGaugeWithLabels(keyBActive, 0, backendLabel(key))
+			m.m.SetPrecisionGaugeWithLabels(keyBActive, 0, m.backendLocked(key).labels)
 		}
 	}
 	m.gauged = now
 	m.m.SetPrecisionGauge(keyActive, float64(total))
 	m.m.SetPrecisionGauge(keyBackends, float64(len(snap)))
+}
+
+// backend returns the series of the backend with key, creating its counters at 0 on first sight.
+func (m *Metrics) backend(key string) *backendSeries {
+	if bs, ok := m.series.Load(key); ok {
+		return bs.(*backendSeries)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.backendLocked(key)
+}
+
+// backendLocked is backend for a caller that holds m.mu.
+func (m *Metrics) backendLocked(key string) *backendSeries {
+	if bs, ok := m.series.Load(key); ok {
+		return bs.(*backendSeries)
+	}
+	bs := &backendSeries{labels: []gometrics.Label{{Name: "backend", Value: key}}}
+	for _, k := range [][]string{keyBRouted, keyBDialFailed, keyBBytesIn, keyBBytesOut, keyBHeartbeats} {
+		m.m.IncrCounterWithLabels(k, 0, bs.labels)
+	}
+	m.series.Store(key, bs)
+	return bs
+}
+
+// duration adds a backend's connection lifetime; its first sample creates the summary, alone.
+func (m *Metrics) duration(bs *backendSeries, start time.Time) {
+	if bs.timed.Load() {
+		m.m.MeasureSinceWithLabels(keyBDuration, start, bs.labels)
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.m.MeasureSinceWithLabels(keyBDuration, start, bs.labels)
+	bs.timed.Store(true)
 }
 
 // Heartbeat counts an admin add call for a backend that was already registered. On a nil
@@ -168,22 +216,36 @@ func (m *Metrics) Heartbeat(key string) {
 	if m == nil {
 		return
 	}
+	m.m.IncrCounterWithLabels(keyBHeartbeats, 1, m.backend(key).labels)
 	m.m.IncrCounter(keyHeartbeats, 1)
-	m.m.IncrCounterWithLabels(keyBHeartbeats, 1, backendLabel(key))
 }
 
-func backendLabel(key string) []gometrics.Label {
-	return []gometrics.Label{{Name: "backend", Value: key}}
+// rejected counts a rejection under its reason: "no_backend" for pool.ErrNoBackend, otherwise
+// the text of the innermost wrapped error (a limit's sentinel, say), at most maxReasons of them.
+func (m *Metrics) rejected(err error) {
+	r := ReasonNoBackend
+	if !errors.Is(err, pool.ErrNoBackend) {
+		r = reasonText(err)
+	}
+	labels := []gometrics.Label{{Name: "reason", Value: r}}
+	m.mu.Lock()
+	if !m.reasons[r] {
+		if len(m.reasons) >= maxReasons {
+			labels[0].Value = "other"
+		}
+		// Create the series under the lock, so no concurrent first update is lost.
+		m.reasons[labels[0].Value] = true
+		m.m.IncrCounterWithLabels(keyRejected, 1, labels)
+		m.mu.Unlock()
+		return
+	}
+	m.mu.Unlock()
+	m.m.IncrCounterWithLabels(keyRejected, 1, labels)
 }
 
-// reason is the label value for a rejection: "no_backend" for pool.ErrNoBackend, otherwise the
-// text of the innermost wrapped error (a limit's sentinel, say), at most maxReasons of them.
-func (m *Metrics) reason(err error) string {
+func reasonText(err error) string {
 	if err == nil {
 		return "unknown"
-	}
-	if errors.Is(err, pool.ErrNoBackend) {
-		return ReasonNoBackend
 	}
 	for u := errors.Unwrap(err); u != nil; u = errors.Unwrap(err) {
 		err = u
@@ -191,14 +253,6 @@ func (m *Metrics) reason(err error) string {
 	r := err.Error()
 	if len(r) > 80 {
 		r = r[:80]
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if !m.reasons[r] {
-		if len(m.reasons) >= maxReasons {
-			return "other"
-		}
-		m.reasons[r] = true
 	}
 	return r
 }

@@ -15,28 +15,28 @@ var _ listener.Observer = (*Metrics)(nil)
 
 // Rejected implements listener.Observer: counts fulcrum_connections_rejected_total{reason}.
 func (m *Metrics) Rejected(_ netip.AddrPort, err error) {
-	m.m.IncrCounterWithLabels(keyRejected, 1, []gometrics.Label{{Name: "reason", Value: m.reason(err)}})
+	m.rejected(err)
 }
 
 // DialFailed implements listener.Observer.
 func (m *Metrics) DialFailed(b *pool.Backend, _ error) {
+	m.m.IncrCounterWithLabels(keyBDialFailed, 1, m.backend(b.Key()).labels)
 	m.m.IncrCounter(keyDialFailed, 1)
-	m.m.IncrCounterWithLabels(keyBDialFailed, 1, backendLabel(b.Key()))
 }
 
 // Opened implements listener.Observer: counts the routed connection and returns the Meter
 // that counts its bytes chunk by chunk, in total and on its backend's series.
 func (m *Metrics) Opened(c *listener.ConnInfo) listener.Meter {
-	cm := &connMeter{m: m.m, labels: backendLabel(c.Backend.Key())}
-	m.m.IncrCounter(keyRouted, 1)
+	cm := &connMeter{m: m.m, labels: m.backend(c.Backend.Key()).labels}
 	m.m.IncrCounterWithLabels(keyBRouted, 1, cm.labels)
+	m.m.IncrCounter(keyRouted, 1)
 	return cm
 }
 
 // Closed implements listener.Observer: records the connection's lifetime.
 func (m *Metrics) Closed(c *listener.ConnInfo, _ listener.Traffic) {
+	m.duration(m.backend(c.Backend.Key()), c.Start)
 	m.m.MeasureSince(keyDuration, c.Start)
-	m.m.MeasureSinceWithLabels(keyBDuration, c.Start, backendLabel(c.Backend.Key()))
 }
 
 // connMeter counts one connection's bytes; the data path calls it once per chunk from each
@@ -52,6 +52,6 @@ func (cm *connMeter) Moved(up bool, n int64) {
 	if up {
 		total, backend = keyBytesIn, keyBBytesIn
 	}
-	cm.m.IncrCounter(total, float32(n))
 	cm.m.IncrCounterWithLabels(backend, float32(n), cm.labels)
+	cm.m.IncrCounter(total, float32(n))
 }

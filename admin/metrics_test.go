@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -95,7 +96,9 @@ func TestMetricsFollowConnections(t *testing.T) {
 	}
 	rig.eventually(t, "every connection closed", func(f opsFamilies) bool {
 		return opsValue(f, "fulcrum_connections_active", nil) == 0 &&
-			opsValue(f, "fulcrum_connection_duration_seconds", nil) == 4
+			opsValue(f, "fulcrum_connection_duration_seconds", nil) == 4 &&
+			opsValue(f, "fulcrum_backend_connection_duration_seconds", opsBackend(a)) == 2 &&
+			opsValue(f, "fulcrum_backend_connection_duration_seconds", opsBackend(b)) == 2
 	})
 	fams = rig.scrape(t)
 	want := float64(4 + mib) // one byte per held connection, and the 1 MiB
@@ -104,7 +107,6 @@ func TestMetricsFollowConnections(t *testing.T) {
 	var perBackend float64
 	for _, be := range []pool.Address{a, b} {
 		rig.expect(t, fams, "fulcrum_backend_connections_active", opsBackend(be), 0)
-		rig.expect(t, fams, "fulcrum_backend_connection_duration_seconds", opsBackend(be), 2)
 		perBackend += opsValue(fams, "fulcrum_backend_bytes_in_total", opsBackend(be))
 	}
 	if perBackend != want {
@@ -237,4 +239,48 @@ func (r *opsMetricsRig) expect(t *testing.T, fams opsFamilies, name string, labe
 func (r *opsMetricsRig) eventually(t *testing.T, what string, cond func(opsFamilies) bool) {
 	t.Helper()
 	opsEventually(t, what, func() bool { return cond(r.scrape(t)) })
+}
+
+// TestMetricsConcurrentFirstEvents opens and closes many connections to a new backend at once:
+// the sink creates a series on its first update, and no first update may be lost.
+func TestMetricsConcurrentFirstEvents(t *testing.T) {
+	a := opsEcho(t)
+	rig := newOpsMetricsRig(t, a)
+	const n = 24
+	conns := make(chan *net.TCPConn, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp", rig.proxy)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			conns <- c.(*net.TCPConn)
+		}()
+	}
+	wg.Wait()
+	close(conns)
+	opsEventually(t, "every connection counted", func() bool { return rig.pool.Snapshot()[0].Active == n })
+	for c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.Write([]byte{'x'})
+			c.CloseWrite()
+			io.Copy(io.Discard, c)
+			c.Close()
+		}()
+	}
+	wg.Wait()
+	rig.eventually(t, "every connection closed", func(f opsFamilies) bool {
+		return opsValue(f, "fulcrum_connection_duration_seconds", nil) == n
+	})
+	fams := rig.scrape(t)
+	rig.expect(t, fams, "fulcrum_backend_connections_routed_total", opsBackend(a), n)
+	rig.expect(t, fams, "fulcrum_backend_connection_duration_seconds", opsBackend(a), n)
+	rig.expect(t, fams, "fulcrum_backend_bytes_in_total", opsBackend(a), n)
+	rig.expect(t, fams, "fulcrum_backend_bytes_out_total", opsBackend(a), n)
 }
