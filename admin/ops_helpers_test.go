@@ -29,7 +29,7 @@ import (
 var opsQuiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // opsEventually polls cond until it holds or a generous deadline passes.
-func opsEventually(t *testing.T, what string, cond func() bool) {
+func opsEventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !cond() {
@@ -42,7 +42,7 @@ func opsEventually(t *testing.T, what string, cond func() bool) {
 
 // opsEcho starts a TCP echo server on loopback and returns its address. It echoes until the
 // client half-closes, then half-closes back. Everything it started ends at cleanup.
-func opsEcho(t *testing.T) pool.Address {
+func opsEcho(t testing.TB) pool.Address {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -89,7 +89,7 @@ func opsEcho(t *testing.T) pool.Address {
 }
 
 // opsDeadAddress is a loopback address with nothing listening.
-func opsDeadAddress(t *testing.T) pool.Address {
+func opsDeadAddress(t testing.TB) pool.Address {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -105,7 +105,7 @@ func opsDeadAddress(t *testing.T) pool.Address {
 }
 
 // opsProxy runs a listener.Server over p with obs on loopback; it is shut down at cleanup.
-func opsProxy(t *testing.T, p *pool.Pool, obs listener.Observer) (string, *listener.Server) {
+func opsProxy(t testing.TB, p *pool.Pool, obs listener.Observer) (string, *listener.Server) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -127,7 +127,7 @@ func opsProxy(t *testing.T, p *pool.Pool, obs listener.Observer) (string, *liste
 
 // opsHold opens a connection through the proxy and waits until a byte has made the round
 // trip, so the connection is counted on its backend. It is closed at cleanup at the latest.
-func opsHold(t *testing.T, proxy string) *net.TCPConn {
+func opsHold(t testing.TB, proxy string) *net.TCPConn {
 	t.Helper()
 	c, err := net.Dial("tcp", proxy)
 	if err != nil {
@@ -145,14 +145,14 @@ func opsHold(t *testing.T, proxy string) *net.TCPConn {
 }
 
 // opsAdmin serves api's handler over real HTTP on loopback.
-func opsAdmin(t *testing.T, api *admin.API) string {
+func opsAdmin(t testing.TB, api *admin.API) string {
 	t.Helper()
 	ts := httptest.NewServer(api.Handler())
 	t.Cleanup(ts.Close)
 	return ts.URL
 }
 
-func opsGet(t *testing.T, url string) (*http.Response, []byte) {
+func opsGet(t testing.TB, url string) (*http.Response, []byte) {
 	t.Helper()
 	res, err := http.Get(url)
 	if err != nil {
@@ -170,7 +170,7 @@ func opsGet(t *testing.T, url string) (*http.Response, []byte) {
 type opsFamilies = map[string]*dto.MetricFamily
 
 // opsScrape reads GET /metrics and parses it as the Prometheus text format.
-func opsScrape(t *testing.T, base string) map[string]*dto.MetricFamily {
+func opsScrape(t testing.TB, base string) map[string]*dto.MetricFamily {
 	t.Helper()
 	res, body := opsGet(t, base+"/metrics")
 	if res.StatusCode != http.StatusOK {
@@ -239,7 +239,7 @@ type opsStatus struct {
 	Total int `json:"total"`
 }
 
-func opsReadStatus(t *testing.T, base string) (opsStatus, map[string]json.RawMessage) {
+func opsReadStatus(t testing.TB, base string) (opsStatus, map[string]json.RawMessage) {
 	t.Helper()
 	res, body := opsGet(t, base+"/upstream/status")
 	if res.StatusCode != http.StatusOK {
