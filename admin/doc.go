@@ -5,6 +5,8 @@
 //	GET|POST /upstream/remove?host=&port=         stop new connections; forget when idle
 //	GET      /upstream/status                     every known backend, sorted by key
 //	GET      /healthz                             liveness
+//	GET      /metrics                             Prometheus text format (API.Metrics; metrics.go)
+//	GET      /                                    status page, embedded (status_page.go, ui/)
 //
 // An empty host means the caller's own address: its TCP peer, or, only when that peer is a
 // trusted proxy (API.TrustedProxies), the right-most untrusted address of X-Forwarded-For.

@@ -115,34 +115,34 @@ func NewMetrics(reg pool.Registry) (*Metrics, error) {
 	}, nil
 }
 
-// name is a key as the Prometheus sink spells it, for the definitions' help texts.
-func name(key []string) []string { return append([]string{serviceName}, key...) }
+// promName is a key as the Prometheus sink spells it, for the definitions' help texts.
+func promName(key []string) []string { return append([]string{serviceName}, key...) }
 
 // The totals are declared up front: they are exposed at 0 from the start, carry help texts,
 // and never expire. Per-backend series appear with their backend's first event; the sink
 // gives those their own name as help.
 func gaugeDefinitions() []promsink.GaugeDefinition {
 	return []promsink.GaugeDefinition{
-		{Name: name(keyActive), Help: "Connections counted on a backend now (dialing or proxying)."},
-		{Name: name(keyBackends), Help: "Backends in the registry, live or not."},
+		{Name: promName(keyActive), Help: "Connections counted on a backend now (dialing or proxying)."},
+		{Name: promName(keyBackends), Help: "Backends in the registry, live or not."},
 	}
 }
 
 func counterDefinitions() []promsink.CounterDefinition {
 	return []promsink.CounterDefinition{
-		{Name: name(keyRouted), Help: "Connections proxied to a backend (dial succeeded)."},
-		{Name: name(keyRejected), Help: "Clients closed without reaching a backend, by reason.",
+		{Name: promName(keyRouted), Help: "Connections proxied to a backend (dial succeeded)."},
+		{Name: promName(keyRejected), Help: "Clients closed without reaching a backend, by reason.",
 			ConstLabels: []gometrics.Label{{Name: "reason", Value: ReasonNoBackend}}},
-		{Name: name(keyDialFailed), Help: "Failed dials to backends, retries included."},
-		{Name: name(keyBytesIn), Help: "Bytes carried client to backend."},
-		{Name: name(keyBytesOut), Help: "Bytes carried backend to client."},
-		{Name: name(keyHeartbeats), Help: "Admin add calls for backends already registered."},
+		{Name: promName(keyDialFailed), Help: "Failed dials to backends, retries included."},
+		{Name: promName(keyBytesIn), Help: "Bytes carried client to backend."},
+		{Name: promName(keyBytesOut), Help: "Bytes carried backend to client."},
+		{Name: promName(keyHeartbeats), Help: "Admin add calls for backends already registered."},
 	}
 }
 
 func summaryDefinitions() []promsink.SummaryDefinition {
 	return []promsink.SummaryDefinition{
-		{Name: name(keyDuration), Help: "Proxied connection lifetimes, accept to close, in seconds."},
+		{Name: promName(keyDuration), Help: "Proxied connection lifetimes, accept to close, in seconds."},
 	}
 }
 
