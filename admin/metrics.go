@@ -36,10 +36,11 @@ type Metrics struct {
 	m        *gometrics.Metrics
 	handler  http.Handler
 	series   sync.Map // backend key → *backendSeries
+	reasons  sync.Map // rejection error text → its reason label value
 
 	mu      sync.Mutex      // creates series; guards the fields below
 	gauged  map[string]bool // backends with an active-connections series
-	reasons map[string]bool // distinct rejection reasons seen, capped at maxReasons
+	nReason int             // distinct reason label values, capped at maxReasons
 }
 
 // backendSeries is one backend's label set, and whether its duration summary exists yet.
@@ -106,13 +107,15 @@ func NewMetrics(reg pool.Registry) (*Metrics, error) {
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
-	return &Metrics{
+	mt := &Metrics{
 		registry: reg,
 		m:        m,
 		handler:  promhttp.HandlerFor(pr, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}),
 		gauged:   make(map[string]bool),
-		reasons:  map[string]bool{ReasonNoBackend: true}, // declared up front
-	}, nil
+		nReason:  1,
+	}
+	mt.reasons.Store(ReasonNoBackend, ReasonNoBackend) // declared up front
+	return mt, nil
 }
 
 // promName is a key as the Prometheus sink spells it, for the definitions' help texts.
@@ -221,31 +224,35 @@ func (m *Metrics) Heartbeat(key string) {
 }
 
 // rejected counts a rejection under its reason: "no_backend" for pool.ErrNoBackend, otherwise
-// the text of the innermost wrapped error (a limit's sentinel, say), at most maxReasons of them.
+// the text of the innermost wrapped error (a limit's sentinel, say); at most maxReasons label
+// values, later new texts as "other". A reason seen before costs no lock.
 func (m *Metrics) rejected(err error) {
-	r := ReasonNoBackend
-	if !errors.Is(err, pool.ErrNoBackend) {
-		r = reasonText(err)
-	}
-	labels := []gometrics.Label{{Name: "reason", Value: r}}
-	m.mu.Lock()
-	if !m.reasons[r] {
-		if len(m.reasons) >= maxReasons {
-			labels[0].Value = "other"
-		}
-		// Create the series under the lock, so no concurrent first update is lost.
-		m.reasons[labels[0].Value] = true
-		m.m.IncrCounterWithLabels(keyRejected, 1, labels)
-		m.mu.Unlock()
+	text := reasonText(err)
+	if label, ok := m.reasons.Load(text); ok {
+		m.m.IncrCounterWithLabels(keyRejected, 1, []gometrics.Label{{Name: "reason", Value: label.(string)}})
 		return
 	}
-	m.mu.Unlock()
-	m.m.IncrCounterWithLabels(keyRejected, 1, labels)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	label := text
+	if v, ok := m.reasons.Load(text); ok {
+		label = v.(string)
+	} else if m.nReason >= maxReasons {
+		label = "other"
+	} else {
+		m.nReason++
+	}
+	// The first count of a new label value creates its series, under the lock.
+	m.m.IncrCounterWithLabels(keyRejected, 1, []gometrics.Label{{Name: "reason", Value: label}})
+	m.reasons.Store(text, label)
 }
 
 func reasonText(err error) string {
-	if err == nil {
+	switch {
+	case err == nil:
 		return "unknown"
+	case errors.Is(err, pool.ErrNoBackend):
+		return ReasonNoBackend
 	}
 	for u := errors.Unwrap(err); u != nil; u = errors.Unwrap(err) {
 		err = u

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"testing"
@@ -283,4 +286,36 @@ func TestMetricsConcurrentFirstEvents(t *testing.T) {
 	rig.expect(t, fams, "fulcrum_backend_connection_duration_seconds", opsBackend(a), n)
 	rig.expect(t, fams, "fulcrum_backend_bytes_in_total", opsBackend(a), n)
 	rig.expect(t, fams, "fulcrum_backend_bytes_out_total", opsBackend(a), n)
+}
+
+// TestMetricsRejectedReasons: a reason is the innermost error's text, and the label's values
+// are capped so that varied error texts cannot grow the exposition without bound.
+func TestMetricsRejectedReasons(t *testing.T) {
+	rig := newOpsMetricsRig(t)
+	errLimit := errors.New("listener: too many connections")
+	for range 3 {
+		rig.m.Rejected(netip.AddrPort{}, fmt.Errorf("client 127.0.0.1:4242: %w", errLimit))
+	}
+	rig.m.Rejected(netip.AddrPort{}, fmt.Errorf("accept: %w", pool.ErrNoBackend))
+	for i := range 40 {
+		rig.m.Rejected(netip.AddrPort{}, fmt.Errorf("odd failure %d", i))
+	}
+	fams := rig.scrape(t)
+	rig.expect(t, fams, "fulcrum_connections_rejected_total", map[string]string{"reason": errLimit.Error()}, 3)
+	rig.expect(t, fams, "fulcrum_connections_rejected_total", map[string]string{"reason": admin.ReasonNoBackend}, 1)
+	series := fams["fulcrum_connections_rejected_total"].GetMetric()
+	var sum float64
+	for _, m := range series {
+		sum += m.GetCounter().GetValue()
+	}
+	if sum != 44 {
+		t.Errorf("rejections add up to %v, want 44", sum)
+	}
+	if len(series) > 17 {
+		t.Errorf("%d reason values, want at most 16 and other", len(series))
+	}
+	other := opsValue(fams, "fulcrum_connections_rejected_total", map[string]string{"reason": "other"})
+	if other != 40-14 { // no_backend, the limit and 14 odd failures have their own value
+		t.Errorf("reason=other counts %v, want 26", other)
+	}
 }
