@@ -9,7 +9,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"sync"
 	"testing"
@@ -318,4 +320,23 @@ func TestMetricsRejectedReasons(t *testing.T) {
 	if other != 40-14 { // no_backend, the limit and 14 odd failures have their own value
 		t.Errorf("reason=other counts %v, want 26", other)
 	}
+}
+
+// TestMetricsStartNoGoroutine: Metrics runs nothing in the background (no runtime sampler, no
+// sink cleanup loop): every goroutine a scrape starts has ended when the scrape has.
+func TestMetricsStartNoGoroutine(t *testing.T) {
+	before := runtime.NumGoroutine()
+	p := &pool.Pool{Logger: opsQuiet}
+	m, err := admin.NewMetrics(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Heartbeat("127.0.0.1:1")
+	m.Rejected(netip.AddrPort{}, pool.ErrNoBackend)
+	rec := httptest.NewRecorder()
+	m.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("scrape: %d", rec.Code)
+	}
+	opsEventually(t, "no goroutine left running", func() bool { return runtime.NumGoroutine() <= before })
 }
