@@ -70,6 +70,7 @@ type opsPage struct {
 	Rows    [][]string `json:"rows"`
 	Summary string     `json:"summary"`
 	Lines   int        `json:"lines"`
+	Empty   bool       `json:"empty"` // the "no backend registered" note shows
 }
 
 const opsReadPage = `({
@@ -77,6 +78,7 @@ const opsReadPage = `({
 	rows: Array.from(document.querySelectorAll("#backends tbody tr"), tr => Array.from(tr.cells, td => td.textContent)),
 	summary: document.getElementById("summary").textContent,
 	lines: document.querySelectorAll("#chart polyline").length,
+	empty: !document.getElementById("empty").hidden,
 })`
 
 // activeByBackend maps each row's Backend cell to its Active cell.
@@ -142,6 +144,20 @@ func TestStatusPageInBrowser(t *testing.T) {
 	}
 	opsWaitPage(t, ctx, "the page to refresh after two connections closed", func(p opsPage) bool {
 		return opsMapsEqual(p.activeByBackend(), want)
+	})
+	if page.Empty {
+		t.Error("the no-backend note shows beside backends")
+	}
+
+	// Removed backends are listed until their last connection ends, then no row is left.
+	for _, a := range []pool.Address{heavy, light} {
+		if err := p.Deregister(a.Key()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held[2]()
+	opsWaitPage(t, ctx, "an empty table and the no-backend note", func(p opsPage) bool {
+		return len(p.Rows) == 0 && p.Empty
 	})
 }
 

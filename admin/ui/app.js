@@ -90,14 +90,8 @@ function renderTable(st) {
     tr.append(...cells);
     return tr;
   });
-  if (rows.length === 0) {
-    const tr = el("tr", undefined, "empty");
-    const td = el("td", "no backend registered");
-    td.colSpan = 8;
-    tr.append(td);
-    rows.push(tr);
-  }
-  document.querySelector("#backends tbody").replaceChildren(...rows);
+  document.querySelector("#backends tbody").replaceChildren(...rows); // one row per backend
+  document.getElementById("empty").hidden = rows.length > 0;
 }
 
 function svg(tag, attrs, text) {
