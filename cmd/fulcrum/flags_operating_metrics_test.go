@@ -1,13 +1,18 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -105,4 +110,73 @@ func opsHTTPGet(t *testing.T, url string) (int, string) {
 		t.Fatal(err)
 	}
 	return res.StatusCode, string(b)
+}
+
+// opsLogBuffer collects the JSON log lines of a run, for the addresses it listened on.
+type opsLogBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *opsLogBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// adminAddr is the admin address of the "fulcrum serving" record, or "" before it is logged.
+func (b *opsLogBuffer) adminAddr() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, line := range strings.Split(b.buf.String(), "\n") {
+		var rec struct{ Msg, Admin string }
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "fulcrum serving" {
+			return rec.Admin
+		}
+	}
+	return ""
+}
+
+// TestRunServesMetricsAndPage runs serve's run() in-process on loopback ports and reads the
+// status page, /metrics and the status overview from its admin listener.
+func TestRunServesMetricsAndPage(t *testing.T) {
+	for _, on := range []bool{true, false} {
+		t.Run(map[bool]string{true: "metrics", false: "no-metrics"}[on], func(t *testing.T) {
+			logs := &opsLogBuffer{}
+			policy, err := pool.ParsePolicy("leastconn")
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := &config{listen: "127.0.0.1:0", admin: "127.0.0.1:0", ttl: time.Minute, sweep: time.Second,
+				connectTimeout: time.Second, drainTimeout: time.Second, policy: policy, metrics: on,
+				log: slog.New(slog.NewJSONHandler(logs, nil))}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- run(ctx, cfg) }()
+			defer func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("run: %v", err)
+				}
+			}()
+			deadline := time.Now().Add(20 * time.Second)
+			for logs.adminAddr() == "" {
+				if time.Now().After(deadline) {
+					t.Fatal("run never logged its admin address")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			base := "http://" + logs.adminAddr()
+			want := map[bool]int{true: http.StatusOK, false: http.StatusNotFound}[on]
+			if code, body := opsHTTPGet(t, base+"/metrics"); code != want || on && !strings.Contains(body, "fulcrum_connections_active 0") {
+				t.Errorf("GET /metrics: %d, want %d; body:\n%.300s", code, want, body)
+			}
+			if code, body := opsHTTPGet(t, base+"/"); code != http.StatusOK || !strings.Contains(body, "<table") {
+				t.Errorf("GET /: %d %.100q", code, body)
+			}
+			if _, body := opsHTTPGet(t, base+"/upstream/status"); !strings.Contains(body, `"uptime_seconds"`) {
+				t.Errorf("status without the overview: %s", body)
+			}
+		})
+	}
 }
