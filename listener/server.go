@@ -34,6 +34,8 @@ type Server struct {
 	Logger *slog.Logger
 	// Observer hears every connection's events (metrics, access log); nil means none.
 	Observer Observer
+	// ProxyProtocol reads and writes PROXY protocol headers (proxyproto.go); zero means none.
+	ProxyProtocol ProxyProtocol
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
