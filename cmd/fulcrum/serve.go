@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -24,7 +25,10 @@ func env(name string) []string { return []string{"FULCRUM_" + name} }
 
 // serveFlags are every flag of serve; each concern adds its own list here.
 func serveFlags() []cli.Flag {
-	return coreFlags()
+	return slices.Concat(
+		coreFlags(),
+		operatingFlags(), // flags_operating.go: config file, PROXY protocol, access log
+	)
 }
 
 func coreFlags() []cli.Flag {
@@ -45,10 +49,12 @@ func coreFlags() []cli.Flag {
 }
 
 func serveCommand() *cli.Command {
+	flags := withConfigFile(serveFlags()) // config.go: every flag can also come from --config
 	return &cli.Command{
 		Name:   "serve",
 		Usage:  "run the balancer",
-		Flags:  serveFlags(),
+		Flags:  flags,
+		Before: loadConfigFile(flags),
 		Action: serve,
 	}
 }
@@ -64,6 +70,7 @@ type config struct {
 	policy         pool.Policy
 	trusted        []netip.Prefix
 	log            *slog.Logger
+	operating      operatingConfig // flags_operating.go
 }
 
 func parseConfig(c *cli.Context) (*config, error) {
@@ -93,6 +100,9 @@ func parseConfig(c *cli.Context) (*config, error) {
 			return nil, fmt.Errorf("--trusted-proxy %q: %w", s, err)
 		}
 		cfg.trusted = append(cfg.trusted, p.Masked())
+	}
+	if cfg.operating, err = parseOperating(c); err != nil {
+		return nil, err
 	}
 	return cfg, cfg.check()
 }
@@ -141,6 +151,13 @@ func run(ctx context.Context, cfg *config) error {
 		return fmt.Errorf("admin listen %s: %w", cfg.admin, err)
 	}
 	srv := &listener.Server{Picker: p, ConnectTimeout: cfg.connectTimeout, Retries: cfg.retries, Logger: cfg.log}
+	closeOperating, err := cfg.operating.apply(srv, cfg.log) // flags_operating.go: PROXY protocol, access log
+	if err != nil {
+		ln.Close()
+		adminLn.Close()
+		return err
+	}
+	defer closeOperating()
 	api := &admin.API{Registry: p, TrustedProxies: cfg.trusted, Logger: cfg.log}
 	adminSrv := admin.NewServer(cfg.admin, api.Handler())
 
