@@ -1,0 +1,319 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	proxyproto "github.com/pires/go-proxyproto"
+
+	"github.com/fulcrumlb/fulcrum/admin"
+	"github.com/fulcrumlb/fulcrum/pool"
+)
+
+// Tests that run the real fulcrum binary as child processes and signal them.
+
+// opsBuildFulcrum builds the binary into a temporary directory.
+func opsBuildFulcrum(t *testing.T) string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command to build the binary with")
+	}
+	bin := filepath.Join(t.TempDir(), "fulcrum")
+	out, err := exec.Command(goBin, "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// opsEventually polls cond until it holds or a generous deadline passes.
+func opsEventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// syncBuffer collects a child's output while it runs.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// opsProc is a running fulcrum child process.
+type opsProc struct {
+	cmd    *exec.Cmd
+	stderr syncBuffer
+	done   chan struct{}
+	err    error
+}
+
+func opsStart(t *testing.T, bin string, env []string, args ...string) *opsProc {
+	t.Helper()
+	p := &opsProc{cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = &p.stderr, &p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("fulcrum %s output:\n%s", strings.Join(args, " "), p.stderr.String())
+		}
+	})
+	return p
+}
+
+// stop sends sig and returns the exit code.
+func (p *opsProc) stop(t *testing.T, sig os.Signal) int {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	return p.wait(t)
+}
+
+func (p *opsProc) wait(t *testing.T) int {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("fulcrum did not exit; output:\n%s", p.stderr.String())
+	}
+	var ee *exec.ExitError
+	if errors.As(p.err, &ee) {
+		return ee.ExitCode()
+	}
+	if p.err != nil {
+		t.Fatal(p.err)
+	}
+	return 0
+}
+
+func backendStatus(p *pool.Pool, key string) (pool.Status, bool) {
+	for _, s := range p.Snapshot() {
+		if s.Key == key {
+			return s, true
+		}
+	}
+	return pool.Status{}, false
+}
+
+func TestFulcrumProcesses(t *testing.T) {
+	bin := opsBuildFulcrum(t)
+	t.Run("heartbeat registers, beats, deregisters on SIGTERM", func(t *testing.T) { testHeartbeatCycle(t, bin, syscall.SIGTERM, "") })
+	t.Run("heartbeat deregisters on SIGINT", func(t *testing.T) { testHeartbeatCycle(t, bin, syscall.SIGINT, "10.1.2.3") })
+	t.Run("heartbeat retries with backoff while unreachable", func(t *testing.T) { testHeartbeatRetries(t, bin) })
+	t.Run("heartbeat refused for good exits non-zero", func(t *testing.T) {
+		ta := startTestAdmin(t)
+		p := opsStart(t, bin, nil, "heartbeat", "--admin", ta.URL, "--port", "70000")
+		if code := p.wait(t); code == 0 || !strings.Contains(p.stderr.String(), "400 Bad Request") {
+			t.Errorf("exit %d, output %q: want non-zero and the API's 400", code, p.stderr.String())
+		}
+	})
+	t.Run("client error exits non-zero", func(t *testing.T) {
+		ta := startTestAdmin(t)
+		p := opsStart(t, bin, []string{"FULCRUM_ADMIN_URL=" + ta.URL}, "remove", "--host", "10.0.0.1", "--port", "1")
+		if code := p.wait(t); code != 1 || !strings.Contains(p.stderr.String(), "fulcrum: remove: ") || !strings.Contains(p.stderr.String(), "is not registered") {
+			t.Errorf("exit %d, output %q", code, p.stderr.String())
+		}
+	})
+	t.Run("serve from a config file, PROXY header out, access log", func(t *testing.T) { testServeOperating(t, bin) })
+}
+
+func testHeartbeatCycle(t *testing.T, bin string, sig os.Signal, host string) {
+	ta := startTestAdmin(t)
+	args := []string{"heartbeat", "--port", "8080", "--weight", "2", "--interval", "300ms"}
+	key := "127.0.0.1:8080" // no --host: the address the balancer sees the agent call from
+	if host != "" {
+		args = append(args, "--host", host)
+		key = host + ":8080"
+	}
+	p := opsStart(t, bin, []string{"FULCRUM_ADMIN_URL=" + ta.URL, "FULCRUM_ADMIN_TOKEN=tok"}, args...)
+	opsEventually(t, "registration", func() bool { _, ok := backendStatus(ta.pool, key); return ok })
+	st, _ := backendStatus(ta.pool, key)
+	if st.Weight != 2 || st.State != pool.StateUp {
+		t.Errorf("registered as %+v", st)
+	}
+	last := st.LastHeartbeat
+	for i := 0; i < 2; i++ { // two more heartbeats
+		opsEventually(t, "a heartbeat", func() bool { s, _ := backendStatus(ta.pool, key); return s.LastHeartbeat.After(last) })
+		s, _ := backendStatus(ta.pool, key)
+		last = s.LastHeartbeat
+	}
+	if code := p.stop(t, sig); code != 0 {
+		t.Fatalf("exit code %d after %v", code, sig)
+	}
+	if _, ok := backendStatus(ta.pool, key); ok {
+		t.Errorf("%s still registered after %v", key, sig)
+	}
+	if !strings.Contains(p.stderr.String(), "deregistered") {
+		t.Errorf("no deregistration logged:\n%s", p.stderr.String())
+	}
+	for _, h := range ta.authHeaders() {
+		if h != "Bearer tok" {
+			t.Fatalf("Authorization %q, want the FULCRUM_ADMIN_TOKEN", h)
+		}
+	}
+}
+
+var retryIn = regexp.MustCompile(`retry_in=(\S+)`)
+
+func testHeartbeatRetries(t *testing.T, bin string) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there until the balancer "comes back"
+	p := opsStart(t, bin, nil, "heartbeat", "--admin", "http://"+addr, "--port", "9000", "--host", "10.0.0.9", "--interval", "5s")
+	opsEventually(t, "three retries", func() bool { return len(retryIn.FindAllString(p.stderr.String(), -1)) >= 3 })
+	var waits []time.Duration
+	for _, m := range retryIn.FindAllStringSubmatch(p.stderr.String(), 3) {
+		d, err := time.ParseDuration(m[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		waits = append(waits, d)
+	}
+	if !(waits[0] < waits[2]) || waits[2] > 5*time.Second {
+		t.Errorf("retry waits %v: want them growing, within the interval", waits)
+	}
+
+	ln, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("the port was taken meanwhile: %v", err)
+	}
+	pl := &pool.Pool{Logger: opsQuietLogger()}
+	srv := &http.Server{Handler: (&admin.API{Registry: pl, Logger: opsQuietLogger()}).Handler()}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	opsEventually(t, "registration once the balancer is back", func() bool { _, ok := backendStatus(pl, "10.0.0.9:9000"); return ok })
+	if code := p.stop(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	if n := pl.Len(); n != 0 {
+		t.Errorf("%d backends left after SIGTERM", n)
+	}
+}
+
+// ppEchoBackend parses a PROXY header, sends its source address back in a line, then echoes.
+func ppEchoBackend(t *testing.T) *net.TCPListener {
+	t.Helper()
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.AcceptTCP()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				br := bufio.NewReader(c)
+				h, err := proxyproto.Read(br)
+				if err != nil {
+					fmt.Fprintf(c, "no header: %v\n", err)
+					return
+				}
+				fmt.Fprintf(c, "%s\n", h.SourceAddr)
+				io.Copy(c, br)
+				c.CloseWrite()
+			}()
+		}
+	}()
+	return ln
+}
+
+var servingAddrs = regexp.MustCompile(`fulcrum serving"? listen=(\S+) admin=(\S+)`)
+
+func testServeOperating(t *testing.T, bin string) {
+	dir := t.TempDir()
+	accessLog := filepath.Join(dir, "access.log")
+	config := filepath.Join(dir, "fulcrum.yaml")
+	os.WriteFile(config, []byte(fmt.Sprintf("listen: \"127.0.0.1:0\"\nadmin: \"127.0.0.1:0\"\nttl: 30s\nproxy-protocol: v2\naccess-log: %q\ndrain-timeout: 5s\n", accessLog)), 0o600)
+	serve := opsStart(t, bin, nil, "serve", "--config", config)
+	var m []string
+	opsEventually(t, "serve to start", func() bool { m = servingAddrs.FindStringSubmatch(serve.stderr.String()); return m != nil })
+	listen, adminAddr := m[1], m[2]
+
+	be := ppEchoBackend(t)
+	port := fmt.Sprint(be.Addr().(*net.TCPAddr).Port)
+	agent := opsStart(t, bin, []string{"FULCRUM_ADMIN_URL=http://" + adminAddr}, "heartbeat", "--host", "127.0.0.1", "--port", port, "--interval", "1s")
+	opsEventually(t, "the agent to register", func() bool { return strings.Contains(agent.stderr.String(), "registered") })
+
+	c, err := net.Dial("tcp", listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	c.Write([]byte("hi"))
+	c.(*net.TCPConn).CloseWrite()
+	got, _ := io.ReadAll(c)
+	if want := c.LocalAddr().String() + "\nhi"; string(got) != want {
+		t.Fatalf("through fulcrum: %q, want %q (the backend's view of the PROXY source, then the echo)", got, want)
+	}
+
+	var line map[string]any
+	opsEventually(t, "an access log line", func() bool {
+		b, _ := os.ReadFile(accessLog)
+		return json.Unmarshal(bytes.TrimSpace(b), &line) == nil
+	})
+	if line["client"] != c.LocalAddr().String() || line["backend"] != "127.0.0.1:"+port || line["bytes_up"] != 2.0 || line["end"] != "eof" {
+		t.Errorf("access log line %v", line)
+	}
+	out, err := opsRunCLI(t, "status", "--admin", adminAddr)
+	if err != nil || !regexp.MustCompile(`127\.0\.0\.1:`+port+`\s+up\s+1\s+0\s+1\s`).MatchString(out) {
+		t.Errorf("status: %v\n%s", err, out)
+	}
+	if code := agent.stop(t, syscall.SIGTERM); code != 0 {
+		t.Errorf("agent exit %d", code)
+	}
+	if code := serve.stop(t, syscall.SIGTERM); code != 0 {
+		t.Errorf("serve exit %d", code)
+	}
+}
