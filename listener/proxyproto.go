@@ -91,12 +91,12 @@ var logProxyHeader = rate.Sometimes{Interval: time.Second}
 
 func (pp *ProxyProtocol) read(c *net.TCPConn, info *ConnInfo) ([]byte, error) {
 	if err := c.SetReadDeadline(time.Now().Add(pp.headerTimeout())); err != nil {
-		return nil, fmt.Errorf("proxy header: %w", err)
+		return nil, fmt.Errorf("PROXY header: %w", err)
 	}
 	br := bufio.NewReaderSize(c, proxyHeaderBuf)
 	h, err := proxyproto.Read(br)
 	if err := c.SetReadDeadline(time.Time{}); err != nil {
-		return nil, fmt.Errorf("proxy header: %w", err)
+		return nil, fmt.Errorf("PROXY header: %w", err)
 	}
 	rest, _ := br.Peek(br.Buffered()) // cannot fail: the bytes are buffered
 	if !pp.trusts(info.Client.Addr()) {
@@ -106,17 +106,24 @@ func (pp *ProxyProtocol) read(c *net.TCPConn, info *ConnInfo) ([]byte, error) {
 		if errors.Is(err, proxyproto.ErrNoProxyProtocol) || isTimeout(err) {
 			return nil, ErrProxyHeaderMissing
 		}
-		return nil, fmt.Errorf("proxy header from %s: %w", info.Client, err)
+		return nil, fmt.Errorf("PROXY header from %s: %w", info.Client, err)
 	}
 	useProxyHeader(h, info)
 	return rest, nil
 }
 
 // untrustedHeader judges what reading a header from an untrusted peer found: no signature, or
-// no byte in time, is a plain client; a header, whole or broken, is refused.
+// no byte in time, is a plain client; a failed read is that failure; a header, whole or broken,
+// is refused.
 func untrustedHeader(err error) error {
-	if errors.Is(err, proxyproto.ErrNoProxyProtocol) || isTimeout(err) {
+	var oe *net.OpError
+	switch {
+	case err == nil:
+		return ErrProxyHeaderUntrusted
+	case errors.Is(err, proxyproto.ErrNoProxyProtocol) || isTimeout(err):
 		return nil
+	case errors.As(err, &oe):
+		return fmt.Errorf("read from client: %w", err)
 	}
 	return ErrProxyHeaderUntrusted
 }
