@@ -7,8 +7,12 @@ import (
 	"crypto/sha256"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +21,9 @@ import (
 
 	"github.com/fulcrumlb/fulcrum/pool"
 )
+
+// ppQuiet keeps the tests' logs out of the output.
+var ppQuiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // ppEventually polls cond until it holds or a generous deadline passes.
 func ppEventually(t *testing.T, what string, cond func() bool) {
@@ -156,7 +163,7 @@ func startPPServer(t *testing.T, network string, pp ProxyProtocol, obs Observer,
 	if err != nil {
 		t.Skipf("listen %s: %v", addr, err)
 	}
-	s := &Server{Picker: picker, ProxyProtocol: pp, Observer: obs, ConnectTimeout: 10 * time.Second}
+	s := &Server{Picker: picker, ProxyProtocol: pp, Observer: obs, ConnectTimeout: 10 * time.Second, Logger: ppQuiet}
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ln) }()
 	t.Cleanup(func() {
@@ -172,7 +179,7 @@ func startPPServer(t *testing.T, network string, pp ProxyProtocol, obs Observer,
 
 func poolOf(t *testing.T, backends ...*ppBackend) *pool.Pool {
 	t.Helper()
-	p := &pool.Pool{}
+	p := &pool.Pool{Logger: ppQuiet}
 	for _, b := range backends {
 		if err := p.RegisterStatic(b.addr(), 1); err != nil {
 			t.Fatal(err)
@@ -408,4 +415,56 @@ func TestParseProxyVersion(t *testing.T) {
 	if _, err := ParseProxyVersion("v3"); err == nil {
 		t.Error("v3 accepted")
 	}
+}
+
+// After accepted, refused and timed-out PROXY connections and a Shutdown, no goroutine or
+// socket is left over.
+func TestProxyProtocolLeaksNothing(t *testing.T) {
+	// Sockets only: Go keeps a pool of splice pipes that the GC closes in its own time.
+	fds := func() int {
+		n := 0
+		e, _ := os.ReadDir("/proc/self/fd")
+		for _, f := range e {
+			if l, _ := os.Readlink("/proc/self/fd/" + f.Name()); strings.HasPrefix(l, "socket:") {
+				n++
+			}
+		}
+		return n
+	}
+	be := startPPBackend(t, "tcp4", "")
+	goroutines, files := runtime.NumGoroutine(), fds()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pp := ProxyProtocol{Send: 2, Accept: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, HeaderTimeout: 200 * time.Millisecond}
+	s := &Server{Picker: poolOf(t, be), ProxyProtocol: pp, Logger: ppQuiet}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ln) }()
+	for i := 0; i < 10; i++ {
+		c := dialTCP(t, ln.Addr().String())
+		switch i % 3 {
+		case 0: // trusted, with a header
+			roundTrip(t, c, inboundHeader(t, 1, "203.0.113.1:1", "192.0.2.1:2"), []byte("x"))
+		case 1: // trusted, no header
+			c.Write([]byte("no header"))
+			io.ReadAll(c)
+		case 2: // silent until the timeout
+			c.SetReadDeadline(time.Now().Add(30 * time.Second))
+			io.ReadAll(c)
+		}
+		c.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	for range 4 { // the backend's side of each proxied connection
+		be.next(t)
+	}
+	ppEventually(t, "goroutines and descriptors back to their baseline", func() bool {
+		return runtime.NumGoroutine() <= goroutines && fds() <= files
+	})
 }
