@@ -56,7 +56,7 @@ func TestAccessLogFinishedConnection(t *testing.T) {
 	var out lockedBuffer
 	addr := startPPServer(t, "tcp4", ProxyProtocol{}, Observers{NewAccessLog(&out)}, poolOf(t, be))
 	c := dialTCP(t, addr)
-	if got := roundTrip(t, c, nil, []byte("hello")); string(got) != "hello" {
+	if got := ppRoundTrip(t, c, nil, []byte("hello")); string(got) != "hello" {
 		t.Fatalf("echo %q", got)
 	}
 	l := out.waitLines(t, 1)[0]
@@ -127,7 +127,7 @@ func TestAccessLogProxyClient(t *testing.T) {
 	pp := ProxyProtocol{Accept: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
 	addr := startPPServer(t, "tcp4", pp, NewAccessLog(&out), poolOf(t, be))
 	c := dialTCP(t, addr)
-	roundTrip(t, c, inboundHeader(t, 2, "198.51.100.9:1000", "192.0.2.1:80"), []byte("abc"))
+	ppRoundTrip(t, c, inboundHeader(t, 2, "198.51.100.9:1000", "192.0.2.1:80"), []byte("abc"))
 	l := out.waitLines(t, 1)[0]
 	if l["client"] != "198.51.100.9:1000" || l["peer"] != c.LocalAddr().String() || l["bytes_up"] != 3.0 {
 		t.Errorf("line %v: want the header's client, the real peer and 3 bytes up", l)

@@ -188,8 +188,8 @@ func poolOf(t *testing.T, backends ...*ppBackend) *pool.Pool {
 	return p
 }
 
-// roundTrip sends payload (after prefix), half-closes and returns what came back.
-func roundTrip(t *testing.T, c *net.TCPConn, prefix, payload []byte) []byte {
+// ppRoundTrip sends payload (after prefix), half-closes and returns what came back.
+func ppRoundTrip(t *testing.T, c *net.TCPConn, prefix, payload []byte) []byte {
 	t.Helper()
 	c.SetDeadline(time.Now().Add(30 * time.Second))
 	if _, err := c.Write(append(append([]byte{}, prefix...), payload...)); err != nil {
@@ -224,7 +224,7 @@ func TestProxyProtocolSend(t *testing.T) {
 				c := dialTCP(t, addr)
 				payload := make([]byte, 1<<20)
 				rand.Read(payload)
-				got := roundTrip(t, c, nil, payload)
+				got := ppRoundTrip(t, c, nil, payload)
 				if sha256.Sum256(got) != sha256.Sum256(payload) {
 					t.Fatalf("echo differs: got %d bytes, want %d", len(got), len(payload))
 				}
@@ -280,7 +280,7 @@ func TestAcceptProxyProtocolFromTrustedPeer(t *testing.T) {
 				c := dialTCP(t, addr)
 				// The header and the first client bytes arrive in one segment: the bytes the
 				// header reader buffered past the header must still reach the backend.
-				got := roundTrip(t, c, inboundHeader(t, in, client, dst), []byte("payload after header"))
+				got := ppRoundTrip(t, c, inboundHeader(t, in, client, dst), []byte("payload after header"))
 				if string(got) != "payload after header" {
 					t.Fatalf("echo %q", got)
 				}
@@ -312,7 +312,7 @@ func TestAcceptProxyProtocolLocalKeepsRealAddress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := roundTrip(t, c, local, []byte("hc")); string(got) != "hc" {
+	if got := ppRoundTrip(t, c, local, []byte("hc")); string(got) != "hc" {
 		t.Fatalf("echo %q", got)
 	}
 	checkHeader(t, be.next(t).header, 2, c.LocalAddr().(*net.TCPAddr).AddrPort(), c.RemoteAddr().(*net.TCPAddr).AddrPort())
@@ -358,7 +358,7 @@ func TestAcceptProxyProtocolPassesUntrustedPlainClient(t *testing.T) {
 	pp := ProxyProtocol{Send: 1, Accept: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}
 	addr := startPPServer(t, "tcp4", pp, obs, poolOf(t, be))
 	c := dialTCP(t, addr)
-	if got := roundTrip(t, c, nil, []byte("plain client")); string(got) != "plain client" {
+	if got := ppRoundTrip(t, c, nil, []byte("plain client")); string(got) != "plain client" {
 		t.Fatalf("echo %q", got)
 	}
 	checkHeader(t, be.next(t).header, 1, c.LocalAddr().(*net.TCPAddr).AddrPort(), c.RemoteAddr().(*net.TCPAddr).AddrPort())
@@ -445,7 +445,7 @@ func TestProxyProtocolLeaksNothing(t *testing.T) {
 		c := dialTCP(t, ln.Addr().String())
 		switch i % 3 {
 		case 0: // trusted, with a header
-			roundTrip(t, c, inboundHeader(t, 1, "203.0.113.1:1", "192.0.2.1:2"), []byte("x"))
+			ppRoundTrip(t, c, inboundHeader(t, 1, "203.0.113.1:1", "192.0.2.1:2"), []byte("x"))
 		case 1: // trusted, no header
 			c.Write([]byte("no header"))
 			io.ReadAll(c)

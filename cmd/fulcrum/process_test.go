@@ -54,19 +54,19 @@ func opsEventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// syncBuffer collects a child's output while it runs.
-type syncBuffer struct {
+// opsSyncBuffer collects a child's output while it runs.
+type opsSyncBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *opsSyncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+func (b *opsSyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
@@ -75,7 +75,7 @@ func (b *syncBuffer) String() string {
 // opsProc is a running fulcrum child process.
 type opsProc struct {
 	cmd    *exec.Cmd
-	stderr syncBuffer
+	stderr opsSyncBuffer
 	done   chan struct{}
 	err    error
 }
