@@ -97,7 +97,7 @@ func TestClientAddStatusRemove(t *testing.T) {
 	if err != nil || strings.TrimSpace(out) != "added 10.0.0.5:8080" {
 		t.Fatalf("add: %q, %v", out, err)
 	}
-	if _, err := opsRunCLI(t, "add", "--host", "db.example", "--port", "5432"); err != nil {
+	if _, err := opsRunCLI(t, "add", "--host", "10.0.0.6", "--port", "5432"); err != nil {
 		t.Fatal(err)
 	}
 	out, err = opsRunCLI(t, "status")
@@ -107,7 +107,7 @@ func TestClientAddStatusRemove(t *testing.T) {
 	checkTable(t, out, [][]string{
 		{"BACKEND", "STATE", "WEIGHT", "ACTIVE", "TOTAL", "HEARTBEAT AGE"},
 		{"10.0.0.5:8080", "up", "3", "0", "0", `\d+(\.\d)?m?s`},
-		{"db.example:5432", "up", "1", "0", "0", `\d+(\.\d)?m?s`},
+		{"10.0.0.6:5432", "up", "1", "0", "0", `\d+(\.\d)?m?s`},
 	})
 	if !strings.Contains(out, "2 backends, 0 active connections") {
 		t.Errorf("status footer missing:\n%s", out)
@@ -117,7 +117,7 @@ func TestClientAddStatusRemove(t *testing.T) {
 	if err != nil || strings.TrimSpace(out) != "removed 10.0.0.5:8080" {
 		t.Fatalf("remove: %q, %v", out, err)
 	}
-	if snap := ta.pool.Snapshot(); len(snap) != 1 || snap[0].Key != "db.example:5432" {
+	if snap := ta.pool.Snapshot(); len(snap) != 1 || snap[0].Key != "10.0.0.6:5432" {
 		t.Errorf("registry after remove: %+v", snap)
 	}
 	for _, h := range ta.authHeaders() {
