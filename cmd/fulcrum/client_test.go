@@ -172,6 +172,9 @@ func TestClientStatusJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkTable(t, out, [][]string{{"BACKEND", "STATE", "WEIGHT", "ACTIVE", "TOTAL", "HEARTBEAT AGE"}, {`\[::1\]:9`, "static", "1", "0", "0", "-"}})
+	if !strings.Contains(out, "\n1 backend, 0 active connections\n") {
+		t.Errorf("status footer:\n%s", out)
+	}
 	if len(ta.authHeaders()) == 0 || ta.authHeaders()[0] != "" {
 		t.Errorf("sent Authorization %q without a token", ta.authHeaders())
 	}

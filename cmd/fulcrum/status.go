@@ -73,8 +73,15 @@ func printStatus(w io.Writer, st statusReply) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "%d backends, %d active connections\n", len(st.Servers), active)
+	_, err := fmt.Fprintf(w, "%s, %s\n", plural(len(st.Servers), "backend"), plural(int(active), "active connection"))
 	return err
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 func secondsAge(s float64) string {
