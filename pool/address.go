@@ -105,8 +105,8 @@ func checkLabel(l string) error {
 // so that names such as "0x7f000001" or "127.1" cannot reach a resolver that would take them
 // for an address.
 func isNumeric(l string) bool {
-	if len(l) > 2 && l[0] == '0' && (l[1] == 'x' || l[1] == 'X') {
-		return isHex(l[2:])
+	if len(l) >= 2 && l[0] == '0' && (l[1] == 'x' || l[1] == 'X') {
+		return l == "0x" || l == "0X" || isHex(l[2:]) // inet_aton reads a bare "0x" as 0
 	}
 	return isDigits(l)
 }
