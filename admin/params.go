@@ -27,6 +27,18 @@ var errTooLarge = errors.New("request body too large")
 // (register true: weight read, host resolved) the address rules (403), then the client's rate
 // limit (429). An empty host is the caller's own address. Unknown parameters are ignored.
 func (a *API) parseTarget(r *http.Request, register bool) (target, error) {
+	a.Security.init()
+	t, err := a.checkRequest(r, register)
+	var se *statusError
+	if errors.As(err, &se) && (se.code == http.StatusForbidden || se.code == http.StatusTooManyRequests) {
+		a.Security.logDenied.Do(func() {
+			a.logger().Warn("admin request refused", "client", r.RemoteAddr, "path", r.URL.Path, "err", err)
+		})
+	}
+	return t, err
+}
+
+func (a *API) checkRequest(r *http.Request, register bool) (target, error) {
 	form, err := readForm(r)
 	if err != nil {
 		return target{}, err
@@ -48,7 +60,7 @@ func (a *API) parseTarget(r *http.Request, register bool) (target, error) {
 			return target{}, err
 		}
 	}
-	if lim := a.Security.rateLimiter(); lim != nil && !free && !lim.allow(client) {
+	if lim := a.Security.limiter; lim != nil && !free && !lim.allow(client) {
 		return target{}, &statusError{http.StatusTooManyRequests, "rate limit exceeded for " + client.String()}
 	}
 	return t, nil

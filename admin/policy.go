@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"time"
 
 	"golang.org/x/time/rate"
 
@@ -47,18 +48,20 @@ type Security struct {
 	// check and directed broadcasts; nil means net.InterfaceAddrs. Tests replace it.
 	Interfaces func() ([]netip.Prefix, error)
 
-	once    sync.Once
-	limiter *limiter
-	local   localCache
+	once      sync.Once
+	limiter   *limiter
+	local     localCache
+	logDenied rate.Sometimes // refusals are logged at most once a second
 }
 
-func (s *Security) rateLimiter() *limiter {
+// init sets up the parts of Security built from its fields, once, before the first request.
+func (s *Security) init() {
 	s.once.Do(func() {
+		s.logDenied.Interval = time.Second
 		if s.Rate > 0 {
 			s.limiter = newLimiter(s.Rate, s.Burst, s.MaxBuckets)
 		}
 	})
-	return s.limiter
 }
 
 // statusError is an error that carries the HTTP status it is answered with.
