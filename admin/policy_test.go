@@ -285,3 +285,30 @@ func TestRegistryCap(t *testing.T) {
 		t.Errorf("registry %+v", got)
 	}
 }
+
+// TestWildcardLoopRealInterfaces: with this machine's real interface list, every one of its
+// addresses with the wildcard listen port is a loop, and the same address with another port
+// is not.
+func TestWildcardLoopRealInterfaces(t *testing.T) {
+	prefixes, err := systemInterfaces()
+	if err != nil || len(prefixes) == 0 {
+		t.Skipf("no interface addresses: %v", err)
+	}
+	var s Security
+	s.Self = []netip.AddrPort{netip.MustParseAddrPort("[::]:8000")}
+	for _, p := range prefixes {
+		ip := p.Addr()
+		if ip.IsLinkLocalUnicast() || ip.IsMulticast() {
+			continue // refused anyway, for another reason
+		}
+		if err := s.checkBackend(ip, 8000); err == nil {
+			t.Errorf("%s:8000 with a wildcard listener on 8000: not seen as a loop", ip)
+		}
+		if err := s.checkBackend(ip, 8001); err != nil {
+			t.Errorf("%s:8001: %v", ip, err)
+		}
+	}
+	if err := s.checkBackend(netip.MustParseAddr("127.0.0.9"), 8000); err == nil {
+		t.Errorf("127.0.0.9:8000 not seen as a loop")
+	}
+}
