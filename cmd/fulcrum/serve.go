@@ -24,7 +24,9 @@ func env(name string) []string { return []string{"FULCRUM_" + name} }
 
 // serveFlags are every flag of serve; each concern adds its own list here.
 func serveFlags() []cli.Flag {
-	return coreFlags()
+	flags := coreFlags()
+	flags = append(flags, securityFlags()...)
+	return flags
 }
 
 func coreFlags() []cli.Flag {
@@ -64,6 +66,7 @@ type config struct {
 	policy         pool.Policy
 	trusted        []netip.Prefix
 	log            *slog.Logger
+	sec            *securityConfig
 }
 
 func parseConfig(c *cli.Context) (*config, error) {
@@ -86,6 +89,9 @@ func parseConfig(c *cli.Context) (*config, error) {
 			return nil, fmt.Errorf("--backend: %w", err)
 		}
 		cfg.backends = append(cfg.backends, a)
+	}
+	if cfg.sec, err = parseSecurity(c); err != nil {
+		return nil, err
 	}
 	for _, s := range c.StringSlice("trusted-proxy") {
 		p, err := netip.ParsePrefix(s)
@@ -142,6 +148,7 @@ func run(ctx context.Context, cfg *config) error {
 	}
 	srv := &listener.Server{Picker: p, ConnectTimeout: cfg.connectTimeout, Retries: cfg.retries, Logger: cfg.log}
 	api := &admin.API{Registry: p, TrustedProxies: cfg.trusted, Logger: cfg.log}
+	cfg.sec.apply(cfg.log, p, api, ln.Addr(), adminLn.Addr())
 	adminSrv := admin.NewServer(cfg.admin, api.Handler())
 
 	bg, cancelBg := context.WithCancel(context.Background())
