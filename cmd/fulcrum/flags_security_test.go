@@ -191,7 +191,7 @@ func TestServeSecurityProcess(t *testing.T) {
 	}
 	tokFile := filepath.Join(dir, "token")
 	os.WriteFile(tokFile, []byte("s3cret\n"), 0o600)
-	listen, adminAddr, _ := startFulcrum(t, bin, "--admin-token-file", tokFile, "--max-backends", "2")
+	listen, adminAddr, _ := startFulcrumJSON(t, bin, "--admin-token-file", tokFile, "--max-backends", "2")
 	base := "http://" + adminAddr
 	call := func(path, token string) int {
 		t.Helper()
@@ -206,7 +206,7 @@ func TestServeSecurityProcess(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	echo := echoServer(t)
+	echo := echoServerDual(t)
 	_, echoPort, _ := net.SplitHostPort(echo)
 	_, listenPort, _ := net.SplitHostPort(listen)
 	steps := []struct {
@@ -242,15 +242,15 @@ func TestServeSecurityProcess(t *testing.T) {
 		t.Errorf("through the balancer: %q, %v", line, err)
 	}
 
-	_, _, logs := startFulcrum(t, bin, "--admin", "0.0.0.0:0")
+	_, _, logs := startFulcrumJSON(t, bin, "--admin", "0.0.0.0:0")
 	if !strings.Contains(logs(), "address-only rule") {
 		t.Errorf("no warning for an open admin port:\n%s", logs())
 	}
 }
 
-// startFulcrum runs the binary on loopback ports chosen by the kernel and returns its listen and
+// startFulcrumJSON runs the binary on loopback ports chosen by the kernel and returns its listen and
 // admin addresses (read from its JSON startup log) and a function returning its log so far.
-func startFulcrum(t *testing.T, bin string, args ...string) (listen, adminAddr string, logs func() string) {
+func startFulcrumJSON(t *testing.T, bin string, args ...string) (listen, adminAddr string, logs func() string) {
 	t.Helper()
 	args = append([]string{"serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--log-format", "json"}, args...)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -278,9 +278,9 @@ func startFulcrum(t *testing.T, bin string, args ...string) (listen, adminAddr s
 	return "", "", nil
 }
 
-// echoServer echoes lines on 127.0.0.1 (and ::1 when available, since localhost may resolve to
+// echoServerDual echoes lines on 127.0.0.1 (and ::1 when available, since localhost may resolve to
 // either first) on one port.
-func echoServer(t *testing.T) string {
+func echoServerDual(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
