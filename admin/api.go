@@ -21,6 +21,8 @@ type API struct {
 	TrustedProxies []netip.Prefix
 	// Logger receives registry changes made through the API; nil means slog.Default().
 	Logger *slog.Logger
+	// Security is the access policy: token, address rules, rate limit (see Security).
+	Security Security
 }
 
 // Handler returns the API's routes.
@@ -33,7 +35,7 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
 	})
-	return mux
+	return a.guard(mux)
 }
 
 // maxBody caps a form body; admin requests carry a few short parameters.
@@ -66,7 +68,7 @@ func (a *API) add(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if _, err := a.Registry.Register(req.addr, req.weight); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		writeRegisterError(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"success": true, "server": req.addr.Key()})
@@ -92,6 +94,7 @@ func (a *API) remove(w http.ResponseWriter, r *http.Request) {
 // server is one entry of /upstream/status, with the seed design's field names.
 type server struct {
 	Host          string  `json:"host"`
+	Address       string  `json:"address"` // the IP dialed: resolved once when host is a name
 	Port          int     `json:"port"`
 	Weight        int     `json:"weight"`
 	ConnCount     int64   `json:"conn_count"`
@@ -113,6 +116,7 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 	for _, s := range snap {
 		reply.Servers = append(reply.Servers, server{
 			Host:          s.Address.Host,
+			Address:       s.Address.DialHost(),
 			Port:          s.Address.Port,
 			Weight:        s.Weight,
 			ConnCount:     s.Active,

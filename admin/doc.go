@@ -9,6 +9,14 @@
 // An empty host means the caller's own address: its TCP peer, or, only when that peer is a
 // trusted proxy (API.TrustedProxies), the right-most untrusted address of X-Forwarded-For.
 //
+// Security (API.Security) is applied in two places. One middleware around every route asks
+// for the bearer token where the route needs it (mutating routes when a token is set, read
+// routes too with TokenRead, /healthz never). Then parseTarget, which every mutating handler
+// calls, applies the rest in the order of the answers: syntax (400), the address-only rule
+// and the backend address rules (403; a name is resolved here, once, and dialed by its first
+// address), and the per-client rate limit (429). Without a token, a remote caller may name
+// only its own address; a loopback caller may name any.
+//
 //	api := &admin.API{Registry: p}
 //	srv := admin.NewServer("127.0.0.1:9090", api.Handler())
 //	go srv.ListenAndServe()

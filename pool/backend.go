@@ -1,6 +1,8 @@
 package pool
 
 import (
+	"net"
+	"strconv"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -59,8 +61,11 @@ func (b *Backend) Key() string { return b.key }
 // Address is the backend's host and port.
 func (b *Backend) Address() Address { return b.addr }
 
-// DialAddress is the address the listener dials.
-func (b *Backend) DialAddress() string { return b.key }
+// DialAddress is the address the listener dials: the IP resolved at registration when there
+// is one, so that a name is never resolved again between the admin's checks and the dial.
+func (b *Backend) DialAddress() string {
+	return net.JoinHostPort(b.addr.DialHost(), strconv.Itoa(b.addr.Port))
+}
 
 // expired reports whether a heartbeat backend has outlived its TTL at now.
 func (b *Backend) expired(now time.Time, ttl time.Duration) bool {

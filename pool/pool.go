@@ -17,6 +17,7 @@ var (
 	ErrNoBackend      = errors.New("pool: no live backend")
 	ErrUnknownBackend = errors.New("pool: backend not registered")
 	ErrNotAcquired    = errors.New("pool: release without a matching acquire")
+	ErrFull           = errors.New("pool: registry is full")
 )
 
 // Picker is what the listener needs from a registry: pick-and-count, and give back.
@@ -55,6 +56,10 @@ type Pool struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now. Tests replace it.
 	Now func() time.Time
+	// MaxBackends caps how many backends Register may hold: a new one beyond it gets ErrFull
+	// and nothing is evicted (heartbeats of known backends still pass). Zero means no cap.
+	// Static backends are never refused but do count.
+	MaxBackends int
 
 	mu       sync.Mutex
 	backends map[string]*Backend // every backend still known, by key
@@ -105,6 +110,9 @@ func (p *Pool) register(a Address, weight int, static bool) (bool, error) {
 		p.backends = make(map[string]*Backend)
 	}
 	b := p.backends[a.Key()]
+	if b == nil && !static && p.MaxBackends > 0 && len(p.backends) >= p.MaxBackends {
+		return false, fmt.Errorf("%w: %d backends", ErrFull, len(p.backends))
+	}
 	if b == nil {
 		b = newBackend(a, max(weight, 1), static, now)
 		p.backends[b.key] = b

@@ -27,6 +27,7 @@ func env(name string) []string { return []string{"FULCRUM_" + name} }
 func serveFlags() []cli.Flag {
 	return slices.Concat(
 		coreFlags(),
+		securityFlags(),
 		operatingFlags(), // flags_operating.go: config file, PROXY protocol, access log
 	)
 }
@@ -70,6 +71,7 @@ type config struct {
 	policy         pool.Policy
 	trusted        []netip.Prefix
 	log            *slog.Logger
+	sec            *securityConfig
 	operating      operatingConfig // flags_operating.go
 }
 
@@ -93,6 +95,9 @@ func parseConfig(c *cli.Context) (*config, error) {
 			return nil, fmt.Errorf("--backend: %w", err)
 		}
 		cfg.backends = append(cfg.backends, a)
+	}
+	if cfg.sec, err = parseSecurity(c); err != nil {
+		return nil, err
 	}
 	for _, s := range c.StringSlice("trusted-proxy") {
 		p, err := netip.ParsePrefix(s)
@@ -159,6 +164,7 @@ func run(ctx context.Context, cfg *config) error {
 	}
 	defer closeOperating()
 	api := &admin.API{Registry: p, TrustedProxies: cfg.trusted, Logger: cfg.log}
+	cfg.sec.apply(cfg.log, p, api, ln.Addr(), adminLn.Addr())
 	adminSrv := admin.NewServer(cfg.admin, api.Handler())
 
 	bg, cancelBg := context.WithCancel(context.Background())
