@@ -274,7 +274,9 @@ func testServeOperating(t *testing.T, bin string) {
 	dir := t.TempDir()
 	accessLog := filepath.Join(dir, "access.log")
 	config := filepath.Join(dir, "fulcrum.yaml")
-	os.WriteFile(config, []byte(fmt.Sprintf("listen: \"127.0.0.1:0\"\nadmin: \"127.0.0.1:0\"\nttl: 30s\nproxy-protocol: v2\naccess-log: %q\ndrain-timeout: 5s\n", accessLog)), 0o600)
+	tokenFile := filepath.Join(dir, "token")
+	os.WriteFile(tokenFile, []byte("t0ken\n"), 0o600)
+	os.WriteFile(config, []byte(fmt.Sprintf("listen: \"127.0.0.1:0\"\nadmin: \"127.0.0.1:0\"\nttl: 30s\nproxy-protocol: v2\naccess-log: %q\ndrain-timeout: 5s\nadmin-token-file: %q\n", accessLog, tokenFile)), 0o600)
 	serve := opsStart(t, bin, nil, "serve", "--config", config)
 	var m []string
 	opsEventually(t, "serve to start", func() bool { m = servingAddrs.FindStringSubmatch(serve.stderr.String()); return m != nil })
@@ -282,7 +284,12 @@ func testServeOperating(t *testing.T, bin string) {
 
 	be := ppEchoBackend(t)
 	port := fmt.Sprint(be.Addr().(*net.TCPAddr).Port)
-	agent := opsStart(t, bin, []string{"FULCRUM_ADMIN_URL=http://" + adminAddr}, "heartbeat", "--host", "127.0.0.1", "--port", port, "--interval", "1s")
+	// Without the token the balancer refuses the agent for good; with it, the agent registers.
+	refused := opsStart(t, bin, []string{"FULCRUM_ADMIN_URL=http://" + adminAddr}, "heartbeat", "--host", "127.0.0.1", "--port", port)
+	if code := refused.wait(t); code != 1 || !strings.Contains(refused.stderr.String(), "401 Unauthorized") {
+		t.Errorf("agent without the token: exit %d, output %q", code, refused.stderr.String())
+	}
+	agent := opsStart(t, bin, []string{"FULCRUM_ADMIN_URL=http://" + adminAddr, "FULCRUM_ADMIN_TOKEN=t0ken"}, "heartbeat", "--host", "127.0.0.1", "--port", port, "--interval", "1s")
 	opsEventually(t, "the agent to register", func() bool { return strings.Contains(agent.stderr.String(), "registered") })
 
 	c, err := net.Dial("tcp", listen)
