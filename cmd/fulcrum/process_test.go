@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -154,6 +155,7 @@ func TestFulcrumProcesses(t *testing.T) {
 		}
 	})
 	t.Run("serve from a config file, PROXY header out, access log", func(t *testing.T) { testServeOperating(t, bin) })
+	t.Run("PROXY path still splices", func(t *testing.T) { testProxySplices(t, bin) })
 }
 
 func testHeartbeatCycle(t *testing.T, bin string, sig os.Signal, host string) {
@@ -323,4 +325,90 @@ func testServeOperating(t *testing.T, bin string) {
 	if code := serve.stop(t, syscall.SIGTERM); code != 0 {
 		t.Errorf("serve exit %d", code)
 	}
+}
+
+// testProxySplices runs serve under strace with a PROXY header read from the client and one
+// written to the backend, and checks that the payload still moved by splice(2): nothing on the
+// path may wrap the sockets. Only the bytes the header reader buffered past the header (at most
+// 512) are written the ordinary way.
+func testProxySplices(t *testing.T, bin string) {
+	straceBin, err := exec.LookPath("strace")
+	if err != nil {
+		t.Skip("strace not installed (apt-get install -y strace): splice not checked")
+	}
+	trace := filepath.Join(t.TempDir(), "strace.out")
+	be := ppEchoBackend(t)
+	p := opsStart(t, straceBin, nil, "-f", "-e", "trace=splice", "-o", trace, bin, "serve",
+		"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--backend", be.Addr().String(),
+		"--proxy-protocol", "v2", "--accept-proxy-protocol", "127.0.0.0/8")
+	var m []string
+	opsEventually(t, "serve to start under strace", func() bool {
+		select {
+		case <-p.done: // strace could not start it, e.g. ptrace is not permitted here
+			t.Skipf("strace failed: %v\n%s", p.err, p.stderr.String())
+		default:
+		}
+		m = servingAddrs.FindStringSubmatch(p.stderr.String())
+		return m != nil
+	})
+
+	const size = 4 << 20
+	payload := make([]byte, size)
+	rand.Read(payload)
+	c, err := net.Dial("tcp", m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(60 * time.Second))
+	go func() {
+		c.Write(append([]byte("PROXY TCP4 203.0.113.7 192.0.2.1 4321 443\r\n"), payload...))
+		c.(*net.TCPConn).CloseWrite()
+	}()
+	got, err := io.ReadAll(c)
+	if want := append([]byte("203.0.113.7:4321\n"), payload...); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("through fulcrum: %d bytes, %v; want the header's client and the %d-byte echo", len(got), err, size)
+	}
+	c.Close()
+
+	fulcrumPID := straceChild(t, p.cmd.Process.Pid)
+	if err := syscall.Kill(fulcrumPID, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(t); code != 0 {
+		t.Fatalf("serve under strace exited %d", code)
+	}
+	if spliced := splicedBytes(t, trace); spliced < 2*size-2*512 {
+		t.Errorf("splice(2) moved %d bytes of the 2 × %d proxied: the path no longer splices", spliced, size)
+	}
+}
+
+// straceChild is the pid of the process strace started.
+func straceChild(t *testing.T, stracePID int) int {
+	t.Helper()
+	var pid int
+	opsEventually(t, "strace's child", func() bool {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", stracePID, stracePID))
+		_, err := fmt.Sscan(string(b), &pid)
+		return err == nil
+	})
+	return pid
+}
+
+// splicedBytes adds up what the splice calls in an strace log returned (whole calls and
+// "<... splice resumed>" ends alike); each byte goes through a pipe, socket → pipe and
+// pipe → socket, so the sum is halved.
+func splicedBytes(t *testing.T, path string) int64 {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for _, m := range regexp.MustCompile(`(?m)^.*splice.*\)\s+= (\d+)$`).FindAllSubmatch(b, -1) {
+		var n int64
+		fmt.Sscan(string(m[1]), &n)
+		total += n
+	}
+	return total / 2
 }
