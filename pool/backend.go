@@ -14,10 +14,12 @@ type State string
 
 // The states of a backend.
 const (
-	StateUp      State = "up"      // registered by heartbeat and within its TTL
-	StateStatic  State = "static"  // configured at start; never expires
-	StateExpired State = "expired" // missed its heartbeats; kept until its connections end
-	StateRemoved State = "removed" // removed; kept until its connections end
+	StateUp       State = "up"       // registered by heartbeat and within its TTL
+	StateStatic   State = "static"   // configured at start; never expires
+	StateExpired  State = "expired"  // missed its heartbeats; kept until its connections end
+	StateRemoved  State = "removed"  // removed; kept until its connections end
+	StateDown     State = "down"     // failed dials or health checks; no new connections
+	StateDraining State = "draining" // drained by the admin API; established connections run on
 )
 
 // Backend is one registered server. Its fields are guarded by the owning Pool's mu; callers
@@ -37,6 +39,9 @@ type Backend struct {
 	created       time.Time
 	index         int    // position in the live heap; -1 when not pickable
 	lastPick      uint64 // pool sequence number of the last pick, for fair tie-breaking
+	eff           int64  // effective weight in thousandths: weight×1000, less while ramping
+	health        health // draining, passive and active health (health.go)
+	ramp          ramp   // slow start (slowstart.go)
 }
 
 func newBackend(a Address, weight int, static bool, now time.Time) *Backend {
@@ -50,6 +55,8 @@ func newBackend(a Address, weight int, static bool, now time.Time) *Backend {
 		lastHeartbeat: now,
 		created:       now,
 		index:         -1,
+		eff:           int64(weight) * permille,
+		health:        health{retryIndex: -1},
 	}
 }
 
@@ -73,6 +80,10 @@ func (b *Backend) state(now time.Time, ttl time.Duration) State {
 		return StateRemoved
 	case b.expired(now, ttl):
 		return StateExpired
+	case b.health.draining:
+		return StateDraining
+	case b.health.down:
+		return StateDown
 	case b.static:
 		return StateStatic
 	}
@@ -89,6 +100,8 @@ type Status struct {
 	LastHeartbeat time.Time
 	Created       time.Time
 	State         State
+	LastError     string    // the last dial or health-check failure; "" if none
+	LastErrorTime time.Time // when LastError happened; zero if none
 }
 
 func (b *Backend) status(now time.Time, ttl time.Duration) Status {
@@ -101,5 +114,7 @@ func (b *Backend) status(now time.Time, ttl time.Duration) Status {
 		LastHeartbeat: b.lastHeartbeat,
 		Created:       b.created,
 		State:         b.state(now, ttl),
+		LastError:     b.health.lastErr,
+		LastErrorTime: b.health.lastErrTime,
 	}
 }

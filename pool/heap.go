@@ -7,8 +7,9 @@ type liveHeap []*Backend
 
 // lighter reports whether a should take the next connection before b.
 func lighter(a, b *Backend) bool {
-	// active/weight compared without division: exact for any counts and weights.
-	la, lb := a.active*int64(b.weight), b.active*int64(a.weight)
+	// active/weight compared without division, over effective weights in thousandths: exact
+	// for any counts and weights (a ramping weight is rounded to a thousandth).
+	la, lb := a.active*b.eff, b.active*a.eff
 	if la != lb {
 		return la < lb
 	}
