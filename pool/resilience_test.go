@@ -15,42 +15,42 @@ import (
 	"time"
 )
 
-// fakeClock is a settable clock for Pool.Now.
-type fakeClock struct {
+// resClock is a settable clock for Pool.Now.
+type resClock struct {
 	mu sync.Mutex
 	t  time.Time
 }
 
-func newClock() *fakeClock { return &fakeClock{t: time.Unix(1_700_000_000, 0)} }
+func newResClock() *resClock { return &resClock{t: time.Unix(1_700_000_000, 0)} }
 
-func (c *fakeClock) Now() time.Time {
+func (c *resClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.t
 }
 
-func (c *fakeClock) Advance(d time.Duration) {
+func (c *resClock) Advance(d time.Duration) {
 	c.mu.Lock()
 	c.t = c.t.Add(d)
 	c.mu.Unlock()
 }
 
-func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func resQuietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// newTestPool returns a pool on a fake clock with static backends 10.0.0.1:1 .. :n.
-func newTestPool(t *testing.T, n int) (*Pool, *fakeClock, []*Backend) {
+// newResPool returns a pool on a fake clock with static backends 10.0.0.1:1 .. :n.
+func newResPool(t *testing.T, n int) (*Pool, *resClock, []*Backend) {
 	t.Helper()
-	c := newClock()
-	p := &Pool{TTL: time.Minute, Now: c.Now, Logger: quietLogger()}
+	c := newResClock()
+	p := &Pool{TTL: time.Minute, Now: c.Now, Logger: resQuietLogger()}
 	for i := 1; i <= n; i++ {
 		if err := p.RegisterStatic(Address{Host: "10.0.0.1", Port: i}, 1); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return p, c, backendsOf(p)
+	return p, c, resBackends(p)
 }
 
-func backendsOf(p *Pool) []*Backend {
+func resBackends(p *Pool) []*Backend {
 	var out []*Backend
 	for _, s := range p.Snapshot() {
 		out = append(out, p.backends[s.Key])
@@ -58,7 +58,7 @@ func backendsOf(p *Pool) []*Backend {
 	return out
 }
 
-func stateOf(t *testing.T, p *Pool, key string) Status {
+func resState(t *testing.T, p *Pool, key string) Status {
 	t.Helper()
 	for _, s := range p.Snapshot() {
 		if s.Key == key {
@@ -69,12 +69,12 @@ func stateOf(t *testing.T, p *Pool, key string) Status {
 	return Status{}
 }
 
-// pickable reports whether some Acquire (excluding every other backend) returns b; it
+// resPickable reports whether some Acquire (excluding every other backend) returns b; it
 // releases what it took.
-func pickable(t *testing.T, p *Pool, b *Backend) bool {
+func resPickable(t *testing.T, p *Pool, b *Backend) bool {
 	t.Helper()
 	var others []*Backend
-	for _, o := range backendsOf(p) {
+	for _, o := range resBackends(p) {
 		if o != b {
 			others = append(others, o)
 		}
@@ -92,7 +92,7 @@ func pickable(t *testing.T, p *Pool, b *Backend) bool {
 	return true
 }
 
-var refused = &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+var resRefused = &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
 
 func TestBackendFault(t *testing.T) {
 	wrap := func(e syscall.Errno) error {
@@ -108,7 +108,7 @@ func TestBackendFault(t *testing.T) {
 		{"ENFILE", wrap(syscall.ENFILE), false},
 		{"EADDRNOTAVAIL", wrap(syscall.EADDRNOTAVAIL), false},
 		{"shutdown", fmt.Errorf("dial: %w", context.Canceled), false},
-		{"refused", refused, true},
+		{"resRefused", resRefused, true},
 		{"timeout", fmt.Errorf("dial: %w", context.DeadlineExceeded), true},
 		{"unreachable", wrap(syscall.EHOSTUNREACH), true},
 	}
@@ -122,16 +122,16 @@ func TestBackendFault(t *testing.T) {
 }
 
 func TestPassiveBackoffDoublesAndClears(t *testing.T) {
-	p, clock, bs := newTestPool(t, 2)
+	p, clock, bs := newResPool(t, 2)
 	b := bs[0]
-	p.ReportDial(b, refused)
-	if s := stateOf(t, p, b.Key()); s.State != StateDown || s.LastError == "" || !s.LastErrorTime.Equal(clock.Now()) {
+	p.ReportDial(b, resRefused)
+	if s := resState(t, p, b.Key()); s.State != StateDown || s.LastError == "" || !s.LastErrorTime.Equal(clock.Now()) {
 		t.Fatalf("after a failed dial: %+v", s)
 	}
 	for _, backoff := range []time.Duration{1, 2, 4, 8, 16, 30, 30} {
 		backoff *= time.Second
 		clock.Advance(backoff - time.Millisecond)
-		if pickable(t, p, b) {
+		if resPickable(t, p, b) {
 			t.Fatalf("picked %v before its %v backoff ended", time.Duration(0), backoff)
 		}
 		clock.Advance(time.Millisecond)
@@ -142,9 +142,9 @@ func TestPassiveBackoffDoublesAndClears(t *testing.T) {
 		if _, err := p.Acquire(netip.Addr{}, []*Backend{bs[1]}); !errors.Is(err, ErrNoBackend) {
 			t.Fatalf("a second connection during the trial: err %v, want ErrNoBackend", err)
 		}
-		p.ReportDial(b, refused)
+		p.ReportDial(b, resRefused)
 		p.Release(b)
-		if got := stateOf(t, p, b.Key()).State; got != StateDown {
+		if got := resState(t, p, b.Key()).State; got != StateDown {
 			t.Fatalf("after failed trial: state %s", got)
 		}
 	}
@@ -152,29 +152,29 @@ func TestPassiveBackoffDoublesAndClears(t *testing.T) {
 	trial, _ := p.Acquire(netip.Addr{}, []*Backend{bs[1]})
 	p.ReportDial(trial, nil)
 	p.Release(trial)
-	if got := stateOf(t, p, b.Key()).State; got != StateStatic {
+	if got := resState(t, p, b.Key()).State; got != StateStatic {
 		t.Fatalf("after a successful trial: state %s, want static", got)
 	}
 	// Success cleared the backoff: the next failure starts again at 1 s.
-	p.ReportDial(b, refused)
+	p.ReportDial(b, resRefused)
 	clock.Advance(firstBackoff)
-	if !pickable(t, p, b) {
+	if !resPickable(t, p, b) {
 		t.Fatal("backoff did not restart at 1s after a success")
 	}
 }
 
 func TestStragglerFailuresDoNotDoubleBackoff(t *testing.T) {
-	p, clock, bs := newTestPool(t, 1)
+	p, clock, bs := newResPool(t, 1)
 	b := bs[0]
 	held := make([]*Backend, 3)
 	for i := range held {
 		held[i], _ = p.Acquire(netip.Addr{}, nil)
 	}
 	for range held { // three dials in flight all fail
-		p.ReportDial(b, refused)
+		p.ReportDial(b, resRefused)
 	}
 	clock.Advance(firstBackoff)
-	if !pickable(t, p, b) {
+	if !resPickable(t, p, b) {
 		t.Fatal("backoff grew past 1s from failures of one outage")
 	}
 	for _, h := range held {
@@ -185,10 +185,10 @@ func TestStragglerFailuresDoNotDoubleBackoff(t *testing.T) {
 func TestLocalErrorsDoNotMarkDown(t *testing.T) {
 	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.EADDRNOTAVAIL} {
 		t.Run(e.Error(), func(t *testing.T) {
-			p, _, bs := newTestPool(t, 1)
+			p, _, bs := newResPool(t, 1)
 			p.ReportDial(bs[0], &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("socket", e)})
 			p.ReportCheck(bs[0], fmt.Errorf("check: %w", e), 1, 1)
-			if s := stateOf(t, p, bs[0].Key()); s.State != StateStatic || s.LastError != "" {
+			if s := resState(t, p, bs[0].Key()); s.State != StateStatic || s.LastError != "" {
 				t.Fatalf("local %v changed the backend: %+v", e, s)
 			}
 		})
@@ -196,14 +196,14 @@ func TestLocalErrorsDoNotMarkDown(t *testing.T) {
 }
 
 func TestHeartbeatDoesNotReviveDownBackend(t *testing.T) {
-	p, clock, _ := newTestPool(t, 0)
+	p, clock, _ := newResPool(t, 0)
 	a := Address{Host: "10.0.0.9", Port: 80}
 	p.Register(a, 1)
 	b := p.backends[a.Key()]
-	p.ReportDial(b, refused)
+	p.ReportDial(b, resRefused)
 	clock.Advance(100 * time.Millisecond)
 	p.Register(a, 1)
-	if got := stateOf(t, p, a.Key()).State; got != StateDown {
+	if got := resState(t, p, a.Key()).State; got != StateDown {
 		t.Fatalf("heartbeat changed a down backend to %s", got)
 	}
 	if _, err := p.Acquire(netip.Addr{}, nil); !errors.Is(err, ErrNoBackend) {
@@ -212,7 +212,7 @@ func TestHeartbeatDoesNotReviveDownBackend(t *testing.T) {
 }
 
 func TestActiveChecks(t *testing.T) {
-	fail := errors.New("connect: refused")
+	fail := errors.New("connect: resRefused")
 	cases := []struct {
 		name       string
 		fall, rise int
@@ -225,14 +225,14 @@ func TestActiveChecks(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			p, _, bs := newTestPool(t, 1)
+			p, _, bs := newResPool(t, 1)
 			for i, err := range tc.results {
 				p.ReportCheck(bs[0], err, tc.fall, tc.rise)
-				if got := stateOf(t, p, bs[0].Key()).State; got != tc.want[i] {
+				if got := resState(t, p, bs[0].Key()).State; got != tc.want[i] {
 					t.Fatalf("after result %d (%v): state %s, want %s", i, err, got, tc.want[i])
 				}
-				if got, want := pickable(t, p, bs[0]), tc.want[i] != StateDown; got != want {
-					t.Fatalf("after result %d: pickable %v, want %v", i, got, want)
+				if got, want := resPickable(t, p, bs[0]), tc.want[i] != StateDown; got != want {
+					t.Fatalf("after result %d: resPickable %v, want %v", i, got, want)
 				}
 			}
 		})
@@ -240,25 +240,25 @@ func TestActiveChecks(t *testing.T) {
 }
 
 func TestPassingCheckEndsBackoffEarly(t *testing.T) {
-	p, clock, bs := newTestPool(t, 1)
-	p.ReportDial(bs[0], refused)
+	p, clock, bs := newResPool(t, 1)
+	p.ReportDial(bs[0], resRefused)
 	clock.Advance(10 * time.Millisecond)
 	p.ReportCheck(bs[0], nil, 3, 2)
-	if got := stateOf(t, p, bs[0].Key()).State; got != StateStatic || !pickable(t, p, bs[0]) {
+	if got := resState(t, p, bs[0].Key()).State; got != StateStatic || !resPickable(t, p, bs[0]) {
 		t.Fatalf("a passing check did not end a passive backoff: %s", got)
 	}
 	// A backend the checks took down does not come back by a trial dial.
 	for range 3 {
-		p.ReportCheck(bs[0], refused, 3, 2)
+		p.ReportCheck(bs[0], resRefused, 3, 2)
 	}
 	clock.Advance(time.Hour)
-	if pickable(t, p, bs[0]) {
+	if resPickable(t, p, bs[0]) {
 		t.Fatal("a backend down by checks was picked without passing checks")
 	}
 }
 
 func TestDrainIsSticky(t *testing.T) {
-	p, _, _ := newTestPool(t, 0)
+	p, _, _ := newResPool(t, 0)
 	a := Address{Host: "10.0.0.9", Port: 80}
 	p.Register(a, 1)
 	held, _ := p.Acquire(netip.Addr{}, nil)
@@ -266,14 +266,14 @@ func TestDrainIsSticky(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.Register(a, 1) // heartbeat
-	if s := stateOf(t, p, a.Key()); s.State != StateDraining || s.Active != 1 {
+	if s := resState(t, p, a.Key()); s.State != StateDraining || s.Active != 1 {
 		t.Fatalf("after drain and heartbeat: %+v", s)
 	}
 	if _, err := p.Acquire(netip.Addr{}, nil); !errors.Is(err, ErrNoBackend) {
 		t.Fatalf("draining backend picked: %v", err)
 	}
 	p.Release(held)
-	if s := stateOf(t, p, a.Key()); s.State != StateDraining || s.Active != 0 {
+	if s := resState(t, p, a.Key()); s.State != StateDraining || s.Active != 0 {
 		t.Fatalf("drained backend not kept listed at 0: %+v", s)
 	}
 	if err := p.Undrain(a.Key()); err != nil {
@@ -292,8 +292,8 @@ func TestDrainIsSticky(t *testing.T) {
 }
 
 func TestSlowStartRampsHeldBurst(t *testing.T) {
-	c := newClock()
-	p := &Pool{Now: c.Now, Logger: quietLogger(), SlowStart: 10 * time.Second}
+	c := newResClock()
+	p := &Pool{Now: c.Now, Logger: resQuietLogger(), SlowStart: 10 * time.Second}
 	p.RegisterStatic(Address{Host: "10.0.0.1", Port: 1}, 1)
 	p.RegisterStatic(Address{Host: "10.0.0.1", Port: 2}, 1)
 	fresh := Address{Host: "10.0.0.1", Port: 3}
@@ -330,12 +330,12 @@ func TestSlowStartRampsHeldBurst(t *testing.T) {
 }
 
 func TestSlowStartAfterComingBackUp(t *testing.T) {
-	p, clock, bs := newTestPool(t, 2)
+	p, clock, bs := newResPool(t, 2)
 	p.SlowStart = 10 * time.Second
 	if bs[0].eff != permille {
 		t.Fatalf("static backend ramps at start-up: eff %d", bs[0].eff)
 	}
-	p.ReportDial(bs[0], refused)
+	p.ReportDial(bs[0], resRefused)
 	clock.Advance(firstBackoff)
 	trial, _ := p.Acquire(netip.Addr{}, []*Backend{bs[1]})
 	p.ReportDial(trial, nil)
@@ -351,7 +351,7 @@ func TestSlowStartAfterComingBackUp(t *testing.T) {
 }
 
 func TestMaxConnsPerBackend(t *testing.T) {
-	p, _, bs := newTestPool(t, 2)
+	p, _, bs := newResPool(t, 2)
 	p.MaxConnsPerBackend = 2
 	var held []*Backend
 	for range 4 {
@@ -382,7 +382,7 @@ func TestMaxConnsPerBackend(t *testing.T) {
 			}
 			got <- b
 		}()
-		eventually(t, func() bool { p.mu.Lock(); defer p.mu.Unlock(); return len(p.waiters) == i+1 })
+		resEventually(t, func() bool { p.mu.Lock(); defer p.mu.Unlock(); return len(p.waiters) == i+1 })
 	}
 	p.Release(held[0])
 	p.Release(held[1])
@@ -401,7 +401,7 @@ func TestMaxConnsPerBackend(t *testing.T) {
 }
 
 func TestFullDrainingBackendIsNotWaitedFor(t *testing.T) {
-	p, _, bs := newTestPool(t, 1)
+	p, _, bs := newResPool(t, 1)
 	p.MaxConnsPerBackend = 1
 	b, _ := p.Acquire(netip.Addr{}, nil)
 	p.Drain(bs[0].Key())
@@ -412,11 +412,11 @@ func TestFullDrainingBackendIsNotWaitedFor(t *testing.T) {
 }
 
 func TestRemovedDownBackendIsForgotten(t *testing.T) {
-	p, _, _ := newTestPool(t, 0)
+	p, _, _ := newResPool(t, 0)
 	a := Address{Host: "10.0.0.9", Port: 80}
 	p.Register(a, 1)
 	b, _ := p.Acquire(netip.Addr{}, nil)
-	p.ReportDial(b, refused)
+	p.ReportDial(b, resRefused)
 	p.Deregister(a.Key())
 	p.Release(b)
 	if p.Len() != 0 || len(p.retry) != 0 {
@@ -424,8 +424,8 @@ func TestRemovedDownBackendIsForgotten(t *testing.T) {
 	}
 }
 
-// eventually polls cond until it holds or a generous deadline passes.
-func eventually(t *testing.T, cond func() bool) {
+// resEventually polls cond until it holds or a generous deadline passes.
+func resEventually(t *testing.T, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
