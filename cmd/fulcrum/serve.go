@@ -24,7 +24,9 @@ func env(name string) []string { return []string{"FULCRUM_" + name} }
 
 // serveFlags are every flag of serve; each concern adds its own list here.
 func serveFlags() []cli.Flag {
-	return coreFlags()
+	flags := coreFlags()
+	flags = append(flags, resilienceFlags()...)
+	return flags
 }
 
 func coreFlags() []cli.Flag {
@@ -64,6 +66,7 @@ type config struct {
 	policy         pool.Policy
 	trusted        []netip.Prefix
 	log            *slog.Logger
+	resilience     resilienceConfig
 }
 
 func parseConfig(c *cli.Context) (*config, error) {
@@ -75,6 +78,9 @@ func parseConfig(c *cli.Context) (*config, error) {
 	}
 	var err error
 	if cfg.log, err = newLogger(os.Stderr, c.String("log-level"), c.String("log-format")); err != nil {
+		return nil, err
+	}
+	if cfg.resilience, err = parseResilience(c); err != nil {
 		return nil, err
 	}
 	if cfg.policy, err = pool.ParsePolicy(c.String("balance")); err != nil {
@@ -142,11 +148,13 @@ func run(ctx context.Context, cfg *config) error {
 	}
 	srv := &listener.Server{Picker: p, ConnectTimeout: cfg.connectTimeout, Retries: cfg.retries, Logger: cfg.log}
 	api := &admin.API{Registry: p, TrustedProxies: cfg.trusted, Logger: cfg.log}
+	cfg.resilience.apply(p, srv, api)
 	adminSrv := admin.NewServer(cfg.admin, api.Handler())
 
 	bg, cancelBg := context.WithCancel(context.Background())
 	defer cancelBg()
 	go p.RunSweeper(bg, cfg.sweep)
+	go cfg.resilience.runChecks(bg, p, cfg.connectTimeout)
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
 	go func() { errc <- adminSrv.Serve(adminLn) }()
