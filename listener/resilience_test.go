@@ -462,3 +462,34 @@ func TestNoIdleTimeoutWhenOff(t *testing.T) {
 		t.Fatal("connection closed with no idle timeout")
 	}
 }
+
+// TestSlowStartHeldBurst: a backend registered at runtime with slow start takes about 10% of
+// its share of a burst of held connections; without slow start it takes a full share.
+func TestSlowStartHeldBurst(t *testing.T) {
+	cases := []struct {
+		name     string
+		window   time.Duration
+		min, max int64 // connections of 42 the new backend may hold
+	}{
+		{"slow start", time.Hour, 1, 3}, // ~42 × 0.1/2.1 = 2
+		{"off", 0, 14, 14},              // an exact third
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := resPool(t, resBackend(t, resEcho), resBackend(t, resEcho))
+			p.SlowStart = tc.window
+			fresh := resBackend(t, resEcho)
+			a, _ := pool.ParseAddress(fresh)
+			p.Register(a, 1)
+			_, addr := resProxy(t, p, nil)
+			for i := range 42 {
+				if !resEchoes(t, resDial(t, addr), "x") {
+					t.Fatalf("client %d: no echo", i)
+				}
+			}
+			if n := resStatus(t, p, fresh).Active; n < tc.min || n > tc.max {
+				t.Fatalf("new backend holds %d of 42, want %d..%d", n, tc.min, tc.max)
+			}
+		})
+	}
+}

@@ -435,3 +435,42 @@ func resEventually(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// resLogCount counts log records by message.
+type resLogCount struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (l *resLogCount) Enabled(context.Context, slog.Level) bool { return true }
+func (l *resLogCount) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *resLogCount) WithGroup(string) slog.Handler            { return l }
+func (l *resLogCount) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.n[r.Message]++
+	return nil
+}
+
+func TestStateChangesLoggedOnce(t *testing.T) {
+	p, clock, bs := newResPool(t, 1)
+	logs := &resLogCount{n: map[string]int{}}
+	p.Logger = slog.New(logs)
+	for range 5 { // five connections' dials fail in one outage
+		p.ReportDial(bs[0], resRefused)
+	}
+	for range 3 { // three failed trials
+		clock.Advance(maxBackoff)
+		b, _ := p.Acquire(netip.Addr{}, nil)
+		p.ReportDial(b, resRefused)
+		p.Release(b)
+	}
+	for range 3 { // failing checks of a backend already down
+		p.ReportCheck(bs[0], resRefused, 1, 1)
+	}
+	p.ReportCheck(bs[0], nil, 1, 1)
+	p.ReportCheck(bs[0], nil, 1, 1)
+	if logs.n["backend down"] != 1 || logs.n["backend up"] != 1 {
+		t.Fatalf("state change logs %v; want one backend down and one backend up", logs.n)
+	}
+}
