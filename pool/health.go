@@ -68,9 +68,12 @@ func (p *Pool) place(b *Backend, now time.Time) {
 
 // BackendFault reports whether a failed dial or check is the backend's fault. Running out of
 // descriptors, ports or buffers on the balancer's side, or the balancer shutting down, is not.
+// Nor is a reset during connect: the handshake completed, so the backend accepted and then
+// reset, which on loopback can happen before connect(2) has reported success.
 func BackendFault(err error) bool {
 	switch {
 	case err == nil,
+		errors.Is(err, syscall.ECONNRESET),
 		errors.Is(err, syscall.EMFILE),
 		errors.Is(err, syscall.ENFILE),
 		errors.Is(err, syscall.EADDRNOTAVAIL),

@@ -108,6 +108,7 @@ func TestBackendFault(t *testing.T) {
 		{"ENFILE", wrap(syscall.ENFILE), false},
 		{"EADDRNOTAVAIL", wrap(syscall.EADDRNOTAVAIL), false},
 		{"shutdown", fmt.Errorf("dial: %w", context.Canceled), false},
+		{"accepted then reset", wrap(syscall.ECONNRESET), false},
 		{"resRefused", resRefused, true},
 		{"timeout", fmt.Errorf("dial: %w", context.DeadlineExceeded), true},
 		{"unreachable", wrap(syscall.EHOSTUNREACH), true},
