@@ -25,23 +25,25 @@ const (
 // Backend is one registered server. Its fields are guarded by the owning Pool's mu; callers
 // outside the package see it only through its accessors and Snapshot.
 type Backend struct {
-	addr   Address
-	key    string
-	hash   uint64 // xxhash of key, for rendezvous hashing
-	static bool
-
-	// Guarded by Pool.mu.
-	weight        int
+	// Guarded by Pool.mu. What every heap comparison and pick reads comes first, so that it
+	// shares as few cache lines as possible: at 100,000 backends picking is bound by misses.
 	active        int64
-	total         uint64
-	removed       bool
-	lastHeartbeat time.Time
-	created       time.Time
-	index         int    // position in the live heap; -1 when not pickable
-	lastPick      uint64 // pool sequence number of the last pick, for fair tie-breaking
 	eff           int64  // effective weight in thousandths: weight×1000, less while ramping
-	health        health // draining, passive and active health (health.go)
-	ramp          ramp   // slow start (slowstart.go)
+	lastPick      uint64 // pool sequence number of the last pick, for fair tie-breaking
+	index         int    // position in the live heap; -1 when not pickable
+	lastHeartbeat time.Time
+	static        bool // immutable
+	removed       bool
+
+	addr Address // immutable, as are key and hash
+	key  string
+	hash uint64 // xxhash of key, for rendezvous hashing
+
+	weight  int
+	total   uint64
+	created time.Time
+	health  health // draining, passive and active health (health.go)
+	ramp    ramp   // slow start (slowstart.go)
 }
 
 func newBackend(a Address, weight int, static bool, now time.Time) *Backend {

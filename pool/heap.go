@@ -86,7 +86,11 @@ func (h liveHeap) lightestWhere(ok func(*Backend) bool) *Backend {
 	if len(h) == 0 {
 		return nil
 	}
-	frontier := []int{0}
+	if ok(h[0]) { // the common case: the lightest is usable
+		return h[0]
+	}
+	var buf [16]int // stays on the stack for the usual handful of refusals
+	frontier := append(buf[:0], 0)
 	for len(frontier) > 0 {
 		best := 0
 		for i := 1; i < len(frontier); i++ {

@@ -214,17 +214,19 @@ func (p *Pool) acquire(now time.Time, client netip.Addr, exclude []*Backend) (*B
 
 // Release implements Picker.
 func (p *Pool) Release(b *Backend) error {
-	now := p.now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if b.active <= 0 {
 		return fmt.Errorf("%w: %s", ErrNotAcquired, b.key)
 	}
 	b.active--
-	b.health.trialing = false // a trial nobody reported on may be tried again
-	if p.backends[b.key] != b {
-		return nil // forgotten and registered anew: this old copy is no longer picked
+	if b.index >= 0 { // still pickable: only its load changed (expiry is checked at pick)
+		p.live.fix(b.index)
+		return nil
 	}
+	// Out of the heap: full, down, draining, removed or expired. Its state decides.
+	now := p.now()
+	b.health.trialing = false // a trial nobody reported on may be tried again
 	p.place(b, now)
 	if b.index < 0 {
 		p.forgetIfIdle(b, now)
