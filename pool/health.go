@@ -253,6 +253,7 @@ func (p *Pool) setDraining(key string, on bool) error {
 		p.logger().Info("backend draining", "backend", key, "active", b.active)
 	} else {
 		p.logger().Info("backend undrained", "backend", key, "active", b.active)
+		p.startRamp(b, now) // drained for a rolling upgrade, it comes back cold
 	}
 	p.place(b, now)
 	return nil

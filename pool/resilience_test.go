@@ -349,6 +349,11 @@ func TestSlowStartAfterComingBackUp(t *testing.T) {
 	if bs[0].eff != permille || len(p.ramps.list) != 0 {
 		t.Fatalf("ramp did not finish: eff %d, %d ramping", bs[0].eff, len(p.ramps.list))
 	}
+	p.Drain(bs[1].Key())
+	p.Undrain(bs[1].Key())
+	if bs[1].eff != rampFloor {
+		t.Fatalf("undrained at %d‰, want %d‰", bs[1].eff, rampFloor)
+	}
 }
 
 func TestMaxConnsPerBackend(t *testing.T) {
