@@ -26,6 +26,7 @@ func env(name string) []string { return []string{"FULCRUM_" + name} }
 func serveFlags() []cli.Flag {
 	flags := coreFlags()
 	flags = append(flags, securityFlags()...)
+	flags = append(flags, resilienceFlags()...)
 	return flags
 }
 
@@ -67,6 +68,7 @@ type config struct {
 	trusted        []netip.Prefix
 	log            *slog.Logger
 	sec            *securityConfig
+	resilience     resilienceConfig
 }
 
 func parseConfig(c *cli.Context) (*config, error) {
@@ -78,6 +80,9 @@ func parseConfig(c *cli.Context) (*config, error) {
 	}
 	var err error
 	if cfg.log, err = newLogger(os.Stderr, c.String("log-level"), c.String("log-format")); err != nil {
+		return nil, err
+	}
+	if cfg.resilience, err = parseResilience(c); err != nil {
 		return nil, err
 	}
 	if cfg.policy, err = pool.ParsePolicy(c.String("balance")); err != nil {
@@ -149,11 +154,13 @@ func run(ctx context.Context, cfg *config) error {
 	srv := &listener.Server{Picker: p, ConnectTimeout: cfg.connectTimeout, Retries: cfg.retries, Logger: cfg.log}
 	api := &admin.API{Registry: p, TrustedProxies: cfg.trusted, Logger: cfg.log}
 	cfg.sec.apply(cfg.log, p, api, ln.Addr(), adminLn.Addr())
+	cfg.resilience.apply(p, srv, api)
 	adminSrv := admin.NewServer(cfg.admin, api.Handler())
 
 	bg, cancelBg := context.WithCancel(context.Background())
 	defer cancelBg()
 	go p.RunSweeper(bg, cfg.sweep)
+	go cfg.resilience.runChecks(bg, p, cfg.connectTimeout)
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
 	go func() { errc <- adminSrv.Serve(adminLn) }()
