@@ -23,6 +23,9 @@ type API struct {
 	Logger *slog.Logger
 	// Security is the access policy: token, address rules, rate limit (see Security).
 	Security Security
+	// CloseBackend resets the established connections to a backend, for remove?force=1, and
+	// returns how many; nil means force=1 only removes.
+	CloseBackend func(key string) int
 }
 
 // Handler returns the API's routes.
@@ -31,6 +34,8 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("/upstream/add", a.only(a.add))
 	mux.HandleFunc("/upstream/remove", a.only(a.remove))
 	mux.HandleFunc("/upstream/status", a.only(a.status))
+	mux.HandleFunc("/upstream/drain", a.only(a.drain))
+	mux.HandleFunc("/upstream/undrain", a.only(a.undrain))
 	mux.HandleFunc("/healthz", a.only(a.healthz))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
@@ -80,6 +85,11 @@ func (a *API) remove(w http.ResponseWriter, r *http.Request) {
 		writeParseError(w, err)
 		return
 	}
+	force, err := parseForce(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	if err := a.Registry.Deregister(req.addr.Key()); err != nil {
 		if errors.Is(err, pool.ErrUnknownBackend) {
 			writeError(w, http.StatusNotFound, "backend "+req.addr.Key()+" is not registered")
@@ -88,7 +98,11 @@ func (a *API) remove(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"success": true, "removed": req.addr.Key()})
+	reply := map[string]any{"success": true, "removed": req.addr.Key()}
+	if n := a.closeForced(force, req.addr.Key()); n >= 0 {
+		reply["closed"] = n
+	}
+	writeJSON(w, http.StatusOK, reply)
 }
 
 // server is one entry of /upstream/status, with the seed design's field names.
@@ -102,6 +116,8 @@ type server struct {
 	LastHeartbeat float64 `json:"last_heartbeat"`
 	CreatedTime   float64 `json:"created_time"`
 	State         string  `json:"state"`
+	LastError     string  `json:"last_error"`      // the last failed dial or check; "" if none
+	LastErrorTime float64 `json:"last_error_time"` // unix seconds; 0 if none
 }
 
 type statusReply struct {
@@ -124,6 +140,8 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 			LastHeartbeat: unixSeconds(s.LastHeartbeat),
 			CreatedTime:   unixSeconds(s.Created),
 			State:         string(s.State),
+			LastError:     s.LastError,
+			LastErrorTime: unixSecondsOrZero(s.LastErrorTime),
 		})
 	}
 	writeJSON(w, http.StatusOK, reply)
@@ -131,6 +149,13 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func unixSecondsOrZero(t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return unixSeconds(t)
 }
 
 func unixSeconds(t time.Time) float64 {

@@ -2,7 +2,10 @@
 // balanced port. Its paths and JSON fields are those of the OpenResty design fulcrum grew from:
 //
 //	GET|POST /upstream/add?host=&port=[&weight=]  register, or heartbeat a known backend
-//	GET|POST /upstream/remove?host=&port=         stop new connections; forget when idle
+//	GET|POST /upstream/remove?host=&port=[&force=1] stop new connections; forget when idle;
+//	                                              force=1 also resets established ones
+//	GET|POST /upstream/drain?host=&port=          no new connections until undrain (sticky)
+//	GET|POST /upstream/undrain?host=&port=        take new connections again
 //	GET      /upstream/status                     every known backend, sorted by key
 //	GET      /healthz                             liveness
 //

@@ -189,7 +189,7 @@ func (a *API) checkTarget(ctx context.Context, t *target, known bool) error {
 
 // writeRegisterError answers a failed Register: a full registry is 429, anything else 400.
 func writeRegisterError(w http.ResponseWriter, err error) {
-	if errors.Is(err, pool.ErrFull) {
+	if errors.Is(err, pool.ErrRegistryFull) {
 		writeError(w, http.StatusTooManyRequests, err.Error())
 		return
 	}

@@ -20,8 +20,8 @@ import (
 //	 "backend":"10.0.0.5:8080","duration":0.0123,"bytes_up":517,"bytes_down":10240,"end":"eof"}
 //
 // duration is in seconds; bytes_up is client → backend, bytes_down backend → client; end says how
-// the connection ended: "eof" (both sides closed cleanly), "reset", "timeout", "closed" (closed by
-// fulcrum, such as at the end of a drain), or "error: …". A client closed before reaching a
+// the connection ended: "eof" (both sides closed cleanly), "reset", "timeout" (Splice.IdleTimeout
+// included), "closed" (closed by fulcrum, such as at the end of a drain), or "error: …". A client closed before reaching a
 // backend gets a line too, with no backend and end "rejected: …". When a trusted PROXY header
 // named the client, "peer" is the balancer in front that sent it.
 //
@@ -84,7 +84,7 @@ func EndReason(err error) string {
 		return "eof"
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
 		return "reset"
-	case errors.Is(err, os.ErrDeadlineExceeded), isTimeout(err):
+	case errors.Is(err, ErrIdle), errors.Is(err, os.ErrDeadlineExceeded), isTimeout(err):
 		return "timeout"
 	case errors.Is(err, net.ErrClosed):
 		return "closed"

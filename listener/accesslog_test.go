@@ -2,6 +2,7 @@ package listener
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // lockedBuffer is a bytes.Buffer safe for the access log's concurrent writers.
@@ -111,6 +113,7 @@ func TestEndReason(t *testing.T) {
 		{op(syscall.ECONNRESET), "reset"},
 		{op(syscall.EPIPE), "reset"},
 		{&net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}, "timeout"},
+		{ErrIdle, "timeout"},
 		{fmt.Errorf("x: %w", net.ErrClosed), "closed"},
 		{errors.New("boom"), "error: boom"},
 	} {
@@ -131,5 +134,24 @@ func TestAccessLogProxyClient(t *testing.T) {
 	l := out.waitLines(t, 1)[0]
 	if l["client"] != "198.51.100.9:1000" || l["peer"] != c.LocalAddr().String() || l["bytes_up"] != 3.0 {
 		t.Errorf("line %v: want the header's client, the real peer and 3 bytes up", l)
+	}
+}
+
+// A connection closed by the idle timeout is logged as a timeout.
+func TestAccessLogIdleTimeout(t *testing.T) {
+	be := startPPBackend(t, "tcp4", "")
+	var out lockedBuffer
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Picker: poolOf(t, be), Observer: NewAccessLog(&out), DataPath: Splice{IdleTimeout: 200 * time.Millisecond}, Logger: ppQuiet}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ln) }()
+	t.Cleanup(func() { s.Shutdown(context.Background()); <-done })
+	c := dialTCP(t, ln.Addr().String())
+	c.Write([]byte("x")) // then nothing either way
+	if l := out.waitLines(t, 1)[0]; l["end"] != "timeout" || l["bytes_up"] != 1.0 {
+		t.Errorf("line %v: want end timeout after one byte up", l)
 	}
 }

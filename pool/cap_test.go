@@ -25,7 +25,7 @@ func TestMaxBackendsConcurrent(t *testing.T) {
 			defer wg.Done()
 			ok, err := p.Register(Address{Host: "198.51.100.7", Port: 1000 + i}, 1)
 			switch {
-			case errors.Is(err, ErrFull):
+			case errors.Is(err, ErrRegistryFull):
 				full.Add(1)
 			case err != nil:
 				t.Error(err)

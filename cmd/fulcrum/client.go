@@ -183,9 +183,10 @@ func changeCommand(name, usage, done string, withWeight bool) *cli.Command {
 	}
 }
 
-// replyServer is the backend a change reply names ("server" or "removed"), or the one asked for.
+// replyServer is the backend a change reply names ("server", "removed", "draining" or
+// "undrained"), or the one asked for.
 func replyServer(reply map[string]any, params url.Values) string {
-	for _, k := range []string{"server", "removed", "drained", "undrained"} {
+	for _, k := range []string{"server", "removed", "draining", "undrained"} {
 		if s, ok := reply[k].(string); ok && s != "" {
 			return s
 		}

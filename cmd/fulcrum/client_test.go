@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -18,58 +17,26 @@ import (
 )
 
 // testAdmin is a real admin.API over a real pool, served by httptest, that remembers the
-// Authorization headers it was sent. /upstream/drain and /upstream/undrain stand in for the
-// endpoints the resilience work adds, with the same parameters and replies as remove.
+// Authorization headers it was sent.
 type testAdmin struct {
 	*httptest.Server
 	pool *pool.Pool
 	mu   sync.Mutex
 	auth []string
-	// drained lists the keys drained through the stand-in endpoints.
-	drained map[string]bool
 }
 
 func startTestAdmin(t *testing.T) *testAdmin {
 	t.Helper()
-	ta := &testAdmin{pool: &pool.Pool{TTL: time.Minute, Logger: opsQuietLogger()}, drained: map[string]bool{}}
-	api := &admin.API{Registry: ta.pool, Logger: opsQuietLogger()}
-	mux := http.NewServeMux()
-	mux.Handle("/", api.Handler())
-	mux.HandleFunc("/upstream/drain", ta.drain(true))
-	mux.HandleFunc("/upstream/undrain", ta.drain(false))
+	ta := &testAdmin{pool: &pool.Pool{TTL: time.Minute, Logger: opsQuietLogger()}}
+	api := (&admin.API{Registry: ta.pool, Logger: opsQuietLogger()}).Handler()
 	ta.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ta.mu.Lock()
 		ta.auth = append(ta.auth, r.Header.Get("Authorization"))
 		ta.mu.Unlock()
-		mux.ServeHTTP(w, r)
+		api.ServeHTTP(w, r)
 	}))
 	t.Cleanup(ta.Close)
 	return ta
-}
-
-func (ta *testAdmin) drain(on bool) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		key := net.JoinHostPort(r.FormValue("host"), r.FormValue("port"))
-		w.Header().Set("Content-Type", "application/json")
-		ta.mu.Lock()
-		defer ta.mu.Unlock()
-		if !ta.known(key) {
-			w.WriteHeader(http.StatusNotFound)
-			json.NewEncoder(w).Encode(map[string]string{"error": "backend " + key + " is not registered"})
-			return
-		}
-		ta.drained[key] = on
-		json.NewEncoder(w).Encode(map[string]any{"success": true, "server": key})
-	}
-}
-
-func (ta *testAdmin) known(key string) bool {
-	for _, s := range ta.pool.Snapshot() {
-		if s.Key == key {
-			return true
-		}
-	}
-	return false
 }
 
 func (ta *testAdmin) authHeaders() []string {
@@ -184,17 +151,20 @@ func TestClientDrainUndrain(t *testing.T) {
 	ta := startTestAdmin(t)
 	t.Setenv("FULCRUM_ADMIN_URL", ta.URL)
 	ta.pool.Register(pool.Address{Host: "10.0.0.7", Port: 80}, 1)
-	if out, err := opsRunCLI(t, "drain", "--host", "10.0.0.7", "--port", "80"); err != nil || !strings.Contains(out, "draining 10.0.0.7:80") {
+	if out, err := opsRunCLI(t, "drain", "--host", "10.0.0.7", "--port", "80"); err != nil || strings.TrimSpace(out) != "draining 10.0.0.7:80" {
 		t.Fatalf("drain: %q, %v", out, err)
 	}
-	if !ta.drained["10.0.0.7:80"] {
-		t.Error("drain did not reach /upstream/drain")
+	if st, _ := backendStatus(ta.pool, "10.0.0.7:80"); st.State != pool.StateDraining {
+		t.Errorf("after drain the backend is %q", st.State)
 	}
-	if out, err := opsRunCLI(t, "undrain", "--host", "10.0.0.7", "--port", "80"); err != nil || !strings.Contains(out, "undrained 10.0.0.7:80") {
+	if out, err := opsRunCLI(t, "status"); err != nil || !regexp.MustCompile(`10\.0\.0\.7:80\s+draining\s`).MatchString(out) {
+		t.Errorf("status after drain: %v\n%s", err, out)
+	}
+	if out, err := opsRunCLI(t, "undrain", "--host", "10.0.0.7", "--port", "80"); err != nil || strings.TrimSpace(out) != "undrained 10.0.0.7:80" {
 		t.Fatalf("undrain: %q, %v", out, err)
 	}
-	if ta.drained["10.0.0.7:80"] {
-		t.Error("undrain did not reach /upstream/undrain")
+	if st, _ := backendStatus(ta.pool, "10.0.0.7:80"); st.State != pool.StateUp {
+		t.Errorf("after undrain the backend is %q", st.State)
 	}
 }
 
@@ -212,7 +182,7 @@ func TestClientErrors(t *testing.T) {
 		{"remove unknown", []string{"remove", "--host", "10.9.9.9", "--port", "1"}, []string{"remove:", "404 Not Found", "backend 10.9.9.9:1 is not registered"}},
 		{"bad port", []string{"add", "--host", "10.0.0.1", "--port", "70000"}, []string{"add:", "400 Bad Request", "port \"70000\""}},
 		{"bad weight", []string{"add", "--host", "10.0.0.1", "--port", "80", "--weight", "999"}, []string{"400 Bad Request", "weight"}},
-		{"drain unknown", []string{"drain", "--host", "10.9.9.9", "--port", "1"}, []string{"drain:", "404"}},
+		{"drain unknown", []string{"drain", "--host", "10.9.9.9", "--port", "1"}, []string{"drain:", "404", "is not registered"}},
 		{"unreachable", []string{"status", "--admin", closed.URL}, []string{"status:", closed.URL, "connection refused"}},
 		{"bad url", []string{"status", "--admin", "ftp://x"}, []string{"--admin", "want http://host:port"}},
 		{"missing host", []string{"add", "--port", "80"}, []string{"host"}},

@@ -28,6 +28,7 @@ func serveFlags() []cli.Flag {
 	return slices.Concat(
 		coreFlags(),
 		securityFlags(),
+		resilienceFlags(),
 		operatingFlags(), // flags_operating.go: config file, PROXY protocol, access log
 	)
 }
@@ -72,6 +73,7 @@ type config struct {
 	trusted        []netip.Prefix
 	log            *slog.Logger
 	sec            *securityConfig
+	resilience     resilienceConfig
 	operating      operatingConfig // flags_operating.go
 }
 
@@ -84,6 +86,9 @@ func parseConfig(c *cli.Context) (*config, error) {
 	}
 	var err error
 	if cfg.log, err = newLogger(os.Stderr, c.String("log-level"), c.String("log-format")); err != nil {
+		return nil, err
+	}
+	if cfg.resilience, err = parseResilience(c); err != nil {
 		return nil, err
 	}
 	if cfg.policy, err = pool.ParsePolicy(c.String("balance")); err != nil {
@@ -165,11 +170,13 @@ func run(ctx context.Context, cfg *config) error {
 	defer closeOperating()
 	api := &admin.API{Registry: p, TrustedProxies: cfg.trusted, Logger: cfg.log}
 	cfg.sec.apply(cfg.log, p, api, ln.Addr(), adminLn.Addr())
+	cfg.resilience.apply(p, srv, api)
 	adminSrv := admin.NewServer(cfg.admin, api.Handler())
 
 	bg, cancelBg := context.WithCancel(context.Background())
 	defer cancelBg()
 	go p.RunSweeper(bg, cfg.sweep)
+	go cfg.resilience.runChecks(bg, p, cfg.connectTimeout)
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
 	go func() { errc <- adminSrv.Serve(adminLn) }()
