@@ -63,7 +63,7 @@ func (oc operatingConfig) apply(srv *listener.Server, log *slog.Logger) (closeFn
 	if err != nil {
 		return nil, err
 	}
-	srv.Observer = addObserver(srv.Observer, listener.NewAccessLog(w))
+	srv.Observer = appendObserver(srv.Observer, listener.NewAccessLog(w))
 	return closeFn, nil
 }
 
@@ -82,8 +82,8 @@ func openAccessLog(path string, log *slog.Logger) (io.Writer, func(), error) {
 	}, nil
 }
 
-// addObserver combines o with whatever observers the server already has.
-func addObserver(have listener.Observer, o listener.Observer) listener.Observer {
+// appendObserver combines o with whatever observers the server already has.
+func appendObserver(have listener.Observer, o listener.Observer) listener.Observer {
 	switch h := have.(type) {
 	case nil:
 		return o
