@@ -193,7 +193,7 @@ func (p *Pool) acquire(now time.Time, client netip.Addr, exclude []*Backend) (*B
 	for len(p.live) > 0 && p.live[0].expired(now, p.TTL) {
 		p.live.remove(p.live[0])
 	}
-	c := candidates{live: p.live, now: now, ttl: p.TTL, exclude: exclude}
+	c := candidates{live: p.live, all: p.backends, anyFull: p.full > 0, now: now, ttl: p.TTL, exclude: exclude}
 	b := p.policy().pick(&c, client)
 	for _, s := range c.stale {
 		if s.index >= 0 {

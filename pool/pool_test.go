@@ -416,3 +416,35 @@ func TestManyBackendsCountsStayExact(t *testing.T) {
 		}
 	}
 }
+
+func TestHashFallsBackToLeastConnWhenItsChoiceIsFull(t *testing.T) {
+	p := &pool.Pool{Policy: pool.Hash, MaxConnsPerBackend: 1, Logger: quiet}
+	register(t, p, 1, 2, 3)
+	first, err := p.Acquire(client, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Load one other backend so that least connections has a single right answer.
+	var other *pool.Backend
+	for _, s := range p.Snapshot() {
+		if s.Key != first.Key() {
+			other, _ = p.Acquire(netip.Addr{}, []*pool.Backend{first})
+			break
+		}
+	}
+	second, err := p.Acquire(client, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second == first || second == other {
+		t.Fatalf("hash choice full: got %s, want the least loaded backend (not %s or %s)", second.Key(), first.Key(), other.Key())
+	}
+	for _, b := range []*pool.Backend{first, other, second} {
+		p.Release(b)
+	}
+	again, _ := p.Acquire(client, nil)
+	if again != first {
+		t.Fatalf("after the full backend freed up the client went to %s, want %s", again.Key(), first.Key())
+	}
+	p.Release(again)
+}
