@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/fulcrumlb/fulcrum/listener"
 	"github.com/fulcrumlb/fulcrum/pool"
 )
 
@@ -74,9 +75,15 @@ const (
 	// maxReasons bounds the reason label of rejections: reasons come from error texts, and
 	// a label must not grow without limit. Later new reasons are counted as "other".
 	maxReasons = 16
-	// ReasonNoBackend is the reason label of a client rejected because no backend was live.
-	ReasonNoBackend = "no_backend"
+	// The reason labels of rejections whose cause fulcrum knows; other causes are named by
+	// their error's text.
+	ReasonNoBackend   = "no_backend"   // no live backend (pool.ErrNoBackend)
+	ReasonLimit       = "limit"        // every live backend at its connection limit (pool.ErrFull)
+	ReasonProxyHeader = "proxy_header" // PROXY header missing from a trusted peer, or untrusted
 )
+
+// knownReasons are declared up front, at 0, so that dashboards and alerts find them.
+var knownReasons = []string{ReasonNoBackend, ReasonLimit, ReasonProxyHeader}
 
 // NewMetrics returns Metrics whose gauges read reg. Its Prometheus registry is its own, with
 // the Go runtime and process collectors beside fulcrum's series.
@@ -112,9 +119,11 @@ func NewMetrics(reg pool.Registry) (*Metrics, error) {
 		m:        m,
 		handler:  promhttp.HandlerFor(pr, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}),
 		gauged:   make(map[string]bool),
-		nReason:  1,
+		nReason:  len(knownReasons),
 	}
-	mt.reasons.Store(ReasonNoBackend, ReasonNoBackend) // declared up front
+	for _, r := range knownReasons {
+		mt.reasons.Store(r, r)
+	}
 	return mt, nil
 }
 
@@ -132,15 +141,19 @@ func gaugeDefinitions() []promsink.GaugeDefinition {
 }
 
 func counterDefinitions() []promsink.CounterDefinition {
-	return []promsink.CounterDefinition{
+	defs := make([]promsink.CounterDefinition, 0, 8+len(knownReasons))
+	for _, r := range knownReasons {
+		defs = append(defs, promsink.CounterDefinition{Name: promName(keyRejected),
+			Help:        "Clients closed without reaching a backend, by reason.",
+			ConstLabels: []gometrics.Label{{Name: "reason", Value: r}}})
+	}
+	return append(defs, []promsink.CounterDefinition{
 		{Name: promName(keyRouted), Help: "Connections proxied to a backend (dial succeeded)."},
-		{Name: promName(keyRejected), Help: "Clients closed without reaching a backend, by reason.",
-			ConstLabels: []gometrics.Label{{Name: "reason", Value: ReasonNoBackend}}},
 		{Name: promName(keyDialFailed), Help: "Failed dials to backends, retries included."},
 		{Name: promName(keyBytesIn), Help: "Bytes carried client to backend."},
 		{Name: promName(keyBytesOut), Help: "Bytes carried backend to client."},
 		{Name: promName(keyHeartbeats), Help: "Admin add calls for backends already registered."},
-	}
+	}...)
 }
 
 func summaryDefinitions() []promsink.SummaryDefinition {
@@ -223,9 +236,9 @@ func (m *Metrics) Heartbeat(key string) {
 	m.m.IncrCounter(keyHeartbeats, 1)
 }
 
-// rejected counts a rejection under its reason: "no_backend" for pool.ErrNoBackend, otherwise
-// the text of the innermost wrapped error (a limit's sentinel, say); at most maxReasons label
-// values, later new texts as "other". A reason seen before costs no lock.
+// rejected counts a rejection under its reason: one of the known reasons, otherwise the text
+// of the innermost wrapped error; at most maxReasons label values, later new texts as "other".
+// A reason seen before costs no lock.
 func (m *Metrics) rejected(err error) {
 	text := reasonText(err)
 	if label, ok := m.reasons.Load(text); ok {
@@ -253,6 +266,10 @@ func reasonText(err error) string {
 		return "unknown"
 	case errors.Is(err, pool.ErrNoBackend):
 		return ReasonNoBackend
+	case errors.Is(err, pool.ErrFull):
+		return ReasonLimit
+	case errors.Is(err, listener.ErrProxyHeaderMissing), errors.Is(err, listener.ErrProxyHeaderUntrusted):
+		return ReasonProxyHeader
 	}
 	for u := errors.Unwrap(err); u != nil; u = errors.Unwrap(err) {
 		err = u

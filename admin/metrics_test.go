@@ -2,6 +2,7 @@ package admin_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -294,31 +295,35 @@ func TestMetricsConcurrentFirstEvents(t *testing.T) {
 // are capped so that varied error texts cannot grow the exposition without bound.
 func TestMetricsRejectedReasons(t *testing.T) {
 	rig := newOpsMetricsRig(t)
-	errLimit := errors.New("listener: too many connections")
+	errOdd := errors.New("listener: something new")
 	for range 3 {
-		rig.m.Rejected(netip.AddrPort{}, fmt.Errorf("client 127.0.0.1:4242: %w", errLimit))
+		rig.m.Rejected(netip.AddrPort{}, fmt.Errorf("client 127.0.0.1:4242: %w", errOdd))
 	}
 	rig.m.Rejected(netip.AddrPort{}, fmt.Errorf("accept: %w", pool.ErrNoBackend))
+	rig.m.Rejected(netip.AddrPort{}, fmt.Errorf("%w: %w", pool.ErrFull, context.DeadlineExceeded))
+	rig.m.Rejected(netip.AddrPort{}, fmt.Errorf("client: %w", listener.ErrProxyHeaderUntrusted))
 	for i := range 40 {
 		rig.m.Rejected(netip.AddrPort{}, fmt.Errorf("odd failure %d", i))
 	}
 	fams := rig.scrape(t)
-	rig.expect(t, fams, "fulcrum_connections_rejected_total", map[string]string{"reason": errLimit.Error()}, 3)
-	rig.expect(t, fams, "fulcrum_connections_rejected_total", map[string]string{"reason": admin.ReasonNoBackend}, 1)
+	rig.expect(t, fams, "fulcrum_connections_rejected_total", map[string]string{"reason": errOdd.Error()}, 3)
+	for _, r := range []string{admin.ReasonNoBackend, admin.ReasonLimit, admin.ReasonProxyHeader} {
+		rig.expect(t, fams, "fulcrum_connections_rejected_total", map[string]string{"reason": r}, 1)
+	}
 	series := fams["fulcrum_connections_rejected_total"].GetMetric()
 	var sum float64
 	for _, m := range series {
 		sum += m.GetCounter().GetValue()
 	}
-	if sum != 44 {
-		t.Errorf("rejections add up to %v, want 44", sum)
+	if sum != 46 {
+		t.Errorf("rejections add up to %v, want 46", sum)
 	}
 	if len(series) > 17 {
 		t.Errorf("%d reason values, want at most 16 and other", len(series))
 	}
 	other := opsValue(fams, "fulcrum_connections_rejected_total", map[string]string{"reason": "other"})
-	if other != 40-14 { // no_backend, the limit and 14 odd failures have their own value
-		t.Errorf("reason=other counts %v, want 26", other)
+	if other != 40-12 { // 3 known reasons, errOdd and 12 odd failures have their own value
+		t.Errorf("reason=other counts %v, want 28", other)
 	}
 }
 

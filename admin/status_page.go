@@ -41,6 +41,7 @@ type listenerTotals struct {
 	Rejected   uint64 `json:"connections_rejected"` // closed at once: no live backend
 	Failed     uint64 `json:"connections_failed"`   // closed: every dial failed
 	DialErrors uint64 `json:"dial_errors"`          // failed dials, retries included
+	Full       uint64 `json:"connections_full"`     // closed: every backend at its limit
 }
 
 func (o *Overview) fields() *overview {
@@ -61,6 +62,7 @@ func (o *Overview) fields() *overview {
 			Rejected:   s.Rejected.Load(),
 			Failed:     s.Failed.Load(),
 			DialErrors: s.DialErrors.Load(),
+			Full:       s.QueueDrops.Load(),
 		}
 	}
 	return f

@@ -65,6 +65,7 @@ function renderSummary(st) {
   parts.push(`${formatBytes(sum("bytes_out"))} out`);
   if (st.connections_rejected !== undefined) parts.push(`${num(st.connections_rejected)} rejected`);
   if (st.connections_failed !== undefined) parts.push(`${num(st.connections_failed)} failed`);
+  if (st.connections_full) parts.push(`${num(st.connections_full)} turned away (backends full)`);
   if (st.version) parts.push(`fulcrum ${st.version}`);
   document.getElementById("summary").textContent = parts.join(" · ");
 }

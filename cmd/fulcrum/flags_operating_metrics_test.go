@@ -9,6 +9,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -143,20 +146,28 @@ func TestRunServesMetricsAndPage(t *testing.T) {
 	for _, on := range []bool{true, false} {
 		t.Run(map[bool]string{true: "metrics", false: "no-metrics"}[on], func(t *testing.T) {
 			logs := &opsLogBuffer{}
-			policy, err := pool.ParsePolicy("leastconn")
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg := &config{listen: "127.0.0.1:0", admin: "127.0.0.1:0", ttl: time.Minute, sweep: time.Second,
-				connectTimeout: time.Second, drainTimeout: time.Second, policy: policy, metrics: on,
-				log: slog.New(slog.NewJSONHandler(logs, nil))}
+			// serve's own flag parsing builds the config; only the logger is swapped, to learn
+			// the admin address that 127.0.0.1:0 got.
+			app := &cli.App{Name: "fulcrum", Commands: []*cli.Command{{
+				Name: "serve", Flags: serveFlags(),
+				Action: func(c *cli.Context) error {
+					cfg, err := parseConfig(c)
+					if err != nil {
+						return err
+					}
+					cfg.log = slog.New(slog.NewJSONHandler(logs, nil))
+					return run(c.Context, cfg)
+				},
+			}}}
+			args := []string{"fulcrum", "serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+				"--drain-timeout", "1s", "--metrics=" + strconv.FormatBool(on)}
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
-			go func() { done <- run(ctx, cfg) }()
+			go func() { done <- app.RunContext(ctx, args) }()
 			defer func() {
 				cancel()
 				if err := <-done; err != nil {
-					t.Errorf("run: %v", err)
+					t.Errorf("serve: %v", err)
 				}
 			}()
 			deadline := time.Now().Add(20 * time.Second)
@@ -178,5 +189,29 @@ func TestRunServesMetricsAndPage(t *testing.T) {
 				t.Errorf("status without the overview: %s", body)
 			}
 		})
+	}
+}
+
+// TestMetricsFromConfigFile: metrics: false in the config file turns metrics off; the flag
+// still overrides the file.
+func TestMetricsFromConfigFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fulcrum.yaml")
+	if err := os.WriteFile(path, []byte("metrics: false\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want bool
+	}{
+		{[]string{"--config", path}, false},
+		{[]string{"--config", path, "--metrics=true"}, true},
+	} {
+		c, err := serveContext(t, tc.args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.Bool("metrics"); got != tc.want {
+			t.Errorf("serve %q: metrics %v, want %v", tc.args, got, tc.want)
+		}
 	}
 }

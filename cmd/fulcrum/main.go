@@ -26,7 +26,7 @@ func newApp() *cli.App {
 		Name:     "fulcrum",
 		Usage:    "a TCP load balancer with heartbeat registration and exact least-connections",
 		Version:  appVersion(),
-		Commands: []*cli.Command{serveCommand()},
+		Commands: append([]*cli.Command{serveCommand()}, clientCommands()...), // client.go: status, add, remove, drain, undrain, heartbeat
 	}
 }
 
