@@ -55,6 +55,10 @@ type Pool struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now. Tests replace it.
 	Now func() time.Time
+	// OnChange is told of every registry change, after the pool's lock is released and
+	// before the changing method returns (so a synchronous save precedes the admin reply);
+	// nil means nobody listens. See state.go.
+	OnChange func(ChangeKind)
 
 	mu       sync.Mutex
 	backends map[string]*Backend // every backend still known, by key
@@ -99,8 +103,9 @@ func (p *Pool) register(a Address, weight int, static bool) (bool, error) {
 		return false, fmt.Errorf("pool: weight %d outside 1..%d", weight, MaxWeight)
 	}
 	now := p.now()
+	kind := ChangeHeartbeat
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlockChanged(&kind)
 	if p.backends == nil {
 		p.backends = make(map[string]*Backend)
 	}
@@ -110,15 +115,18 @@ func (p *Pool) register(a Address, weight int, static bool) (bool, error) {
 		p.backends[b.key] = b
 		p.live.push(b)
 		p.logger().Info("backend added", "backend", b.key, "weight", b.weight, "static", static)
+		kind = ChangeMembership
 		return true, nil
 	}
 	if b.removed || b.expired(now, p.TTL) {
 		p.logger().Info("backend back", "backend", b.key, "active", b.active)
+		kind = ChangeMembership
 	}
 	b.lastHeartbeat = now
 	b.removed = false
-	if weight != 0 {
+	if weight != 0 && weight != b.weight {
 		b.weight = weight
+		kind = max(kind, ChangeWeight)
 	}
 	if b.index < 0 {
 		p.live.push(b)
@@ -130,12 +138,14 @@ func (p *Pool) register(a Address, weight int, static bool) (bool, error) {
 
 // Deregister implements Registry.
 func (p *Pool) Deregister(key string) error {
+	kind := noChange
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlockChanged(&kind)
 	b := p.backends[key]
 	if b == nil || b.removed {
 		return fmt.Errorf("%w: %s", ErrUnknownBackend, key)
 	}
+	kind = ChangeMembership
 	b.removed = true
 	if b.index >= 0 {
 		p.live.remove(b)
@@ -200,8 +210,9 @@ func (p *Pool) Release(b *Backend) error {
 // It returns how many it forgot.
 func (p *Pool) Sweep() int {
 	now := p.now()
+	kind := noChange
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlockChanged(&kind)
 	n := len(p.backends)
 	for _, b := range p.backends {
 		if !b.expired(now, p.TTL) {
@@ -212,6 +223,9 @@ func (p *Pool) Sweep() int {
 			p.logger().Info("backend expired", "backend", b.key, "active", b.active)
 		}
 		p.forgetIfIdle(b)
+	}
+	if n != len(p.backends) {
+		kind = ChangeMembership
 	}
 	return n - len(p.backends)
 }
