@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -24,7 +23,7 @@ func env(name string) []string { return []string{"FULCRUM_" + name} }
 
 // serveFlags are every flag of serve; each concern adds its own list here.
 func serveFlags() []cli.Flag {
-	return coreFlags()
+	return append(coreFlags(), persistFlags()...)
 }
 
 func coreFlags() []cli.Flag {
@@ -64,6 +63,9 @@ type config struct {
 	policy         pool.Policy
 	trusted        []netip.Prefix
 	log            *slog.Logger
+	// issue 4b: persistence and upgrades (state.go, upgrade.go).
+	stateFile, pidFile string
+	handover           *handover // nil: plain listeners, no SIGHUP upgrades
 }
 
 func parseConfig(c *cli.Context) (*config, error) {
@@ -71,7 +73,8 @@ func parseConfig(c *cli.Context) (*config, error) {
 		listen: c.String("listen"), admin: c.String("admin"),
 		ttl: c.Duration("ttl"), sweep: c.Duration("sweep-interval"),
 		connectTimeout: c.Duration("connect-timeout"), drainTimeout: c.Duration("drain-timeout"),
-		retries: c.Int("retries"),
+		retries:   c.Int("retries"),
+		stateFile: c.String("state-file"), pidFile: c.String("pid-file"), // issue 4b
 	}
 	var err error
 	if cfg.log, err = newLogger(os.Stderr, c.String("log-level"), c.String("log-format")); err != nil {
@@ -120,6 +123,11 @@ func serve(c *cli.Context) error {
 	}
 	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// issue 4b: take over the parent's sockets after an upgrade; upgrade on SIGHUP.
+	if cfg.handover, err = newHandover(cfg); err != nil {
+		return err
+	}
+	defer cfg.handover.stop()
 	return run(ctx, cfg)
 }
 
@@ -131,34 +139,45 @@ func run(ctx context.Context, cfg *config) error {
 			return err
 		}
 	}
-	ln, err := net.Listen("tcp", cfg.listen)
+	store := restoreRegistry(cfg, p)                     // issue 4b: registry from the parent or --state-file
+	ln, err := cfg.handover.listen("listen", cfg.listen) // issue 4b: inherited after an upgrade
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.listen, err)
 	}
-	adminLn, err := net.Listen("tcp", cfg.admin)
+	adminLn, err := cfg.handover.listen("admin", cfg.admin) // issue 4b
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("admin listen %s: %w", cfg.admin, err)
 	}
 	srv := &listener.Server{Picker: p, ConnectTimeout: cfg.connectTimeout, Retries: cfg.retries, Logger: cfg.log}
 	api := &admin.API{Registry: p, TrustedProxies: cfg.trusted, Logger: cfg.log}
-	adminSrv := admin.NewServer(cfg.admin, api.Handler())
 
 	bg, cancelBg := context.WithCancel(context.Background())
 	defer cancelBg()
 	go p.RunSweeper(bg, cfg.sweep)
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
-	go func() { errc <- adminSrv.Serve(adminLn) }()
+	adminSrv := &adminServer{addr: cfg.admin, handler: api.Handler(), errc: errc} // issue 4b: pausable
+	adminSrv.serve(adminLn)
 	cfg.log.Info("fulcrum serving", "listen", ln.Addr().String(), "admin", adminLn.Addr().String(),
 		"balance", cfg.policy.Name(), "static_backends", len(cfg.backends))
+	// issue 4b: persistence and upgrades.
+	if store != nil {
+		go store.run(bg)
+		defer store.flush()
+	}
+	if err := cfg.handover.ready(); err != nil {
+		cfg.log.Error("cannot signal readiness; upgrades disabled", "err", err)
+	}
+	go cfg.handover.watch(bg, p, adminSrv, store)
 
 	select {
 	case <-ctx.Done():
+	case <-cfg.handover.exit(): // issue 4b: a successor took over
 	case err := <-errc:
 		return fmt.Errorf("server stopped: %w", err)
 	}
-	return drain(srv, adminSrv, cfg)
+	return drain(srv, adminSrv.server(), cfg)
 }
 
 func drain(srv *listener.Server, adminSrv *http.Server, cfg *config) error {
