@@ -614,3 +614,5 @@ func runClients(addr string, workers, n, up, down int) *clientRun {
 }
 
 func tail(s string, n int) string { return s[max(0, len(s)-n):] }
+
+func itoa(n int) string { return strconv.Itoa(n) }
