@@ -226,32 +226,62 @@ func (h *handover) addSnapshot(p *pool.Pool) error {
 }
 
 // adminServer runs the admin HTTP server and can pause it for an upgrade: pausing closes this
-// process's listener (the socket lives on in the successor; new connections wait in its
-// backlog) and waits for requests in progress.
+// process's listener (the socket lives on in the successor, where new connections wait in
+// the backlog) and waits until every connection it accepted has been answered and closed.
+//
+// http.Server.Shutdown is not used to pause: a connection accepted just before it, whose
+// request is read after it began, is closed without a reply, so a heartbeat sent during an
+// upgrade could fail. Instead keep-alives are turned off (idle connections close, busy ones
+// close after their reply) and the listener alone is closed.
 type adminServer struct {
 	addr    string
 	handler http.Handler
 	errc    chan<- error // where a failing Serve reports
 
-	mu  sync.Mutex
-	srv *http.Server
-	ln  net.Listener
+	mu     sync.Mutex
+	srv    *http.Server
+	ln     net.Listener
+	served chan struct{} // closed when the current Serve has returned
+	paused bool          // the listener was closed on purpose
+	open   int           // connections accepted and not yet closed
 }
 
-// serve starts serving ln in a new goroutine, which ends with the server.
+// serve starts serving ln in a new goroutine, which ends when ln is closed.
 func (as *adminServer) serve(ln net.Listener) {
-	srv := admin.NewServer(as.addr, as.handler)
+	served := make(chan struct{})
 	as.mu.Lock()
-	as.srv, as.ln = srv, ln
+	if as.srv == nil {
+		as.srv = admin.NewServer(as.addr, as.handler)
+		as.srv.ConnState = as.connState
+	}
+	srv := as.srv
+	as.ln, as.served, as.paused = ln, served, false
 	as.mu.Unlock()
+	srv.SetKeepAlivesEnabled(true)
 	go func() {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		defer close(served)
+		err := srv.Serve(ln)
+		as.mu.Lock()
+		paused := as.paused
+		as.mu.Unlock()
+		if !paused && !errors.Is(err, http.ErrServerClosed) {
 			as.errc <- err
 		}
 	}()
 }
 
-// server is the current http.Server, for the final shutdown.
+func (as *adminServer) connState(_ net.Conn, st http.ConnState) {
+	as.mu.Lock()
+	defer as.mu.Unlock()
+	switch st {
+	case http.StateNew:
+		as.open++
+	case http.StateClosed, http.StateHijacked:
+		as.open--
+	}
+}
+
+// server is the http.Server, for the final shutdown.
 func (as *adminServer) server() *http.Server {
 	as.mu.Lock()
 	defer as.mu.Unlock()
@@ -261,7 +291,8 @@ func (as *adminServer) server() *http.Server {
 // pause stops serving and returns a function that serves the same socket again.
 func (as *adminServer) pause(ctx context.Context) (resume func() error, err error) {
 	as.mu.Lock()
-	srv, ln := as.srv, as.ln
+	srv, ln, served := as.srv, as.ln, as.served
+	as.paused = true
 	as.mu.Unlock()
 	tl, ok := ln.(*net.TCPListener)
 	if !ok {
@@ -271,10 +302,10 @@ func (as *adminServer) pause(ctx context.Context) (resume func() error, err erro
 	if err != nil {
 		return nil, fmt.Errorf("pause admin: %w", err)
 	}
-	if err := srv.Shutdown(ctx); err != nil {
-		srv.Close()
-	}
-	return func() error {
+	srv.SetKeepAlivesEnabled(false) // closes idle connections; busy ones close after replying
+	ln.Close()
+	<-served // from here on no connection is accepted, so open only falls
+	resume = func() error {
 		defer dup.Close()
 		ln, err := net.FileListener(dup)
 		if err != nil {
@@ -282,5 +313,28 @@ func (as *adminServer) pause(ctx context.Context) (resume func() error, err erro
 		}
 		as.serve(ln)
 		return nil
-	}, nil
+	}
+	if err := as.waitIdle(ctx); err != nil {
+		return nil, errors.Join(err, resume())
+	}
+	return resume, nil
+}
+
+// waitIdle waits until every admin connection has closed.
+func (as *adminServer) waitIdle(ctx context.Context) error {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		as.mu.Lock()
+		open := as.open
+		as.mu.Unlock()
+		if open == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("pause admin: %d connections still open: %w", open, ctx.Err())
+		case <-t.C:
+		}
+	}
 }
