@@ -377,13 +377,19 @@ func startBalancer(t *testing.T, args ...string) *balancer {
 func startBalancerVia(t *testing.T, wrapper []string, args ...string) *balancer {
 	t.Helper()
 	needBinary(t)
+	return startBalancerBin(t, fulcrumBin, wrapper, args...)
+}
+
+// startBalancerBin runs the binary at bin (a copy, for tests that replace it).
+func startBalancerBin(t *testing.T, bin string, wrapper []string, args ...string) *balancer {
+	t.Helper()
 	logPath := filepath.Join(t.TempDir(), "fulcrum.log")
 	logf, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer logf.Close()
-	argv := append([]string{fulcrumBin, "serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+	argv := append([]string{bin, "serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
 		"--log-format", "json", "--sweep-interval", "200ms"}, args...)
 	argv = append(wrapper, argv...)
 	cmd := exec.Command(argv[0], argv[1:]...)

@@ -246,3 +246,60 @@ func TestStateFile_UnusableIsMovedAside(t *testing.T) {
 		})
 	}
 }
+
+// TestUpgrade_FailedSuccessorKeepsServing: when the successor cannot start (here the binary
+// was replaced by one that exits at once), the running process logs the failure, keeps the
+// sockets, serves the balanced and admin ports again, and a later SIGHUP with a good binary
+// upgrades as usual.
+func TestUpgrade_FailedSuccessorKeepsServing(t *testing.T) {
+	needBinary(t)
+	dir := t.TempDir()
+	bin, pidFile := filepath.Join(dir, "fulcrum"), filepath.Join(dir, "fulcrum.pid")
+	good, err := os.ReadFile(fulcrumBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replace := func(content []byte) {
+		t.Helper()
+		tmp := bin + ".new"
+		if err := os.WriteFile(tmp, content, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, bin); err != nil {
+			t.Fatal(err)
+		}
+	}
+	replace(good)
+	g := startBackend(t, serveXfer)
+	b := startBalancerBin(t, bin, nil, "--pid-file", pidFile)
+	t.Cleanup(func() { stopNewest(t, pidFile) })
+	addBackend(t, b.admn, g.addr())
+	eventually(t, 10*time.Second, "the PID file names the balancer", func() bool { return readPID(pidFile) == b.pid() })
+
+	replace([]byte("#!/bin/sh\nexit 3\n"))
+	b.cmd.Process.Signal(syscall.SIGHUP)
+	eventually(t, 20*time.Second, "the failed upgrade is logged", func() bool { return strings.Contains(b.log(), `"msg":"upgrade failed; still serving"`) })
+	if b.exited() || readPID(pidFile) != b.pid() {
+		t.Fatalf("after a failed upgrade the balancer exited (%v) or lost the PID file", b.err)
+	}
+	addBackend(t, b.admn, g.addr()) // the admin API serves again
+	if err := roundTrip(b.listen, 64<<10, 64<<10); err != nil {
+		t.Fatalf("after a failed upgrade: %v", err)
+	}
+
+	replace(good)
+	b.cmd.Process.Signal(syscall.SIGHUP)
+	eventually(t, 20*time.Second, "a good successor takes over", func() bool {
+		pid := readPID(pidFile)
+		return pid != 0 && pid != b.pid() && b.exited()
+	})
+	if b.err != nil {
+		t.Fatalf("the old process exited with %v", b.err)
+	}
+	if _, ok := status(t, b.admn)[g.addr()]; !ok {
+		t.Fatal("the successor lost the registry")
+	}
+	if err := roundTrip(b.listen, 64<<10, 64<<10); err != nil {
+		t.Fatalf("after the upgrade: %v", err)
+	}
+}
