@@ -292,7 +292,6 @@ func (as *adminServer) server() *http.Server {
 func (as *adminServer) pause(ctx context.Context) (resume func() error, err error) {
 	as.mu.Lock()
 	srv, ln, served := as.srv, as.ln, as.served
-	as.paused = true
 	as.mu.Unlock()
 	tl, ok := ln.(*net.TCPListener)
 	if !ok {
@@ -302,6 +301,9 @@ func (as *adminServer) pause(ctx context.Context) (resume func() error, err erro
 	if err != nil {
 		return nil, fmt.Errorf("pause admin: %w", err)
 	}
+	as.mu.Lock()
+	as.paused = true // Serve's error below is ours, not a failure
+	as.mu.Unlock()
 	srv.SetKeepAlivesEnabled(false) // closes idle connections; busy ones close after replying
 	ln.Close()
 	<-served // from here on no connection is accepted, so open only falls
