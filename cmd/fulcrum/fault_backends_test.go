@@ -25,6 +25,9 @@ func TestFault_ResetBackend(t *testing.T) {
 
 	r := runClients(b.listen, 8, 25, 32<<10, 32<<10)
 	settle(t, b, base)
+	good1.stop() // waits for the handlers, so served is final
+	good2.stop()
+	bad.stop()
 
 	st := status(t, b.admn)
 	healthy := int64(st[good1.addr()].TotalConns + st[good2.addr()].TotalConns)
@@ -92,6 +95,7 @@ func TestFault_BlackholeBackend(t *testing.T) {
 
 	r := runClients(b.listen, 6, 10, 16<<10, 16<<10)
 	settle(t, b, base)
+	good.stop()
 	st := status(t, b.admn)
 	t.Logf("blackhole: %d round trips ok, %d failed; dials tried on the blackhole: %d", r.ok.Load(), r.failed.Load(), st[hole].TotalConns)
 	if r.failed.Load() != 0 {
@@ -156,6 +160,7 @@ type flapper struct {
 	stop             chan struct{}
 	done             sync.WaitGroup
 	up, down         time.Duration
+	haltOnce         sync.Once
 }
 
 func startFlapper(t *testing.T, up, down time.Duration) *flapper {
@@ -167,8 +172,14 @@ func startFlapper(t *testing.T, up, down time.Duration) *flapper {
 	f := &flapper{addr: ln.Addr().String(), stop: make(chan struct{}), up: up, down: down}
 	f.done.Add(1)
 	go f.run(ln)
-	t.Cleanup(func() { close(f.stop); f.done.Wait() })
+	t.Cleanup(f.halt)
 	return f
+}
+
+// halt stops flapping and waits for every handler; safe twice.
+func (f *flapper) halt() {
+	f.haltOnce.Do(func() { close(f.stop) })
+	f.done.Wait()
 }
 
 func (f *flapper) run(ln net.Listener) {
@@ -240,6 +251,8 @@ func TestFault_FlappingBackend(t *testing.T) {
 	}
 	wg.Wait()
 	settle(t, b, base)
+	good.stop()
+	flap.halt()
 	flap.mu.Lock()
 	defer flap.mu.Unlock()
 	t.Logf("flapping: %d round trips ok, %d failed (reset in the flapper's backlog as it closed); the flapper served %d of %d accepted, the healthy one %d of %d",

@@ -140,6 +140,8 @@ func TestFault_SIGTERMDuring100Transfers(t *testing.T) {
 	if strings.Contains(b.log(), "drain timeout") {
 		t.Fatal("the drain timed out and closed connections")
 	}
+	g1.stop() // waits for the handlers, so served is final
+	g2.stop()
 	if g1.served.Load()+g2.served.Load() != n {
 		t.Fatalf("backends served %d of %d", g1.served.Load()+g2.served.Load(), n)
 	}

@@ -198,6 +198,7 @@ func TestStateFile_SavedBeforeReplyAndRestoredAtStart(t *testing.T) {
 	if err := roundTrip(b2.listen, 64<<10, 64<<10); err != nil {
 		t.Fatalf("the restarted balancer does not serve at once: %v", err)
 	}
+	g1.stop()
 	if g1.served.Load() != 1 {
 		t.Fatalf("the restored backend served %d connections, want 1", g1.served.Load())
 	}
