@@ -10,15 +10,18 @@ import (
 	"time"
 )
 
-// TestFault_DescriptorStarvation: a balancer whose soft RLIMIT_NOFILE is 256 receives 1,000
+// TestFault_DescriptorStarvation: a balancer whose RLIMIT_NOFILE is 256 receives 1,000
 // connection attempts that stay open. It must not crash or spin (its CPU over the episode is
 // measured from /proc), and must serve again as soon as the descriptors come free.
+//
+// The hard limit is set too: since Go 1.19 the runtime raises the soft limit to the hard one
+// at start, so a soft limit alone (ulimit -S) is undone before main runs.
 func TestFault_DescriptorStarvation(t *testing.T) {
 	good := startBackend(t, serveXfer)
-	b := startBalancerVia(t, []string{"sh", "-c", `ulimit -n 256 && exec "$@"`, "sh"}, "--backend", good.addr())
+	b := startBalancerVia(t, []string{"sh", "-c", `ulimit -S -n 256 && ulimit -H -n 256 && exec "$@"`, "sh"}, "--backend", good.addr())
 	limits, _ := os.ReadFile("/proc/" + itoa(b.pid()) + "/limits")
-	if !strings.Contains(string(limits), "Max open files            256") {
-		t.Fatalf("the balancer's soft limit is not 256:\n%s", limits)
+	if !strings.Contains(string(limits), "Max open files            256                  256") {
+		t.Fatalf("the balancer's descriptor limit is not 256:\n%s", limits)
 	}
 	if err := roundTrip(b.listen, 4<<10, 4<<10); err != nil {
 		t.Fatalf("before the episode: %v", err)
