@@ -21,6 +21,11 @@ type API struct {
 	TrustedProxies []netip.Prefix
 	// Logger receives registry changes made through the API; nil means slog.Default().
 	Logger *slog.Logger
+	// Security is the access policy: token, address rules, rate limit (see Security).
+	Security Security
+	// CloseBackend resets the established connections to a backend, for remove?force=1, and
+	// returns how many; nil means force=1 only removes.
+	CloseBackend func(key string) int
 }
 
 // Handler returns the API's routes.
@@ -29,11 +34,13 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("/upstream/add", a.only(a.add))
 	mux.HandleFunc("/upstream/remove", a.only(a.remove))
 	mux.HandleFunc("/upstream/status", a.only(a.status))
+	mux.HandleFunc("/upstream/drain", a.only(a.drain))
+	mux.HandleFunc("/upstream/undrain", a.only(a.undrain))
 	mux.HandleFunc("/healthz", a.only(a.healthz))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
 	})
-	return mux
+	return a.guard(mux)
 }
 
 // maxBody caps a form body; admin requests carry a few short parameters.
@@ -66,7 +73,7 @@ func (a *API) add(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if _, err := a.Registry.Register(req.addr, req.weight); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		writeRegisterError(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"success": true, "server": req.addr.Key()})
@@ -78,6 +85,11 @@ func (a *API) remove(w http.ResponseWriter, r *http.Request) {
 		writeParseError(w, err)
 		return
 	}
+	force, err := parseForce(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	if err := a.Registry.Deregister(req.addr.Key()); err != nil {
 		if errors.Is(err, pool.ErrUnknownBackend) {
 			writeError(w, http.StatusNotFound, "backend "+req.addr.Key()+" is not registered")
@@ -86,12 +98,17 @@ func (a *API) remove(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"success": true, "removed": req.addr.Key()})
+	reply := map[string]any{"success": true, "removed": req.addr.Key()}
+	if n := a.closeForced(force, req.addr.Key()); n >= 0 {
+		reply["closed"] = n
+	}
+	writeJSON(w, http.StatusOK, reply)
 }
 
 // server is one entry of /upstream/status, with the seed design's field names.
 type server struct {
 	Host          string  `json:"host"`
+	Address       string  `json:"address"` // the IP dialed: resolved once when host is a name
 	Port          int     `json:"port"`
 	Weight        int     `json:"weight"`
 	ConnCount     int64   `json:"conn_count"`
@@ -99,6 +116,8 @@ type server struct {
 	LastHeartbeat float64 `json:"last_heartbeat"`
 	CreatedTime   float64 `json:"created_time"`
 	State         string  `json:"state"`
+	LastError     string  `json:"last_error"`      // the last failed dial or check; "" if none
+	LastErrorTime float64 `json:"last_error_time"` // unix seconds; 0 if none
 }
 
 type statusReply struct {
@@ -113,6 +132,7 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 	for _, s := range snap {
 		reply.Servers = append(reply.Servers, server{
 			Host:          s.Address.Host,
+			Address:       s.Address.DialHost(),
 			Port:          s.Address.Port,
 			Weight:        s.Weight,
 			ConnCount:     s.Active,
@@ -120,6 +140,8 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 			LastHeartbeat: unixSeconds(s.LastHeartbeat),
 			CreatedTime:   unixSeconds(s.Created),
 			State:         string(s.State),
+			LastError:     s.LastError,
+			LastErrorTime: unixSecondsOrZero(s.LastErrorTime),
 		})
 	}
 	writeJSON(w, http.StatusOK, reply)
@@ -127,6 +149,13 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func unixSecondsOrZero(t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return unixSeconds(t)
 }
 
 func unixSeconds(t time.Time) float64 {

@@ -59,12 +59,14 @@ func (s *Server) connect(pc *proxyConn, from netip.AddrPort) (*pool.Backend, err
 	client := from.Addr()
 	var tried []*pool.Backend
 	for attempt := 0; attempt <= s.Retries; attempt++ {
-		b, err := s.Picker.Acquire(client, tried)
+		b, err := s.acquire(client, tried)
 		if err != nil {
 			s.noBackend(pc, attempt, err)
 			return nil, err
 		}
+		s.setPicked(pc, b)
 		conn, err := s.dial(b)
+		s.reportDial(b, err)
 		if err == nil {
 			s.mu.Lock()
 			pc.backend = conn
@@ -84,6 +86,13 @@ func (s *Server) connect(pc *proxyConn, from netip.AddrPort) (*pool.Backend, err
 }
 
 func (s *Server) noBackend(pc *proxyConn, attempt int, err error) {
+	if errors.Is(err, pool.ErrFull) {
+		s.stats.QueueDrops.Add(1)
+		s.logNoPeer.Do(func() {
+			s.logger().Warn("every backend is full; closing client", "client", pc.client.RemoteAddr(), "err", err)
+		})
+		return
+	}
 	if attempt > 0 {
 		s.stats.Failed.Add(1) // tried some, none left to try
 		return

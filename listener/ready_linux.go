@@ -2,6 +2,7 @@ package listener
 
 import (
 	"net"
+	"os"
 	"syscall"
 	"unsafe"
 )
@@ -21,17 +22,28 @@ func readyChunk(src *net.TCPConn, chunk int64) (int64, error) {
 		return 0, err
 	}
 	queued := 0
+	var peekErr error
 	err = rc.Read(func(fd uintptr) bool {
 		var b [1]byte
 		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		if err == syscall.EAGAIN {
-			return false // not readable yet: wait in the poller, holding nothing
+		for err == syscall.EINTR {
+			n, _, err = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		}
-		if n > 0 {
+		switch {
+		case err == syscall.EAGAIN:
+			return false // not readable yet: wait in the poller, holding nothing
+		case err != nil:
+			// The peek has taken the socket's pending error (a reset): pass it on, or the
+			// splice after it would read a clean EOF.
+			peekErr = os.NewSyscallError("recvfrom", err)
+		case n > 0:
 			queued = inQueue(fd)
 		}
 		return true
 	})
+	if err == nil {
+		err = peekErr
+	}
 	if err != nil {
 		return 0, err
 	}

@@ -18,7 +18,7 @@ const (
 	ChangeHeartbeat  ChangeKind = iota // only a heartbeat time moved
 	ChangeMembership                   // a backend joined, came back, was removed or forgotten
 	ChangeWeight                       // a backend's weight changed
-	ChangeState                        // a backend's state changed (health, draining)
+	ChangeState                        // a backend was drained or undrained (health transitions are not reported)
 )
 
 func (k ChangeKind) String() string {
@@ -44,7 +44,7 @@ type Record struct {
 	Weight        int       `json:"weight"`
 	Static        bool      `json:"static"`
 	Removed       bool      `json:"removed"`
-	Draining      bool      `json:"draining"` // not set by this pool yet: see Export
+	Draining      bool      `json:"draining"` // sticky until undrained, as in a rolling upgrade
 	State         State     `json:"state"`    // as computed at export; informational
 	LastHeartbeat time.Time `json:"last_heartbeat"`
 	Created       time.Time `json:"created_time"`
@@ -65,7 +65,7 @@ func (p *Pool) Export() []Record {
 			State:         b.state(now, p.TTL),
 			LastHeartbeat: b.lastHeartbeat,
 			Created:       b.created,
-			// Draining: set here once the pool has draining (issue 4, health/drain branch).
+			Draining:      b.health.draining,
 		})
 	}
 	p.mu.Unlock()
@@ -83,8 +83,9 @@ func (p *Pool) Export() []Record {
 //     from the configuration; a static backend no longer configured is dropped.
 //   - A record whose key is already known (configured as static) is otherwise skipped: the
 //     configuration wins.
-//   - The others come back with their weight and times; one whose TTL has passed is kept out
-//     of picking and forgotten by the next Sweep.
+//   - The others come back with their weight, times and draining flag, without a slow-start
+//     ramp; one whose TTL has passed is kept out of picking and forgotten by the next Sweep.
+//     Health (down, backoff) is not restored: a dial or a check finds it again.
 //
 // It returns how many backends it added. OnChange is not called.
 func (p *Pool) Import(recs []Record) (int, error) {
@@ -112,12 +113,11 @@ func (p *Pool) Import(recs []Record) (int, error) {
 		if r.Static {
 			continue
 		}
-		b := newBackend(addrs[i], r.Weight, false, r.Created)
+		b := newBackend(addrs[i], r.Weight, false, r.Created) // no ramp: restored, not joining
 		b.lastHeartbeat = r.LastHeartbeat
+		b.health.draining = r.Draining
 		p.backends[b.key] = b
-		if !b.expired(now, p.TTL) {
-			p.live.push(b)
-		}
+		p.place(b, now) // pickable unless draining or expired
 		added++
 	}
 	return added, nil
@@ -165,7 +165,7 @@ func (p *Pool) changed(kind ChangeKind) {
 // the registry defer it in place of p.mu.Unlock.
 func (p *Pool) unlockChanged(kind *ChangeKind) {
 	p.mu.Unlock()
-	if *kind >= 0 {
+	if *kind > noChange {
 		p.changed(*kind)
 	}
 }

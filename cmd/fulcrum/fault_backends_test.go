@@ -245,7 +245,7 @@ func TestFault_FlappingBackend(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for time.Now().Before(end) {
-				r.record(roundTrip(b.listen, 16<<10, 16<<10))
+				r.record(xferRoundTrip(b.listen, 16<<10, 16<<10))
 			}
 		}()
 	}

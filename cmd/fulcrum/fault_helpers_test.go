@@ -209,8 +209,8 @@ func (x *xferClient) finish() error {
 
 func (x *xferClient) close() { x.c.Close() }
 
-// roundTrip is one whole connection.
-func roundTrip(addr string, up, down int) error {
+// xferRoundTrip is one whole connection.
+func xferRoundTrip(addr string, up, down int) error {
 	x, err := dialXfer(addr, up, down)
 	if err != nil {
 		return err
@@ -611,7 +611,7 @@ func runClients(addr string, workers, n, up, down int) *clientRun {
 		go func() {
 			defer wg.Done()
 			for range n {
-				r.record(roundTrip(addr, up, down))
+				r.record(xferRoundTrip(addr, up, down))
 			}
 		}()
 	}

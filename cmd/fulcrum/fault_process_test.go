@@ -23,7 +23,7 @@ func TestFault_DescriptorStarvation(t *testing.T) {
 	if !strings.Contains(string(limits), "Max open files            256                  256") {
 		t.Fatalf("the balancer's descriptor limit is not 256:\n%s", limits)
 	}
-	if err := roundTrip(b.listen, 4<<10, 4<<10); err != nil {
+	if err := xferRoundTrip(b.listen, 4<<10, 4<<10); err != nil {
 		t.Fatalf("before the episode: %v", err)
 	}
 	base := socketCount(b.pid())
@@ -51,7 +51,7 @@ func TestFault_DescriptorStarvation(t *testing.T) {
 	freed := time.Now()
 	var recovered time.Duration
 	eventually(t, 20*time.Second, "a new client served after the descriptors came free", func() bool {
-		ok := roundTrip(b.listen, 4<<10, 4<<10) == nil
+		ok := xferRoundTrip(b.listen, 4<<10, 4<<10) == nil
 		recovered = time.Since(freed)
 		return ok
 	})

@@ -66,7 +66,7 @@ func TestUpgrade_TenSIGHUPsRefuseNothing(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for !stop.Load() {
-				r.record(roundTrip(b.listen, 8<<10, 8<<10))
+				r.record(xferRoundTrip(b.listen, 8<<10, 8<<10))
 			}
 		}()
 	}
@@ -195,7 +195,7 @@ func TestStateFile_SavedBeforeReplyAndRestoredAtStart(t *testing.T) {
 	if s, ok := st[g1.addr()]; !ok || len(st) != 1 || s.State != "up" {
 		t.Fatalf("after a restart the registry is %v; want %s up", st, g1.addr())
 	}
-	if err := roundTrip(b2.listen, 64<<10, 64<<10); err != nil {
+	if err := xferRoundTrip(b2.listen, 64<<10, 64<<10); err != nil {
 		t.Fatalf("the restarted balancer does not serve at once: %v", err)
 	}
 	g1.stop()
@@ -284,7 +284,7 @@ func TestUpgrade_FailedSuccessorKeepsServing(t *testing.T) {
 		t.Fatalf("after a failed upgrade the balancer exited (%v) or lost the PID file", b.err)
 	}
 	addBackend(t, b.admn, g.addr()) // the admin API serves again
-	if err := roundTrip(b.listen, 64<<10, 64<<10); err != nil {
+	if err := xferRoundTrip(b.listen, 64<<10, 64<<10); err != nil {
 		t.Fatalf("after a failed upgrade: %v", err)
 	}
 
@@ -300,7 +300,7 @@ func TestUpgrade_FailedSuccessorKeepsServing(t *testing.T) {
 	if _, ok := status(t, b.admn)[g.addr()]; !ok {
 		t.Fatal("the successor lost the registry")
 	}
-	if err := roundTrip(b.listen, 64<<10, 64<<10); err != nil {
+	if err := xferRoundTrip(b.listen, 64<<10, 64<<10); err != nil {
 		t.Fatalf("after the upgrade: %v", err)
 	}
 }

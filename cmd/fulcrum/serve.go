@@ -23,7 +23,11 @@ func env(name string) []string { return []string{"FULCRUM_" + name} }
 
 // serveFlags are every flag of serve; each concern adds its own list here.
 func serveFlags() []cli.Flag {
-	return append(coreFlags(), persistFlags()...)
+	flags := coreFlags()
+	flags = append(flags, securityFlags()...)
+	flags = append(flags, resilienceFlags()...)
+	flags = append(flags, persistFlags()...) // issue 4b
+	return flags
 }
 
 func coreFlags() []cli.Flag {
@@ -63,6 +67,8 @@ type config struct {
 	policy         pool.Policy
 	trusted        []netip.Prefix
 	log            *slog.Logger
+	sec            *securityConfig
+	resilience     resilienceConfig
 	// issue 4b: persistence and upgrades (state.go, upgrade.go).
 	stateFile, pidFile string
 	handover           *handover // nil: plain listeners, no SIGHUP upgrades
@@ -80,6 +86,9 @@ func parseConfig(c *cli.Context) (*config, error) {
 	if cfg.log, err = newLogger(os.Stderr, c.String("log-level"), c.String("log-format")); err != nil {
 		return nil, err
 	}
+	if cfg.resilience, err = parseResilience(c); err != nil {
+		return nil, err
+	}
 	if cfg.policy, err = pool.ParsePolicy(c.String("balance")); err != nil {
 		return nil, fmt.Errorf("--balance: %w", err)
 	}
@@ -89,6 +98,9 @@ func parseConfig(c *cli.Context) (*config, error) {
 			return nil, fmt.Errorf("--backend: %w", err)
 		}
 		cfg.backends = append(cfg.backends, a)
+	}
+	if cfg.sec, err = parseSecurity(c); err != nil {
+		return nil, err
 	}
 	for _, s := range c.StringSlice("trusted-proxy") {
 		p, err := netip.ParsePrefix(s)
@@ -151,10 +163,13 @@ func run(ctx context.Context, cfg *config) error {
 	}
 	srv := &listener.Server{Picker: p, ConnectTimeout: cfg.connectTimeout, Retries: cfg.retries, Logger: cfg.log}
 	api := &admin.API{Registry: p, TrustedProxies: cfg.trusted, Logger: cfg.log}
+	cfg.sec.apply(cfg.log, p, api, ln.Addr(), adminLn.Addr())
+	cfg.resilience.apply(p, srv, api)
 
 	bg, cancelBg := context.WithCancel(context.Background())
 	defer cancelBg()
 	go p.RunSweeper(bg, cfg.sweep)
+	go cfg.resilience.runChecks(bg, p, cfg.connectTimeout)
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
 	adminSrv := &adminServer{addr: cfg.admin, handler: api.Handler(), errc: errc} // issue 4b: pausable

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -47,9 +48,19 @@ type handover struct {
 	hup     chan os.Signal
 }
 
+// upgraderTaken is set once a serve in this process has taken tableflip's Upgrader, of which a
+// process may have only one. A second serve in the same process (in-process tests) runs
+// without upgrades.
+var upgraderTaken atomic.Bool
+
 // newHandover starts listening for SIGHUP and takes over the sockets of a parent process, if
-// this process is an upgrade.
+// this process is an upgrade. It returns nil (no upgrades) when another serve in this process
+// already has the Upgrader.
 func newHandover(cfg *config) (*handover, error) {
+	if !upgraderTaken.CompareAndSwap(false, true) {
+		cfg.log.Debug("SIGHUP upgrades are off: another serve in this process has them")
+		return nil, nil
+	}
 	h := &handover{log: cfg.log, pidFile: cfg.pidFile, hup: make(chan os.Signal, 1)}
 	signal.Notify(h.hup, syscall.SIGHUP)
 	upg, err := tableflip.New(tableflip.Options{PIDFile: cfg.pidFile, UpgradeTimeout: upgradeTimeout})
