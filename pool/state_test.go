@@ -124,3 +124,40 @@ func TestOnChangeKinds(t *testing.T) {
 }
 
 var stateTestLog = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// Draining is sticky across a restart: exported, restored, and the restored backend is not
+// picked. Drain and undrain are reported as state changes.
+func TestDrainingSurvivesExportImport(t *testing.T) {
+	var kinds []ChangeKind
+	src := &Pool{Logger: stateTestLog, OnChange: func(k ChangeKind) { kinds = append(kinds, k) }}
+	a, b := Address{Host: "10.0.0.1", Port: 1}, Address{Host: "10.0.0.2", Port: 1}
+	src.Register(a, 0)
+	src.Register(b, 0)
+	if err := src.Drain(a.Key()); err != nil {
+		t.Fatal(err)
+	}
+	src.Drain(a.Key()) // already draining: no change
+	if want := []ChangeKind{ChangeMembership, ChangeMembership, ChangeState}; !slices.Equal(kinds, want) {
+		t.Fatalf("kinds = %v, want %v", kinds, want)
+	}
+	recs := src.Export()
+	if !recs[0].Draining || recs[0].State != StateDraining || recs[1].Draining {
+		t.Fatalf("exported %+v; want the first draining", recs)
+	}
+	dst := &Pool{Logger: stateTestLog}
+	if _, err := dst.Import(recs); err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		got, err := dst.Acquire(netip.Addr{}, nil)
+		if err != nil || got.Key() != b.Key() {
+			t.Fatalf("Acquire = %v, %v; want only %s (the other is draining)", got, err, b.Key())
+		}
+	}
+	if err := dst.Undrain(a.Key()); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := dst.Acquire(netip.Addr{}, nil); got.Key() != a.Key() {
+		t.Fatalf("after undrain the least loaded pick is %s, want %s", got.Key(), a.Key())
+	}
+}

@@ -157,9 +157,10 @@ func stateBackends(t *testing.T, path string) map[string]map[string]any {
 	return out
 }
 
-// TestStateFile_SavedBeforeReplyAndRestoredAtStart: every admin change is in the state file
-// when its reply arrives; heartbeats reach it within about a second; a restarted balancer
-// serves the saved backends at once, before any heartbeat.
+// TestStateFile_SavedBeforeReplyAndRestoredAtStart: every admin change (add, weight, remove,
+// drain) is in the state file when its reply arrives; heartbeats reach it within about a
+// second; a restarted balancer serves the saved backends at once, before any heartbeat, and a
+// drained one stays drained.
 func TestStateFile_SavedBeforeReplyAndRestoredAtStart(t *testing.T) {
 	g1, g2 := startBackend(t, serveXfer), startBackend(t, serveXfer)
 	state := filepath.Join(t.TempDir(), "state.json")
@@ -183,6 +184,15 @@ func TestStateFile_SavedBeforeReplyAndRestoredAtStart(t *testing.T) {
 	if stateBackends(t, state)[g2.addr()] != nil {
 		t.Fatal("the removed backend is still in the state file when the reply arrives")
 	}
+	g3 := startBackend(t, serveXfer)
+	addBackend(t, b.admn, g3.addr())
+	host3, port3 := splitHostPort(t, g3.addr())
+	if _, code, err := adminGet(b.admn, "/upstream/drain?host="+host3+"&port="+port3); err != nil || code != 200 {
+		t.Fatalf("drain: %d %v", code, err)
+	}
+	if got := stateBackends(t, state)[g3.addr()]; got == nil || got["draining"] != true {
+		t.Fatalf("right after the drain reply the state file has %v; want draining", got)
+	}
 	hb0 := stateBackends(t, state)[g1.addr()]["last_heartbeat"]
 	addBackend(t, b.admn, g1.addr()) // a heartbeat: saved within about a second, not before the reply
 	eventually(t, 5*time.Second, "the heartbeat reaches the state file", func() bool {
@@ -192,8 +202,8 @@ func TestStateFile_SavedBeforeReplyAndRestoredAtStart(t *testing.T) {
 	b.stop(t)
 	b2 := startBalancer(t, "--state-file", state, "--ttl", "1h")
 	st := status(t, b2.admn)
-	if s, ok := st[g1.addr()]; !ok || len(st) != 1 || s.State != "up" {
-		t.Fatalf("after a restart the registry is %v; want %s up", st, g1.addr())
+	if s, ok := st[g1.addr()]; !ok || len(st) != 2 || s.State != "up" || st[g3.addr()].State != "draining" {
+		t.Fatalf("after a restart the registry is %v; want %s up and %s still draining", st, g1.addr(), g3.addr())
 	}
 	if err := xferRoundTrip(b2.listen, 64<<10, 64<<10); err != nil {
 		t.Fatalf("the restarted balancer does not serve at once: %v", err)
