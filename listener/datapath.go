@@ -86,7 +86,11 @@ func (s Splice) copy(dst, src *net.TCPConn, m Meter, up bool) half {
 	lr := io.LimitedReader{R: src}
 	var total int64
 	for {
-		lr.N = chunk
+		var err error
+		if lr.N, err = readyChunk(src, chunk); err != nil { // holds no splice pipe while idle
+			abort(dst, src)
+			return half{total, err}
+		}
 		n, err := dst.ReadFrom(&lr)
 		total += n
 		if m != nil && n > 0 {

@@ -47,7 +47,9 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	conns     map[*proxyConn]struct{}
 	closing   bool
+	forced    bool           // Shutdown gave up waiting: refuse even connections already accepted
 	wg        sync.WaitGroup // one per tracked connection
+	loops     sync.WaitGroup // one per running Serve: Shutdown waits for them before wg
 
 	baseCtx    context.Context // cancelled when Shutdown gives up waiting: aborts dials
 	cancelBase context.CancelFunc
@@ -179,6 +181,7 @@ func (s *Server) trackListener(ln net.Listener, add bool) bool {
 	defer s.mu.Unlock()
 	if !add {
 		delete(s.listeners, ln)
+		s.loops.Done()
 		return true
 	}
 	if s.closing {
@@ -188,11 +191,14 @@ func (s *Server) trackListener(ln net.Listener, add bool) bool {
 		s.listeners = make(map[net.Listener]struct{})
 	}
 	s.listeners[ln] = struct{}{}
+	s.loops.Add(1)
 	return true
 }
 
-// trackConn registers or forgets a connection; it refuses new ones once Shutdown has begun, so
-// that the WaitGroup never grows while Shutdown waits on it.
+// trackConn registers or forgets a connection. A connection accepted while Shutdown begins is
+// still served (during an upgrade it was meant for this process and nobody else will take it):
+// Shutdown waits for the Serve loops to return before it waits on wg, so wg never grows from
+// zero during that wait. Only once Shutdown has given up (forced) are new ones refused.
 func (s *Server) trackConn(pc *proxyConn, add bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -202,7 +208,7 @@ func (s *Server) trackConn(pc *proxyConn, add bool) bool {
 		s.wg.Done()
 		return true
 	}
-	if s.closing {
+	if s.forced {
 		return false
 	}
 	if s.conns == nil {
@@ -229,7 +235,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
+	go func() { s.loops.Wait(); s.wg.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-ctx.Done():
@@ -245,6 +251,7 @@ func (s *Server) closeAll() {
 	s.cancelBase()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.forced = true
 	for pc := range s.conns {
 		pc.client.Close()
 		if pc.backend != nil {

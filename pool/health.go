@@ -239,8 +239,9 @@ func (p *Pool) Undrain(key string) error { return p.setDraining(key, false) }
 
 func (p *Pool) setDraining(key string, on bool) error {
 	now := p.now()
+	kind := noChange
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlockChanged(&kind) // a state change: persisted before the admin reply
 	b := p.backends[key]
 	if b == nil || b.removed {
 		return fmt.Errorf("%w: %s", ErrUnknownBackend, key)
@@ -248,6 +249,7 @@ func (p *Pool) setDraining(key string, on bool) error {
 	if b.health.draining == on {
 		return nil
 	}
+	kind = ChangeState
 	b.health.draining = on
 	if on {
 		p.logger().Info("backend draining", "backend", key, "active", b.active)

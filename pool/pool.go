@@ -56,6 +56,10 @@ type Pool struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now. Tests replace it.
 	Now func() time.Time
+	// OnChange is told of every registry change, after the pool's lock is released and
+	// before the changing method returns (so a synchronous save precedes the admin reply);
+	// nil means nobody listens. See state.go.
+	OnChange func(ChangeKind)
 	// MaxBackends caps how many backends Register may hold: a new one beyond it gets ErrRegistryFull
 	// and nothing is evicted (heartbeats of known backends still pass). Zero means no cap.
 	// Static backends are never refused but do count.
@@ -114,8 +118,9 @@ func (p *Pool) register(a Address, weight int, static bool) (bool, error) {
 		return false, fmt.Errorf("pool: weight %d outside 1..%d", weight, MaxWeight)
 	}
 	now := p.now()
+	kind := ChangeHeartbeat
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlockChanged(&kind)
 	if p.backends == nil {
 		p.backends = make(map[string]*Backend)
 	}
@@ -131,16 +136,19 @@ func (p *Pool) register(a Address, weight int, static bool) (bool, error) {
 		}
 		p.place(b, now)
 		p.logger().Info("backend added", "backend", b.key, "weight", b.weight, "static", static)
+		kind = ChangeMembership
 		return true, nil
 	}
 	if b.removed || b.expired(now, p.TTL) {
 		p.logger().Info("backend back", "backend", b.key, "active", b.active)
+		kind = ChangeMembership
 		p.startRamp(b, now)
 	}
 	b.lastHeartbeat = now
 	b.removed = false
-	if weight != 0 {
+	if weight != 0 && weight != b.weight {
 		b.weight = weight
+		kind = max(kind, ChangeWeight)
 		p.setEffective(b, now)
 	}
 	// A heartbeat keeps a backend alive; it does not end draining or a down state.
@@ -150,12 +158,14 @@ func (p *Pool) register(a Address, weight int, static bool) (bool, error) {
 
 // Deregister implements Registry.
 func (p *Pool) Deregister(key string) error {
+	kind := noChange
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlockChanged(&kind)
 	b := p.backends[key]
 	if b == nil || b.removed {
 		return fmt.Errorf("%w: %s", ErrUnknownBackend, key)
 	}
+	kind = ChangeMembership
 	b.removed = true
 	now := p.now()
 	p.place(b, now)
@@ -246,8 +256,9 @@ func (p *Pool) Release(b *Backend) error {
 // It returns how many it forgot.
 func (p *Pool) Sweep() int {
 	now := p.now()
+	kind := noChange
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlockChanged(&kind)
 	n := len(p.backends)
 	for _, b := range p.backends {
 		if !b.expired(now, p.TTL) {
@@ -258,6 +269,9 @@ func (p *Pool) Sweep() int {
 		}
 		p.place(b, now)
 		p.forgetIfIdle(b, now)
+	}
+	if n != len(p.backends) {
+		kind = ChangeMembership
 	}
 	return n - len(p.backends)
 }

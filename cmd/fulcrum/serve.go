@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -31,6 +30,7 @@ func serveFlags() []cli.Flag {
 		resilienceFlags(),
 		operatingFlags(), // flags_operating.go: config file, PROXY protocol, access log
 		metricsFlags(),   // flags_operating_metrics.go: --metrics
+		persistFlags(),   // state.go, upgrade.go: --state-file, --pid-file
 	)
 }
 
@@ -77,6 +77,9 @@ type config struct {
 	resilience     resilienceConfig
 	operating      operatingConfig // flags_operating.go
 	metrics        bool            // --metrics
+	// Persistence and upgrades (state.go, upgrade.go).
+	stateFile, pidFile string
+	handover           *handover // nil: plain listeners, no SIGHUP upgrades
 }
 
 func parseConfig(c *cli.Context) (*config, error) {
@@ -85,6 +88,7 @@ func parseConfig(c *cli.Context) (*config, error) {
 		ttl: c.Duration("ttl"), sweep: c.Duration("sweep-interval"),
 		connectTimeout: c.Duration("connect-timeout"), drainTimeout: c.Duration("drain-timeout"),
 		retries: c.Int("retries"), metrics: c.Bool("metrics"),
+		stateFile: c.String("state-file"), pidFile: c.String("pid-file"),
 	}
 	var err error
 	if cfg.log, err = newLogger(os.Stderr, c.String("log-level"), c.String("log-format")); err != nil {
@@ -142,6 +146,11 @@ func serve(c *cli.Context) error {
 	}
 	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// Take over the parent's sockets after an upgrade; upgrade on SIGHUP.
+	if cfg.handover, err = newHandover(cfg); err != nil {
+		return err
+	}
+	defer cfg.handover.stop()
 	return run(ctx, cfg)
 }
 
@@ -153,11 +162,12 @@ func run(ctx context.Context, cfg *config) error {
 			return err
 		}
 	}
-	ln, err := net.Listen("tcp", cfg.listen)
+	store := restoreRegistry(cfg, p)                     // registry from the parent or --state-file
+	ln, err := cfg.handover.listen("listen", cfg.listen) // inherited after an upgrade
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.listen, err)
 	}
-	adminLn, err := net.Listen("tcp", cfg.admin)
+	adminLn, err := cfg.handover.listen("admin", cfg.admin)
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("admin listen %s: %w", cfg.admin, err)
@@ -178,7 +188,6 @@ func run(ctx context.Context, cfg *config) error {
 		adminLn.Close()
 		return err
 	}
-	adminSrv := admin.NewServer(cfg.admin, api.Handler())
 
 	bg, cancelBg := context.WithCancel(context.Background())
 	defer cancelBg()
@@ -186,16 +195,27 @@ func run(ctx context.Context, cfg *config) error {
 	go cfg.resilience.runChecks(bg, p, cfg.connectTimeout)
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
-	go func() { errc <- adminSrv.Serve(adminLn) }()
+	adminSrv := &adminServer{addr: cfg.admin, handler: api.Handler(), errc: errc} // pausable for upgrades
+	adminSrv.serve(adminLn)
 	cfg.log.Info("fulcrum serving", "listen", ln.Addr().String(), "admin", adminLn.Addr().String(),
 		"balance", cfg.policy.Name(), "static_backends", len(cfg.backends))
+	// Persistence and upgrades.
+	if store != nil {
+		go store.run(bg)
+		defer store.flush()
+	}
+	if err := cfg.handover.ready(); err != nil {
+		cfg.log.Error("cannot signal readiness; upgrades disabled", "err", err)
+	}
+	go cfg.handover.watch(bg, p, adminSrv, store)
 
 	select {
 	case <-ctx.Done():
+	case <-cfg.handover.exit(): // a successor took over
 	case err := <-errc:
 		return fmt.Errorf("server stopped: %w", err)
 	}
-	return drain(srv, adminSrv, cfg)
+	return drain(srv, adminSrv.server(), cfg)
 }
 
 func drain(srv *listener.Server, adminSrv *http.Server, cfg *config) error {

@@ -1,0 +1,238 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/fulcrumlb/fulcrum/pool"
+)
+
+// persistFlags are the flags of restarts and upgrades that lose nothing.
+func persistFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "state-file", Usage: "save the registry to `PATH` (atomically, before each admin reply that changes it) and load it at start", EnvVars: env("STATE_FILE")},
+		&cli.StringFlag{Name: "pid-file", Usage: "write the PID of the serving process to `PATH` (rewritten by each upgrade on SIGHUP)", EnvVars: env("PID_FILE")},
+	}
+}
+
+// stateVersion is the format of state files and handover snapshots.
+const stateVersion = 1
+
+// stateDoc is a state file or a handover snapshot.
+type stateDoc struct {
+	Version  int           `json:"version"`
+	Saved    time.Time     `json:"saved"`
+	Backends []pool.Record `json:"backends"`
+}
+
+func encodeState(recs []pool.Record) ([]byte, error) {
+	b, err := json.MarshalIndent(stateDoc{Version: stateVersion, Saved: time.Now().UTC(), Backends: recs}, "", " ")
+	if err != nil {
+		return nil, fmt.Errorf("encode state: %w", err)
+	}
+	return append(b, '\n'), nil
+}
+
+func decodeState(data []byte) ([]pool.Record, error) {
+	var doc stateDoc
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("decode state: %w", err)
+	}
+	if doc.Version != stateVersion {
+		return nil, fmt.Errorf("decode state: version %d, want %d", doc.Version, stateVersion)
+	}
+	return doc.Backends, nil
+}
+
+// stateStore keeps --state-file in step with the pool. Membership, weight and state changes
+// are saved synchronously in the pool's OnChange hook, so the admin API replies only once the
+// change is on disk; heartbeat-only changes mark the file stale and run saves them at most once
+// a second. Concurrent changes share saves: a save covers every change made before it exported.
+type stateStore struct {
+	path string
+	pool *pool.Pool
+	log  *slog.Logger
+
+	changes atomic.Uint64 // bumped after every change
+
+	mu     sync.Mutex // serialises saves
+	saved  uint64     // the value of changes the last save covered
+	frozen bool       // a successor owns the file now: save nothing
+	failed bool       // the last save failed (logged once per failure streak)
+}
+
+func newStateStore(path string, p *pool.Pool, log *slog.Logger) *stateStore {
+	return &stateStore{path: path, pool: p, log: log}
+}
+
+// onChange is the pool's OnChange hook.
+func (s *stateStore) onChange(kind pool.ChangeKind) {
+	n := s.changes.Add(1)
+	if kind == pool.ChangeHeartbeat {
+		return // run saves it within a second
+	}
+	s.saveCovering(n)
+}
+
+// saveCovering saves unless a save that started after change n has already written it.
+func (s *stateStore) saveCovering(n uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.frozen || s.saved >= n {
+		return
+	}
+	covered := s.changes.Load() // every change up to here is visible to Export below
+	data, err := encodeState(s.pool.Export())
+	if err == nil {
+		err = writeFileAtomic(s.path, data)
+	}
+	if err != nil {
+		if !s.failed {
+			s.log.Error("saving state file failed; will retry on the next change", "path", s.path, "err", err)
+		}
+		s.failed = true
+		return
+	}
+	if s.failed {
+		s.log.Info("state file saved again", "path", s.path)
+	}
+	s.failed = false
+	s.saved = covered
+}
+
+// flush saves whatever is not saved yet.
+func (s *stateStore) flush() { s.saveCovering(s.changes.Load()) }
+
+// run saves heartbeat-only changes at most once a second until ctx ends, then flushes.
+func (s *stateStore) run(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			s.flush()
+			return
+		case <-t.C:
+			s.flush()
+		}
+	}
+}
+
+// freeze flushes and then stops saving, because a successor process has been handed the
+// registry and owns the file from now on. thaw undoes it when the upgrade failed.
+func (s *stateStore) freeze() {
+	s.flush()
+	s.mu.Lock()
+	s.frozen = true
+	s.mu.Unlock()
+}
+
+func (s *stateStore) thaw() {
+	s.mu.Lock()
+	s.frozen = false
+	s.mu.Unlock()
+	s.flush()
+}
+
+// writeFileAtomic replaces path with data so that a crash leaves either the old or the new
+// file: a temporary file in the same directory, fsync, rename, fsync of the directory.
+func writeFileAtomic(path string, data []byte) error {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, base+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return syncDir(dir)
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync dir %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync dir %s: %w", dir, err)
+	}
+	return nil
+}
+
+// loadStateFile restores the registry saved at path. A missing file is a first start. A file
+// that cannot be read, decoded or imported is logged as an error and moved aside to
+// PATH.corrupt-<unix time>: the balancer starts empty rather than not at all.
+func loadStateFile(path string, p *pool.Pool, log *slog.Logger) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		log.Info("no state file yet; starting empty", "path", path)
+		return
+	}
+	var recs []pool.Record
+	if err == nil {
+		recs, err = decodeState(data)
+	}
+	var n int
+	if err == nil {
+		n, err = p.Import(recs)
+	}
+	if err != nil {
+		quarantine(path, err, log)
+		return
+	}
+	log.Info("registry restored from state file", "path", path, "backends", n)
+}
+
+func quarantine(path string, cause error, log *slog.Logger) {
+	aside := fmt.Sprintf("%s.corrupt-%d", path, time.Now().Unix())
+	if err := os.Rename(path, aside); err != nil {
+		log.Error("state file unusable and could not be moved aside; starting empty", "path", path, "err", cause, "rename_err", err)
+		return
+	}
+	log.Error("state file unusable; moved aside, starting empty", "path", path, "moved_to", aside, "err", cause)
+}
+
+// restoreRegistry fills a fresh pool, before it serves: from the parent process's snapshot
+// after an upgrade, otherwise from --state-file. It then returns the store that keeps the
+// state file in step (nil without --state-file), already attached to the pool.
+func restoreRegistry(cfg *config, p *pool.Pool) *stateStore {
+	if !cfg.handover.restore(p) && cfg.stateFile != "" {
+		loadStateFile(cfg.stateFile, p, cfg.log)
+	}
+	if cfg.stateFile == "" {
+		return nil
+	}
+	s := newStateStore(cfg.stateFile, p, cfg.log)
+	p.OnChange = s.onChange
+	s.changes.Add(1)
+	s.flush() // the file now says what this process serves
+	return s
+}
