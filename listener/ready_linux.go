@@ -1,57 +1,108 @@
 package listener
 
 import (
+	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"unsafe"
 )
 
-// readyChunk waits until src has something to read (data, FIN or an error) and returns how
-// much to splice now: the bytes already queued, at most chunk (chunk itself when nothing is
-// queued, so that ReadFrom meets the FIN or the error at once).
-//
-// Why: Go's splice takes a pipe (two descriptors) for each ReadFrom and keeps it while it
-// waits for the rest of the chunk. An idle connection would then cost six descriptors instead
-// of two, and 5,000 held connections would need 30,000: past a 20,000 limit, accepts and dials
-// fail with EMFILE. Waiting here holds no pipe, and a chunk of only the queued bytes never
-// waits inside splice for its source. Read deadlines apply to the wait.
-func readyChunk(src *net.TCPConn, chunk int64) (int64, error) {
+// smallRead is the buffer for reads below the splice threshold. A read that fills it means a
+// bulk transfer is under way, and the pump switches to splice (HAProxy's splice-auto idea).
+const smallRead = 16 << 10
+
+var smallBufs = sync.Pool{New: func() any { b := make([]byte, smallRead); return &b }}
+
+// pump moves one direction of a connection. It waits for data holding nothing (no buffer, no
+// splice pipe), so an idle connection costs only its two sockets. Then:
+//   - small messages are read once into a pooled buffer and written: two syscalls, where
+//     splice would need four (two splices, plus the pipe's bookkeeping) for the same bytes;
+//   - when a read fills the buffer, the bytes queued behind it are spliced, zero copy, for as
+//     long as the queue stays at least smallRead deep.
+type pump struct {
+	dst, src *net.TCPConn
+	rc       syscall.RawConn
+	lr       io.LimitedReader
+	bulk     bool
+
+	// Results of the callbacks below, which run inside rc.Read and rc.Control. The method
+	// values are made once so that a step allocates nothing.
+	buf     *[]byte // held from a successful read until its write is done
+	n       int
+	err     error
+	queued  int
+	readFn  func(fd uintptr) bool
+	queueFn func(fd uintptr)
+}
+
+func newPump(dst, src *net.TCPConn) (*pump, error) {
 	rc, err := src.SyscallConn()
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	queued := 0
-	var peekErr error
-	err = rc.Read(func(fd uintptr) bool {
-		var b [1]byte
-		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		for err == syscall.EINTR {
-			n, _, err = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		}
-		switch {
-		case err == syscall.EAGAIN:
-			return false // not readable yet: wait in the poller, holding nothing
-		case err != nil:
-			// The peek has taken the socket's pending error (a reset): pass it on, or the
-			// splice after it would read a clean EOF.
-			peekErr = os.NewSyscallError("recvfrom", err)
-		case n > 0:
-			queued = inQueue(fd)
-		}
-		return true
-	})
-	if err == nil {
-		err = peekErr
-	}
-	if err != nil {
-		return 0, err
-	}
-	if queued <= 0 {
-		return chunk, nil
-	}
-	return min(int64(queued), chunk), nil
+	p := &pump{dst: dst, src: src, rc: rc, lr: io.LimitedReader{R: src}}
+	p.readFn = p.readReady
+	p.queueFn = p.readQueue
+	return p, nil
 }
+
+// step moves what src has ready, at most chunk bytes. eof reports src's FIN.
+func (p *pump) step(chunk int64) (n int64, eof bool, err error) {
+	if p.bulk {
+		if err := p.rc.Control(p.queueFn); err != nil {
+			return 0, false, err
+		}
+		if p.queued >= smallRead {
+			// Every byte is queued, so splice never waits on src (and holds its pipe only
+			// while it moves them); it cannot meet the FIN before them.
+			p.lr.N = min(int64(p.queued), chunk)
+			n, err := p.dst.ReadFrom(&p.lr)
+			return n, false, err
+		}
+		p.bulk = false
+	}
+	return p.copySmall()
+}
+
+func (p *pump) copySmall() (int64, bool, error) {
+	if err := p.rc.Read(p.readFn); err != nil {
+		return 0, false, err
+	}
+	if p.err != nil {
+		return 0, false, os.NewSyscallError("read", p.err)
+	}
+	if p.n == 0 {
+		return 0, true, nil
+	}
+	w, err := p.dst.Write((*p.buf)[:p.n])
+	p.bulk = p.n == smallRead
+	smallBufs.Put(p.buf)
+	p.buf = nil
+	return int64(w), false, err
+}
+
+// readReady is rc.Read's callback: a non-blocking read into a pooled buffer, which goes back to
+// the pool at once when there is nothing to read (Read then waits in the poller).
+func (p *pump) readReady(fd uintptr) bool {
+	p.buf = smallBufs.Get().(*[]byte)
+	n, err := syscall.Read(int(fd), *p.buf)
+	for err == syscall.EINTR {
+		n, err = syscall.Read(int(fd), *p.buf)
+	}
+	if err == syscall.EAGAIN || err != nil || n == 0 {
+		smallBufs.Put(p.buf)
+		p.buf = nil
+		if err == syscall.EAGAIN {
+			return false
+		}
+	}
+	p.n, p.err = max(n, 0), err
+	return true
+}
+
+func (p *pump) readQueue(fd uintptr) { p.queued = inQueue(fd) }
 
 // inQueue is the number of bytes in a socket's receive queue (SIOCINQ); 0 if unknown.
 func inQueue(fd uintptr) int {

@@ -2,7 +2,25 @@
 
 package listener
 
-import "net"
+import (
+	"io"
+	"net"
+)
 
-// readyChunk is a whole chunk where splice does not exist: nothing is held while waiting.
-func readyChunk(_ *net.TCPConn, chunk int64) (int64, error) { return chunk, nil }
+// pump moves one direction of a connection with ReadFrom, chunk by chunk, where the Linux
+// splice threshold does not apply.
+type pump struct {
+	dst *net.TCPConn
+	lr  io.LimitedReader
+}
+
+func newPump(dst, src *net.TCPConn) (*pump, error) {
+	return &pump{dst: dst, lr: io.LimitedReader{R: src}}, nil
+}
+
+// step moves at most chunk bytes; eof reports src's FIN.
+func (p *pump) step(chunk int64) (int64, bool, error) {
+	p.lr.N = chunk
+	n, err := p.dst.ReadFrom(&p.lr)
+	return n, err == nil && p.lr.N > 0, err
+}

@@ -93,11 +93,19 @@ func (h *handover) stop() {
 // successor started with another address opens a new socket.
 func (h *handover) listen(role, addr string) (net.Listener, error) {
 	if h == nil {
-		return net.Listen("tcp", addr)
+		return listenTCP("tcp", addr)
 	}
 	return h.upg.ListenWithCallback("tcp", role+"="+addr, func(network, _ string) (net.Listener, error) {
-		return net.Listen(network, addr)
+		return listenTCP(network, addr)
 	})
+}
+
+// listenTCP listens without TCP keepalive on accepted sockets: Go turns it on by default,
+// which costs four setsockopt calls per connection, and fulcrum's idle timeout already ends
+// dead connections. (A listener inherited in an upgrade keeps Go's default.)
+func listenTCP(network, addr string) (net.Listener, error) {
+	lc := net.ListenConfig{KeepAlive: -1}
+	return lc.Listen(context.Background(), network, addr)
 }
 
 // ready tells the parent (if any) to hand over, and writes the PID file.
