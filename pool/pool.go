@@ -75,6 +75,7 @@ type Pool struct {
 	backends map[string]*Backend // every backend still known, by key
 	live     liveHeap            // the pickable subset of backends
 	seq      uint64              // counts picks; orders ties between equally loaded backends
+	picking  candidates          // scratch for acquire
 	retry    retryHeap           // passively downed backends, by the end of their backoff
 	ramps    rampSet             // backends whose slow start is under way
 	full     int                 // backends kept out of live only by MaxConnsPerBackend
@@ -203,13 +204,18 @@ func (p *Pool) acquire(now time.Time, client netip.Addr, exclude []*Backend) (*B
 	for len(p.live) > 0 && p.live[0].expired(now, p.TTL) {
 		p.live.remove(p.live[0])
 	}
-	c := candidates{live: p.live, all: p.backends, anyFull: p.full > 0, now: now, ttl: p.TTL, exclude: exclude}
-	b := p.policy().pick(&c, client)
+	// The candidates live in the pool, reused under the lock: passed to the policy interface,
+	// a local one would escape and cost an allocation per pick.
+	c := &p.picking
+	*c = candidates{live: p.live, all: p.backends, anyFull: p.full > 0, now: now, ttl: p.TTL, exclude: exclude, stale: c.stale[:0]}
+	b := p.policy().pick(c, client)
 	for _, s := range c.stale {
 		if s.index >= 0 {
 			p.live.remove(s)
 		}
 	}
+	clear(c.stale)
+	c.exclude, c.all = nil, nil
 	if b == nil {
 		if p.full > 0 {
 			return nil, ErrFull
