@@ -26,7 +26,7 @@ func newApp() *cli.App {
 		Name:     "fulcrum",
 		Usage:    "a TCP load balancer with heartbeat registration and exact least-connections",
 		Version:  appVersion(),
-		Commands: []*cli.Command{serveCommand()},
+		Commands: []*cli.Command{withProfiling(serveCommand()), benchCommand()},
 	}
 }
 
