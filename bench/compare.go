@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -101,8 +102,12 @@ func Compare(ctx context.Context, cc CompareConfig) (*Report, error) {
 	for _, p := range peers {
 		rep.Targets = append(rep.Targets, p.target.Name)
 	}
-	cc.Config.Hold = cc.commonHold(bs, peers, rep)
-	rep.Config.Hold = cc.Config.Hold
+	if cc.needsHold() {
+		if cc.Config.Hold, err = cc.commonHold(ctx, bs, peers, rep); err != nil {
+			return nil, err
+		}
+		rep.Config.Hold = cc.Config.Hold
+	}
 	if err := cc.rounds(ctx, bs, peers, rep); err != nil {
 		return rep, err
 	}
@@ -146,20 +151,29 @@ func (cc *CompareConfig) startPeers(dir string, backends []string, rep *Report) 
 
 // commonHold is the number of connections every peer can hold, so that idle and balance
 // compare like with like; the reason for clamping is printed once.
-func (cc *CompareConfig) commonHold(bs Backends, peers []peer, rep *Report) int {
+func (cc *CompareConfig) commonHold(ctx context.Context, bs Backends, peers []peer, rep *Report) (int, error) {
 	n := cc.Config.hold()
 	why := ""
-	for _, p := range peers {
+	for i, p := range peers {
 		r := Runner{Backends: bs, Target: p.target, Config: cc.Config}
-		if m, w := r.holdLimit(); m < n {
+		m, w, err := r.holdLimit(ctx)
+		if err != nil {
+			return 0, err
+		}
+		peers[i].target.FDsPerConn = r.Target.FDsPerConn // measured once, before pools fill
+		if m < n {
 			n, why = m, w
 		}
 	}
 	if why != "" {
 		fmt.Fprintln(cc.Out, "idle/balance: "+why)
-		rep.Notes = append(rep.Notes, "idle and balance: "+why)
+		rep.Notes = append(rep.Notes, "idle and balance for every peer: "+why)
 	}
-	return n
+	return n, nil
+}
+
+func (cc *CompareConfig) needsHold() bool {
+	return slices.Contains(cc.Scenarios, Idle) || slices.Contains(cc.Scenarios, Balance)
 }
 
 // rounds runs A B C D, A B C D, ... for each scenario within each round, so that drift of the

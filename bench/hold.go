@@ -98,7 +98,10 @@ func (r *Runner) idle(ctx context.Context) (Result, error) {
 	if err := r.waitQuiet(ctx); err != nil {
 		return Result{}, err
 	}
-	n, why := r.holdLimit()
+	n, why, err := r.holdLimit(ctx)
+	if err != nil {
+		return Result{}, err
+	}
 	res := Result{Conns: n, Metrics: map[string]float64{}}
 	if why != "" {
 		res.Notes = append(res.Notes, why)
@@ -108,9 +111,12 @@ func (r *Runner) idle(ctx context.Context) (Result, error) {
 		pid = 0
 	}
 	var before int64
+	var fdsBefore int
 	if pid != 0 {
-		var err error
 		if before, err = treeRSS(pid); err != nil {
+			return Result{}, err
+		}
+		if fdsBefore, err = treeFDs(pid); err != nil {
 			return Result{}, err
 		}
 	}
@@ -131,6 +137,11 @@ func (r *Runner) idle(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	fdsAfter, err := treeFDs(pid)
+	if err != nil {
+		return Result{}, err
+	}
+	res.Metrics["fds_per_conn"] = float64(fdsAfter-fdsBefore) / float64(len(h.conns))
 	res.Metrics["rss_before_mib"] = float64(before) / (1 << 20)
 	res.Metrics["rss_after_mib"] = float64(after) / (1 << 20)
 	res.Metrics["rss_per_conn_kib"] = float64(after-before) / float64(len(h.conns)) / 1024
@@ -146,7 +157,10 @@ func (r *Runner) balance(ctx context.Context) (Result, error) {
 	if err := r.waitQuiet(ctx); err != nil {
 		return Result{}, err
 	}
-	n, why := r.holdLimit()
+	n, why, err := r.holdLimit(ctx)
+	if err != nil {
+		return Result{}, err
+	}
 	res := Result{Conns: n, Metrics: map[string]float64{}}
 	if why != "" {
 		res.Notes = append(res.Notes, why)

@@ -17,10 +17,15 @@ import (
 )
 
 // peerMaxConn is the connection limit written into HAProxy's and nginx's configuration: as
-// many as the hold scenarios can use under a 20,000-descriptor limit, with room to spare.
+// many as the hold scenarios can use under the open-file limit, with room to spare
+// (HAProxy refuses to start when 2 × maxconn + 2 × maxpipes + a few exceed the limit).
 func peerMaxConn() int {
-	return max(int(ownFileLimit())-headroom/2, 1024) / 2
+	return max(int(ownFileLimit())-headroom/2-2*haproxyPipes, 1024) / 2
 }
+
+// haproxyPipes caps HAProxy's splice pipes (its default, maxconn/4, would not fit the
+// limit); bulk loads use a few dozen at most.
+const haproxyPipes = 256
 
 // lookPeer finds a peer's binary in PATH or /usr/sbin (not in every user's PATH).
 func lookPeer(name string) (string, error) {
@@ -50,6 +55,7 @@ func HAProxyConfig(listen, statsSock string, backends []string) string {
 	fmt.Fprintf(&b, `global
     nbthread %d
     maxconn %d
+    maxpipes %d
     stats socket %s mode 600 level admin
 
 defaults
@@ -66,7 +72,7 @@ frontend bench
 
 backend bench_backends
     balance leastconn
-`, runtime.NumCPU(), peerMaxConn(), statsSock, listen, peerMaxConn())
+`, runtime.NumCPU(), peerMaxConn(), haproxyPipes, statsSock, listen, peerMaxConn())
 	for i, a := range backends {
 		fmt.Fprintf(&b, "    server b%d %s\n", i, a)
 	}
@@ -208,6 +214,7 @@ stream {
         proxy_pass bench_backends;
         proxy_connect_timeout 5s;
         proxy_timeout 10m;
+        proxy_half_close on;
     }
 }
 `, listen)

@@ -117,3 +117,18 @@ func freePort() (int, error) {
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
+
+// treeFDs counts the open descriptors of pid and its descendants.
+func treeFDs(pid int) (int, error) {
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return 0, fmt.Errorf("bench: count descriptors: %w", err)
+	}
+	total := len(fds)
+	for _, c := range children(pid) {
+		if n, err := treeFDs(c); err == nil {
+			total += n
+		}
+	}
+	return total, nil
+}

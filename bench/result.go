@@ -59,6 +59,7 @@ var Metrics = map[string][]Metric{
 	},
 	Idle: {
 		{"open_s", "s", false, true}, {"rss_per_conn_kib", "KiB", false, true},
+		{"fds_per_conn", "fds", false, true},
 		{"rss_before_mib", "MiB", false, false}, {"rss_after_mib", "MiB", false, false},
 		{"held", "", true, false},
 	},

@@ -167,17 +167,14 @@ const headroom = 400
 
 // holdLimit is how many connections idle and balance may hold, and why fewer than asked
 // when it clamps: the balancer's and this process's open-file limits must both fit.
-func (r *Runner) holdLimit() (int, string) {
+func (r *Runner) holdLimit(ctx context.Context) (int, string, error) {
 	want := r.Config.hold()
-	fds := r.Target.FDsPerConn
-	if fds <= 0 {
-		fds = 2
-	}
-	if r.Target.Direct {
-		fds = 1
+	fds, err := r.fdsPerConn(ctx, want)
+	if err != nil {
+		return 0, "", err
 	}
 	who, pid := "the balancer ("+r.Target.Name+")", r.Target.PID
-	if pid == 0 {
+	if pid == 0 || r.Target.Direct {
 		who, pid = "this process", os.Getpid()
 	}
 	limit, err := fileLimit(pid)
@@ -187,7 +184,7 @@ func (r *Runner) holdLimit() (int, string) {
 	n, why := want, ""
 	if m := (limit - headroom) / fds; m < n {
 		n = m
-		why = fmt.Sprintf("holding %d connections, not %d: %s needs %d descriptors per connection and its open-file limit is %d (kept %d for everything else)",
+		why = fmt.Sprintf("holding %d connections, not %d: %s uses %d descriptors per connection and its open-file limit is %d (%d kept for everything else)",
 			n, want, who, fds, limit, headroom)
 	}
 	clients := 1
@@ -199,7 +196,46 @@ func (r *Runner) holdLimit() (int, string) {
 		why = fmt.Sprintf("holding %d connections, not %d: the bench process needs %d descriptors per connection and its open-file limit is %d",
 			n, want, clients, ownFileLimit())
 	}
-	return max(n, 1), why
+	return max(n, 1), why, nil
+}
+
+// probeConns is how many connections fdsPerConn opens to see what one costs the balancer;
+// enough that a few pooled descriptors (Go's splice pipes) do not hide the true cost.
+const probeConns = 512
+
+// fdsPerConn is how many descriptors one held connection costs the balancer: Target's
+// figure when it gives one, else measured by holding probeConns connections and counting
+// the balancer's open descriptors before and after.
+func (r *Runner) fdsPerConn(ctx context.Context, want int) (int, error) {
+	switch {
+	case r.Target.FDsPerConn > 0:
+		return r.Target.FDsPerConn, nil
+	case r.Target.Direct:
+		return 1, nil
+	case r.Target.PID == 0:
+		return 2, nil
+	}
+	if err := r.waitQuiet(ctx); err != nil {
+		return 0, err
+	}
+	before, err := treeFDs(r.Target.PID)
+	if err != nil {
+		return 0, err
+	}
+	h := r.openHeld(ctx, min(probeConns, want))
+	after, err := treeFDs(r.Target.PID)
+	opened := len(h.conns)
+	h.closeAll()
+	if err != nil {
+		return 0, err
+	}
+	if opened == 0 {
+		return 0, fmt.Errorf("probe: no connection opened (first error: %v)", h.firstErr)
+	}
+	// Remember the figure: a second probe would see descriptors pooled by the first (Go
+	// keeps splice pipes for reuse) and undercount.
+	r.Target.FDsPerConn = max((after-before+opened-1)/opened, 2)
+	return r.Target.FDsPerConn, r.waitQuiet(ctx)
 }
 
 func ownFileLimit() uint64 {
