@@ -44,10 +44,12 @@ func (r *Report) WriteChart(path string) error {
 	}
 	p.NominalX(names...)
 	width := vg.Points(14)
+	top := 1.0
 	for i, t := range r.Targets {
 		vals := make(plotter.Values, len(chartMetrics))
 		for j, c := range chartMetrics {
 			vals[j], _ = r.ratio(c.scenario, c.metric, t, ref) // missing: a zero bar
+			top = max(top, vals[j])
 		}
 		bars, err := plotter.NewBarChart(vals, width)
 		if err != nil {
@@ -61,6 +63,7 @@ func (r *Report) WriteChart(path string) error {
 	}
 	p.Add(plotter.NewGrid())
 	p.Legend.Top = true
+	p.Y.Max = top * 1.3 // room for the legend above the tallest bar
 	if err := p.Save(24*vg.Centimeter, 12*vg.Centimeter, path); err != nil {
 		return fmt.Errorf("bench: save chart: %w", err)
 	}

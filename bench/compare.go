@@ -69,7 +69,23 @@ func (cc *CompareConfig) defaults() {
 // peer is one running target of a comparison.
 type peer struct {
 	target Target
-	proc   *Process // nil for direct
+	proc   *Process                         // nil for direct
+	start  func() (*Process, Target, error) // starts it again; nil for direct
+}
+
+// restart replaces the peer's process with a fresh one, keeping what was measured of it.
+func (p *peer) restart() (Target, error) {
+	if p.start == nil {
+		return p.target, nil
+	}
+	p.proc.Stop()
+	proc, t, err := p.start()
+	if err != nil {
+		return Target{}, err
+	}
+	t.FDsPerConn = p.target.FDsPerConn
+	p.proc, p.target = proc, t
+	return t, nil
 }
 
 // Compare starts the backends once, then every installed peer in front of them, runs every
@@ -117,23 +133,26 @@ func Compare(ctx context.Context, cc CompareConfig) (*Report, error) {
 
 // startPeers starts every peer it can; a peer that is missing or fails to start is skipped
 // and the reason goes into the report.
-func (cc *CompareConfig) startPeers(dir string, backends []string, rep *Report) []peer {
-	var out []peer
+func (cc *CompareConfig) startPeers(dir string, backends []string, rep *Report) []*peer {
+	var out []*peer
 	for _, name := range cc.Peers {
-		var p *Process
-		var t Target
-		var err error
+		var start func() (*Process, Target, error)
 		switch name {
 		case Direct:
-			t = Target{Name: Direct, Addr: backends[0], Direct: true}
 		case Fulcrum:
-			p, t, err = StartFulcrum(cc.Exe, backends, cc.FulcrumArgs...)
+			start = func() (*Process, Target, error) { return StartFulcrum(cc.Exe, backends, cc.FulcrumArgs...) }
 		case HAProxy:
-			p, t, err = StartHAProxy(dir, backends)
+			start = func() (*Process, Target, error) { return StartHAProxy(dir, backends) }
 		case Nginx:
-			p, t, err = StartNginx(dir, backends)
+			start = func() (*Process, Target, error) { return StartNginx(dir, backends) }
 		default:
-			err = fmt.Errorf("unknown peer %q (want one of %s)", name, strings.Join(Peers, ", "))
+			start = func() (*Process, Target, error) {
+				return nil, Target{}, fmt.Errorf("unknown peer %q (want one of %s)", name, strings.Join(Peers, ", "))
+			}
+		}
+		p, t, err := (*Process)(nil), Target{Name: Direct, Addr: backends[0], Direct: true}, error(nil)
+		if start != nil {
+			p, t, err = start()
 		}
 		if err != nil {
 			msg := fmt.Sprintf("skipping %s: %v", name, err)
@@ -144,23 +163,23 @@ func (cc *CompareConfig) startPeers(dir string, backends []string, rep *Report) 
 		if p != nil {
 			fmt.Fprintf(cc.Out, "%s listening on %s (pid %d)\n", name, t.Addr, t.PID)
 		}
-		out = append(out, peer{target: t, proc: p})
+		out = append(out, &peer{target: t, proc: p, start: start})
 	}
 	return out
 }
 
 // commonHold is the number of connections every peer can hold, so that idle and balance
 // compare like with like; the reason for clamping is printed once.
-func (cc *CompareConfig) commonHold(ctx context.Context, bs Backends, peers []peer, rep *Report) (int, error) {
+func (cc *CompareConfig) commonHold(ctx context.Context, bs Backends, peers []*peer, rep *Report) (int, error) {
 	n := cc.Config.hold()
 	why := ""
-	for i, p := range peers {
+	for _, p := range peers {
 		r := Runner{Backends: bs, Target: p.target, Config: cc.Config}
 		m, w, err := r.holdLimit(ctx)
 		if err != nil {
 			return 0, err
 		}
-		peers[i].target.FDsPerConn = r.Target.FDsPerConn // measured once, before pools fill
+		p.target.FDsPerConn = r.Target.FDsPerConn // measured once, before pools fill
 		if m < n {
 			n, why = m, w
 		}
@@ -178,7 +197,7 @@ func (cc *CompareConfig) needsHold() bool {
 
 // rounds runs A B C D, A B C D, ... for each scenario within each round, so that drift of the
 // machine hits every peer alike. A failed run is reported and the comparison goes on.
-func (cc *CompareConfig) rounds(ctx context.Context, bs Backends, peers []peer, rep *Report) error {
+func (cc *CompareConfig) rounds(ctx context.Context, bs Backends, peers []*peer, rep *Report) error {
 	for round := 1; round <= cc.Rounds; round++ {
 		for _, sc := range cc.Scenarios {
 			for _, p := range peers {
@@ -188,7 +207,7 @@ func (cc *CompareConfig) rounds(ctx context.Context, bs Backends, peers []peer, 
 				if sc == Balance && p.target.Direct {
 					continue
 				}
-				r := Runner{Backends: bs, Target: p.target, Config: cc.Config, Round: round, Progress: cc.Progress}
+				r := Runner{Backends: bs, Target: p.target, Config: cc.Config, Round: round, Progress: cc.Progress, Restart: p.restart}
 				res, err := r.Run(ctx, sc)
 				if err != nil {
 					msg := fmt.Sprintf("round %d: %v", round, err)

@@ -98,9 +98,16 @@ func (r *Runner) idle(ctx context.Context) (Result, error) {
 	if err := r.waitQuiet(ctx); err != nil {
 		return Result{}, err
 	}
-	n, why, err := r.holdLimit(ctx)
+	n, why, err := r.holdLimit(ctx) // may probe: before the restart, so that it leaves no trace
 	if err != nil {
 		return Result{}, err
+	}
+	if r.Restart != nil && !r.Target.Direct {
+		t, err := r.Restart()
+		if err != nil {
+			return Result{}, fmt.Errorf("restart: %w", err)
+		}
+		r.Target = t
 	}
 	res := Result{Conns: n, Metrics: map[string]float64{}}
 	if why != "" {

@@ -70,6 +70,11 @@ type Runner struct {
 	Round int
 	// Progress receives a live progress line (rewritten with \r); nil means none.
 	Progress io.Writer
+	// Restart, when set, replaces the balancer with a freshly started one and returns it as
+	// the new Target. Idle calls it first, so that memory the balancer kept from earlier loads
+	// (allocator pools, Go's heap) does not hide what held connections cost. Nil means idle
+	// measures the balancer as it is.
+	Restart func() (Target, error)
 
 	ops atomic.Int64 // operations done in the running scenario, for the progress line
 }

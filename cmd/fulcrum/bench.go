@@ -59,8 +59,8 @@ func compareCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "compare",
 		Usage: "run every scenario against direct, fulcrum, HAProxy and nginx in interleaved rounds",
-		Flags: append(loadFlags(2),
-			&cli.IntFlag{Name: "rounds", Value: 3, Usage: "interleaved rounds (at least 3)"},
+		Flags: append(loadFlags(3),
+			&cli.IntFlag{Name: "rounds", Value: 5, Usage: "interleaved rounds (at least 3)"},
 			&cli.StringSliceFlag{Name: "peer", Usage: "peer to compare (repeatable): " + strings.Join(bench.Peers, ", ") + " (default: all installed)"},
 			&cli.StringFlag{Name: "out", Value: filepath.Join("bench", "RESULTS.md"), Usage: "Markdown report `FILE` (empty: none)"},
 			&cli.StringFlag{Name: "chart", Usage: "chart `FILE`, .png or .svg (default: the report's name with .png)"},
@@ -144,36 +144,58 @@ func runBench(c *cli.Context) error {
 	}
 	defer bs.Close()
 	fmt.Fprintln(os.Stderr, "bench backends:", strings.Join(bs.Addrs(), " "))
-	target, cleanup, err := benchTarget(c, exe, bs.Addrs())
+	r := &bench.Runner{Backends: bs, Config: cfg, Progress: progressOut(c)}
+	cleanup, err := benchTarget(c, exe, bs.Addrs(), r)
 	if err != nil {
 		return err
 	}
 	defer cleanup()
-	r := &bench.Runner{Backends: bs, Target: target, Config: cfg, Progress: progressOut(c)}
 	return runScenarios(ctx, c, r, scenarios)
 }
 
-// benchTarget is --direct, --target, or a fulcrum started for the run.
-func benchTarget(c *cli.Context, exe string, backends []string) (bench.Target, func(), error) {
+// benchTarget sets r's target: --direct, --target, or a fulcrum started for the run (and
+// started afresh for idle). The returned function stops what it started.
+func benchTarget(c *cli.Context, exe string, backends []string, r *bench.Runner) (func(), error) {
 	switch {
 	case c.Bool("direct"):
-		return bench.Target{Name: bench.Direct, Addr: backends[0], Direct: true}, func() {}, nil
+		r.Target = bench.Target{Name: bench.Direct, Addr: backends[0], Direct: true}
+		return func() {}, nil
 	case c.String("target") != "":
 		if len(c.IntSlice("backend-ports")) == 0 {
 			fmt.Fprintln(os.Stderr, "warning: --target without --backend-ports: the balancer must forward to", strings.Join(backends, " "))
 		}
-		t := bench.Target{Name: "target", Addr: c.String("target")}
+		r.Target = bench.Target{Name: "target", Addr: c.String("target")}
 		if a := c.String("target-admin"); a != "" {
-			t.Counts = bench.FulcrumCounts(a)
+			r.Target.Counts = bench.FulcrumCounts(a)
 		}
-		return t, func() {}, nil
+		return func() {}, nil
 	}
-	p, t, err := bench.StartFulcrum(exe, backends, c.StringSlice("fulcrum-arg")...)
+	start := func() (*bench.Process, error) {
+		p, t, err := bench.StartFulcrum(exe, backends, c.StringSlice("fulcrum-arg")...)
+		if err != nil {
+			return nil, err
+		}
+		t.FDsPerConn = r.Target.FDsPerConn // measured on the first process
+		r.Target = t
+		fmt.Fprintf(os.Stderr, "fulcrum listening on %s (pid %d)\n", t.Addr, t.PID)
+		return p, nil
+	}
+	p, err := start()
 	if err != nil {
-		return t, nil, err
+		return nil, err
 	}
-	fmt.Fprintf(os.Stderr, "fulcrum listening on %s (pid %d)\n", t.Addr, t.PID)
-	return t, func() { p.Stop() }, nil
+	r.Restart = func() (bench.Target, error) {
+		p.Stop()
+		if p, err = start(); err != nil {
+			return bench.Target{}, err
+		}
+		return r.Target, nil
+	}
+	return func() {
+		if p != nil {
+			p.Stop()
+		}
+	}, nil
 }
 
 func runScenarios(ctx context.Context, c *cli.Context, r *bench.Runner, scenarios []string) error {
