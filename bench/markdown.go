@@ -18,8 +18,8 @@ func (r *Report) WriteMarkdown(w io.Writer, chart string) error {
 	}
 	b.WriteString("\n\n## Machine\n\n")
 	m := r.Machine
-	fmt.Fprintf(&b, "- CPUs: %d × %s\n- Kernel: %s\n- Go: %s\n- HAProxy: %s\n- nginx: %s\n",
-		m.CPUs, m.CPU, m.Kernel, m.Go, m.HAProxy, m.Nginx)
+	fmt.Fprintf(&b, "- CPUs: %d × %s\n- Kernel: %s\n- Go: %s\n- HAProxy: %s\n- nginx: %s\n- Load average at start: %s (1, 5, 15 min; near 0 on a quiet machine)\n",
+		m.CPUs, m.CPU, m.Kernel, m.Go, m.HAProxy, m.Nginx, m.LoadAvg)
 	fmt.Fprintf(&b, "- Load: %d connections/workers, %s per timed run, %d held connections, %d interleaved rounds (%s)\n",
 		r.Config.conns(), r.Config.duration(), r.Config.hold(), r.Rounds, strings.Join(r.Targets, " → "))
 	b.WriteString("\n## Medians\n\n↑ higher is better, ↓ lower is better. A ratio is the first peer's median over the second's.\n\n")

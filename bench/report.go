@@ -33,6 +33,7 @@ type Machine struct {
 	Go      string
 	HAProxy string
 	Nginx   string
+	LoadAvg string // /proc/loadavg at the start: a busy machine makes every figure provisional
 }
 
 // DescribeMachine reads the CPU, kernel and peer versions of this machine.
@@ -48,6 +49,11 @@ func DescribeMachine() Machine {
 	}
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(b)); len(f) >= 3 {
+			m.LoadAvg = strings.Join(f[:3], " ")
+		}
 	}
 	m.HAProxy = peerVersion("haproxy", "-v")
 	m.Nginx = peerVersion("nginx", "-v")
