@@ -103,27 +103,17 @@ func (r *Runner) idle(ctx context.Context) (Result, error) {
 		return Result{}, err
 	}
 	if r.Restart != nil && !r.Target.Direct {
-		t, err := r.Restart()
-		if err != nil {
+		if r.Target, err = r.Restart(); err != nil {
 			return Result{}, fmt.Errorf("restart: %w", err)
 		}
-		r.Target = t
 	}
 	res := Result{Conns: n, Metrics: map[string]float64{}}
 	if why != "" {
 		res.Notes = append(res.Notes, why)
 	}
-	pid := r.Target.PID
-	if r.Target.Direct {
-		pid = 0
-	}
-	var before int64
-	var fdsBefore int
-	if pid != 0 {
-		if before, err = treeRSS(pid); err != nil {
-			return Result{}, err
-		}
-		if fdsBefore, err = treeFDs(pid); err != nil {
+	var before usage
+	if !r.Target.Direct && r.Target.PID != 0 {
+		if before, err = measure(r.Target.PID); err != nil {
 			return Result{}, err
 		}
 	}
@@ -136,23 +126,35 @@ func (r *Runner) idle(ctx context.Context) (Result, error) {
 	res.Notes = append(res.Notes, h.notes(n)...)
 	res.Metrics["held"] = float64(len(h.conns))
 	res.Metrics["open_s"] = h.secs
-	if pid == 0 {
+	if before.rss == 0 {
 		res.Notes = append(res.Notes, "no balancer process known: no memory figure")
 		return res, nil
 	}
-	after, err := treeRSS(pid)
+	after, err := measure(r.Target.PID)
 	if err != nil {
 		return Result{}, err
 	}
-	fdsAfter, err := treeFDs(pid)
-	if err != nil {
-		return Result{}, err
-	}
-	res.Metrics["fds_per_conn"] = float64(fdsAfter-fdsBefore) / float64(len(h.conns))
-	res.Metrics["rss_before_mib"] = float64(before) / (1 << 20)
-	res.Metrics["rss_after_mib"] = float64(after) / (1 << 20)
-	res.Metrics["rss_per_conn_kib"] = float64(after-before) / float64(len(h.conns)) / 1024
+	held := float64(len(h.conns))
+	res.Metrics["fds_per_conn"] = float64(after.fds-before.fds) / held
+	res.Metrics["rss_before_mib"] = float64(before.rss) / (1 << 20)
+	res.Metrics["rss_after_mib"] = float64(after.rss) / (1 << 20)
+	res.Metrics["rss_per_conn_kib"] = float64(after.rss-before.rss) / held / 1024
 	return res, nil
+}
+
+// usage is what a balancer process (with its children) holds.
+type usage struct {
+	rss int64 // bytes resident
+	fds int   // open descriptors
+}
+
+func measure(pid int) (usage, error) {
+	rss, err := treeRSS(pid)
+	if err != nil {
+		return usage{}, err
+	}
+	fds, err := treeFDs(pid)
+	return usage{rss: rss, fds: fds}, err
 }
 
 // balance holds Hold connections and compares how they landed on the backends with what the

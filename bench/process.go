@@ -45,8 +45,8 @@ func startProcess(name, exe string, args ...string) (*Process, error) {
 // PID is the process id.
 func (p *Process) PID() int { return p.cmd.Process.Pid }
 
-// Stop asks the process to end with SIGTERM (SIGQUIT for nginx's fast shutdown is not
-// needed: SIGTERM is fast for all three) and kills it after 10 s. Calling it twice is safe.
+// Stop asks the process to end with SIGTERM (a fast shutdown for fulcrum, HAProxy and nginx
+// alike) and kills it after 10 s. Calling it twice is safe.
 func (p *Process) Stop() error {
 	p.once.Do(func() {
 		p.cmd.Process.Signal(syscall.SIGTERM)

@@ -262,6 +262,9 @@ func writeReport(c *cli.Context, rep *bench.Report) error {
 	if chart == "" {
 		chart = strings.TrimSuffix(out, filepath.Ext(out)) + ".png"
 	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
 	if err := rep.WriteChart(chart); err != nil {
 		return err
 	}

@@ -40,7 +40,7 @@ func TestBenchCommand(t *testing.T) {
 		if err != nil {
 			t.Fatalf("bench: %v\n%s", err, stderr.String())
 		}
-		results := parseLines(t, out)
+		results := parseResultLines(t, out)
 		if len(results) != 3 {
 			t.Fatalf("%d result lines, want 3:\n%s", len(results), out)
 		}
@@ -74,7 +74,7 @@ func TestBenchCommand(t *testing.T) {
 	})
 }
 
-func parseLines(t *testing.T, out []byte) []bench.Result {
+func parseResultLines(t *testing.T, out []byte) []bench.Result {
 	t.Helper()
 	var rs []bench.Result
 	sc := bufio.NewScanner(bytes.NewReader(out))
