@@ -12,19 +12,17 @@ import (
 )
 
 // RaiseFileLimit lifts this process's soft RLIMIT_NOFILE to its hard limit and returns the
-// new soft limit. Go does this at start for itself already, but restores the old limit for
-// the children it execs unless the program set the limit itself: setting it here makes
-// HAProxy and nginx inherit the raised limit too.
+// new soft limit. Go raises its own soft limit at start already, but gives the children it
+// execs the limit it started with unless the program sets the limit itself: setting it here,
+// even to the value it has, makes HAProxy and nginx inherit the raised limit too.
 func RaiseFileLimit() uint64 {
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
 		return 0
 	}
-	if rl.Cur < rl.Max {
-		rl.Cur = rl.Max
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-			return 0
-		}
+	rl.Cur = rl.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return 0
 	}
 	return rl.Cur
 }
