@@ -104,6 +104,78 @@ func waitReadable(rc syscall.RawConn) error {
 	return nil
 }
 
+// readPath is autoPath without the peek: it reads straight from the descriptor inside
+// RawConn.Read, taking a pooled buffer only for the read and giving it back on EAGAIN, so an
+// idle direction parks holding neither a buffer nor a pipe, at one syscall per message.
+type readPath struct{}
+
+func (readPath) Join(client, backend *net.TCPConn, m listener.Meter) listener.Traffic {
+	return joinWith(client, backend, readCopy)
+}
+
+func readCopy(dst, src *net.TCPConn) (int64, error) {
+	rc, err := src.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	for {
+		bp, n, rerr := readPooled(rc)
+		if n > 0 {
+			_, werr := dst.Write((*bp)[:n])
+			if werr != nil {
+				autoBufs.Put(bp)
+				return total, werr
+			}
+			total += int64(n)
+		}
+		full := bp != nil && n == len(*bp)
+		if bp != nil {
+			autoBufs.Put(bp)
+		}
+		switch {
+		case rerr != nil:
+			return total, rerr
+		case n == 0:
+			return total, nil // EOF
+		case full:
+			lr := io.LimitedReader{R: src, N: 1 << 20}
+			sn, serr := dst.ReadFrom(&lr)
+			total += sn
+			if serr != nil || lr.N > 0 {
+				return total, serr
+			}
+		}
+	}
+}
+
+// readPooled reads once into a pooled buffer, parking (without the buffer) until data comes.
+func readPooled(rc syscall.RawConn) (bp *[]byte, n int, err error) {
+	var serr error
+	rerr := rc.Read(func(fd uintptr) bool {
+		if bp == nil {
+			bp = autoBufs.Get().(*[]byte)
+		}
+		for {
+			n, serr = syscall.Read(int(fd), *bp)
+			if serr != syscall.EINTR {
+				break
+			}
+		}
+		if serr == syscall.EAGAIN {
+			autoBufs.Put(bp)
+			bp = nil
+			return false
+		}
+		return true
+	})
+	n = max(n, 0)
+	if rerr != nil {
+		return bp, n, rerr
+	}
+	return bp, n, serr
+}
+
 type writerOnly struct{ io.Writer }
 
 // joinWith runs copy in both directions with half-close, like listener.Splice.
@@ -141,7 +213,7 @@ func TestDataPathExperiment(t *testing.T) {
 	paths := []struct {
 		name string
 		dp   listener.DataPath
-	}{{"splice", listener.Splice{}}, {"copy32k", copyPath{32 << 10}}, {"auto", autoPath{}}}
+	}{{"splice", listener.Splice{}}, {"copy32k", copyPath{32 << 10}}, {"auto", autoPath{}}, {"read", readPath{}}}
 	bs := startBackends(t, 4)
 	cfg := Config{Duration: 3 * time.Second, Conns: 8, Hold: 2000}
 	for round := 1; round <= 3; round++ {
