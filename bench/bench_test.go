@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,8 @@ import (
 	"net"
 	"net/http/httptest"
 	"os"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -285,4 +288,57 @@ func TestServeBackendsProtocol(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestHoldClamped: a balancer whose descriptors cannot hold --hold connections gets fewer,
+// and the result says why.
+func TestHoldClamped(t *testing.T) {
+	bs := startBackends(t, 2)
+	limit, err := fileLimit(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fds := (limit - headroom) / 20 // room for 20 connections
+	r := &Runner{Backends: bs, Target: Target{Name: "tight", Addr: bs.Addrs()[0], PID: os.Getpid(), FDsPerConn: fds},
+		Config: Config{Hold: 100}}
+	n, why, err := r.holdLimit(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 20 || !strings.Contains(why, "holding 20 connections, not 100") || !strings.Contains(why, "open-file limit") {
+		t.Fatalf("holdLimit = %d, %q; want 20 and the reason", n, why)
+	}
+}
+
+// TestProgressLine: with a Progress writer the runner rewrites one line as it goes and clears it.
+func TestProgressLine(t *testing.T) {
+	bs := startBackends(t, 1)
+	var out syncBuffer
+	r := &Runner{Backends: bs, Target: Target{Name: Direct, Addr: bs.Addrs()[0], Direct: true},
+		Config: Config{Duration: 700 * time.Millisecond, Conns: 1}, Progress: &out}
+	if _, err := r.Run(context.Background(), Latency); err != nil {
+		t.Fatal(err)
+	}
+	s := out.String()
+	if !strings.Contains(s, "\r\033[Klatency direct: ") || !strings.HasSuffix(s, "\r\033[K") {
+		t.Fatalf("progress output %q", s)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the progress goroutine and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
