@@ -21,6 +21,16 @@ type API struct {
 	TrustedProxies []netip.Prefix
 	// Logger receives registry changes made through the API; nil means slog.Default().
 	Logger *slog.Logger
+	// Security is the access policy: token, address rules, rate limit (see Security).
+	Security Security
+	// CloseBackend resets the established connections to a backend, for remove?force=1, and
+	// returns how many; nil means force=1 only removes.
+	CloseBackend func(key string) int
+	// Metrics counts heartbeats and serves GET /metrics; nil means metrics are off (404).
+	Metrics *Metrics
+	// Overview adds listeners, uptime and listener totals to /upstream/status for the status
+	// page; nil means those fields are left out.
+	Overview *Overview
 }
 
 // Handler returns the API's routes.
@@ -29,11 +39,14 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("/upstream/add", a.only(a.add))
 	mux.HandleFunc("/upstream/remove", a.only(a.remove))
 	mux.HandleFunc("/upstream/status", a.only(a.status))
+	mux.HandleFunc("/upstream/drain", a.only(a.drain))
+	mux.HandleFunc("/upstream/undrain", a.only(a.undrain))
 	mux.HandleFunc("/healthz", a.only(a.healthz))
+	a.operatingRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
 	})
-	return mux
+	return a.guard(mux)
 }
 
 // maxBody caps a form body; admin requests carry a few short parameters.
@@ -65,9 +78,13 @@ func (a *API) add(w http.ResponseWriter, r *http.Request) {
 		writeParseError(w, err)
 		return
 	}
-	if _, err := a.Registry.Register(req.addr, req.weight); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+	created, err := a.Registry.Register(req.addr, req.weight)
+	if err != nil {
+		writeRegisterError(w, err)
 		return
+	}
+	if !created {
+		a.Metrics.Heartbeat(req.addr.Key())
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"success": true, "server": req.addr.Key()})
 }
@@ -78,6 +95,11 @@ func (a *API) remove(w http.ResponseWriter, r *http.Request) {
 		writeParseError(w, err)
 		return
 	}
+	force, err := parseForce(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	if err := a.Registry.Deregister(req.addr.Key()); err != nil {
 		if errors.Is(err, pool.ErrUnknownBackend) {
 			writeError(w, http.StatusNotFound, "backend "+req.addr.Key()+" is not registered")
@@ -86,12 +108,17 @@ func (a *API) remove(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"success": true, "removed": req.addr.Key()})
+	reply := map[string]any{"success": true, "removed": req.addr.Key()}
+	if n := a.closeForced(force, req.addr.Key()); n >= 0 {
+		reply["closed"] = n
+	}
+	writeJSON(w, http.StatusOK, reply)
 }
 
 // server is one entry of /upstream/status, with the seed design's field names.
 type server struct {
 	Host          string  `json:"host"`
+	Address       string  `json:"address"` // the IP dialed: resolved once when host is a name
 	Port          int     `json:"port"`
 	Weight        int     `json:"weight"`
 	ConnCount     int64   `json:"conn_count"`
@@ -99,12 +126,17 @@ type server struct {
 	LastHeartbeat float64 `json:"last_heartbeat"`
 	CreatedTime   float64 `json:"created_time"`
 	State         string  `json:"state"`
+	LastError     string  `json:"last_error"`      // the last failed dial or check; "" if none
+	LastErrorTime float64 `json:"last_error_time"` // unix seconds; 0 if none
+	BytesIn       uint64  `json:"bytes_in"`        // client → backend, all connections so far
+	BytesOut      uint64  `json:"bytes_out"`       // backend → client
 }
 
 type statusReply struct {
 	Servers   []server `json:"servers"`
 	Total     int      `json:"total"`
 	Timestamp float64  `json:"timestamp"`
+	*overview          // listeners, uptime, listener totals: only when API.Overview is set
 }
 
 func (a *API) status(w http.ResponseWriter, r *http.Request) {
@@ -113,6 +145,7 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 	for _, s := range snap {
 		reply.Servers = append(reply.Servers, server{
 			Host:          s.Address.Host,
+			Address:       s.Address.DialHost(),
 			Port:          s.Address.Port,
 			Weight:        s.Weight,
 			ConnCount:     s.Active,
@@ -120,13 +153,25 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 			LastHeartbeat: unixSeconds(s.LastHeartbeat),
 			CreatedTime:   unixSeconds(s.Created),
 			State:         string(s.State),
+			LastError:     s.LastError,
+			LastErrorTime: unixSecondsOrZero(s.LastErrorTime),
+			BytesIn:       s.BytesIn,
+			BytesOut:      s.BytesOut,
 		})
 	}
+	reply.overview = a.Overview.fields()
 	writeJSON(w, http.StatusOK, reply)
 }
 
 func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func unixSecondsOrZero(t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return unixSeconds(t)
 }
 
 func unixSeconds(t time.Time) float64 {

@@ -2,12 +2,25 @@
 // balanced port. Its paths and JSON fields are those of the OpenResty design fulcrum grew from:
 //
 //	GET|POST /upstream/add?host=&port=[&weight=]  register, or heartbeat a known backend
-//	GET|POST /upstream/remove?host=&port=         stop new connections; forget when idle
+//	GET|POST /upstream/remove?host=&port=[&force=1] stop new connections; forget when idle;
+//	                                              force=1 also resets established ones
+//	GET|POST /upstream/drain?host=&port=          no new connections until undrain (sticky)
+//	GET|POST /upstream/undrain?host=&port=        take new connections again
 //	GET      /upstream/status                     every known backend, sorted by key
 //	GET      /healthz                             liveness
+//	GET      /metrics                             Prometheus text format (API.Metrics; metrics.go)
+//	GET      /                                    status page, embedded (status_page.go, ui/)
 //
 // An empty host means the caller's own address: its TCP peer, or, only when that peer is a
 // trusted proxy (API.TrustedProxies), the right-most untrusted address of X-Forwarded-For.
+//
+// Security (API.Security) is applied in two places. One middleware around every route asks
+// for the bearer token where the route needs it (mutating routes when a token is set, read
+// routes too with TokenRead, /healthz never). Then parseTarget, which every mutating handler
+// calls, applies the rest in the order of the answers: syntax (400), the address-only rule
+// and the backend address rules (403; a name is resolved here, once, and dialed by its first
+// address), and the per-client rate limit (429). Without a token, a remote caller may name
+// only its own address; a loopback caller may name any.
 //
 //	api := &admin.API{Registry: p}
 //	srv := admin.NewServer("127.0.0.1:9090", api.Handler())

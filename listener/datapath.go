@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 )
 
 // DataPath moves the bytes of one proxied connection. Join returns only when both directions
@@ -33,6 +34,9 @@ type Traffic struct {
 type Splice struct {
 	// ChunkSize is the most one ReadFrom moves before returning; zero means 1 MiB.
 	ChunkSize int64
+	// IdleTimeout closes a connection on which no byte has moved either way for this long,
+	// half-closed ones included (Traffic.Err is then ErrIdle); zero means never.
+	IdleTimeout time.Duration
 }
 
 var _ DataPath = Splice{}
@@ -43,15 +47,22 @@ const defaultChunk = 1 << 20
 // direction keeps flowing (half-close); an error in either direction closes both sockets with a
 // reset, so the peer on the other side learns of the failure.
 func (s Splice) Join(client, backend *net.TCPConn, m Meter) Traffic {
+	idle := watchIdle(client, backend, s.IdleTimeout)
+	m = idle.meter(m)
 	var wg sync.WaitGroup
 	var down half
 	wg.Add(1)
 	go s.spliceBackendToClient(client, backend, m, &down, &wg)
 	up := s.copy(backend, client, m, true)
 	wg.Wait()
+	idled := idle.stop()
 	client.Close()
 	backend.Close()
-	return Traffic{Up: up.n, Down: down.n, Err: firstCause(up.err, down.err)}
+	t := Traffic{Up: up.n, Down: down.n, Err: firstCause(up.err, down.err)}
+	if idled {
+		t.Err = ErrIdle
+	}
+	return t
 }
 
 // spliceBackendToClient is the second direction's goroutine, named so stack dumps say what it

@@ -9,7 +9,8 @@ import (
 
 // ConnInfo describes one proxied connection, from the dial to the close.
 type ConnInfo struct {
-	Client  netip.AddrPort // the client's address
+	Client  netip.AddrPort // the client's address (from a trusted PROXY header, if any)
+	Peer    netip.AddrPort // the TCP peer, when a PROXY header named another Client; else zero
 	Local   netip.AddrPort // the address the client connected to
 	Backend *pool.Backend
 	Start   time.Time // when the client was accepted

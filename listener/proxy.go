@@ -26,7 +26,11 @@ func (s *Server) serveConn(pc *proxyConn) {
 		}
 	}()
 	info := &ConnInfo{Client: addrPort(pc.client.RemoteAddr()), Local: addrPort(pc.client.LocalAddr()), Start: time.Now()}
-	b, err := s.connect(pc, info.Client)
+	rest, err := s.readProxyHeader(pc.client, info) // PROXY protocol (proxyproto.go): may move info.Client
+	var b *pool.Backend
+	if err == nil {
+		b, err = s.connect(pc, info.Client)
+	}
 	if err != nil {
 		if s.Observer != nil {
 			s.Observer.Rejected(info.Client, err)
@@ -40,7 +44,7 @@ func (s *Server) serveConn(pc *proxyConn) {
 	if s.Observer != nil {
 		m = s.Observer.Opened(info)
 	}
-	t := s.dataPath().Join(pc.client, pc.backend, m)
+	t := s.joinWithPrefix(pc, info, rest, m) // PROXY protocol (proxyproto.go): header and rest, then DataPath.Join
 	if s.Observer != nil {
 		s.Observer.Closed(info, t)
 	}
@@ -59,12 +63,14 @@ func (s *Server) connect(pc *proxyConn, from netip.AddrPort) (*pool.Backend, err
 	client := from.Addr()
 	var tried []*pool.Backend
 	for attempt := 0; attempt <= s.Retries; attempt++ {
-		b, err := s.Picker.Acquire(client, tried)
+		b, err := s.acquire(client, tried)
 		if err != nil {
-			s.noBackend(pc, attempt, err)
+			s.noBackend(from, attempt, err)
 			return nil, err
 		}
+		s.setPicked(pc, b)
 		conn, err := s.dial(b)
+		s.reportDial(b, err)
 		if err == nil {
 			s.mu.Lock()
 			pc.backend = conn
@@ -83,13 +89,20 @@ func (s *Server) connect(pc *proxyConn, from netip.AddrPort) (*pool.Backend, err
 	return nil, fmt.Errorf("listener: %d dials failed", len(tried))
 }
 
-func (s *Server) noBackend(pc *proxyConn, attempt int, err error) {
+func (s *Server) noBackend(client netip.AddrPort, attempt int, err error) {
+	if errors.Is(err, pool.ErrFull) {
+		s.stats.QueueDrops.Add(1)
+		s.logNoPeer.Do(func() {
+			s.logger().Warn("every backend is full; closing client", "client", client, "err", err)
+		})
+		return
+	}
 	if attempt > 0 {
 		s.stats.Failed.Add(1) // tried some, none left to try
 		return
 	}
 	s.stats.Rejected.Add(1)
-	s.logNoPeer.Do(func() { s.logger().Warn("rejecting client", "client", pc.client.RemoteAddr(), "err", err) })
+	s.logNoPeer.Do(func() { s.logger().Warn("rejecting client", "client", client, "err", err) })
 }
 
 func (s *Server) dial(b *pool.Backend) (*net.TCPConn, error) {

@@ -34,6 +34,14 @@ type Server struct {
 	Logger *slog.Logger
 	// Observer hears every connection's events (metrics, access log); nil means none.
 	Observer Observer
+	// MaxConns caps the connections served at once: at the cap Serve stops accepting, so new
+	// clients wait in the kernel's backlog, and resumes below it. Zero means no cap.
+	MaxConns int
+	// QueueTimeout is how long a client waits for a slot when every backend is at its
+	// connection limit (a Picker that implements pool.Waiter); zero means it is closed at once.
+	QueueTimeout time.Duration
+	// ProxyProtocol reads and writes PROXY protocol headers (proxyproto.go); zero means none.
+	ProxyProtocol ProxyProtocol
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -44,11 +52,15 @@ type Server struct {
 	baseCtx    context.Context // cancelled when Shutdown gives up waiting: aborts dials
 	cancelBase context.CancelFunc
 	initOnce   sync.Once
+	done       chan struct{} // closed when Shutdown begins
+	doneOnce   sync.Once
+	slots      chan struct{} // one token per connection served; nil when MaxConns is 0
 
 	stats      Stats
 	logNoPeer  rate.Sometimes
 	logDialErr rate.Sometimes
 	logAccept  rate.Sometimes
+	logLimit   rate.Sometimes
 }
 
 // Stats are the server's running totals.
@@ -58,6 +70,8 @@ type Stats struct {
 	Failed      atomic.Uint64 // closed: every dial failed
 	DialErrors  atomic.Uint64 // failed dials, retries included
 	ReleaseBugs atomic.Uint64 // releases the pool refused; always 0 unless counting is broken
+	AcceptErrs  atomic.Uint64 // failed accepts (each followed by a backoff pause)
+	QueueDrops  atomic.Uint64 // closed after waiting QueueTimeout with every backend full
 }
 
 // Stats returns the server's counters.
@@ -65,7 +79,8 @@ func (s *Server) Stats() *Stats { return &s.stats }
 
 type proxyConn struct {
 	client  *net.TCPConn
-	backend *net.TCPConn // nil until dialed; guarded by Server.mu
+	backend *net.TCPConn  // nil until dialed; guarded by Server.mu
+	picked  *pool.Backend // the backend being dialed or served; guarded by Server.mu
 }
 
 func (s *Server) init() {
@@ -74,6 +89,11 @@ func (s *Server) init() {
 		s.logNoPeer = rate.Sometimes{Interval: time.Second}
 		s.logDialErr = rate.Sometimes{Interval: time.Second}
 		s.logAccept = rate.Sometimes{Interval: time.Second}
+		s.logLimit = rate.Sometimes{Interval: time.Second}
+		s.done = make(chan struct{})
+		if s.MaxConns > 0 {
+			s.slots = make(chan struct{}, s.MaxConns)
+		}
 	})
 }
 
@@ -110,11 +130,16 @@ func (s *Server) Serve(ln net.Listener) error {
 	defer s.trackListener(ln, false)
 	var backoff time.Duration
 	for {
+		if !s.takeSlot() {
+			return ErrServerClosed
+		}
 		c, err := ln.Accept()
 		if err != nil {
+			s.freeSlot()
 			if s.isClosing() || errors.Is(err, net.ErrClosed) {
 				return ErrServerClosed
 			}
+			s.stats.AcceptErrs.Add(1)
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
 			s.logAccept.Do(func() { s.logger().Error("accept failed", "err", err, "retry_in", backoff) })
 			time.Sleep(backoff)
@@ -131,11 +156,13 @@ func (s *Server) startConn(c net.Conn) {
 	if !ok {
 		s.logger().Error("listener is not TCP; closing connection", "client", c.RemoteAddr())
 		c.Close()
+		s.freeSlot()
 		return
 	}
 	pc := &proxyConn{client: tc}
 	if !s.trackConn(pc, true) {
 		tc.Close()
+		s.freeSlot()
 		return
 	}
 	go s.serveConn(pc)
@@ -171,6 +198,7 @@ func (s *Server) trackConn(pc *proxyConn, add bool) bool {
 	defer s.mu.Unlock()
 	if !add {
 		delete(s.conns, pc)
+		s.freeSlot()
 		s.wg.Done()
 		return true
 	}
@@ -192,6 +220,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.init()
 	s.mu.Lock()
 	s.closing = true
+	s.doneOnce.Do(func() { close(s.done) })
 	var errs []error
 	for ln := range s.listeners {
 		if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {

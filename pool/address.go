@@ -13,6 +13,18 @@ import (
 type Address struct {
 	Host string
 	Port int
+	// IP is the address to dial, resolved once at registration so that the name cannot be
+	// rebound between the policy check and the dial. It is not part of Key. The zero value
+	// means "dial Host as it is" (an IP literal, or a name resolved at each dial).
+	IP netip.Addr
+}
+
+// DialHost is the host the listener dials: IP when set, Host otherwise.
+func (a Address) DialHost() string {
+	if a.IP.IsValid() {
+		return a.IP.String()
+	}
+	return a.Host
 }
 
 // Key is the backend's registry key, "host:port" with IPv6 hosts in brackets.
@@ -67,7 +79,7 @@ func checkHostName(s string) error {
 			return err
 		}
 	}
-	if isDigits(labels[len(labels)-1]) {
+	if isNumeric(labels[len(labels)-1]) {
 		return errors.New("not a valid IP address, and a host name cannot end in a numeric label")
 	}
 	return nil
@@ -89,6 +101,26 @@ func checkLabel(l string) error {
 	return nil
 }
 
+// isNumeric reports whether a label reads as a number to inet_aton (decimal, octal or 0x hex),
+// so that names such as "0x7f000001" or "127.1" cannot reach a resolver that would take them
+// for an address.
+func isNumeric(l string) bool {
+	if len(l) >= 2 && l[0] == '0' && (l[1] == 'x' || l[1] == 'X') {
+		return l == "0x" || l == "0X" || isHex(l[2:]) // inet_aton reads a bare "0x" as 0
+	}
+	return isDigits(l)
+}
+
+func isHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i] | 0x20 // lower-case letters; digits are unchanged
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return s != ""
+}
+
 func isDigits(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] < '0' || s[i] > '9' {
@@ -99,7 +131,7 @@ func isDigits(s string) bool {
 }
 
 // ParsePort parses a decimal port in 1..65535 strictly: digits only, no sign, no spaces, no
-// other base or exponent.
+// leading zero, no other base or exponent.
 func ParsePort(s string) (int, error) {
 	if s == "" {
 		return 0, errEmptyPort
@@ -120,9 +152,10 @@ func ParseWeight(s string) (int, error) {
 	return n, nil
 }
 
-// parseDecimal accepts only ASCII digits and at most max; it never overflows.
+// parseDecimal accepts only ASCII digits without a leading zero (which some parsers read as
+// octal) and at most max; it never overflows.
 func parseDecimal(s string, max int) (int, error) {
-	if !isDigits(s) || len(s) > 6 {
+	if !isDigits(s) || len(s) > 6 || s[0] == '0' {
 		return 0, errors.New("not a decimal number")
 	}
 	n, _ := strconv.Atoi(s) // cannot fail: at most six digits

@@ -15,6 +15,16 @@
 //
 // A backend that misses its heartbeat for TTL is never picked again (checked at pick time) and
 // is forgotten by Sweep once its last connection has ended; until then it stays listed, so a
-// heartbeat that revives it finds its live count. Removal works the same way. The package does
+// heartbeat that revives it finds its live count. Removal works the same way.
+//
+// Only backends that may take a connection sit in the heap. A failed dial (ReportDial) takes a
+// backend out for a backoff of 1 s doubling to 30 s; a small heap of backoff ends lets Acquire
+// offer it to one trial connection when its backoff is over, without scanning the pool.
+// Active checks (ReportCheck, run by package health) take it out after a number of failures
+// and bring it back after a number of passes. Drain takes it out until Undrain, whatever the
+// heartbeats say. MaxConnsPerBackend takes a full backend out until a connection ends, and
+// AcquireWait queues callers while all are full. With SlowStart, a backend that joins or comes
+// back ramps its effective weight from 10% to 100%, kept in thousandths so comparisons stay
+// exact integers. Status reports each backend's State and last error. The package does
 // not dial, proxy or speak HTTP: the listener and admin packages do, through Picker and Registry.
 package pool

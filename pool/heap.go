@@ -7,8 +7,9 @@ type liveHeap []*Backend
 
 // lighter reports whether a should take the next connection before b.
 func lighter(a, b *Backend) bool {
-	// active/weight compared without division: exact for any counts and weights.
-	la, lb := a.active*int64(b.weight), b.active*int64(a.weight)
+	// active/weight compared without division, over effective weights in thousandths: exact
+	// for any counts and weights (a ramping weight is rounded to a thousandth).
+	la, lb := a.active*b.eff, b.active*a.eff
 	if la != lb {
 		return la < lb
 	}
@@ -85,7 +86,11 @@ func (h liveHeap) lightestWhere(ok func(*Backend) bool) *Backend {
 	if len(h) == 0 {
 		return nil
 	}
-	frontier := []int{0}
+	if ok(h[0]) { // the common case: the lightest is usable
+		return h[0]
+	}
+	var buf [16]int // stays on the stack for the usual handful of refusals
+	frontier := append(buf[:0], 0)
 	for len(frontier) > 0 {
 		best := 0
 		for i := 1; i < len(frontier); i++ {

@@ -45,6 +45,8 @@ func ParsePolicy(name string) (Policy, error) {
 // unusable for this pick (its TTL passed, or the caller excluded it after a failed dial).
 type candidates struct {
 	live    liveHeap
+	all     map[string]*Backend // every known backend; hashing needs the full ones too
+	anyFull bool                // some eligible backends are out of live only by their limit
 	now     time.Time
 	ttl     time.Duration
 	exclude []*Backend
@@ -100,23 +102,36 @@ type rendezvous struct{}
 
 func (rendezvous) Name() string { return "hash" }
 
-// pick scores every live backend against the client and takes the highest score. O(n), which
-// is what rendezvous hashing costs; with an excluded choice it falls back to least connections.
+// pick scores every backend that may take connections against the client and takes the
+// highest score: O(n), which is what rendezvous hashing costs. A backend at its connection
+// limit still takes part, so that its clients are not moved to another by hash; when the choice
+// is full or excluded (its dial failed) the connection falls back to least connections.
 func (rendezvous) pick(c *candidates, client netip.Addr) *Backend {
 	ip := client.Unmap().As16()
 	h := xxhash.Sum64(ip[:])
 	var best *Backend
 	var bestScore uint64
-	for _, b := range c.live {
+	consider := func(b *Backend) {
 		if b.expired(c.now, c.ttl) {
 			c.stale = append(c.stale, b)
-			continue
+			return
 		}
 		if s := mix(h ^ b.hash); best == nil || s > bestScore {
 			best, bestScore = b, s
 		}
 	}
-	if best == nil || slices.Contains(c.exclude, best) {
+	if c.anyFull {
+		for _, b := range c.all {
+			if b.index >= 0 || b.health.atLimit {
+				consider(b)
+			}
+		}
+	} else {
+		for _, b := range c.live {
+			consider(b)
+		}
+	}
+	if best == nil || best.index < 0 || slices.Contains(c.exclude, best) {
 		return c.lightest()
 	}
 	return best

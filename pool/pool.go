@@ -17,6 +17,7 @@ var (
 	ErrNoBackend      = errors.New("pool: no live backend")
 	ErrUnknownBackend = errors.New("pool: backend not registered")
 	ErrNotAcquired    = errors.New("pool: release without a matching acquire")
+	ErrRegistryFull   = errors.New("pool: registry is full")
 )
 
 // Picker is what the listener needs from a registry: pick-and-count, and give back.
@@ -55,11 +56,25 @@ type Pool struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now. Tests replace it.
 	Now func() time.Time
+	// MaxBackends caps how many backends Register may hold: a new one beyond it gets ErrRegistryFull
+	// and nothing is evicted (heartbeats of known backends still pass). Zero means no cap.
+	// Static backends are never refused but do count.
+	MaxBackends int
+	// SlowStart is how long a backend that joins at runtime or comes back up takes to ramp its
+	// effective weight from 10% to 100%; zero means no ramp (slowstart.go).
+	SlowStart time.Duration
+	// MaxConnsPerBackend caps each backend's connections; a full backend is skipped and
+	// AcquireWait queues when all are full. Zero means no cap (limit.go).
+	MaxConnsPerBackend int
 
 	mu       sync.Mutex
 	backends map[string]*Backend // every backend still known, by key
 	live     liveHeap            // the pickable subset of backends
 	seq      uint64              // counts picks; orders ties between equally loaded backends
+	retry    retryHeap           // passively downed backends, by the end of their backoff
+	ramps    rampSet             // backends whose slow start is under way
+	full     int                 // backends kept out of live only by MaxConnsPerBackend
+	waiters  []waiter            // AcquireWait callers queued for a free slot, oldest first
 }
 
 func (p *Pool) now() time.Time {
@@ -105,26 +120,31 @@ func (p *Pool) register(a Address, weight int, static bool) (bool, error) {
 		p.backends = make(map[string]*Backend)
 	}
 	b := p.backends[a.Key()]
+	if b == nil && !static && p.MaxBackends > 0 && len(p.backends) >= p.MaxBackends {
+		return false, fmt.Errorf("%w: %d backends", ErrRegistryFull, len(p.backends))
+	}
 	if b == nil {
 		b = newBackend(a, max(weight, 1), static, now)
 		p.backends[b.key] = b
-		p.live.push(b)
+		if !static {
+			p.startRamp(b, now) // joins at runtime: ramps up
+		}
+		p.place(b, now)
 		p.logger().Info("backend added", "backend", b.key, "weight", b.weight, "static", static)
 		return true, nil
 	}
 	if b.removed || b.expired(now, p.TTL) {
 		p.logger().Info("backend back", "backend", b.key, "active", b.active)
+		p.startRamp(b, now)
 	}
 	b.lastHeartbeat = now
 	b.removed = false
 	if weight != 0 {
 		b.weight = weight
+		p.setEffective(b, now)
 	}
-	if b.index < 0 {
-		p.live.push(b)
-	} else {
-		p.live.fix(b.index)
-	}
+	// A heartbeat keeps a backend alive; it does not end draining or a down state.
+	p.place(b, now)
 	return false, nil
 }
 
@@ -137,32 +157,43 @@ func (p *Pool) Deregister(key string) error {
 		return fmt.Errorf("%w: %s", ErrUnknownBackend, key)
 	}
 	b.removed = true
-	if b.index >= 0 {
-		p.live.remove(b)
-	}
+	now := p.now()
+	p.place(b, now)
 	p.logger().Info("backend removed", "backend", key, "active", b.active)
-	p.forgetIfIdle(b)
+	p.forgetIfIdle(b, now)
 	return nil
 }
 
 // forgetIfIdle drops a removed or expired backend whose last connection has ended.
-func (p *Pool) forgetIfIdle(b *Backend) {
-	if b.active != 0 || b.index >= 0 || p.backends[b.key] != b {
+func (p *Pool) forgetIfIdle(b *Backend, now time.Time) {
+	if b.active != 0 || !(b.removed || b.expired(now, p.TTL)) || p.backends[b.key] != b {
 		return
 	}
+	if b.index >= 0 {
+		p.live.remove(b)
+	}
+	p.retry.drop(b)
+	p.setFull(b, false)
 	delete(p.backends, b.key)
 	p.logger().Info("backend forgotten", "backend", b.key)
 }
 
-// Acquire implements Picker: it picks by Policy and counts the connection in one step.
+// Acquire implements Picker: it picks by Policy and counts the connection in one step. When
+// every live backend is at MaxConnsPerBackend it returns ErrFull (AcquireWait queues instead).
 func (p *Pool) Acquire(client netip.Addr, exclude []*Backend) (*Backend, error) {
 	now := p.now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	return p.acquire(now, client, exclude)
+}
+
+func (p *Pool) acquire(now time.Time, client netip.Addr, exclude []*Backend) (*Backend, error) {
+	p.endBackoffs(now)
+	p.stepRamps(now)
 	for len(p.live) > 0 && p.live[0].expired(now, p.TTL) {
 		p.live.remove(p.live[0])
 	}
-	c := candidates{live: p.live, now: now, ttl: p.TTL, exclude: exclude}
+	c := candidates{live: p.live, all: p.backends, anyFull: p.full > 0, now: now, ttl: p.TTL, exclude: exclude}
 	b := p.policy().pick(&c, client)
 	for _, s := range c.stale {
 		if s.index >= 0 {
@@ -170,13 +201,22 @@ func (p *Pool) Acquire(client netip.Addr, exclude []*Backend) (*Backend, error) 
 		}
 	}
 	if b == nil {
+		if p.full > 0 {
+			return nil, ErrFull
+		}
 		return nil, ErrNoBackend
 	}
 	p.seq++
 	b.lastPick = p.seq
 	b.active++
 	b.total++
-	p.live.fix(b.index)
+	if b.health.down {
+		b.health.trialing = true // its backoff ended: this connection is its one trial
+	}
+	p.place(b, now)
+	if len(p.waiters) > 0 && len(p.live) > 0 {
+		p.wakeOne() // room is left: pass the turn on to the next queued caller
+	}
 	return b, nil
 }
 
@@ -188,11 +228,17 @@ func (p *Pool) Release(b *Backend) error {
 		return fmt.Errorf("%w: %s", ErrNotAcquired, b.key)
 	}
 	b.active--
-	if b.index >= 0 {
+	if b.index >= 0 { // still pickable: only its load changed (expiry is checked at pick)
 		p.live.fix(b.index)
 		return nil
 	}
-	p.forgetIfIdle(b)
+	// Out of the heap: full, down, draining, removed or expired. Its state decides.
+	now := p.now()
+	b.health.trialing = false // a trial nobody reported on may be tried again
+	p.place(b, now)
+	if b.index < 0 {
+		p.forgetIfIdle(b, now)
+	}
 	return nil
 }
 
@@ -208,10 +254,10 @@ func (p *Pool) Sweep() int {
 			continue
 		}
 		if b.index >= 0 {
-			p.live.remove(b)
 			p.logger().Info("backend expired", "backend", b.key, "active", b.active)
 		}
-		p.forgetIfIdle(b)
+		p.place(b, now)
+		p.forgetIfIdle(b, now)
 	}
 	return n - len(p.backends)
 }

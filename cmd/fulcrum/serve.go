@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -24,7 +25,13 @@ func env(name string) []string { return []string{"FULCRUM_" + name} }
 
 // serveFlags are every flag of serve; each concern adds its own list here.
 func serveFlags() []cli.Flag {
-	return coreFlags()
+	return slices.Concat(
+		coreFlags(),
+		securityFlags(),
+		resilienceFlags(),
+		operatingFlags(), // flags_operating.go: config file, PROXY protocol, access log
+		metricsFlags(),   // flags_operating_metrics.go: --metrics
+	)
 }
 
 func coreFlags() []cli.Flag {
@@ -45,10 +52,12 @@ func coreFlags() []cli.Flag {
 }
 
 func serveCommand() *cli.Command {
+	flags := withConfigFile(serveFlags()) // config.go: every flag can also come from --config
 	return &cli.Command{
 		Name:   "serve",
 		Usage:  "run the balancer",
-		Flags:  serveFlags(),
+		Flags:  flags,
+		Before: loadConfigFile(flags),
 		Action: serve,
 	}
 }
@@ -64,6 +73,10 @@ type config struct {
 	policy         pool.Policy
 	trusted        []netip.Prefix
 	log            *slog.Logger
+	sec            *securityConfig
+	resilience     resilienceConfig
+	operating      operatingConfig // flags_operating.go
+	metrics        bool            // --metrics
 }
 
 func parseConfig(c *cli.Context) (*config, error) {
@@ -71,10 +84,13 @@ func parseConfig(c *cli.Context) (*config, error) {
 		listen: c.String("listen"), admin: c.String("admin"),
 		ttl: c.Duration("ttl"), sweep: c.Duration("sweep-interval"),
 		connectTimeout: c.Duration("connect-timeout"), drainTimeout: c.Duration("drain-timeout"),
-		retries: c.Int("retries"),
+		retries: c.Int("retries"), metrics: c.Bool("metrics"),
 	}
 	var err error
 	if cfg.log, err = newLogger(os.Stderr, c.String("log-level"), c.String("log-format")); err != nil {
+		return nil, err
+	}
+	if cfg.resilience, err = parseResilience(c); err != nil {
 		return nil, err
 	}
 	if cfg.policy, err = pool.ParsePolicy(c.String("balance")); err != nil {
@@ -87,12 +103,18 @@ func parseConfig(c *cli.Context) (*config, error) {
 		}
 		cfg.backends = append(cfg.backends, a)
 	}
+	if cfg.sec, err = parseSecurity(c); err != nil {
+		return nil, err
+	}
 	for _, s := range c.StringSlice("trusted-proxy") {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
 			return nil, fmt.Errorf("--trusted-proxy %q: %w", s, err)
 		}
 		cfg.trusted = append(cfg.trusted, p.Masked())
+	}
+	if cfg.operating, err = parseOperating(c); err != nil {
+		return nil, err
 	}
 	return cfg, cfg.check()
 }
@@ -141,12 +163,27 @@ func run(ctx context.Context, cfg *config) error {
 		return fmt.Errorf("admin listen %s: %w", cfg.admin, err)
 	}
 	srv := &listener.Server{Picker: p, ConnectTimeout: cfg.connectTimeout, Retries: cfg.retries, Logger: cfg.log}
+	closeOperating, err := cfg.operating.apply(srv, cfg.log) // flags_operating.go: PROXY protocol, access log
+	if err != nil {
+		ln.Close()
+		adminLn.Close()
+		return err
+	}
+	defer closeOperating()
 	api := &admin.API{Registry: p, TrustedProxies: cfg.trusted, Logger: cfg.log}
+	cfg.sec.apply(cfg.log, p, api, ln.Addr(), adminLn.Addr())
+	cfg.resilience.apply(p, srv, api)
+	if err := wireOperating(cfg, p, srv, api, ln, adminLn); err != nil {
+		ln.Close()
+		adminLn.Close()
+		return err
+	}
 	adminSrv := admin.NewServer(cfg.admin, api.Handler())
 
 	bg, cancelBg := context.WithCancel(context.Background())
 	defer cancelBg()
 	go p.RunSweeper(bg, cfg.sweep)
+	go cfg.resilience.runChecks(bg, p, cfg.connectTimeout)
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
 	go func() { errc <- adminSrv.Serve(adminLn) }()

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v2/altsrc"
+	"gopkg.in/yaml.v3"
+)
+
+// configFlag names the flag that points at the YAML config file; it cannot itself be set there.
+const configFlag = "config"
+
+// withConfigFile returns flags with each one replaced by its altsrc counterpart, so that serve's
+// Before hook can fill it from the config file when neither the command line nor the
+// environment set it. Every helper adds its own flags to serveFlags, so this goes by type: a
+// flag type it does not know is a programming error caught by the tests (and at start-up),
+// never a flag that silently cannot be set from the file.
+func withConfigFile(flags []cli.Flag) []cli.Flag {
+	out := make([]cli.Flag, len(flags))
+	for i, f := range flags {
+		out[i] = fileFlag(f)
+	}
+	return out
+}
+
+func fileFlag(f cli.Flag) cli.Flag {
+	switch f := f.(type) {
+	case *cli.StringFlag:
+		if f.Name == configFlag {
+			return f
+		}
+		return altsrc.NewStringFlag(f)
+	case *cli.StringSliceFlag:
+		return altsrc.NewStringSliceFlag(f)
+	case *cli.DurationFlag:
+		return altsrc.NewDurationFlag(f)
+	case *cli.IntFlag:
+		return altsrc.NewIntFlag(f)
+	case *cli.Int64Flag:
+		return altsrc.NewInt64Flag(f)
+	case *cli.UintFlag:
+		return altsrc.NewUintFlag(f)
+	case *cli.Uint64Flag:
+		return altsrc.NewUint64Flag(f)
+	case *cli.BoolFlag:
+		return altsrc.NewBoolFlag(f)
+	case *cli.Float64Flag:
+		return altsrc.NewFloat64Flag(f)
+	case *cli.PathFlag:
+		return altsrc.NewPathFlag(f)
+	case *cli.GenericFlag:
+		return altsrc.NewGenericFlag(f)
+	case *cli.IntSliceFlag:
+		return altsrc.NewIntSliceFlag(f)
+	case *cli.Int64SliceFlag:
+		return altsrc.NewInt64SliceFlag(f)
+	case *cli.Float64SliceFlag:
+		return altsrc.NewFloat64SliceFlag(f)
+	}
+	panic(fmt.Sprintf("flag --%s: type %T cannot be read from the config file; add it to fileFlag", f.Names()[0], f))
+}
+
+// loadConfigFile is serve's Before hook: it reads the file named by --config (if any) into the
+// flags that the command line and the environment left unset.
+func loadConfigFile(flags []cli.Flag) cli.BeforeFunc {
+	return func(c *cli.Context) error {
+		path := c.String(configFlag)
+		if path == "" {
+			return nil
+		}
+		src, err := readConfigFile(path, flags)
+		if err != nil {
+			return err
+		}
+		if err := altsrc.ApplyInputSourceValues(c, src, flags); err != nil {
+			return fmt.Errorf("config file %s: %w", path, err)
+		}
+		return nil
+	}
+}
+
+// readConfigFile parses a flat YAML map whose keys are long flag names. Unknown keys are an
+// error (a misspelt key must not be silently ignored), and a few natural spellings are accepted:
+// a scalar where a list is expected is a list of one, and a number or bool where a string is
+// expected is its text.
+func readConfigFile(path string, flags []cli.Flag) (altsrc.InputSourceContext, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config file: %w", err)
+	}
+	var raw map[string]any
+	if err := yaml.Unmarshal(data, &raw); err != nil {
+		return nil, fmt.Errorf("config file %s: not a YAML map of flag names to values: %w", path, err)
+	}
+	values := make(map[any]any, len(raw))
+	for key, v := range raw {
+		f := flagNamed(flags, key)
+		if f == nil || key == configFlag {
+			return nil, fmt.Errorf("config file %s: unknown key %q (keys are serve's long flag names: %s)", path, key, strings.Join(flagNames(flags), ", "))
+		}
+		values[key] = normalize(f, v)
+	}
+	return altsrc.NewMapInputSource(path, values), nil
+}
+
+func normalize(f cli.Flag, v any) any {
+	switch f.(type) {
+	case *altsrc.StringSliceFlag:
+		if _, isList := v.([]any); !isList && v != nil {
+			return []any{fmt.Sprint(v)}
+		}
+	case *altsrc.StringFlag, *altsrc.PathFlag:
+		switch v.(type) {
+		case int, float64, bool:
+			return fmt.Sprint(v)
+		}
+	case *altsrc.Float64Flag:
+		if n, ok := v.(int); ok {
+			return float64(n)
+		}
+	}
+	return v
+}
+
+func flagNamed(flags []cli.Flag, name string) cli.Flag {
+	for _, f := range flags {
+		if slices.Contains(f.Names(), name) {
+			return f
+		}
+	}
+	return nil
+}
+
+func flagNames(flags []cli.Flag) []string {
+	var names []string
+	for _, f := range flags {
+		if n := f.Names()[0]; n != configFlag {
+			names = append(names, n)
+		}
+	}
+	return names
+}

@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+)
+
+// The heartbeat agent: `fulcrum heartbeat` keeps one backend registered with a balancer, for
+// backends that cannot run curl in a loop. It registers at once, heartbeats every --interval
+// (minus up to a fifth, at random, so a fleet started together does not beat in step), retries
+// with a growing backoff while the balancer cannot be reached, and deregisters on SIGINT or
+// SIGTERM before exiting 0.
+
+func heartbeatCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "heartbeat",
+		Usage: "keep a backend registered with a balancer until SIGINT/SIGTERM, then deregister it",
+		Flags: append(clientFlags(),
+			&cli.StringFlag{Name: "host", Usage: "the backend's `HOST`; empty means the address the balancer sees this agent call from", EnvVars: env("HEARTBEAT_HOST")},
+			&cli.IntFlag{Name: "port", Required: true, Usage: "the backend's `PORT`", EnvVars: env("HEARTBEAT_PORT")},
+			&cli.IntFlag{Name: "weight", Usage: "`WEIGHT` 1..256", DefaultText: "the balancer's: 1 for a new backend", EnvVars: env("HEARTBEAT_WEIGHT")},
+			&cli.DurationFlag{Name: "interval", Value: 10 * time.Second, Usage: "time between heartbeats; keep it well under the balancer's --ttl", EnvVars: env("HEARTBEAT_INTERVAL")},
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug (every heartbeat), info, warn or error", EnvVars: env("LOG_LEVEL")},
+			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json", EnvVars: env("LOG_FORMAT")},
+		),
+		Action: heartbeat,
+	}
+}
+
+func heartbeat(c *cli.Context) error {
+	a, err := newAgent(c)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	err = a.run(ctx)
+	stop() // a second signal during deregistration kills the agent at once
+	if err != nil {
+		return err
+	}
+	a.deregister()
+	return nil
+}
+
+// agent heartbeats one backend.
+type agent struct {
+	client   *adminClient
+	params   url.Values // host, port and weight of /upstream/add
+	interval time.Duration
+	log      *slog.Logger
+	server   string // "host:port" the balancer answered the last add with
+}
+
+func newAgent(c *cli.Context) (*agent, error) {
+	ac, err := newAdminClient(c)
+	if err != nil {
+		return nil, err
+	}
+	log, err := newLogger(os.Stderr, c.String("log-level"), c.String("log-format"))
+	if err != nil {
+		return nil, err
+	}
+	if c.Duration("interval") <= 0 {
+		return nil, errors.New("--interval must be positive")
+	}
+	params := url.Values{"host": {c.String("host")}, "port": {strconv.Itoa(c.Int("port"))}}
+	if c.IsSet("weight") {
+		params.Set("weight", strconv.Itoa(c.Int("weight")))
+	}
+	return &agent{client: ac, params: params, interval: c.Duration("interval"), log: log}, nil
+}
+
+// run heartbeats until ctx ends (nil) or the balancer refuses the backend for good (an error:
+// bad input or credentials will not fix themselves by retrying).
+func (a *agent) run(ctx context.Context) error {
+	var backoff time.Duration
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		err := a.beat(ctx)
+		switch {
+		case err == nil:
+			if backoff > 0 {
+				a.log.Info("heartbeat restored", "server", a.server)
+			}
+			backoff = 0
+			t.Reset(jitter(a.interval))
+		case ctx.Err() != nil:
+			return nil
+		case permanent(err):
+			return fmt.Errorf("heartbeat: %w", err)
+		default:
+			backoff = nextBackoff(backoff, a.interval)
+			wait := backoff/2 + rand.N(backoff/2+1)
+			a.log.Warn("heartbeat failed; retrying", "err", err, "retry_in", wait)
+			t.Reset(wait)
+		}
+	}
+}
+
+func (a *agent) beat(ctx context.Context) error {
+	reply, err := a.client.change(ctx, "/upstream/add", a.params)
+	if err != nil {
+		return err
+	}
+	server := replyServer(reply, a.params)
+	if server != a.server {
+		a.log.Info("registered", "server", server, "admin", a.client.base.Redacted(), "interval", a.interval)
+		a.server = server
+		return nil
+	}
+	a.log.Debug("heartbeat", "server", server)
+	return nil
+}
+
+// deregister removes the backend, named as the balancer named it (so an empty --host removes
+// the same address it registered). A failure is logged, not fatal: the balancer's TTL will
+// retire the backend anyway.
+func (a *agent) deregister() {
+	params := url.Values{"host": {a.params.Get("host")}, "port": {a.params.Get("port")}}
+	if host, port, err := net.SplitHostPort(a.server); err == nil {
+		params = url.Values{"host": {host}, "port": {port}}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := a.client.change(ctx, "/upstream/remove", params)
+	var ae *apiError
+	switch {
+	case err == nil:
+		a.log.Info("deregistered", "server", net.JoinHostPort(params.Get("host"), params.Get("port")))
+	case errors.As(err, &ae) && ae.Status == http.StatusNotFound:
+		a.log.Info("not registered; nothing to deregister", "err", err)
+	default:
+		a.log.Warn("deregistration failed; the balancer's TTL will retire the backend", "err", err)
+	}
+}
+
+// permanent reports whether retrying cannot help: the balancer understood the request and
+// refused it (4xx), other than a timeout or rate limit.
+func permanent(err error) bool {
+	var ae *apiError
+	if !errors.As(err, &ae) {
+		return false
+	}
+	return ae.Status/100 == 4 && ae.Status != http.StatusRequestTimeout && ae.Status != http.StatusTooManyRequests
+}
+
+// jitter is a heartbeat wait: interval minus up to a fifth, so it never comes later than asked.
+func jitter(interval time.Duration) time.Duration {
+	return interval - rand.N(interval/5+1)
+}
+
+// nextBackoff doubles from 500ms, up to the heartbeat interval (and at most 30s).
+func nextBackoff(prev, interval time.Duration) time.Duration {
+	limit := min(interval, 30*time.Second)
+	return min(max(2*prev, 500*time.Millisecond), max(limit, 500*time.Millisecond))
+}

@@ -1,0 +1,198 @@
+package listener
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	proxyproto "github.com/pires/go-proxyproto"
+	"golang.org/x/time/rate"
+)
+
+// ProxyProtocol configures the PROXY protocol (HAProxy's, v1 text or v2 binary) on both sides of
+// a Server. The zero value speaks none: nothing is read from clients, nothing sent to backends.
+//
+// Sending (Send 1 or 2): right after each backend dial, before any client byte, the backend gets
+// a header naming the client's address and port as the source and the address the client
+// connected to as the destination. Then the sockets are spliced as without it.
+//
+// Accepting (Accept non-empty): a peer inside one of the prefixes must open with a header, and the
+// client it names is the one used for picking (the hash policy), logging, observers and the
+// outbound header. A trusted peer without a header is refused, as the protocol's specification
+// asks ("the receiver must not try to guess whether the protocol header is present"); a LOCAL
+// header (a health check from the proxy itself) keeps the real addresses. A peer outside the
+// prefixes that opens with a header is refused too: a header is never trusted from it, and
+// passing it on as data would only confuse the backend. To see whether such a peer sends a header
+// its first bytes are waited for, for up to HeaderTimeout; a protocol in which the server
+// speaks first therefore waits that long before its backend is dialed, for clients outside the
+// prefixes only.
+//
+// Reading the header never wraps the client socket: the header is parsed from a small bufio.Reader,
+// the bytes it read past the header are written to the backend first, and the raw *net.TCPConn
+// is then spliced as usual.
+type ProxyProtocol struct {
+	// Send is the header version written to backends: 0 for none, 1 (text) or 2 (binary).
+	Send byte
+	// Accept lists the peers whose PROXY header is read and believed; nil means none, and then
+	// no client byte is inspected at all.
+	Accept []netip.Prefix
+	// HeaderTimeout bounds the wait for an inbound header (or, from other peers, for the first
+	// bytes); zero means 3s.
+	HeaderTimeout time.Duration
+}
+
+// Errors of the inbound PROXY header, as Observer.Rejected hears them.
+var (
+	ErrProxyHeaderMissing   = errors.New("listener: trusted peer sent no PROXY header")
+	ErrProxyHeaderUntrusted = errors.New("listener: PROXY header from a peer not trusted to send one")
+)
+
+// proxyHeaderBuf is the read buffer for the inbound header; the library reads a header byte by
+// byte, so the buffer only bounds how much client data is read along with it.
+const proxyHeaderBuf = 512
+
+func (pp *ProxyProtocol) headerTimeout() time.Duration {
+	if pp.HeaderTimeout > 0 {
+		return pp.HeaderTimeout
+	}
+	return 3 * time.Second
+}
+
+func (pp *ProxyProtocol) trusts(peer netip.Addr) bool {
+	for _, p := range pp.Accept {
+		if p.Contains(peer) {
+			return true
+		}
+	}
+	return false
+}
+
+// readProxyHeader applies the inbound half: with Accept set, it reads the client's first bytes,
+// moves info.Client and info.Local to the addresses a trusted header names (keeping the TCP peer
+// in info.Peer), and returns the client bytes read past the header, which belong to the backend.
+// The client socket is left unwrapped, with no read deadline.
+func (s *Server) readProxyHeader(c *net.TCPConn, info *ConnInfo) ([]byte, error) {
+	if len(s.ProxyProtocol.Accept) == 0 {
+		return nil, nil
+	}
+	rest, err := s.ProxyProtocol.read(c, info)
+	if err != nil {
+		logProxyHeader.Do(func() { s.logger().Warn("refusing client: PROXY header", "client", info.Client, "err", err) })
+	}
+	return rest, err
+}
+
+// logProxyHeader bounds the log of refused headers, shared by every Server: a flood of bad
+// clients gets one line a second.
+var logProxyHeader = rate.Sometimes{Interval: time.Second}
+
+func (pp *ProxyProtocol) read(c *net.TCPConn, info *ConnInfo) ([]byte, error) {
+	if err := c.SetReadDeadline(time.Now().Add(pp.headerTimeout())); err != nil {
+		return nil, fmt.Errorf("PROXY header: %w", err)
+	}
+	br := bufio.NewReaderSize(c, proxyHeaderBuf)
+	h, err := proxyproto.Read(br)
+	if err := c.SetReadDeadline(time.Time{}); err != nil {
+		return nil, fmt.Errorf("PROXY header: %w", err)
+	}
+	rest, _ := br.Peek(br.Buffered()) // cannot fail: the bytes are buffered
+	if !pp.trusts(info.Client.Addr()) {
+		return rest, untrustedHeader(err)
+	}
+	if err != nil {
+		if errors.Is(err, proxyproto.ErrNoProxyProtocol) || isTimeout(err) {
+			return nil, ErrProxyHeaderMissing
+		}
+		return nil, fmt.Errorf("PROXY header from %s: %w", info.Client, err)
+	}
+	useProxyHeader(h, info)
+	return rest, nil
+}
+
+// untrustedHeader judges what reading a header from an untrusted peer found: no signature, or
+// no byte in time, is a plain client; a failed read is that failure; a header, whole or broken,
+// is refused.
+func untrustedHeader(err error) error {
+	var oe *net.OpError
+	switch {
+	case err == nil:
+		return ErrProxyHeaderUntrusted
+	case errors.Is(err, proxyproto.ErrNoProxyProtocol) || isTimeout(err):
+		return nil
+	case errors.As(err, &oe):
+		return fmt.Errorf("read from client: %w", err)
+	}
+	return ErrProxyHeaderUntrusted
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// useProxyHeader takes the client and destination from a PROXY command over TCP; LOCAL, UNKNOWN
+// and non-TCP headers leave the real addresses in place, as the specification says.
+func useProxyHeader(h *proxyproto.Header, info *ConnInfo) {
+	if !h.Command.IsProxy() {
+		return
+	}
+	src, dst, ok := h.TCPAddrs()
+	if !ok {
+		return
+	}
+	info.Peer = info.Client
+	info.Client = unmapped(src.AddrPort())
+	info.Local = unmapped(dst.AddrPort())
+}
+
+func unmapped(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// sendProxyPrefix writes to a freshly dialed backend what must precede the spliced stream: the
+// outbound PROXY header (when Send is set) and the client bytes read past the inbound one.
+func (s *Server) sendProxyPrefix(backend *net.TCPConn, info *ConnInfo, rest []byte) error {
+	if v := s.ProxyProtocol.Send; v != 0 {
+		h := proxyproto.HeaderProxyFromAddrs(v, net.TCPAddrFromAddrPort(info.Client), net.TCPAddrFromAddrPort(info.Local))
+		if _, err := h.WriteTo(backend); err != nil {
+			return fmt.Errorf("write proxy header to %s: %w", backend.RemoteAddr(), err)
+		}
+	}
+	if len(rest) > 0 {
+		if _, err := backend.Write(rest); err != nil {
+			return fmt.Errorf("write to %s: %w", backend.RemoteAddr(), err)
+		}
+	}
+	return nil
+}
+
+// joinWithPrefix sends the PROXY prefix, then hands the raw sockets to the DataPath. The bytes
+// of rest are client bytes like any other: the Meter hears them and Traffic.Up counts them.
+func (s *Server) joinWithPrefix(pc *proxyConn, info *ConnInfo, rest []byte, m Meter) Traffic {
+	if err := s.sendProxyPrefix(pc.backend, info, rest); err != nil {
+		abort(pc.client, pc.backend)
+		return Traffic{Err: err}
+	}
+	if m != nil && len(rest) > 0 {
+		m.Moved(true, int64(len(rest)))
+	}
+	t := s.dataPath().Join(pc.client, pc.backend, m)
+	t.Up += int64(len(rest))
+	return t
+}
+
+// ParseProxyVersion reads a --proxy-protocol value: "" or "none" for 0, "v1" or "1", "v2" or "2".
+func ParseProxyVersion(s string) (byte, error) {
+	switch s {
+	case "", "none", "off":
+		return 0, nil
+	case "v1", "1":
+		return 1, nil
+	case "v2", "2":
+		return 2, nil
+	}
+	return 0, fmt.Errorf("proxy protocol %q: want v1 or v2", s)
+}
