@@ -26,7 +26,7 @@ func newApp() *cli.App {
 		Name:     "fulcrum",
 		Usage:    "a TCP load balancer with heartbeat registration and exact least-connections",
 		Version:  appVersion(),
-		Commands: append([]*cli.Command{serveCommand()}, clientCommands()...), // client.go: status, add, remove, drain, undrain, heartbeat
+		Commands: append([]*cli.Command{withProfiling(serveCommand()), benchCommand()}, clientCommands()...), // client.go: status, add, remove, drain, undrain, heartbeat; bench.go: bench
 	}
 }
 

@@ -1,0 +1,71 @@
+package bench
+
+import (
+	"fmt"
+	"image/color"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+)
+
+// chartMetrics are the bars of the chart, one group each.
+var chartMetrics = []struct {
+	scenario, metric, label string
+}{
+	{Throughput, "upload_mb_s", "upload MB/s ↑"},
+	{Throughput, "download_mb_s", "download MB/s ↑"},
+	{Connrate, "conns_per_s", "conn/s ↑"},
+	{Connrate, "p99_us", "conn p99 ↓"},
+	{Latency, "requests_per_s", "ping-pong req/s ↑"},
+	{Latency, "p99_us", "ping-pong p99 ↓"},
+	{Idle, "rss_per_conn_kib", "idle KiB/conn ↓"},
+}
+
+var chartColors = []color.Color{
+	color.RGBA{0x99, 0x99, 0x99, 0xff}, color.RGBA{0x1f, 0x77, 0xb4, 0xff},
+	color.RGBA{0xff, 0x7f, 0x0e, 0xff}, color.RGBA{0x2c, 0xa0, 0x2c, 0xff},
+}
+
+// WriteChart draws every peer's medians relative to HAProxy's (or to direct's when HAProxy
+// did not run) as grouped bars, and saves it to path (.png or .svg, by its extension).
+func (r *Report) WriteChart(path string) error {
+	ref := HAProxy
+	if !r.has(ref) {
+		ref = Direct
+	}
+	p := plot.New()
+	p.Title.Text = fmt.Sprintf("median of %d rounds, relative to %s (= 1)", r.Rounds, ref)
+	p.Y.Label.Text = "× " + ref
+	p.Y.Min = 0
+	names := make([]string, len(chartMetrics))
+	for i, c := range chartMetrics {
+		names[i] = c.label
+	}
+	p.NominalX(names...)
+	width := vg.Points(14)
+	top := 1.0
+	for i, t := range r.Targets {
+		vals := make(plotter.Values, len(chartMetrics))
+		for j, c := range chartMetrics {
+			vals[j], _ = r.ratio(c.scenario, c.metric, t, ref) // missing: a zero bar
+			top = max(top, vals[j])
+		}
+		bars, err := plotter.NewBarChart(vals, width)
+		if err != nil {
+			return fmt.Errorf("bench: chart: %w", err)
+		}
+		bars.Color = chartColors[i%len(chartColors)]
+		bars.LineStyle.Width = 0
+		bars.Offset = width * vg.Length(float64(i)-float64(len(r.Targets)-1)/2)
+		p.Add(bars)
+		p.Legend.Add(t, bars)
+	}
+	p.Add(plotter.NewGrid())
+	p.Legend.Top = true
+	p.Y.Max = top * 1.3 // room for the legend above the tallest bar
+	if err := p.Save(24*vg.Centimeter, 12*vg.Centimeter, path); err != nil {
+		return fmt.Errorf("bench: save chart: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,228 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Peer names, in the order each round runs them.
+const (
+	Direct  = "direct"
+	Fulcrum = "fulcrum"
+	HAProxy = "haproxy"
+	Nginx   = "nginx"
+)
+
+// Peers are every target a comparison knows.
+var Peers = []string{Direct, Fulcrum, HAProxy, Nginx}
+
+// CompareConfig describes one comparison. Exe must be set; the other fields' zero values are
+// documented.
+type CompareConfig struct {
+	// Exe is the fulcrum binary: it runs the backends child and the fulcrum under test.
+	Exe string
+	// Backends is how many bench backends run; zero means 4.
+	Backends int
+	// Scenarios to run; nil means all.
+	Scenarios []string
+	// Peers to compare; nil means all of Peers. Peers that are not installed are skipped.
+	Peers []string
+	// Rounds of interleaved runs; zero means 3 (fewer than 3 are raised to 3).
+	Rounds int
+	// Config sizes every run.
+	Config Config
+	// FulcrumArgs are appended to fulcrum's serve command line (e.g. --cpuprofile FILE).
+	FulcrumArgs []string
+	// Out receives one line per run and the summary; nil means io.Discard.
+	Out io.Writer
+	// JSON prints runs as JSON lines instead of text.
+	JSON bool
+	// Progress receives the live progress line; nil means none.
+	Progress io.Writer
+	// Command is how the comparison was started, for the report; empty means not shown.
+	Command string
+}
+
+func (cc *CompareConfig) defaults() {
+	if cc.Backends <= 0 {
+		cc.Backends = 4
+	}
+	if len(cc.Scenarios) == 0 {
+		cc.Scenarios = Scenarios
+	}
+	if len(cc.Peers) == 0 {
+		cc.Peers = Peers
+	}
+	cc.Rounds = max(cc.Rounds, 3)
+	if cc.Out == nil {
+		cc.Out = io.Discard
+	}
+}
+
+// peer is one running target of a comparison.
+type peer struct {
+	target Target
+	proc   *Process                         // nil for direct
+	start  func() (*Process, Target, error) // starts it again; nil for direct
+}
+
+// restart replaces the peer's process with a fresh one, keeping what was measured of it.
+func (p *peer) restart() (Target, error) {
+	if p.start == nil {
+		return p.target, nil
+	}
+	p.proc.Stop()
+	proc, t, err := p.start()
+	if err != nil {
+		return Target{}, err
+	}
+	t.FDsPerConn = p.target.FDsPerConn
+	p.proc, p.target = proc, t
+	return t, nil
+}
+
+// Compare starts the backends once, then every installed peer in front of them, runs every
+// scenario against every peer in interleaved rounds, stops everything and returns the report.
+func Compare(ctx context.Context, cc CompareConfig) (*Report, error) {
+	cc.defaults()
+	RaiseFileLimit()
+	rep := &Report{Machine: DescribeMachine(), Config: cc.Config, Rounds: cc.Rounds, Command: cc.Command, Started: time.Now()}
+	bs, err := StartChildBackends(cc.Exe, "bench", "backends", "--backends", strconv.Itoa(cc.Backends))
+	if err != nil {
+		return nil, err
+	}
+	defer bs.Close()
+	dir, err := os.MkdirTemp("", "fulcrum-bench-")
+	if err != nil {
+		return nil, fmt.Errorf("bench: temp dir: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	peers := cc.startPeers(dir, bs.Addrs(), rep)
+	defer func() {
+		for _, p := range peers {
+			if p.proc != nil {
+				p.proc.Stop()
+			}
+		}
+	}()
+	if len(peers) == 0 {
+		return nil, errors.New("bench: no peer to compare")
+	}
+	for _, p := range peers {
+		rep.Targets = append(rep.Targets, p.target.Name)
+	}
+	if cc.needsHold() {
+		if cc.Config.Hold, err = cc.commonHold(ctx, bs, peers, rep); err != nil {
+			return nil, err
+		}
+		rep.Config.Hold = cc.Config.Hold
+	}
+	if err := cc.rounds(ctx, bs, peers, rep); err != nil {
+		return rep, err
+	}
+	rep.Finished = time.Now()
+	return rep, nil
+}
+
+// startPeers starts every peer it can; a peer that is missing or fails to start is skipped
+// and the reason goes into the report.
+func (cc *CompareConfig) startPeers(dir string, backends []string, rep *Report) []*peer {
+	var out []*peer
+	for _, name := range cc.Peers {
+		var start func() (*Process, Target, error)
+		switch name {
+		case Direct:
+		case Fulcrum:
+			start = func() (*Process, Target, error) { return StartFulcrum(cc.Exe, backends, cc.FulcrumArgs...) }
+		case HAProxy:
+			start = func() (*Process, Target, error) { return StartHAProxy(dir, backends) }
+		case Nginx:
+			start = func() (*Process, Target, error) { return StartNginx(dir, backends) }
+		default:
+			start = func() (*Process, Target, error) {
+				return nil, Target{}, fmt.Errorf("unknown peer %q (want one of %s)", name, strings.Join(Peers, ", "))
+			}
+		}
+		p, t, err := (*Process)(nil), Target{Name: Direct, Addr: backends[0], Direct: true}, error(nil)
+		if start != nil {
+			p, t, err = start()
+		}
+		if err != nil {
+			msg := fmt.Sprintf("skipping %s: %v", name, err)
+			fmt.Fprintln(cc.Out, msg)
+			rep.Skipped = append(rep.Skipped, msg)
+			continue
+		}
+		if p != nil {
+			fmt.Fprintf(cc.Out, "%s listening on %s (pid %d)\n", name, t.Addr, t.PID)
+		}
+		out = append(out, &peer{target: t, proc: p, start: start})
+	}
+	return out
+}
+
+// commonHold is the number of connections every peer can hold, so that idle and balance
+// compare like with like; the reason for clamping is printed once.
+func (cc *CompareConfig) commonHold(ctx context.Context, bs Backends, peers []*peer, rep *Report) (int, error) {
+	n := cc.Config.hold()
+	why := ""
+	for _, p := range peers {
+		r := Runner{Backends: bs, Target: p.target, Config: cc.Config}
+		m, w, err := r.holdLimit(ctx)
+		if err != nil {
+			return 0, err
+		}
+		p.target.FDsPerConn = r.Target.FDsPerConn // measured once, before pools fill
+		if m < n {
+			n, why = m, w
+		}
+	}
+	if why != "" {
+		fmt.Fprintln(cc.Out, "idle/balance: "+why)
+		rep.Notes = append(rep.Notes, "idle and balance for every peer: "+why)
+	}
+	return n, nil
+}
+
+func (cc *CompareConfig) needsHold() bool {
+	return slices.Contains(cc.Scenarios, Idle) || slices.Contains(cc.Scenarios, Balance)
+}
+
+// rounds runs A B C D, A B C D, ... for each scenario within each round, so that drift of the
+// machine hits every peer alike. A failed run is reported and the comparison goes on.
+func (cc *CompareConfig) rounds(ctx context.Context, bs Backends, peers []*peer, rep *Report) error {
+	for round := 1; round <= cc.Rounds; round++ {
+		for _, sc := range cc.Scenarios {
+			for _, p := range peers {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				if sc == Balance && p.target.Direct {
+					continue
+				}
+				r := Runner{Backends: bs, Target: p.target, Config: cc.Config, Round: round, Progress: cc.Progress, Restart: p.restart}
+				res, err := r.Run(ctx, sc)
+				if err != nil {
+					msg := fmt.Sprintf("round %d: %v", round, err)
+					fmt.Fprintln(cc.Out, "error: "+msg)
+					rep.Errors = append(rep.Errors, msg)
+					continue
+				}
+				rep.Results = append(rep.Results, res)
+				if cc.JSON {
+					fmt.Fprintln(cc.Out, res.JSON())
+				} else {
+					fmt.Fprintln(cc.Out, res.Text())
+				}
+			}
+		}
+	}
+	return nil
+}

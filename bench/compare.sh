@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Builds fulcrum and compares it with direct, HAProxy and nginx on this machine:
+#   bench/compare.sh [flags of `fulcrum bench compare`]   e.g. --rounds 5 --duration 3s
+# Peers that are not installed are skipped (apt-get install -y haproxy nginx libnginx-mod-stream).
+# Writes bench/RESULTS.md and bench/RESULTS.png unless --out says otherwise.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+go build -o "$tmp/fulcrum" ./cmd/fulcrum
+"$tmp/fulcrum" bench compare "$@"

@@ -1,0 +1,194 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Report is the outcome of a comparison.
+type Report struct {
+	Machine           Machine
+	Command           string
+	Config            Config
+	Rounds            int
+	Targets           []string // peers that ran, in run order
+	Results           []Result
+	Skipped           []string // peers not run, and why
+	Errors            []string // runs that failed
+	Notes             []string
+	Started, Finished time.Time
+}
+
+// Machine describes where a comparison ran.
+type Machine struct {
+	CPUs    int
+	CPU     string
+	Kernel  string
+	Go      string
+	HAProxy string
+	Nginx   string
+	LoadAvg string // /proc/loadavg at the start: a busy machine makes every figure provisional
+}
+
+// DescribeMachine reads the CPU, kernel and peer versions of this machine.
+func DescribeMachine() Machine {
+	m := Machine{CPUs: runtime.NumCPU(), Go: runtime.Version(), CPU: "unknown", Kernel: "unknown"}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(b)); len(f) >= 3 {
+			m.LoadAvg = strings.Join(f[:3], " ")
+		}
+	}
+	m.HAProxy = peerVersion("haproxy", "-v")
+	m.Nginx = peerVersion("nginx", "-v")
+	return m
+}
+
+func peerVersion(name, flag string) string {
+	exe, err := lookPeer(name)
+	if err != nil {
+		return "not installed"
+	}
+	out, _ := exec.Command(exe, flag).CombinedOutput()
+	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	return line
+}
+
+// Median is the median of one metric over the rounds of one scenario and target; ok is false
+// when no run reported it.
+func (r *Report) Median(scenario, target, metric string) (float64, bool) {
+	var vs []float64
+	for _, res := range r.Results {
+		if res.Scenario != scenario || res.Target != target {
+			continue
+		}
+		if v, ok := res.Metrics[metric]; ok {
+			vs = append(vs, v)
+		}
+	}
+	return median(vs), len(vs) > 0
+}
+
+// ratio is a/b of two medians, when both exist and b is not zero.
+func (r *Report) ratio(scenario, metric, a, b string) (float64, bool) {
+	va, oka := r.Median(scenario, a, metric)
+	vb, okb := r.Median(scenario, b, metric)
+	if !oka || !okb || vb == 0 {
+		return 0, false
+	}
+	return va / vb, true
+}
+
+func (r *Report) has(target string) bool { return slices.Contains(r.Targets, target) }
+
+// scenarios are the scenarios with at least one result, in the standard order.
+func (r *Report) scenarios() []string {
+	var out []string
+	for _, sc := range Scenarios {
+		if slices.ContainsFunc(r.Results, func(res Result) bool { return res.Scenario == sc }) {
+			out = append(out, sc)
+		}
+	}
+	return out
+}
+
+// ratioColumns are the "a ÷ b" columns of the summary: fulcrum against HAProxy and against
+// direct, and nginx against HAProxy.
+func (r *Report) ratioColumns() [][2]string {
+	var out [][2]string
+	for _, c := range [][2]string{{Fulcrum, HAProxy}, {Fulcrum, Direct}, {Nginx, HAProxy}} {
+		if r.has(c[0]) && r.has(c[1]) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// table is the summary: one row per key metric, medians per target, then ratios.
+func (r *Report) table() [][]string {
+	head := []string{"scenario", "metric"}
+	head = append(head, r.Targets...)
+	for _, c := range r.ratioColumns() {
+		head = append(head, c[0]+" ÷ "+c[1])
+	}
+	rows := [][]string{head}
+	for _, sc := range r.scenarios() {
+		for _, m := range Metrics[sc] {
+			if !m.Key {
+				continue
+			}
+			row := []string{sc, metricLabel(m)}
+			for _, t := range r.Targets {
+				row = append(row, r.cell(sc, t, m.Name))
+			}
+			for _, c := range r.ratioColumns() {
+				if v, ok := r.ratio(sc, m.Name, c[0], c[1]); ok {
+					row = append(row, fmt.Sprintf("%.2f", v))
+				} else {
+					row = append(row, "–")
+				}
+			}
+			rows = append(rows, row)
+		}
+	}
+	return rows
+}
+
+func metricLabel(m Metric) string {
+	s := m.Name
+	if m.Unit != "" {
+		s += " (" + m.Unit + ")"
+	}
+	if m.Higher {
+		return s + " ↑"
+	}
+	return s + " ↓"
+}
+
+func (r *Report) cell(sc, target, metric string) string {
+	v, ok := r.Median(sc, target, metric)
+	if !ok {
+		return "–"
+	}
+	return formatValue(v)
+}
+
+// WriteText prints the summary table with aligned columns.
+func (r *Report) WriteText(w io.Writer) {
+	rows := r.table()
+	widths := make([]int, len(rows[0]))
+	for _, row := range rows {
+		for i, c := range row {
+			widths[i] = max(widths[i], len([]rune(c)))
+		}
+	}
+	fmt.Fprintf(w, "\nmedians of %d rounds (↑ higher is better, ↓ lower is better):\n", r.Rounds)
+	for _, row := range rows {
+		for i, c := range row {
+			fmt.Fprintf(w, "%-*s  ", widths[i], c)
+		}
+		fmt.Fprintln(w)
+	}
+	for _, s := range r.Skipped {
+		fmt.Fprintln(w, s)
+	}
+	for _, e := range r.Errors {
+		fmt.Fprintln(w, "error:", e)
+	}
+}

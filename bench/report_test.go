@@ -1,0 +1,93 @@
+package bench
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseHAProxyStat(t *testing.T) {
+	csv := "# pxname,svname,qcur,qmax,scur,smax\n" +
+		"bench,FRONTEND,,,7,9\n" +
+		"bench_backends,b0,0,0,3,4\n" +
+		"bench_backends,b1,0,0,4,4\n" +
+		"bench_backends,BACKEND,0,0,7,8\n"
+	got, err := parseHAProxyStat(strings.NewReader(csv), []string{"127.0.0.1:1", "127.0.0.1:2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got["127.0.0.1:1"] != 3 || got["127.0.0.1:2"] != 4 {
+		t.Fatalf("counts %v, want 3 and 4", got)
+	}
+}
+
+func TestPeerConfigs(t *testing.T) {
+	backends := []string{"127.0.0.1:1", "127.0.0.1:2"}
+	h := HAProxyConfig("127.0.0.1:9", "/tmp/s.sock", backends)
+	for _, want := range []string{"mode tcp", "balance leastconn", "option splice-auto", "nbthread ", "maxpipes ",
+		"bind 127.0.0.1:9", "server b0 127.0.0.1:1", "server b1 127.0.0.1:2", "stats socket /tmp/s.sock"} {
+		if !strings.Contains(h, want) {
+			t.Errorf("haproxy config lacks %q:\n%s", want, h)
+		}
+	}
+	n := NginxConfig("load_module /x.so;\n", "/tmp/d", "127.0.0.1:9", backends)
+	for _, want := range []string{"load_module /x.so;", "worker_processes ", "least_conn;", "zone ", "listen 127.0.0.1:9;",
+		"server 127.0.0.1:1;", "proxy_half_close on;", "daemon off;", "worker_rlimit_nofile "} {
+		if !strings.Contains(n, want) {
+			t.Errorf("nginx config lacks %q:\n%s", want, n)
+		}
+	}
+}
+
+// sampleReport is a comparison of three rounds with made-up figures.
+func sampleReport() *Report {
+	r := &Report{Rounds: 3, Targets: []string{Direct, Fulcrum, HAProxy}, Started: time.Unix(0, 0), Finished: time.Unix(300, 0),
+		Machine: Machine{CPUs: 2, CPU: "Test CPU"}, Command: "fulcrum bench compare"}
+	for round := 1; round <= 3; round++ {
+		f := float64(round)
+		r.Results = append(r.Results,
+			Result{Scenario: Connrate, Target: Direct, Round: round, Metrics: map[string]float64{"conns_per_s": 1000 * f, "p99_us": 100}},
+			Result{Scenario: Connrate, Target: Fulcrum, Round: round, Metrics: map[string]float64{"conns_per_s": 500 * f, "p99_us": 300}},
+			Result{Scenario: Connrate, Target: HAProxy, Round: round, Metrics: map[string]float64{"conns_per_s": 250 * f, "p99_us": 200}},
+			Result{Scenario: Idle, Target: Fulcrum, Round: round, Metrics: map[string]float64{"rss_per_conn_kib": 10}},
+		)
+	}
+	return r
+}
+
+func TestReportMediansAndRatios(t *testing.T) {
+	r := sampleReport()
+	if m, _ := r.Median(Connrate, Fulcrum, "conns_per_s"); m != 1000 {
+		t.Errorf("median %v, want 1000", m)
+	}
+	if v, _ := r.ratio(Connrate, "conns_per_s", Fulcrum, HAProxy); v != 2 {
+		t.Errorf("fulcrum/haproxy %v, want 2", v)
+	}
+	var b strings.Builder
+	if err := r.WriteMarkdown(&b, "RESULTS.png"); err != nil {
+		t.Fatal(err)
+	}
+	md := b.String()
+	for _, want := range []string{"| scenario | metric | direct | fulcrum | haproxy | fulcrum ÷ haproxy | fulcrum ÷ direct |",
+		"| connrate | conns_per_s (conn/s) ↑ | 2000 | 1000 | 500 | 2.00 | 0.50 |", "![relative to HAProxy](RESULTS.png)",
+		"connection rate ≥ HAProxy's: **yes**", "ping-pong p99 ≤ HAProxy's: not measured",
+		"idle connection ≤ 16 KiB of RSS: **yes**", "Test CPU"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+}
+
+func TestWriteChart(t *testing.T) {
+	for _, name := range []string{"chart.png", "chart.svg"} {
+		path := filepath.Join(t.TempDir(), name)
+		if err := sampleReport().WriteChart(path); err != nil {
+			t.Fatal(err)
+		}
+		if st, err := os.Stat(path); err != nil || st.Size() < 1000 {
+			t.Fatalf("%s: %v %v", name, st, err)
+		}
+	}
+}
