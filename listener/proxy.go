@@ -12,19 +12,17 @@ import (
 	"github.com/fulcrumlb/fulcrum/pool"
 )
 
-// serveConn owns one client connection from accept to close, and the backend count it takes.
+// serveConn owns one client connection from accept until its backend is dialed, then hands it
+// to proxyConn on a fresh goroutine. The dial grows this goroutine's stack to 8 KiB or more;
+// a connection that then sits idle for hours would keep that stack for its whole life.
 func (s *Server) serveConn(pc *proxyConn) {
-	defer s.trackConn(pc, false)
+	handedOff := false
 	defer func() {
-		// A bug in one connection must not take the balancer down with every other one.
-		if v := recover(); v != nil {
-			s.logger().Error("panic serving connection", "client", pc.client.RemoteAddr(), "panic", v, "stack", string(debug.Stack()))
-			pc.client.Close()
-			if pc.backend != nil {
-				pc.backend.Close()
-			}
+		if !handedOff {
+			s.trackConn(pc, false)
 		}
 	}()
+	defer s.recoverConn(pc)
 	info := &ConnInfo{Client: addrPort(pc.client.RemoteAddr()), Local: addrPort(pc.client.LocalAddr()), Start: time.Now()}
 	rest, err := s.readProxyHeader(pc.client, info) // PROXY protocol (proxyproto.go): may move info.Client
 	var b *pool.Backend
@@ -38,8 +36,17 @@ func (s *Server) serveConn(pc *proxyConn) {
 		pc.client.Close()
 		return
 	}
-	defer s.release(b)
 	info.Backend = b
+	handedOff = true
+	go s.proxyConn(pc, info, rest)
+}
+
+// proxyConn moves the bytes of a dialed connection until both directions end, then gives back
+// the backend's count and forgets the connection.
+func (s *Server) proxyConn(pc *proxyConn, info *ConnInfo, rest []byte) {
+	defer s.trackConn(pc, false)
+	defer s.recoverConn(pc)
+	defer s.release(info.Backend)
 	var m Meter
 	if s.Observer != nil {
 		m = s.Observer.Opened(info)
@@ -47,6 +54,23 @@ func (s *Server) serveConn(pc *proxyConn) {
 	t := s.joinWithPrefix(pc, info, rest, m) // PROXY protocol (proxyproto.go): header and rest, then DataPath.Join
 	if s.Observer != nil {
 		s.Observer.Closed(info, t)
+	}
+}
+
+// recoverConn keeps a bug in one connection from taking the balancer down with every other
+// one: it logs the panic and closes the connection's sockets.
+func (s *Server) recoverConn(pc *proxyConn) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	s.logger().Error("panic serving connection", "client", pc.client.RemoteAddr(), "panic", v, "stack", string(debug.Stack()))
+	pc.client.Close()
+	s.mu.Lock()
+	backend := pc.backend
+	s.mu.Unlock()
+	if backend != nil {
+		backend.Close()
 	}
 }
 
