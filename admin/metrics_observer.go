@@ -2,6 +2,8 @@ package admin
 
 import (
 	"net/netip"
+	"sync"
+	"time"
 
 	gometrics "github.com/hashicorp/go-metrics"
 
@@ -27,7 +29,7 @@ func (m *Metrics) DialFailed(b *pool.Backend, _ error) {
 // Opened implements listener.Observer: counts the routed connection and returns the Meter
 // that counts its bytes chunk by chunk, in total and on its backend's series.
 func (m *Metrics) Opened(c *listener.ConnInfo) listener.Meter {
-	cm := &connMeter{m: m.m, labels: m.backend(c.Backend.Key()).labels}
+	cm := &connMeter{m: m.m, labels: m.backend(c.Backend.Key()).labels, flushed: time.Now()}
 	m.m.IncrCounterWithLabels(keyBRouted, 1, cm.labels)
 	m.m.IncrCounter(keyRouted, 1)
 	return cm
@@ -39,19 +41,58 @@ func (m *Metrics) Closed(c *listener.ConnInfo, _ listener.Traffic) {
 	m.m.MeasureSince(keyDuration, c.Start)
 }
 
-// connMeter counts one connection's bytes; the data path calls it once per chunk from each
-// direction's goroutine. The go-metrics calls are safe for concurrent use.
+// connMeter counts one connection's bytes; the data path calls it once per step (a small
+// message, or a splice chunk) from each direction's goroutine. A go-metrics update costs more
+// than moving a small message, so the bytes are batched and handed on once 256 KiB have
+// gathered or a second has passed, and at the end (Flush).
 type connMeter struct {
 	m      *gometrics.Metrics
 	labels []gometrics.Label
+
+	mu      sync.Mutex // guards the fields below; both directions report
+	in, out int64      // bytes heard and not yet handed on
+	flushed time.Time
 }
 
-// Moved implements listener.Meter. A float32 holds every chunk size up to 16 MiB exactly.
+const (
+	meterBatch = 256 << 10
+	meterEvery = time.Second
+)
+
+// Moved implements listener.Meter.
 func (cm *connMeter) Moved(up bool, n int64) {
-	total, backend := keyBytesOut, keyBBytesOut
+	cm.mu.Lock()
+	defer cm.mu.Unlock()
 	if up {
-		total, backend = keyBytesIn, keyBBytesIn
+		cm.in += n
+	} else {
+		cm.out += n
 	}
-	cm.m.IncrCounterWithLabels(backend, float32(n), cm.labels)
-	cm.m.IncrCounter(total, float32(n))
+	if cm.in+cm.out >= meterBatch {
+		cm.flush(time.Now())
+	} else if now := time.Now(); now.Sub(cm.flushed) >= meterEvery {
+		cm.flush(now)
+	}
+}
+
+// Flush implements listener.Flusher.
+func (cm *connMeter) Flush() {
+	cm.mu.Lock()
+	defer cm.mu.Unlock()
+	cm.flush(time.Now())
+}
+
+// flush hands the gathered bytes to go-metrics; cm.mu is held. A float32 holds every count
+// up to 16 MiB exactly, and a batch stays far below that.
+func (cm *connMeter) flush(now time.Time) {
+	cm.flushed = now
+	if cm.in > 0 {
+		cm.m.IncrCounterWithLabels(keyBBytesIn, float32(cm.in), cm.labels)
+		cm.m.IncrCounter(keyBytesIn, float32(cm.in))
+	}
+	if cm.out > 0 {
+		cm.m.IncrCounterWithLabels(keyBBytesOut, float32(cm.out), cm.labels)
+		cm.m.IncrCounter(keyBytesOut, float32(cm.out))
+	}
+	cm.in, cm.out = 0, 0
 }

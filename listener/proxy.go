@@ -53,6 +53,7 @@ func (s *Server) proxyConn(pc *proxyConn, info *ConnInfo, rest []byte) {
 	}
 	t := s.joinWithPrefix(pc, info, rest, m) // PROXY protocol (proxyproto.go): header and rest, then DataPath.Join
 	if s.Observer != nil {
+		flushMeter(m)
 		s.Observer.Closed(info, t)
 	}
 }
