@@ -46,15 +46,18 @@ func watchIdle(client, backend *net.TCPConn, timeout time.Duration) *idleWatch {
 	if timeout <= 0 {
 		return nil
 	}
+	// No baseline read of TCP_INFO here: two getsockopt calls on every new connection would
+	// cost more than they are worth. The first check compares against zero counters, so a
+	// connection that moved bytes before it counts its quiet time from that check: it closes
+	// at most one tick later than the timeout.
 	w := &idleWatch{client: client, backend: backend, timeout: timeout, quietSince: time.Now()}
-	w.last = w.progress()
 	w.mu.Lock()
 	w.timer = time.AfterFunc(w.tick(), w.check)
 	w.mu.Unlock()
 	return w
 }
 
-// tick is how often the watch looks: a connection closes between timeout and timeout+tick
+// tick is how often the watch looks: a connection closes between timeout and timeout+2×tick
 // after its last byte.
 func (w *idleWatch) tick() time.Duration { return max(w.timeout/8, time.Millisecond) }
 
