@@ -38,9 +38,10 @@ type Backend struct {
 	static        bool // immutable
 	removed       bool
 
-	addr Address // immutable, as are key and hash
-	key  string
-	hash uint64 // xxhash of key, for rendezvous hashing
+	addr     Address // immutable, as are the fields up to hash
+	key      string
+	dialAddr string // "ip:port", or "name:port" for a name dialed by name
+	hash     uint64 // xxhash of key, for rendezvous hashing
 
 	weight  int
 	total   uint64
@@ -58,6 +59,7 @@ func newBackend(a Address, weight int, static bool, now time.Time) *Backend {
 	return &Backend{
 		addr:          a,
 		key:           key,
+		dialAddr:      net.JoinHostPort(a.DialHost(), strconv.Itoa(a.Port)),
 		hash:          xxhash.Sum64String(key),
 		static:        static,
 		weight:        weight,
@@ -77,9 +79,7 @@ func (b *Backend) Address() Address { return b.addr }
 
 // DialAddress is the address the listener dials: the IP resolved at registration when there
 // is one, so that a name is never resolved again between the admin's checks and the dial.
-func (b *Backend) DialAddress() string {
-	return net.JoinHostPort(b.addr.DialHost(), strconv.Itoa(b.addr.Port))
-}
+func (b *Backend) DialAddress() string { return b.dialAddr }
 
 // expired reports whether a heartbeat backend has outlived its TTL at now.
 func (b *Backend) expired(now time.Time, ttl time.Duration) bool {
