@@ -49,7 +49,7 @@ func (b *lockedBuffer) lines(t *testing.T) []map[string]any {
 
 func (b *lockedBuffer) waitLines(t *testing.T, n int) []map[string]any {
 	t.Helper()
-	ppEventually(t, fmt.Sprintf("%d access log lines", n), func() bool { return len(b.lines(t)) >= n })
+	resEventually(t, fmt.Sprintf("%d access log lines", n), func() bool { return len(b.lines(t)) >= n })
 	return b.lines(t)
 }
 

@@ -15,17 +15,6 @@ import (
 	"github.com/fulcrumlb/fulcrum/pool"
 )
 
-func hcEventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not reached within 15s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // listen accepts and closes connections on addr until the test ends.
 func hcListen(t *testing.T, addr string) net.Listener {
 	t.Helper()
@@ -94,7 +83,7 @@ func TestChecksMarkDownAndUp(t *testing.T) {
 		return d.DialContext(ctx, network, addr)
 	}
 	hcRun(t, &HealthChecker{Targets: p, Interval: 10 * time.Millisecond, Timeout: time.Second, Fall: 3, Rise: 2, Dial: dial})
-	hcEventually(t, "dead backend down", func() bool { return hcState(p, deadAddr) == pool.StateDown })
+	resEventually(t, "dead backend down", func() bool { return hcState(p, deadAddr) == pool.StateDown })
 	if n := checks.Load(); n < 3 {
 		t.Fatalf("down after %d checks, want fall=3", n)
 	}
@@ -102,7 +91,7 @@ func TestChecksMarkDownAndUp(t *testing.T) {
 		t.Fatalf("live backend is %s", s)
 	}
 	hcListen(t, deadAddr) // the backend comes back on its port
-	hcEventually(t, "revived backend up", func() bool { return hcState(p, deadAddr) == pool.StateStatic })
+	resEventually(t, "revived backend up", func() bool { return hcState(p, deadAddr) == pool.StateStatic })
 }
 
 func TestConcurrencyIsBounded(t *testing.T) {
@@ -131,7 +120,7 @@ func TestConcurrencyIsBounded(t *testing.T) {
 	c := &HealthChecker{Targets: p, Concurrency: limit, Fall: 1, Dial: dial}
 	done := make(chan struct{})
 	go func() { defer close(done); c.Round(context.Background()) }()
-	hcEventually(t, "checks in flight", func() bool { mu.Lock(); defer mu.Unlock(); return inFlight == limit })
+	resEventually(t, "checks in flight", func() bool { mu.Lock(); defer mu.Unlock(); return inFlight == limit })
 	close(gate)
 	<-done
 	if peak != limit || total != n {

@@ -25,18 +25,6 @@ import (
 // ppQuiet keeps the tests' logs out of the output.
 var ppQuiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// ppEventually polls cond until it holds or a generous deadline passes.
-func ppEventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // ppBackendConn is what a PROXY-aware test backend saw on one connection.
 type ppBackendConn struct {
 	header *proxyproto.Header // nil when the connection had none
@@ -285,7 +273,7 @@ func TestAcceptProxyProtocolFromTrustedPeer(t *testing.T) {
 					t.Fatalf("echo %q", got)
 				}
 				checkHeader(t, be.next(t).header, out, netip.MustParseAddrPort(client), netip.MustParseAddrPort(dst))
-				ppEventually(t, "connection closed", func() bool { _, n := obs.counts(); return n == 1 })
+				resEventually(t, "connection closed", func() bool { _, n := obs.counts(); return n == 1 })
 				info := obs.closed[0]
 				if info.Client.String() != client || info.Peer != unmapped(c.LocalAddr().(*net.TCPAddr).AddrPort()) {
 					t.Errorf("ConnInfo client %v peer %v, want %s and the real peer %v", info.Client, info.Peer, client, c.LocalAddr())
@@ -325,7 +313,7 @@ func refused(t *testing.T, c *net.TCPConn, be *ppBackend, obs *ppObserver, want 
 	if n, err := c.Read(make([]byte, 1)); err == nil || isTimeout(err) {
 		t.Fatalf("read %d bytes, err %v: want the connection closed", n, err)
 	}
-	ppEventually(t, "rejection", func() bool { n, _ := obs.counts(); return n == 1 })
+	resEventually(t, "rejection", func() bool { n, _ := obs.counts(); return n == 1 })
 	if !errors.Is(obs.rejected[0], want) {
 		t.Errorf("rejected with %v, want %v", obs.rejected[0], want)
 	}
@@ -464,7 +452,7 @@ func TestProxyProtocolLeaksNothing(t *testing.T) {
 	for range 4 { // the backend's side of each proxied connection
 		be.next(t)
 	}
-	ppEventually(t, "goroutines and descriptors back to their baseline", func() bool {
+	resEventually(t, "goroutines and descriptors back to their baseline", func() bool {
 		return runtime.NumGoroutine() <= goroutines && fds() <= files
 	})
 }

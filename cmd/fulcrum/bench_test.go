@@ -13,15 +13,12 @@ import (
 	"github.com/fulcrumlb/fulcrum/bench"
 )
 
-// buildBench builds the fulcrum binary: bench runs its backends and its fulcrum as children.
+// buildBench returns the fulcrum binary (built once, in TestMain): bench runs its backends
+// and its fulcrum as children.
 func buildBench(t *testing.T) string {
 	t.Helper()
-	exe := filepath.Join(t.TempDir(), "fulcrum")
-	out, err := exec.Command("go", "build", "-o", exe, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return exe
+	needBinary(t)
+	return fulcrumBin
 }
 
 // TestBenchCommand runs `fulcrum bench --json` end to end with child backends and a child

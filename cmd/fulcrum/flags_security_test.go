@@ -184,11 +184,9 @@ func TestServeSecurityProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
+	needBinary(t)
+	bin := fulcrumBin
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "fulcrum")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
 	tokFile := filepath.Join(dir, "token")
 	os.WriteFile(tokFile, []byte("s3cret\n"), 0o600)
 	listen, adminAddr, _ := startFulcrumJSON(t, bin, "--admin-token-file", tokFile, "--max-backends", "2")

@@ -28,55 +28,17 @@ import (
 
 // Tests that run the real fulcrum binary as child processes and signal them.
 
-// opsBuildFulcrum builds the binary into a temporary directory.
+// opsBuildFulcrum returns the binary built once in TestMain.
 func opsBuildFulcrum(t *testing.T) string {
 	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go command to build the binary with")
-	}
-	bin := filepath.Join(t.TempDir(), "fulcrum")
-	out, err := exec.Command(goBin, "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// opsEventually polls cond until it holds or a generous deadline passes.
-func opsEventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// opsSyncBuffer collects a child's output while it runs.
-type opsSyncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *opsSyncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *opsSyncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	needBinary(t)
+	return fulcrumBin
 }
 
 // opsProc is a running fulcrum child process.
 type opsProc struct {
 	cmd    *exec.Cmd
-	stderr opsSyncBuffer
+	stderr syncBuffer
 	done   chan struct{}
 	err    error
 }
@@ -167,14 +129,14 @@ func testHeartbeatCycle(t *testing.T, bin string, sig os.Signal, host string) {
 		key = host + ":8080"
 	}
 	p := opsStart(t, bin, []string{"FULCRUM_ADMIN_URL=" + ta.URL, "FULCRUM_ADMIN_TOKEN=tok"}, args...)
-	opsEventually(t, "registration", func() bool { _, ok := backendStatus(ta.pool, key); return ok })
+	waitFor(t, "registration", func() bool { _, ok := backendStatus(ta.pool, key); return ok })
 	st, _ := backendStatus(ta.pool, key)
 	if st.Weight != 2 || st.State != pool.StateUp {
 		t.Errorf("registered as %+v", st)
 	}
 	last := st.LastHeartbeat
 	for i := 0; i < 2; i++ { // two more heartbeats
-		opsEventually(t, "a heartbeat", func() bool { s, _ := backendStatus(ta.pool, key); return s.LastHeartbeat.After(last) })
+		waitFor(t, "a heartbeat", func() bool { s, _ := backendStatus(ta.pool, key); return s.LastHeartbeat.After(last) })
 		s, _ := backendStatus(ta.pool, key)
 		last = s.LastHeartbeat
 	}
@@ -204,7 +166,7 @@ func testHeartbeatRetries(t *testing.T, bin string) {
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens there until the balancer "comes back"
 	p := opsStart(t, bin, nil, "heartbeat", "--admin", "http://"+addr, "--port", "9000", "--host", "10.0.0.9", "--interval", "5s")
-	opsEventually(t, "three retries", func() bool { return len(retryIn.FindAllString(p.stderr.String(), -1)) >= 3 })
+	waitFor(t, "three retries", func() bool { return len(retryIn.FindAllString(p.stderr.String(), -1)) >= 3 })
 	var waits []time.Duration
 	for _, m := range retryIn.FindAllStringSubmatch(p.stderr.String(), 3) {
 		d, err := time.ParseDuration(m[1])
@@ -225,7 +187,7 @@ func testHeartbeatRetries(t *testing.T, bin string) {
 	srv := &http.Server{Handler: (&admin.API{Registry: pl, Logger: opsQuietLogger()}).Handler()}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	opsEventually(t, "registration once the balancer is back", func() bool { _, ok := backendStatus(pl, "10.0.0.9:9000"); return ok })
+	waitFor(t, "registration once the balancer is back", func() bool { _, ok := backendStatus(pl, "10.0.0.9:9000"); return ok })
 	if code := p.stop(t, syscall.SIGTERM); code != 0 {
 		t.Fatalf("exit code %d", code)
 	}
@@ -281,7 +243,7 @@ func testServeOperating(t *testing.T, bin string) {
 	os.WriteFile(config, []byte(fmt.Sprintf("listen: \"127.0.0.1:0\"\nadmin: \"127.0.0.1:0\"\nttl: 30s\nproxy-protocol: v2\naccess-log: %q\ndrain-timeout: 5s\nadmin-token-file: %q\n", accessLog, tokenFile)), 0o600)
 	serve := opsStart(t, bin, nil, "serve", "--config", config)
 	var m []string
-	opsEventually(t, "serve to start", func() bool { m = servingAddrs.FindStringSubmatch(serve.stderr.String()); return m != nil })
+	waitFor(t, "serve to start", func() bool { m = servingAddrs.FindStringSubmatch(serve.stderr.String()); return m != nil })
 	listen, adminAddr := m[1], m[2]
 
 	be := ppEchoBackend(t)
@@ -292,7 +254,7 @@ func testServeOperating(t *testing.T, bin string) {
 		t.Errorf("agent without the token: exit %d, output %q", code, refused.stderr.String())
 	}
 	agent := opsStart(t, bin, []string{"FULCRUM_ADMIN_URL=http://" + adminAddr, "FULCRUM_ADMIN_TOKEN=t0ken"}, "heartbeat", "--host", "127.0.0.1", "--port", port, "--interval", "1s")
-	opsEventually(t, "the agent to register", func() bool { return strings.Contains(agent.stderr.String(), "registered") })
+	waitFor(t, "the agent to register", func() bool { return strings.Contains(agent.stderr.String(), "registered") })
 
 	c, err := net.Dial("tcp", listen)
 	if err != nil {
@@ -308,7 +270,7 @@ func testServeOperating(t *testing.T, bin string) {
 	}
 
 	var line map[string]any
-	opsEventually(t, "an access log line", func() bool {
+	waitFor(t, "an access log line", func() bool {
 		b, _ := os.ReadFile(accessLog)
 		return json.Unmarshal(bytes.TrimSpace(b), &line) == nil
 	})
@@ -343,7 +305,7 @@ func testProxySplices(t *testing.T, bin string) {
 		"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--backend", be.Addr().String(),
 		"--proxy-protocol", "v2", "--accept-proxy-protocol", "127.0.0.0/8")
 	var m []string
-	opsEventually(t, "serve to start under strace", func() bool {
+	waitFor(t, "serve to start under strace", func() bool {
 		select {
 		case <-p.done: // strace could not start it, e.g. ptrace is not permitted here
 			t.Skipf("strace failed: %v\n%s", p.err, p.stderr.String())
@@ -388,7 +350,7 @@ func testProxySplices(t *testing.T, bin string) {
 func straceChild(t *testing.T, stracePID int) int {
 	t.Helper()
 	var pid int
-	opsEventually(t, "strace's child", func() bool {
+	waitFor(t, "strace's child", func() bool {
 		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", stracePID, stracePID))
 		_, err := fmt.Sscan(string(b), &pid)
 		return err == nil

@@ -13,17 +13,6 @@ import (
 	"time"
 )
 
-func resEventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not reached within 15s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // resFreeAddr is a loopback address with a port free a moment ago.
 func resFreeAddr(t *testing.T) string {
 	t.Helper()
@@ -50,7 +39,7 @@ func resServe(t *testing.T, args ...string) (listen, adm string) {
 			t.Errorf("serve: %v", err)
 		}
 	})
-	resEventually(t, "admin up", func() bool {
+	waitFor(t, "admin up", func() bool {
 		select {
 		case err := <-done:
 			t.Fatalf("serve ended: %v", err)
@@ -192,7 +181,7 @@ func TestServeHealthDrainAndForce(t *testing.T) {
 	dead := resFreeAddr(t)
 	resAdd(t, adm, live)
 	resAdd(t, adm, dead)
-	resEventually(t, "dead backend down by checks", func() bool {
+	waitFor(t, "dead backend down by checks", func() bool {
 		s := resServer(t, adm, dead)
 		return s["state"] == "down" && s["last_error"] != "" && s["last_error_time"].(float64) > 0
 	})
@@ -221,7 +210,7 @@ func TestServeHealthDrainAndForce(t *testing.T) {
 	if _, err := io.ReadAll(c); errors.As(err, &ne) && ne.Timeout() {
 		t.Fatal("remove?force=1 left the established connection open")
 	}
-	resEventually(t, "removed backend forgotten", func() bool { return resServer(t, adm, live) == nil })
+	waitFor(t, "removed backend forgotten", func() bool { return resServer(t, adm, live) == nil })
 }
 
 func TestResilienceFlagErrors(t *testing.T) {
