@@ -196,13 +196,9 @@ func loadStateFile(path string, p *pool.Pool, log *slog.Logger) {
 		log.Info("no state file yet; starting empty", "path", path)
 		return
 	}
-	var recs []pool.Record
-	if err == nil {
-		recs, err = decodeState(data)
-	}
 	var n int
 	if err == nil {
-		n, err = p.Import(recs)
+		n, err = importState(p, data)
 	}
 	if err != nil {
 		quarantine(path, err, log)
@@ -235,4 +231,14 @@ func restoreRegistry(cfg *config, p *pool.Pool) *stateStore {
 	s.changes.Add(1)
 	s.flush() // the file now says what this process serves
 	return s
+}
+
+// importState decodes a saved or inherited registry and loads it into p; it returns how many
+// backends it restored.
+func importState(p *pool.Pool, data []byte) (int, error) {
+	recs, err := decodeState(data)
+	if err != nil {
+		return 0, err
+	}
+	return p.Import(recs)
 }

@@ -142,13 +142,9 @@ func (h *handover) restore(p *pool.Pool) bool {
 	}
 	defer f.Close()
 	data, err := readInherited(f)
-	var recs []pool.Record
-	if err == nil {
-		recs, err = decodeState(data)
-	}
 	var n int
 	if err == nil {
-		n, err = p.Import(recs)
+		n, err = importState(p, data)
 	}
 	if err != nil {
 		h.log.Error("upgrade: registry from the previous process unusable", "err", err)
