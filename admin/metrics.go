@@ -38,6 +38,7 @@ type Metrics struct {
 	handler  http.Handler
 	series   sync.Map // backend key → *backendSeries
 	reasons  sync.Map // rejection error text → its reason label value
+	open     sync.Map // *connMeter of every open connection, flushed before each scrape
 
 	mu      sync.Mutex      // creates series; guards the fields below
 	gauged  map[string]bool // backends with an active-connections series
@@ -164,6 +165,10 @@ func summaryDefinitions() []promsink.SummaryDefinition {
 
 // ServeHTTP serves the Prometheus text exposition, after reading the gauges from the registry.
 func (m *Metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	m.open.Range(func(k, _ any) bool {
+		k.(*connMeter).flushPending()
+		return true
+	})
 	m.refreshGauges()
 	m.handler.ServeHTTP(w, r)
 }

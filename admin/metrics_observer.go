@@ -29,7 +29,8 @@ func (m *Metrics) DialFailed(b *pool.Backend, _ error) {
 // Opened implements listener.Observer: counts the routed connection and returns the Meter
 // that counts its bytes chunk by chunk, in total and on its backend's series.
 func (m *Metrics) Opened(c *listener.ConnInfo) listener.Meter {
-	cm := &connMeter{m: m.m, labels: m.backend(c.Backend.Key()).labels, flushed: time.Now()}
+	cm := &connMeter{m: m.m, labels: m.backend(c.Backend.Key()).labels, flushed: time.Now(), open: &m.open}
+	m.open.Store(cm, struct{}{})
 	m.m.IncrCounterWithLabels(keyBRouted, 1, cm.labels)
 	m.m.IncrCounter(keyRouted, 1)
 	return cm
@@ -44,10 +45,12 @@ func (m *Metrics) Closed(c *listener.ConnInfo, _ listener.Traffic) {
 // connMeter counts one connection's bytes; the data path calls it once per step (a small
 // message, or a splice chunk) from each direction's goroutine. A go-metrics update costs more
 // than moving a small message, so the bytes are batched and handed on once 256 KiB have
-// gathered or a second has passed, and at the end (Flush).
+// gathered or a second has passed, before every scrape of /metrics, and at the end.
 type connMeter struct {
 	m      *gometrics.Metrics
 	labels []gometrics.Label
+
+	open *sync.Map // the Metrics' set of open meters; Flush at the end leaves it
 
 	mu      sync.Mutex // guards the fields below; both directions report
 	in, out int64      // bytes heard and not yet handed on
@@ -75,8 +78,14 @@ func (cm *connMeter) Moved(up bool, n int64) {
 	}
 }
 
-// Flush implements listener.Flusher.
+// Flush implements listener.Flusher: the connection has ended.
 func (cm *connMeter) Flush() {
+	cm.open.Delete(cm)
+	cm.flushPending()
+}
+
+// flushPending hands on what has gathered.
+func (cm *connMeter) flushPending() {
 	cm.mu.Lock()
 	defer cm.mu.Unlock()
 	cm.flush(time.Now())

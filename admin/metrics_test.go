@@ -138,9 +138,12 @@ func TestMetricsStatusBytesMatch(t *testing.T) {
 		s := st.Servers[0]
 		return s.BytesIn != nil && *s.BytesIn == want && s.BytesOut != nil && *s.BytesOut == want
 	})
-	fams := rig.scrape(t)
-	rig.expect(t, fams, "fulcrum_backend_bytes_in_total", opsBackend(a), float64(want))
-	rig.expect(t, fams, "fulcrum_backend_bytes_out_total", opsBackend(a), float64(want))
+	// The metrics meter batches and flushes when the connection has ended, which may be a
+	// moment after the status counters (updated per step) are complete.
+	rig.eventually(t, "metrics bytes", func(f opsFamilies) bool {
+		return opsValue(f, "fulcrum_backend_bytes_in_total", opsBackend(a)) == float64(want) &&
+			opsValue(f, "fulcrum_backend_bytes_out_total", opsBackend(a)) == float64(want)
+	})
 }
 
 func TestMetricsRejectedAndDialFailures(t *testing.T) {

@@ -89,7 +89,7 @@ func (ms meters) Flush() {
 
 // Flusher is a Meter that batches what it hears (counting every small message on a shared
 // metrics registry would cost more than moving it). Flush is called once, after both
-// directions have ended and before Observer.Closed.
+// directions have ended (just after Observer.Closed).
 type Flusher interface {
 	Flush()
 }

@@ -50,10 +50,10 @@ func (s *Server) proxyConn(pc *proxyConn, info *ConnInfo, rest []byte) {
 	var m Meter
 	if s.Observer != nil {
 		m = s.Observer.Opened(info)
+		defer flushMeter(m) // a batching meter hands on its last bytes, even after a panic
 	}
 	t := s.joinWithPrefix(pc, info, rest, m) // PROXY protocol (proxyproto.go): header and rest, then DataPath.Join
 	if s.Observer != nil {
-		flushMeter(m)
 		s.Observer.Closed(info, t)
 	}
 }
