@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -190,5 +189,3 @@ func (px *proxy) assertNoCounts(t *testing.T) {
 }
 
 func key(b *backend) string { return b.addr().Key() }
-
-func portString(b *backend) string { return strconv.Itoa(b.addr().Port) }
