@@ -116,18 +116,7 @@ func TestFault_KilledMidStream(t *testing.T) {
 	base := socketCount(b.pid())
 
 	const held = 20
-	clients := make([]*xferClient, held)
-	for i := range clients {
-		x, err := dialXfer(b.listen, maxStream, maxStream)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer x.close()
-		if err := x.send(maxStream / 2); err != nil {
-			t.Fatal(err)
-		}
-		clients[i] = x
-	}
+	clients := halfSentTransfers(t, b.listen, held)
 	eventually(t, 10*time.Second, "20 connections held", func() bool { return activeConns(t, b.admn) == held })
 	onVictim := status(t, b.admn)[victim.addrs[0]].ConnCount
 	victim.kill()

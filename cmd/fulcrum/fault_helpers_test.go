@@ -622,3 +622,22 @@ func runClients(addr string, workers, n, up, down int) *clientRun {
 func tail(s string, n int) string { return s[max(0, len(s)-n):] }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// halfSentTransfers opens n transfers through addr and sends half of each upload, so that
+// they are in flight when the test strikes; each is closed when the test ends.
+func halfSentTransfers(t *testing.T, addr string, n int) []*xferClient {
+	t.Helper()
+	clients := make([]*xferClient, n)
+	for i := range clients {
+		x, err := dialXfer(addr, maxStream, maxStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(x.close)
+		if err := x.send(maxStream / 2); err != nil {
+			t.Fatal(err)
+		}
+		clients[i] = x
+	}
+	return clients
+}

@@ -103,18 +103,7 @@ func TestFault_SIGTERMDuring100Transfers(t *testing.T) {
 	g1, g2 := startBackend(t, serveXfer), startBackend(t, serveXfer)
 	b := startBalancer(t, "--backend", g1.addr(), "--backend", g2.addr(), "--drain-timeout", "20s")
 	const n = 100
-	clients := make([]*xferClient, n)
-	for i := range clients {
-		x, err := dialXfer(b.listen, maxStream, maxStream)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer x.close()
-		if err := x.send(maxStream / 2); err != nil {
-			t.Fatal(err)
-		}
-		clients[i] = x
-	}
+	clients := halfSentTransfers(t, b.listen, n)
 	eventually(t, 10*time.Second, "100 transfers in flight", func() bool { return activeConns(t, b.admn) == n })
 	sent := time.Now()
 	b.cmd.Process.Signal(syscall.SIGTERM)
