@@ -1,0 +1,236 @@
+//go:build linux
+
+package listener
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"runtime/debug"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fulcrumlb/fulcrum/pool"
+)
+
+// loopConn is one client connection in an event loop, from accept to close: both sockets, the
+// backend it counts on, and the state of each direction. Only its loop touches it.
+type loopConn struct {
+	cfd, bfd int // client and backend descriptors; -1 when not open
+	state    connState
+	info     ConnInfo
+	backend  *pool.Backend // counted on the Picker while non-nil; released exactly once
+	tried    []*pool.Backend
+	attempts int // dials made
+	meter    Meter
+	up, down direction // client → backend, backend → client
+	rest     []byte    // client bytes read past an inbound PROXY header, for the backend
+	hdr      []byte    // inbound PROXY header bytes read so far
+	hdrEOF   bool
+
+	deadline   time.Time // of the current state; see timerHeap
+	timerIndex int
+	lastActive time.Time // the last time a byte moved either way
+
+	cancel context.CancelFunc // ends a queued wait or a name lookup for this connection
+	token  uint32             // tells a waiter's result for the current wait from a stale one
+
+	prev, next *loopConn // the loop's connList
+}
+
+type connState uint8
+
+const (
+	stateHeader     connState = iota // reading an inbound PROXY header
+	stateQueued                      // every backend full: waiting for a slot
+	stateResolving                   // looking up the backend's name, off the loop
+	stateConnecting                  // non-blocking connect in progress
+	stateRelaying                    // moving bytes
+	stateClosed
+)
+
+// direction is the state of one direction of a relayed connection.
+type direction struct {
+	pending  []byte // read but not yet written; src is not read until it drains
+	off      int    // how much of pending is written
+	pipe     *pipe  // held only while bytes sit in it
+	inPipe   int
+	n        int64 // bytes read from src
+	readable bool  // src may have bytes (or its FIN) to read
+	rdhup    bool  // src's peer sent FIN: a short read no longer means drained
+	bulk     bool  // the last read filled the buffer: splice
+	eof      bool  // src's FIN was read
+	done     bool  // the FIN was passed on to dst
+}
+
+// queued reports whether bytes wait for dst.
+func (d *direction) queued() bool { return d.off < len(d.pending) || d.inPipe > 0 }
+
+// connList is a loop's set of connections, linked through the connections themselves so that
+// tracking one costs no allocation.
+type connList struct {
+	head *loopConn
+	n    int
+}
+
+func (cl *connList) add(c *loopConn) {
+	c.next = cl.head
+	if cl.head != nil {
+		cl.head.prev = c
+	}
+	cl.head = c
+	cl.n++
+}
+
+func (cl *connList) remove(c *loopConn) {
+	if c.prev != nil {
+		c.prev.next = c.next
+	} else if cl.head == c {
+		cl.head = c.next
+	} else {
+		return // not in the list
+	}
+	if c.next != nil {
+		c.next.prev = c.prev
+	}
+	c.prev, c.next = nil, nil
+	cl.n--
+}
+
+// each calls f for every connection; f may finish the one it is given.
+func (cl *connList) each(f func(c *loopConn)) {
+	for c := cl.head; c != nil; {
+		next := c.next
+		f(c)
+		c = next
+	}
+}
+
+// connEvent handles an event on one of c's sockets.
+func (l *loop) connEvent(c *loopConn, fromClient bool, ev uint32) {
+	defer l.recoverConn(c)
+	switch c.state {
+	case stateHeader:
+		if fromClient {
+			l.readHeader(c)
+		}
+	case stateConnecting:
+		if !fromClient && ev&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+			l.connectDone(c, ev)
+		}
+	case stateRelaying:
+		l.relayEvent(c, fromClient, ev)
+	}
+}
+
+// connTimeout handles c's deadline, which has passed.
+func (l *loop) connTimeout(c *loopConn) {
+	defer l.recoverConn(c)
+	switch c.state {
+	case stateHeader:
+		l.judgeHeader(c, true)
+	case stateResolving, stateConnecting:
+		l.dialFailed(c, fmt.Errorf("dial %s: %w", c.backend.DialAddress(), errConnectTimeout))
+	case stateRelaying:
+		idle := l.e.cfg.IdleTimeout
+		if l.now.Sub(c.lastActive) >= idle {
+			l.finish(c, ErrIdle, true)
+			return
+		}
+		l.timers.set(c, c.lastActive.Add(idle))
+	}
+}
+
+// errConnectTimeout is a dial that took longer than the connect timeout: a timeout, as a
+// net.Error, like the goroutine plane's.
+var errConnectTimeout = &net.OpError{Op: "dial", Net: "tcp", Err: timeoutError{}}
+
+type timeoutError struct{}
+
+func (timeoutError) Error() string   { return "i/o timeout" }
+func (timeoutError) Timeout() bool   { return true }
+func (timeoutError) Temporary() bool { return true }
+
+// recoverConn keeps a bug in one connection from stopping the loop: it logs the panic and
+// resets the connection, which gives its backend count back.
+func (l *loop) recoverConn(c *loopConn) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	l.e.notes.log(errorLevel, "panic serving connection", "client", c.info.Client, "panic", v, "stack", string(debug.Stack()))
+	c.meter = nil // it may be what panicked
+	l.finish(c, fmt.Errorf("listener: panic: %v", v), true)
+}
+
+// finish ends c: it closes both sockets (with a reset when reset is set, so each peer learns
+// of a failure), gives back its pipes and its backend count, and tells the Observer. Safe to
+// call on a connection already finished.
+func (l *loop) finish(c *loopConn, cause error, reset bool) {
+	if c.state == stateClosed {
+		return
+	}
+	opened := c.state == stateRelaying
+	c.state = stateClosed
+	l.timers.clear(c)
+	if c.cancel != nil {
+		c.cancel()
+		c.cancel = nil
+	}
+	for _, fd := range [2]int{c.cfd, c.bfd} {
+		if reset && fd >= 0 {
+			unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+		}
+		l.closeFD(fd)
+	}
+	c.cfd, c.bfd = -1, -1
+	l.dropPipe(&c.up)
+	l.dropPipe(&c.down)
+	c.up.pending, c.down.pending = nil, nil
+	if c.backend != nil {
+		l.e.release(c.backend)
+		c.backend = nil
+	}
+	l.conns.remove(c)
+	if opened {
+		l.e.notes.closed(l.e.cfg.Observer, &c.info, Traffic{Up: c.up.n, Down: c.down.n, Err: cause}, c.meter)
+	} else if cause != nil {
+		l.e.notes.rejected(l.e.cfg.Observer, c.info.Client, cause)
+	}
+	l.e.connEnded()
+}
+
+// dropPipe gives a direction's pipe back, or closes it if bytes are still in it.
+func (l *loop) dropPipe(d *direction) {
+	if d.pipe == nil {
+		return
+	}
+	if d.inPipe > 0 {
+		l.pipes.discard(d.pipe)
+	} else {
+		l.pipes.put(d.pipe)
+	}
+	d.pipe, d.inPipe = nil, 0
+}
+
+// resetAll aborts every connection of the loop.
+func (l *loop) resetAll(cause error) {
+	l.conns.each(func(c *loopConn) { l.finish(c, cause, true) })
+}
+
+// errBackendClosed ends the connections CloseBackend resets: "closed", as in the goroutine plane.
+var errBackendClosed = fmt.Errorf("listener: backend closed: %w", net.ErrClosed)
+
+// closeBackend resets the loop's connections to the backend with the given key, those still
+// connecting included, and reports how many.
+func (l *loop) closeBackend(key string) int {
+	n := 0
+	l.conns.each(func(c *loopConn) {
+		if c.backend != nil && c.backend.Key() == key {
+			l.finish(c, errBackendClosed, true)
+			n++
+		}
+	})
+	return n
+}

@@ -1,0 +1,234 @@
+//go:build linux
+
+package listener
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fulcrumlb/fulcrum/pool"
+)
+
+// connect picks a backend for c and dials it; when every backend is full it queues c.
+func (l *loop) connect(c *loopConn) {
+	b, err := l.e.cfg.Picker.Acquire(c.info.Client.Addr(), c.tried)
+	if errors.Is(err, pool.ErrFull) && l.e.cfg.QueueTimeout > 0 {
+		if w, ok := l.e.cfg.Picker.(pool.Waiter); ok {
+			l.queue(c, w)
+			return
+		}
+	}
+	if err != nil {
+		l.noBackend(c, err)
+		return
+	}
+	l.dial(c, b)
+}
+
+// noBackend closes a client no backend can take, counting why as the goroutine plane does.
+func (l *loop) noBackend(c *loopConn, err error) {
+	client := c.info.Client
+	switch {
+	case errors.Is(err, pool.ErrFull):
+		l.e.stats.QueueDrops.Add(1)
+		l.e.logNoPeer.Do(func() {
+			l.e.notes.log(warnLevel, "every backend is full; closing client", "client", client, "err", err)
+		})
+	case c.attempts > 0:
+		l.e.stats.Failed.Add(1) // tried some, none left to try
+	default:
+		l.e.stats.Rejected.Add(1)
+		l.e.logNoPeer.Do(func() { l.e.notes.log(warnLevel, "rejecting client", "client", client, "err", err) })
+	}
+	l.finish(c, err, false)
+}
+
+// queue parks c until a backend has room: a goroutine waits in the Picker's FIFO queue (the
+// loop must not) and posts what it got back to the loop.
+func (l *loop) queue(c *loopConn, w pool.Waiter) {
+	c.state = stateQueued
+	ctx, cancel := context.WithTimeout(l.e.base, l.e.cfg.QueueTimeout)
+	c.cancel = cancel
+	c.token++
+	token, client, tried := c.token, c.info.Client.Addr(), slices.Clone(c.tried)
+	l.e.async.Add(1)
+	go l.awaitSlot(ctx, w, c, token, client, tried)
+}
+
+// awaitSlot is a queued connection's waiting goroutine. It ends when a slot is found, the
+// queue timeout passes, or the connection ends (its cancel).
+func (l *loop) awaitSlot(ctx context.Context, w pool.Waiter, c *loopConn, token uint32, client netip.Addr, tried []*pool.Backend) {
+	defer l.e.async.Done()
+	b, err := w.AcquireWait(ctx, client, tried)
+	if !l.post(func(l *loop) { l.slotFound(c, token, b, err) }) && b != nil {
+		l.e.release(b) // the loop has ended: nobody else will
+	}
+}
+
+func (l *loop) slotFound(c *loopConn, token uint32, b *pool.Backend, err error) {
+	if c.state != stateQueued || c.token != token {
+		if b != nil {
+			l.e.release(b)
+		}
+		return
+	}
+	defer l.recoverConn(c)
+	c.cancel()
+	c.cancel = nil
+	if err != nil {
+		l.noBackend(c, err)
+		return
+	}
+	l.dial(c, b)
+}
+
+// dial starts a non-blocking connect to b, whose count c now holds, bounded by the connect
+// timeout. A backend named by DNS is looked up off the loop first.
+func (l *loop) dial(c *loopConn, b *pool.Backend) {
+	c.backend = b
+	c.attempts++
+	l.timers.set(c, l.now.Add(l.e.cfg.connectTimeout()))
+	ap, err := netip.ParseAddrPort(b.DialAddress())
+	if err != nil {
+		l.resolve(c, b.DialAddress())
+		return
+	}
+	l.dialAddr(c, ap)
+}
+
+func (l *loop) dialAddr(c *loopConn, ap netip.AddrPort) {
+	family, sa := addrPortSockaddr(ap)
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		l.dialFailed(c, fmt.Errorf("dial %s: %w", ap, os.NewSyscallError("socket", err)))
+		return
+	}
+	c.bfd = fd
+	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	if err := unix.Connect(fd, sa); err != nil && err != unix.EINPROGRESS {
+		l.dialFailed(c, fmt.Errorf("dial %s: %w", ap, os.NewSyscallError("connect", err)))
+		return
+	}
+	// Connected or not, EPOLLOUT comes once the outcome is known.
+	if err := l.register(fd, relayEvents, slot{kind: slotBackend, c: c}); err != nil {
+		l.dialFailed(c, fmt.Errorf("dial %s: %w", ap, err))
+		return
+	}
+	c.state = stateConnecting
+}
+
+// connectDone reads the outcome of the connect.
+func (l *loop) connectDone(c *loopConn, ev uint32) {
+	errno, err := unix.GetsockoptInt(c.bfd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err == nil && errno != 0 {
+		err = syscall.Errno(errno)
+	}
+	if err != nil {
+		l.dialFailed(c, fmt.Errorf("dial %s: %w", c.backend.DialAddress(), os.NewSyscallError("connect", err)))
+		return
+	}
+	if ev&unix.EPOLLOUT == 0 {
+		return // not yet: the edge with the outcome is still to come
+	}
+	c.down.readable = ev&(unix.EPOLLIN|unix.EPOLLRDHUP) != 0
+	c.down.rdhup = ev&unix.EPOLLRDHUP != 0
+	l.connected(c)
+}
+
+// dialFailed gives the failed backend back, tells health checking, and tries the next-best
+// backend while retries are left.
+func (l *loop) dialFailed(c *loopConn, err error) {
+	l.timers.clear(c)
+	if c.cancel != nil {
+		c.cancel()
+		c.cancel = nil
+	}
+	l.closeFD(c.bfd)
+	c.bfd = -1
+	b := c.backend
+	c.backend = nil
+	l.reportDial(b, err)
+	l.e.release(b)
+	l.e.stats.DialErrors.Add(1)
+	l.e.notes.dialFailed(l.e.cfg.Observer, b, err)
+	client := c.info.Client.Addr()
+	l.e.logDialErr.Do(func() {
+		l.e.notes.log(warnLevel, "backend dial failed", "backend", b.Key(), "client", client, "err", err)
+	})
+	c.tried = append(c.tried, b)
+	if c.attempts <= l.e.cfg.Retries {
+		c.state = stateConnecting // until connect decides otherwise
+		l.connect(c)
+		return
+	}
+	l.e.stats.Failed.Add(1)
+	l.finish(c, fmt.Errorf("listener: %d dials failed", len(c.tried)), false)
+}
+
+// reportDial tells a Picker that keeps passive health how a dial went.
+func (l *loop) reportDial(b *pool.Backend, err error) {
+	if r, ok := l.e.cfg.Picker.(pool.HealthReporter); ok {
+		r.ReportDial(b, err)
+	}
+}
+
+// resolve looks a backend's name up on a goroutine (DNS would block the loop) and posts the
+// address back; the connect timeout, already running, bounds it.
+func (l *loop) resolve(c *loopConn, hostport string) {
+	c.state = stateResolving
+	ctx, cancel := context.WithCancel(l.e.base)
+	c.cancel = cancel
+	c.token++
+	token := c.token
+	l.e.async.Add(1)
+	go l.lookup(ctx, c, token, hostport)
+}
+
+// lookup is a resolving connection's goroutine; it ends with the lookup or the connection.
+func (l *loop) lookup(ctx context.Context, c *loopConn, token uint32, hostport string) {
+	defer l.e.async.Done()
+	ap, err := lookupAddrPort(ctx, hostport)
+	l.post(func(l *loop) { l.resolved(c, token, ap, err) })
+}
+
+func lookupAddrPort(ctx context.Context, hostport string) (netip.AddrPort, error) {
+	host, portStr, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("dial %s: %w", hostport, err)
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("dial %s: port: %w", hostport, err)
+	}
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("dial %s: %w", hostport, err)
+	}
+	if len(ips) == 0 {
+		return netip.AddrPort{}, fmt.Errorf("dial %s: no address", hostport)
+	}
+	return netip.AddrPortFrom(ips[0], uint16(port)), nil
+}
+
+func (l *loop) resolved(c *loopConn, token uint32, ap netip.AddrPort, err error) {
+	if c.state != stateResolving || c.token != token {
+		return
+	}
+	defer l.recoverConn(c)
+	c.cancel()
+	c.cancel = nil
+	if err != nil {
+		l.dialFailed(c, err)
+		return
+	}
+	l.dialAddr(c, ap)
+}

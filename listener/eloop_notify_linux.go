@@ -1,0 +1,159 @@
+//go:build linux
+
+package listener
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"runtime/debug"
+	"sync"
+
+	"github.com/fulcrumlb/fulcrum/pool"
+)
+
+const (
+	errorLevel = slog.LevelError
+	warnLevel  = slog.LevelWarn
+)
+
+// maxQueuedNotices is where log lines start being dropped: a loop never waits for the log.
+// Observer events are never dropped (an access log line per connection is a promise).
+const maxQueuedNotices = 4096
+
+// notifier runs, on its own goroutine, what a loop must not: Observer calls that may block
+// (the access log writes a file) and log lines. A loop queues a notice under a lock held for
+// an append, never across a system call, and wakes the goroutine through a channel.
+//
+// Opened and Meter.Moved are not queued: the loop needs the Meter at once, and both are
+// documented not to block. The notifier keeps each connection's order: Closed, then Flush.
+type notifier struct {
+	logger *slog.Logger
+	mu     sync.Mutex // guards queue
+	q      []notice
+	wake   chan struct{} // capacity 1: a pending wake-up
+	quit   chan struct{}
+	done   chan struct{}
+}
+
+type noticeKind uint8
+
+const (
+	noticeLog noticeKind = iota
+	noticeRejected
+	noticeDialFailed
+	noticeClosed
+)
+
+// notice is one queued event: a log line or an Observer call.
+type notice struct {
+	kind    noticeKind
+	obs     Observer
+	info    *ConnInfo
+	traffic Traffic
+	meter   Meter
+	client  netip.AddrPort
+	backend *pool.Backend
+	err     error
+	level   slog.Level
+	msg     string
+	args    []any
+}
+
+func newNotifier(log *slog.Logger) *notifier {
+	n := &notifier{logger: log, wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
+	go n.run()
+	return n
+}
+
+// log queues a log line, or drops it when the queue is long.
+func (n *notifier) log(level slog.Level, msg string, args ...any) {
+	n.push(notice{kind: noticeLog, level: level, msg: msg, args: args}, true)
+}
+
+func (n *notifier) rejected(o Observer, client netip.AddrPort, err error) {
+	if o != nil {
+		n.push(notice{kind: noticeRejected, obs: o, client: client, err: err}, false)
+	}
+}
+
+func (n *notifier) dialFailed(o Observer, b *pool.Backend, err error) {
+	if o != nil {
+		n.push(notice{kind: noticeDialFailed, obs: o, backend: b, err: err}, false)
+	}
+}
+
+func (n *notifier) closed(o Observer, info *ConnInfo, t Traffic, m Meter) {
+	if o != nil {
+		n.push(notice{kind: noticeClosed, obs: o, info: info, traffic: t, meter: m}, false)
+	}
+}
+
+func (n *notifier) push(x notice, droppable bool) {
+	n.mu.Lock()
+	if droppable && len(n.q) >= maxQueuedNotices {
+		n.mu.Unlock()
+		return
+	}
+	n.q = append(n.q, x)
+	n.mu.Unlock()
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run is the notifier's goroutine; it ends after stop, once the queue is empty.
+func (n *notifier) run() {
+	defer close(n.done)
+	var batch []notice
+	for {
+		select {
+		case <-n.wake:
+		case <-n.quit:
+			n.deliver(n.swap(&batch))
+			return
+		}
+		n.deliver(n.swap(&batch))
+	}
+}
+
+func (n *notifier) swap(batch *[]notice) []notice {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	*batch, n.q = n.q, (*batch)[:0]
+	return *batch
+}
+
+func (n *notifier) deliver(batch []notice) {
+	for i := range batch {
+		n.deliverOne(&batch[i])
+		batch[i] = notice{}
+	}
+}
+
+// deliverOne makes one call; a panicking observer is logged, not fatal.
+func (n *notifier) deliverOne(x *notice) {
+	defer func() {
+		if v := recover(); v != nil {
+			n.logger.Error("panic in connection observer", "panic", v, "stack", string(debug.Stack()))
+		}
+	}()
+	switch x.kind {
+	case noticeLog:
+		n.logger.Log(context.Background(), x.level, x.msg, x.args...)
+	case noticeRejected:
+		x.obs.Rejected(x.client, x.err)
+	case noticeDialFailed:
+		x.obs.DialFailed(x.backend, x.err)
+	case noticeClosed:
+		x.obs.Closed(x.info, x.traffic)
+		flushMeter(x.meter)
+	}
+}
+
+// stop delivers what is queued and ends the goroutine. Call it once, after the loops ended.
+func (n *notifier) stop() {
+	close(n.quit)
+	<-n.done
+}

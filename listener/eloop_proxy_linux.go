@@ -1,0 +1,137 @@
+//go:build linux
+
+package listener
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+
+	proxyproto "github.com/pires/go-proxyproto"
+	"golang.org/x/sys/unix"
+)
+
+// The event-loop side of ProxyProtocol: the inbound header is read from the client without
+// blocking, a piece at a time, until it is whole (or cannot be one), then parsed by the same
+// library and judged by the same rules as in the goroutine plane (proxyproto.go).
+
+// awaitHeader starts waiting for c's inbound header, bounded by HeaderTimeout.
+func (l *loop) awaitHeader(c *loopConn) {
+	c.state = stateHeader
+	l.timers.set(c, l.now.Add(l.e.cfg.ProxyProtocol.headerTimeout()))
+}
+
+// readHeader reads what the client has sent, up to proxyHeaderBuf bytes in all, and judges
+// the header once it is complete.
+func (l *loop) readHeader(c *loopConn) {
+	for len(c.hdr) < proxyHeaderBuf && !c.hdrEOF {
+		n, err := unix.Read(c.cfd, l.buf[:proxyHeaderBuf-len(c.hdr)])
+		if err == unix.EAGAIN {
+			break
+		}
+		if err != nil {
+			l.refuseHeader(c, l.headerReadError(c, os.NewSyscallError("read", err)))
+			return
+		}
+		if n == 0 {
+			c.hdrEOF = true
+			break
+		}
+		c.hdr = append(c.hdr, l.buf[:n]...)
+	}
+	if c.hdrEOF || len(c.hdr) >= proxyHeaderBuf || headerComplete(c.hdr) {
+		l.judgeHeader(c, false)
+	}
+}
+
+func (l *loop) headerReadError(c *loopConn, err error) error {
+	if l.e.cfg.ProxyProtocol.trusts(c.info.Client.Addr()) {
+		return fmt.Errorf("PROXY header from %s: %w", c.info.Client, err)
+	}
+	return fmt.Errorf("read from client: %w", err)
+}
+
+// judgeHeader decides on what has been read (all of it, or what came before HeaderTimeout):
+// a trusted peer's header moves the client's address, an untrusted peer's plain bytes pass,
+// and everything else refuses the client. Then the backend is picked.
+func (l *loop) judgeHeader(c *loopConn, timedOut bool) {
+	pp := &l.e.cfg.ProxyProtocol
+	rest := c.hdr
+	var h *proxyproto.Header
+	var err error = os.ErrDeadlineExceeded
+	if !timedOut {
+		br := bufio.NewReaderSize(bytes.NewReader(c.hdr), proxyHeaderBuf)
+		h, err = proxyproto.Read(br)
+		rest, _ = br.Peek(br.Buffered()) // cannot fail: the bytes are buffered
+	}
+	c.hdr = nil
+	l.timers.clear(c)
+	if !pp.trusts(c.info.Client.Addr()) {
+		if err := untrustedHeader(err); err != nil {
+			l.refuseHeader(c, err)
+			return
+		}
+	} else if err != nil {
+		if errors.Is(err, proxyproto.ErrNoProxyProtocol) || isTimeout(err) {
+			err = ErrProxyHeaderMissing
+		} else {
+			err = fmt.Errorf("PROXY header from %s: %w", c.info.Client, err)
+		}
+		l.refuseHeader(c, err)
+		return
+	} else {
+		useProxyHeader(h, &c.info)
+	}
+	c.rest = rest
+	l.connect(c)
+}
+
+func (l *loop) refuseHeader(c *loopConn, err error) {
+	client := c.info.Client
+	l.e.logHeader.Do(func() { l.e.notes.log(warnLevel, "refusing client: PROXY header", "client", client, "err", err) })
+	l.finish(c, err, false)
+}
+
+// headerComplete reports whether b holds as much as the parser will ask for: a whole header,
+// or enough to know there is none. Short of that, the parser would wait for more.
+func headerComplete(b []byte) bool {
+	switch {
+	case len(b) == 0:
+		return false
+	case b[0] != proxyproto.SIGV1[0] && b[0] != proxyproto.SIGV2[0]:
+		return true // no signature can start here
+	case bytes.HasPrefix(proxyproto.SIGV1, b) || bytes.HasPrefix(proxyproto.SIGV2, b):
+		return false // a prefix of a signature: wait for the rest
+	case bytes.HasPrefix(b, proxyproto.SIGV1):
+		return bytes.IndexByte(b, '\n') >= 0 || len(b) >= 108 // v1 is one line, at most 107 bytes
+	case bytes.HasPrefix(b, proxyproto.SIGV2):
+		return len(b) >= 16 && len(b) >= 16+int(b[14])<<8|int(b[15])
+	}
+	return true // a signature's first byte, then something else
+}
+
+// queuePrefix puts what must reach the backend before any relayed byte in front of the
+// client → backend direction: the outbound PROXY header, then the bytes read past an inbound
+// one. Those bytes are client bytes like any other: the Meter hears them and Traffic.Up
+// counts them; the header is not.
+func (l *loop) queuePrefix(c *loopConn) error {
+	var p []byte
+	if v := l.e.cfg.ProxyProtocol.Send; v != 0 {
+		h := proxyproto.HeaderProxyFromAddrs(v, net.TCPAddrFromAddrPort(c.info.Client), net.TCPAddrFromAddrPort(c.info.Local))
+		b, err := h.Format()
+		if err != nil {
+			return fmt.Errorf("format proxy header for %s: %w", c.backend.Key(), err)
+		}
+		p = b
+	}
+	if len(c.rest) > 0 {
+		p = append(p, c.rest...)
+		l.moved(c, &c.up, len(c.rest))
+		c.rest = nil
+	}
+	c.up.pending, c.up.off = p, 0
+	return nil
+}
