@@ -110,6 +110,11 @@ func (cl *connList) each(f func(c *loopConn)) {
 // connEvent handles an event on one of c's sockets.
 func (l *loop) connEvent(c *loopConn, fromClient bool, ev uint32) {
 	defer l.recoverConn(c)
+	if fromClient && c.state != stateRelaying && ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP) != 0 {
+		// Remember the edge for when relaying starts: it will not come again.
+		c.up.readable = true
+		c.up.rdhup = c.up.rdhup || ev&(unix.EPOLLRDHUP|unix.EPOLLHUP) != 0
+	}
 	switch c.state {
 	case stateHeader:
 		if fromClient {

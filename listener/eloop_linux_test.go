@@ -1,0 +1,263 @@
+//go:build linux
+
+package listener
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fulcrumlb/fulcrum/pool"
+)
+
+func TestLoopsEcho(t *testing.T) {
+	p := resPool(t, resBackend(t, resEcho), resBackend(t, resEcho))
+	e, addr := startLoops(t, loopConfig{Loops: 2, Picker: p})
+	for i := range 20 {
+		c := resDial(t, addr)
+		if !resEchoes(t, c, strings.Repeat("x", i*1000+1)) {
+			t.Fatalf("connection %d: no echo", i)
+		}
+		c.Close()
+	}
+	resEventually(t, "every connection ended", func() bool { return e.ActiveConns() == 0 })
+	if n := e.Stats().Accepted.Load(); n != 20 {
+		t.Errorf("accepted %d, want 20", n)
+	}
+}
+
+// TestLoopsHalfClose: each side's FIN is passed on while the other direction keeps flowing.
+func TestLoopsHalfClose(t *testing.T) {
+	t.Run("client first", func(t *testing.T) {
+		reply := func(c *net.TCPConn) {
+			got, _ := io.ReadAll(c) // until the client's FIN
+			c.Write(bytes.ToUpper(got))
+			c.CloseWrite()
+		}
+		p := resPool(t, resBackend(t, reply))
+		_, addr := startLoops(t, loopConfig{Picker: p})
+		c := resDial(t, addr)
+		c.Write([]byte("hello, backend"))
+		c.CloseWrite()
+		c.SetReadDeadline(time.Now().Add(15 * time.Second))
+		got, err := io.ReadAll(c)
+		if err != nil || string(got) != "HELLO, BACKEND" {
+			t.Fatalf("reply after half-close: %q, %v", got, err)
+		}
+	})
+	t.Run("backend first", func(t *testing.T) {
+		seen := make(chan string, 1)
+		p := resPool(t, resBackend(t, func(c *net.TCPConn) {
+			c.Write([]byte("bye"))
+			c.CloseWrite()
+			got, _ := io.ReadAll(c)
+			seen <- string(got)
+		}))
+		_, addr := startLoops(t, loopConfig{Picker: p})
+		c := resDial(t, addr)
+		c.SetReadDeadline(time.Now().Add(15 * time.Second))
+		got, err := io.ReadAll(c) // the backend's FIN arrives; our direction is still open
+		if err != nil || string(got) != "bye" {
+			t.Fatalf("greeting: %q, %v", got, err)
+		}
+		c.Write([]byte("still here"))
+		c.CloseWrite()
+		select {
+		case s := <-seen:
+			if s != "still here" {
+				t.Fatalf("backend read %q after its FIN", s)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatal("client bytes never reached the half-closed backend")
+		}
+	})
+}
+
+// TestLoopsPanicIsolated: a panic while handling one connection resets that connection,
+// releases its backend and leaves the loop serving the others.
+func TestLoopsPanicIsolated(t *testing.T) {
+	p := resPool(t, resBackend(t, resEcho))
+	closed := make(chan Traffic, 10)
+	e, addr := startLoops(t, loopConfig{Loops: 1, Picker: p, Observer: panicObserver{resObserver{closed}}})
+	steady := resDial(t, addr)
+	if !resEchoes(t, steady, "before") {
+		t.Fatal("no echo before the panic")
+	}
+	victim := resDial(t, addr)
+	victim.Write([]byte(strings.Repeat("p", panicSize)))
+	if got := resWaitClosed(t, victim); len(got) != 0 {
+		t.Fatalf("panicking connection echoed %q", got)
+	}
+	if !resEchoes(t, steady, "after") {
+		t.Fatal("the loop stopped serving after a panic in another connection")
+	}
+	if !resEchoes(t, resDial(t, addr), "new") {
+		t.Fatal("no new connection served after the panic")
+	}
+	resEventually(t, "victim released", func() bool { return resStatus(t, p, p.Snapshot()[0].Key).Active == 2 })
+	if e.ActiveConns() != 2 {
+		t.Fatalf("%d active connections, want 2", e.ActiveConns())
+	}
+}
+
+// TestLoopsDescriptorsBackToStart drives a connection down every path that ends one, and
+// counts the process's descriptors back to where they started once the plane has stopped.
+func TestLoopsDescriptorsBackToStart(t *testing.T) {
+	// The backends copy through user space: Go's own splice keeps pipes in a pool that only
+	// the garbage collector empties, which would blur the count.
+	echo := closingBackend(t, func(c *net.TCPConn) {
+		io.Copy(struct{ io.Writer }{c}, struct{ io.Reader }{c})
+		c.CloseWrite()
+	})
+	hold := closingBackend(t, func(c *net.TCPConn) { io.Copy(struct{ io.Writer }{io.Discard}, struct{ io.Reader }{c}) })
+	dead := resDeadAddr(t)
+	start := fdSet(t)
+	p := resPool(t, echo)
+	e := newEventLoops(loopConfig{Loops: 2, Picker: p, Logger: resQuiet, IdleTimeout: 200 * time.Millisecond,
+		Observer: panicObserver{resObserver{make(chan Traffic, 100)}}, Retries: 1})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- e.Serve(ln) }()
+	addr := ln.Addr().String()
+	dial := func() *net.TCPConn {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.(*net.TCPConn)
+	}
+	// Clean end, with a bulk transfer that takes a pipe.
+	c := dial()
+	if !resEchoes(t, c, strings.Repeat("b", 1<<20)) {
+		t.Fatal("no bulk echo")
+	}
+	c.Close()
+	// Client reset.
+	c = dial()
+	resEchoes(t, c, "r")
+	c.SetLinger(0)
+	c.Close()
+	// Panic.
+	c = dial()
+	c.Write([]byte(strings.Repeat("p", panicSize)))
+	resWaitClosed(t, c)
+	c.Close()
+	// Idle timeout.
+	c = dial()
+	resEchoes(t, c, "i")
+	resWaitClosed(t, c)
+	c.Close()
+	// Failed dials (refused, then no backend left to try).
+	addBackend(t, p, dead)
+	deregister(t, p, echo)
+	c = dial()
+	resWaitClosed(t, c)
+	c.Close()
+	// CloseBackend, then Shutdown's reset of a held connection.
+	deregister(t, p, dead)
+	addBackend(t, p, hold)
+	c, c2 := dial(), dial()
+	resEventually(t, "held connections", func() bool { return resStatus(t, p, hold).Active == 2 })
+	if n := e.CloseBackend(hold); n != 2 {
+		t.Fatalf("CloseBackend closed %d, want 2", n)
+	}
+	c.Close()
+	c2.Close()
+	c = dial()
+	resEventually(t, "held connection", func() bool { return resStatus(t, p, hold).Active == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	e.Shutdown(ctx)
+	<-served
+	c.Close()
+	assertPickerIdle(t, p)
+	resEventually(t, "descriptors back to those at the start", func() bool { return len(newFDs(t, start)) == 0 })
+}
+
+func addBackend(t *testing.T, p *pool.Pool, addr string) {
+	t.Helper()
+	a, err := pool.ParseAddress(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Register(a, 1); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func deregister(t *testing.T, p *pool.Pool, key string) {
+	t.Helper()
+	if err := p.Deregister(key); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLoopIgnoresStaleEventOnReusedDescriptor: a connection closes and its descriptor number
+// is reused at once by the next connection's backend socket; an event queued for the old one
+// must not reach the new one (here: a stale EPOLLOUT would mark a still-connecting backend as
+// connected).
+func TestLoopIgnoresStaleEventOnReusedDescriptor(t *testing.T) {
+	be := resBackend(t, resHold)
+	p := resPool(t, be)
+	e := newEventLoops(loopConfig{Picker: p, Logger: resQuiet})
+	e.notes = newNotifier(resQuiet)
+	defer e.notes.stop()
+	l, err := newLoop(e, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.closeFDs()
+	l.now = time.Now()
+	ap := netip.MustParseAddrPort(be)
+	for attempt := 0; attempt < 50; attempt++ {
+		old := l.testConnecting(t, p, ap)
+		fd, gen := old.bfd, l.slots[old.bfd].gen
+		e.active.Add(1)
+		l.finish(old, errForced, true)
+		fresh := l.testConnecting(t, p, ap)
+		e.active.Add(1)
+		if fresh.bfd != fd {
+			l.finish(fresh, errForced, true)
+			continue // another goroutine took the number first: try again
+		}
+		l.dispatch(unix.EpollEvent{Events: unix.EPOLLOUT, Fd: int32(fd), Pad: int32(gen)})
+		if fresh.state != stateConnecting {
+			t.Fatalf("a stale event moved the new connection to state %d", fresh.state)
+		}
+		l.dispatch(unix.EpollEvent{Events: unix.EPOLLOUT, Fd: int32(fd), Pad: int32(l.slots[fd].gen)})
+		if fresh.state == stateConnecting {
+			t.Fatal("the current event was not handled either: the test proves nothing")
+		}
+		l.finish(fresh, errForced, true)
+		assertPickerIdle(t, p)
+		return
+	}
+	t.Fatal("the descriptor number was never reused")
+}
+
+// testConnecting makes a connection whose backend connect is in progress, with no client.
+func (l *loop) testConnecting(t *testing.T, p *pool.Pool, ap netip.AddrPort) *loopConn {
+	t.Helper()
+	c := &loopConn{cfd: -1, bfd: -1, timerIndex: -1}
+	l.conns.add(c)
+	b, err := p.Acquire(netip.Addr{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.backend = b
+	l.dialAddr(c, ap)
+	if c.state != stateConnecting {
+		t.Fatalf("connect did not start: state %d", c.state)
+	}
+	return c
+}
