@@ -5,9 +5,15 @@ package listener
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
 	"io"
 	"net"
 	"net/netip"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -260,4 +266,77 @@ func (l *loop) testConnecting(t *testing.T, p *pool.Pool, ap netip.AddrPort) *lo
 		t.Fatalf("connect did not start: state %d", c.state)
 	}
 	return c
+}
+
+// TestLoopsSlowReaderHoldsNoMemory: a backend pushes 256 MiB to a client that reads 4 KiB
+// every 10 ms. Back-pressure must leave the bytes in the kernel: the process's resident
+// memory grows by less than 4 MiB while the client crawls. Then the client reads the rest at
+// full speed and every byte is checked. The crawl lasts 3 s (the whole transfer at that pace
+// would take 11 minutes; memory would have grown long before).
+func TestLoopsSlowReaderHoldsNoMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow reader: seconds of crawling")
+	}
+	const total, blockSize = 256 << 20, 1 << 20
+	block := make([]byte, blockSize)
+	rand.Read(block)
+	want := sha256.New()
+	for range total / blockSize {
+		want.Write(block)
+	}
+	p := resPool(t, resBackend(t, func(c *net.TCPConn) {
+		for range total / blockSize {
+			if _, err := c.Write(block); err != nil {
+				return
+			}
+		}
+		c.CloseWrite()
+	}))
+	_, addr := startLoops(t, loopConfig{Picker: p})
+	c := resDial(t, addr)
+	got := sha256.New()
+	buf := make([]byte, 64<<10)
+	c.SetReadDeadline(time.Now().Add(time.Minute))
+	n, err := io.ReadFull(c, buf[:4<<10]) // the transfer is under way
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.Write(buf[:n])
+	runtime.GC()
+	debug.FreeOSMemory()
+	base, peak := residentBytes(t), 0
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); {
+		n, err := io.ReadFull(c, buf[:4<<10])
+		if err != nil {
+			t.Fatal(err)
+		}
+		got.Write(buf[:n])
+		peak = max(peak, residentBytes(t))
+		time.Sleep(10 * time.Millisecond)
+	}
+	if growth := peak - base; growth >= 4<<20 {
+		t.Errorf("resident memory grew by %d KiB under a slow reader, want < 4096", growth>>10)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.Copy(got, struct{ io.Reader }{c}); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Sum(nil), want.Sum(nil)) {
+		t.Fatal("the bytes that arrived are not the bytes sent")
+	}
+}
+
+// residentBytes is the process's resident set size, from /proc/self/statm.
+func residentBytes(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		t.Skipf("no /proc/self/statm: %v", err)
+	}
+	f := strings.Fields(string(b))
+	pages, err := strconv.Atoi(f[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pages * os.Getpagesize()
 }

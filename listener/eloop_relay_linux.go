@@ -3,6 +3,8 @@
 package listener
 
 import (
+	"fmt"
+	"io"
 	"os"
 	"syscall"
 
@@ -158,9 +160,11 @@ func (l *loop) spliceIn(c *loopConn, d *direction, src int) {
 	l.moved(c, d, int(n))
 }
 
-// drain writes what d holds to dst. It returns false when the connection failed.
+// drain writes what d holds to dst until it is all written or dst would block. It stops only
+// on EAGAIN, never on a short write: EAGAIN is what makes the kernel send the EPOLLOUT edge
+// that resumes it. It returns false when the connection failed.
 func (l *loop) drain(c *loopConn, d *direction, dst int) bool {
-	if d.off < len(d.pending) {
+	for d.off < len(d.pending) {
 		w, err := unix.Write(dst, d.pending[d.off:])
 		if err == unix.EAGAIN {
 			return true
@@ -170,18 +174,21 @@ func (l *loop) drain(c *loopConn, d *direction, dst int) bool {
 			return false
 		}
 		c.lastActive = l.now
-		if d.off += w; d.off < len(d.pending) {
-			return true
+		if d.off += w; d.off == len(d.pending) {
+			d.pending, d.off = nil, 0 // a slow reader's backlog is not kept once written
 		}
-		d.pending, d.off = nil, 0 // a slow reader's backlog is not kept once written
 	}
-	if d.inPipe > 0 {
+	for d.inPipe > 0 {
 		n, err := unix.Splice(d.pipe.r, nil, dst, nil, d.inPipe, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
 		if err == unix.EAGAIN {
 			return true
 		}
 		if err != nil {
 			l.finish(c, os.NewSyscallError("splice", err), true)
+			return false
+		}
+		if n == 0 {
+			l.finish(c, fmt.Errorf("splice to socket: %w", io.ErrNoProgress), true)
 			return false
 		}
 		c.lastActive = l.now
