@@ -2,7 +2,6 @@ package admin
 
 import (
 	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -170,19 +169,3 @@ func TestRemoveForce(t *testing.T) {
 		})
 	}
 }
-
-func TestDrainNeedsADrainer(t *testing.T) {
-	api := &API{Registry: registryOnly{}}
-	srv := httptest.NewServer(api.Handler())
-	t.Cleanup(srv.Close)
-	if code, _ := drainGet(t, srv, "/upstream/drain?host=10.0.0.1&port=80"); code != http.StatusNotImplemented {
-		t.Fatalf("status %d, want 501", code)
-	}
-}
-
-// registryOnly is a Registry without Drain.
-type registryOnly struct{}
-
-func (registryOnly) Register(pool.Address, int) (bool, error) { return false, nil }
-func (registryOnly) Deregister(string) error                  { return errors.New("no") }
-func (registryOnly) Snapshot() []pool.Status                  { return nil }

@@ -102,7 +102,7 @@ func TestStatusOverviewFields(t *testing.T) {
 	proxy, srv := opsProxy(t, p, listener.BackendBytes{})
 	opsHold(t, proxy).Close()
 
-	// Without an Overview, the reply has exactly the seed's top-level fields.
+	// Without an Overview, the reply has exactly the original top-level fields.
 	_, raw := opsReadStatus(t, opsAdmin(t, &admin.API{Registry: p, Logger: opsQuiet}))
 	keys := slices.Sorted(func(yield func(string) bool) {
 		for k := range raw {

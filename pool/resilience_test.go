@@ -188,7 +188,8 @@ func TestLocalErrorsDoNotMarkDown(t *testing.T) {
 		t.Run(e.Error(), func(t *testing.T) {
 			p, _, bs := newResPool(t, 1)
 			p.ReportDial(bs[0], &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("socket", e)})
-			p.ReportCheck(bs[0], fmt.Errorf("check: %w", e), 1, 1)
+			p.HealthFall, p.HealthRise = 1, 1
+			p.ReportCheck(bs[0], fmt.Errorf("check: %w", e))
 			if s := resState(t, p, bs[0].Key()); s.State != StateStatic || s.LastError != "" {
 				t.Fatalf("local %v changed the backend: %+v", e, s)
 			}
@@ -227,8 +228,9 @@ func TestActiveChecks(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			p, _, bs := newResPool(t, 1)
+			p.HealthFall, p.HealthRise = tc.fall, tc.rise
 			for i, err := range tc.results {
-				p.ReportCheck(bs[0], err, tc.fall, tc.rise)
+				p.ReportCheck(bs[0], err)
 				if got := resState(t, p, bs[0].Key()).State; got != tc.want[i] {
 					t.Fatalf("after result %d (%v): state %s, want %s", i, err, got, tc.want[i])
 				}
@@ -244,13 +246,13 @@ func TestPassingCheckEndsBackoffEarly(t *testing.T) {
 	p, clock, bs := newResPool(t, 1)
 	p.ReportDial(bs[0], resRefused)
 	clock.Advance(10 * time.Millisecond)
-	p.ReportCheck(bs[0], nil, 3, 2)
+	p.ReportCheck(bs[0], nil)
 	if got := resState(t, p, bs[0].Key()).State; got != StateStatic || !resPickable(t, p, bs[0]) {
 		t.Fatalf("a passing check did not end a passive backoff: %s", got)
 	}
 	// A backend the checks took down does not come back by a trial dial.
 	for range 3 {
-		p.ReportCheck(bs[0], resRefused, 3, 2)
+		p.ReportCheck(bs[0], resRefused)
 	}
 	clock.Advance(time.Hour)
 	if resPickable(t, p, bs[0]) {
@@ -471,11 +473,12 @@ func TestStateChangesLoggedOnce(t *testing.T) {
 		p.ReportDial(b, resRefused)
 		p.Release(b)
 	}
+	p.HealthFall, p.HealthRise = 1, 1
 	for range 3 { // failing checks of a backend already down
-		p.ReportCheck(bs[0], resRefused, 1, 1)
+		p.ReportCheck(bs[0], resRefused)
 	}
-	p.ReportCheck(bs[0], nil, 1, 1)
-	p.ReportCheck(bs[0], nil, 1, 1)
+	p.ReportCheck(bs[0], nil)
+	p.ReportCheck(bs[0], nil)
 	if logs.n["backend down"] != 1 || logs.n["backend up"] != 1 {
 		t.Fatalf("state change logs %v; want one backend down and one backend up", logs.n)
 	}

@@ -49,7 +49,7 @@ func (ta *testAdmin) authHeaders() []string {
 func opsRunCLI(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	var out, errOut strings.Builder
-	app := newApp()
+	app := newApp(testUpgrades)
 	app.Writer, app.ErrWriter = &out, &errOut
 	err := app.Run(append([]string{"fulcrum"}, args...))
 	return out.String() + errOut.String(), err

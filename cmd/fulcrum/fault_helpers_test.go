@@ -33,6 +33,9 @@ import (
 var (
 	fulcrumBin string // the binary under test; empty when it could not be built
 	buildErr   error
+	// testUpgrades is the process's one grant of SIGHUP upgrades, shared by every in-process
+	// serve as main's is by the one serve of a real process.
+	testUpgrades = &upgrades{}
 )
 
 func TestMain(m *testing.M) {

@@ -18,9 +18,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/time/rate"
-
-	"github.com/fulcrumlb/fulcrum/admin"
-	"github.com/fulcrumlb/fulcrum/pool"
 )
 
 func TestParseRate(t *testing.T) {
@@ -165,14 +162,20 @@ func TestOpenAdminWarning(t *testing.T) {
 		adminAddr, _ := net.ResolveTCPAddr("tcp", c.admin)
 		listen, _ := net.ResolveTCPAddr("tcp", "[::]:8000")
 		sc := &securityConfig{token: c.token, maxBackends: 3}
-		p, api := &pool.Pool{}, &admin.API{}
-		sc.apply(log, p, api, listen, adminAddr)
+		sc.warnOpenAdmin(log, adminAddr)
+		cfg := &config{sec: sc, log: log}
+		p, err := newPool(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		api := newAPI(cfg, p, newServer(cfg, p, nil), nil, listen, adminAddr)
+		rules := &api.Security
 		warned := strings.Contains(buf.String(), "address-only rule") && strings.Contains(buf.String(), "admin="+c.admin)
 		if warned != c.warn {
 			t.Errorf("admin %s token %q: warned %v: %s", c.admin, c.token, warned, buf.String())
 		}
-		if p.MaxBackends != 3 || len(api.Security.Self) != 2 || api.Security.Token != c.token {
-			t.Errorf("not applied: %d %v", p.MaxBackends, api.Security.Self)
+		if p.MaxBackends != 3 || len(rules.Self) != 2 || rules.Token != c.token {
+			t.Errorf("not applied: %d %v", p.MaxBackends, rules.Self)
 		}
 	}
 }

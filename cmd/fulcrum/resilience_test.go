@@ -32,7 +32,7 @@ func resServe(t *testing.T, args ...string) (listen, adm string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	argv := append([]string{"fulcrum", "serve", "--listen", listen, "--admin", adm, "--log-level", "error", "--drain-timeout", "5s"}, args...)
-	go func() { done <- newApp().RunContext(ctx, argv) }()
+	go func() { done <- newApp(testUpgrades).RunContext(ctx, argv) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -230,7 +230,7 @@ func TestResilienceFlagErrors(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			argv := append([]string{"fulcrum", "serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"}, tc.args...)
-			err := newApp().Run(argv)
+			err := newApp(testUpgrades).Run(argv)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err %v, want one naming %s", err, tc.want)
 			}
