@@ -150,7 +150,7 @@ func (l *loop) startConn(ll *loopListener, fd int, sa unix.Sockaddr) {
 		l.finish(c, err, true)
 		return
 	}
-	if len(l.e.cfg.ProxyProtocol.Accept) > 0 {
+	if l.e.cfg.ProxyProtocol.accepts() {
 		l.awaitHeader(c)
 		return
 	}

@@ -22,10 +22,8 @@ import (
 func (l *loop) connect(c *loopConn) {
 	b, err := l.e.cfg.Picker.Acquire(c.info.Client.Addr(), c.tried)
 	if errors.Is(err, pool.ErrFull) && l.e.cfg.QueueTimeout > 0 {
-		if w, ok := l.e.cfg.Picker.(pool.Waiter); ok {
-			l.queue(c, w)
-			return
-		}
+		l.queue(c)
+		return
 	}
 	if err != nil {
 		l.noBackend(c, err)
@@ -54,21 +52,21 @@ func (l *loop) noBackend(c *loopConn, err error) {
 
 // queue parks c until a backend has room: a goroutine waits in the Picker's FIFO queue (the
 // loop must not) and posts what it got back to the loop.
-func (l *loop) queue(c *loopConn, w pool.Waiter) {
+func (l *loop) queue(c *loopConn) {
 	c.state = stateQueued
 	ctx, cancel := context.WithTimeout(l.e.base, l.e.cfg.QueueTimeout)
 	c.cancel = cancel
 	c.token++
 	token, client, tried := c.token, c.info.Client.Addr(), slices.Clone(c.tried)
 	l.e.async.Add(1)
-	go l.awaitSlot(ctx, w, c, token, client, tried)
+	go l.awaitSlot(ctx, c, token, client, tried)
 }
 
 // awaitSlot is a queued connection's waiting goroutine. It ends when a slot is found, the
 // queue timeout passes, or the connection ends (its cancel).
-func (l *loop) awaitSlot(ctx context.Context, w pool.Waiter, c *loopConn, token uint32, client netip.Addr, tried []*pool.Backend) {
+func (l *loop) awaitSlot(ctx context.Context, c *loopConn, token uint32, client netip.Addr, tried []*pool.Backend) {
 	defer l.e.async.Done()
-	b, err := w.AcquireWait(ctx, client, tried)
+	b, err := l.e.cfg.Picker.AcquireWait(ctx, client, tried)
 	if !l.post(func(l *loop) { l.slotFound(c, token, b, err) }) && b != nil {
 		l.e.release(b) // the loop has ended: nobody else will
 	}
@@ -174,12 +172,9 @@ func (l *loop) dialFailed(c *loopConn, err error) {
 	l.finish(c, fmt.Errorf("listener: %d dials failed", len(c.tried)), false)
 }
 
-// reportDial tells a Picker that keeps passive health how a dial went.
-func (l *loop) reportDial(b *pool.Backend, err error) {
-	if r, ok := l.e.cfg.Picker.(pool.HealthReporter); ok {
-		r.ReportDial(b, err)
-	}
-}
+// reportDial tells the Picker how a dial went: its passive health check. It runs on the loop,
+// before the next pick, so that a dead backend is out of picking at once.
+func (l *loop) reportDial(b *pool.Backend, err error) { l.e.cfg.Picker.ReportDial(b, err) }
 
 // resolve looks a backend's name up on a goroutine (DNS would block the loop) and posts the
 // address back; the connect timeout, already running, bounds it.

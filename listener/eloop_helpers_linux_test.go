@@ -145,6 +145,8 @@ func (panicMeter) Moved(_ bool, n int64) {
 	}
 }
 
+func (panicMeter) Flush() {}
+
 type panicObserver struct{ resObserver }
 
 func (panicObserver) Opened(*ConnInfo) Meter { return panicMeter{} }

@@ -19,38 +19,6 @@ import (
 	"github.com/fulcrumlb/fulcrum/pool"
 )
 
-// loopConfig is what the event-loop plane needs to serve connections. Fields named like the
-// Server's mean the same and share its zero values.
-type loopConfig struct {
-	Loops          int // event loops, each on its own OS thread; zero means 1
-	Picker         pool.Picker
-	ConnectTimeout time.Duration
-	Retries        int
-	IdleTimeout    time.Duration // as Splice.IdleTimeout; zero means never
-	MaxConns       int
-	QueueTimeout   time.Duration
-	ProxyProtocol  ProxyProtocol
-	Observer       Observer
-	Logger         *slog.Logger
-	// MaxPipes bounds the splice pipes each loop creates; zero means 32. A direction that
-	// finds none free copies through the loop's buffer instead.
-	MaxPipes int
-}
-
-func (c *loopConfig) connectTimeout() time.Duration {
-	if c.ConnectTimeout > 0 {
-		return c.ConnectTimeout
-	}
-	return 5 * time.Second
-}
-
-func (c *loopConfig) logger() *slog.Logger {
-	if c.Logger != nil {
-		return c.Logger
-	}
-	return slog.Default()
-}
-
 // eventLoops is the Linux data plane in which a few event loops own every connection from
 // accept to close: each loop runs on a locked OS thread with its own epoll instance, and
 // drives non-blocking sockets with raw system calls. See eloop_loop_linux.go for one loop.
@@ -62,7 +30,7 @@ func (c *loopConfig) logger() *slog.Logger {
 type eventLoops struct {
 	cfg   loopConfig
 	loops []*loop
-	stats Stats
+	stats *Stats
 	notes *notifier
 
 	active  atomic.Int64 // connections being served over every loop, queued ones included
@@ -88,6 +56,11 @@ type eventLoops struct {
 	logHeader  rate.Sometimes
 }
 
+var _ loopPlane = (*eventLoops)(nil)
+
+// newLoopPlane builds the event-loop plane; its loops start with the first Serve.
+func newLoopPlane(cfg loopConfig) (loopPlane, error) { return newEventLoops(cfg), nil }
+
 // newEventLoops builds the plane; its loops start with the first Serve.
 func newEventLoops(cfg loopConfig) *eventLoops {
 	e := &eventLoops{
@@ -99,6 +72,9 @@ func newEventLoops(cfg loopConfig) *eventLoops {
 		logAccept:  rate.Sometimes{Interval: time.Second},
 		logLimit:   rate.Sometimes{Interval: time.Second},
 		logHeader:  rate.Sometimes{Interval: time.Second},
+	}
+	if e.stats = cfg.Stats; e.stats == nil {
+		e.stats = new(Stats)
 	}
 	e.base, e.cancelBase = context.WithCancel(context.Background())
 	return e
@@ -287,7 +263,7 @@ func (e *eventLoops) CloseBackend(key string) int {
 func (e *eventLoops) ActiveConns() int { return int(e.active.Load()) }
 
 // Stats returns the plane's counters.
-func (e *eventLoops) Stats() *Stats { return &e.stats }
+func (e *eventLoops) Stats() *Stats { return e.stats }
 
 // connEnded is called by a loop when one of its connections is gone.
 func (e *eventLoops) connEnded() {

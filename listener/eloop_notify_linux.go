@@ -148,7 +148,9 @@ func (n *notifier) deliverOne(x *notice) {
 		x.obs.DialFailed(x.backend, x.err)
 	case noticeClosed:
 		x.obs.Closed(x.info, x.traffic)
-		flushMeter(x.meter)
+		if x.meter != nil {
+			x.meter.Flush()
+		}
 	}
 }
 

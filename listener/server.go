@@ -28,8 +28,18 @@ type Server struct {
 	ConnectTimeout time.Duration
 	// Retries is how many other backends to try after a failed dial; zero means none.
 	Retries int
-	// DataPath moves the bytes; nil means Splice{}.
+	// DataPlane chooses how connections run: the zero value is PlaneGoroutine; PlaneEpoll
+	// (Linux only; Serve fails elsewhere) runs event loops (dataplane.go).
+	DataPlane DataPlane
+	// Loops is how many event loops PlaneEpoll runs; zero means DefaultLoops().
+	Loops int
+	// DataPath moves the bytes on PlaneGoroutine; nil means Splice{IdleTimeout: IdleTimeout}.
+	// PlaneEpoll moves them itself, the same way (16 KiB reads, splice for bulk).
 	DataPath DataPath
+	// IdleTimeout closes a connection on which no byte has moved either way for this long,
+	// half-closed ones included (Traffic.Err is then ErrIdle); zero means never. On
+	// PlaneGoroutine it applies when DataPath is nil.
+	IdleTimeout time.Duration
 	// Logger receives connection errors, rate-limited; nil means slog.Default().
 	Logger *slog.Logger
 	// Observer hears every connection's events (metrics, access log); nil means none.
@@ -58,6 +68,9 @@ type Server struct {
 	done       chan struct{} // closed when Shutdown begins
 	doneOnce   sync.Once
 	slots      chan struct{} // one token per connection served; nil when MaxConns is 0
+
+	eloops    loopPlane // the event loops, when DataPlane is PlaneEpoll; built by init
+	eloopsErr error     // why they could not be built
 
 	stats          Stats
 	logNoPeer      rate.Sometimes
@@ -93,7 +106,31 @@ func (s *Server) init() {
 		if s.MaxConns > 0 {
 			s.slots = make(chan struct{}, s.MaxConns)
 		}
+		if s.DataPlane == PlaneEpoll {
+			s.eloops, s.eloopsErr = newLoopPlane(s.loopConfig())
+		}
 	})
+}
+
+// loopConfig hands the event-loop plane the Server's settings; it counts on s.stats.
+func (s *Server) loopConfig() loopConfig {
+	loops := s.Loops
+	if loops <= 0 {
+		loops = DefaultLoops()
+	}
+	return loopConfig{
+		Loops:          loops,
+		Picker:         s.Picker,
+		ConnectTimeout: s.ConnectTimeout,
+		Retries:        s.Retries,
+		IdleTimeout:    s.IdleTimeout,
+		MaxConns:       s.MaxConns,
+		QueueTimeout:   s.QueueTimeout,
+		ProxyProtocol:  s.ProxyProtocol,
+		Observer:       s.Observer,
+		Logger:         s.Logger,
+		Stats:          &s.stats,
+	}
 }
 
 func (s *Server) logger() *slog.Logger {
@@ -114,7 +151,7 @@ func (s *Server) dataPath() DataPath {
 	if s.DataPath != nil {
 		return s.DataPath
 	}
-	return Splice{}
+	return Splice{IdleTimeout: s.IdleTimeout}
 }
 
 // Serve accepts connections on ln until Shutdown, which makes it return ErrServerClosed.
@@ -122,6 +159,13 @@ func (s *Server) dataPath() DataPath {
 // 5 ms doubling to 1 s, logged at most once a second.
 func (s *Server) Serve(ln net.Listener) error {
 	s.init()
+	if s.eloopsErr != nil {
+		ln.Close()
+		return s.eloopsErr
+	}
+	if s.eloops != nil {
+		return s.eloops.Serve(ln)
+	}
 	if !s.trackListener(ln, true) {
 		ln.Close()
 		return ErrServerClosed
@@ -218,6 +262,9 @@ func (s *Server) untrack(c *conn) {
 // is safe.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.init()
+	if s.eloops != nil {
+		return s.eloops.Shutdown(ctx)
+	}
 	s.closing.Store(true)
 	s.doneOnce.Do(func() { close(s.done) })
 	s.mu.Lock()
@@ -258,6 +305,10 @@ func (s *Server) closeAll() {
 // those still dialing it, and reports how many it closed. The admin API's remove?force=1 uses
 // it after taking the backend out of picking.
 func (s *Server) CloseBackend(key string) int {
+	s.init()
+	if s.eloops != nil {
+		return s.eloops.CloseBackend(key)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
@@ -272,6 +323,10 @@ func (s *Server) CloseBackend(key string) int {
 
 // ActiveConns is the number of client connections being served.
 func (s *Server) ActiveConns() int {
+	s.init()
+	if s.eloops != nil {
+		return s.eloops.ActiveConns()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.conns)

@@ -1,0 +1,96 @@
+package listener
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime"
+	"time"
+
+	"github.com/fulcrumlb/fulcrum/pool"
+)
+
+// DataPlane names how a Server runs its connections. Both planes behave the same to clients,
+// backends, the Picker and the Observer; they differ in what each connection costs.
+type DataPlane string
+
+const (
+	// PlaneGoroutine gives each connection goroutines over Go's netpoller, and moves its bytes
+	// with the DataPath (Splice: (*net.TCPConn).ReadFrom, which splices). It runs everywhere.
+	PlaneGoroutine DataPlane = "goroutine"
+	// PlaneEpoll runs a few event loops, each on a locked OS thread with its own epoll
+	// instance, that own every connection from accept to close over raw non-blocking sockets
+	// (eloop_linux.go). Linux only.
+	PlaneEpoll DataPlane = "epoll"
+)
+
+// ParseDataPlane reads a --data-plane value.
+func ParseDataPlane(s string) (DataPlane, error) {
+	switch DataPlane(s) {
+	case PlaneEpoll, PlaneGoroutine:
+		return DataPlane(s), nil
+	}
+	return "", fmt.Errorf("data plane %q: want %s or %s", s, PlaneEpoll, PlaneGoroutine)
+}
+
+// DefaultDataPlane is epoll where it exists (Linux), goroutine elsewhere.
+func DefaultDataPlane() DataPlane {
+	if runtime.GOOS == "linux" {
+		return PlaneEpoll
+	}
+	return PlaneGoroutine
+}
+
+// DefaultLoops is the number of event loops when none is set: one per P but one, which stays
+// free for the admin API, health checks and signals (a loop in epoll_wait holds its P).
+func DefaultLoops() int { return max(runtime.GOMAXPROCS(0)-1, 1) }
+
+// loopPlane is the seam between Server and an event-loop plane: the loops accept, pick, dial,
+// move the bytes and watch each connection to its end. A plane that lets the kernel move the
+// bytes (a BPF sockmap) keeps this shape: only what happens once a backend is connected
+// changes (loop.connected and loop.relayEvent in eloop_relay_linux.go).
+type loopPlane interface {
+	// Serve accepts on ln until Shutdown, then returns ErrServerClosed.
+	Serve(ln net.Listener) error
+	// Shutdown stops accepting, waits for connections until ctx ends, then resets the rest.
+	Shutdown(ctx context.Context) error
+	// CloseBackend resets the connections to one backend, connecting ones included.
+	CloseBackend(key string) int
+	// ActiveConns is the number of client connections being served.
+	ActiveConns() int
+}
+
+// loopConfig is what the event-loop plane needs to serve connections. Fields named like the
+// Server's mean the same and share its zero values.
+type loopConfig struct {
+	Loops          int // event loops, each on its own OS thread; zero means 1
+	Picker         pool.Picker
+	ConnectTimeout time.Duration
+	Retries        int
+	IdleTimeout    time.Duration // as Splice.IdleTimeout; zero means never
+	MaxConns       int
+	QueueTimeout   time.Duration
+	ProxyProtocol  ProxyProtocol
+	Observer       Observer
+	Logger         *slog.Logger
+	// Stats receives the plane's counters; nil means the plane keeps its own.
+	Stats *Stats
+	// MaxPipes bounds the splice pipes each loop creates; zero means 32. A direction that
+	// finds none free copies through the loop's buffer instead.
+	MaxPipes int
+}
+
+func (c *loopConfig) connectTimeout() time.Duration {
+	if c.ConnectTimeout > 0 {
+		return c.ConnectTimeout
+	}
+	return 5 * time.Second
+}
+
+func (c *loopConfig) logger() *slog.Logger {
+	if c.Logger != nil {
+		return c.Logger
+	}
+	return slog.Default()
+}
