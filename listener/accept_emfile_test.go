@@ -32,7 +32,11 @@ func TestHelperEMFILEChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := resPool(t, backend)
-	s := &Server{Picker: p, Retries: 0, Logger: resQuiet}
+	plane, err := ParseDataPlane(os.Getenv("FULCRUM_EMFILE_PLANE"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Picker: p, Retries: 0, Logger: resQuiet, DataPlane: plane}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +61,7 @@ type emfileChild struct {
 func startEMFILEChild(t *testing.T, backend string) (*emfileChild, string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperEMFILEChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "FULCRUM_EMFILE_BACKEND="+backend)
+	cmd.Env = append(os.Environ(), "FULCRUM_EMFILE_BACKEND="+backend, "FULCRUM_EMFILE_PLANE="+string(planeOf(t)))
 	cmd.Stderr = os.Stderr
 	inR, inW, err := os.Pipe()
 	if err != nil {
@@ -126,7 +130,9 @@ func cpuTime(t *testing.T, pid int) time.Duration {
 // TestAcceptSurvivesEMFILE holds more connections than a child proxy has descriptors for: its
 // accept loop must back off (5 ms doubling to 1 s) instead of spinning, and serve again as
 // soon as descriptors free up.
-func TestAcceptSurvivesEMFILE(t *testing.T) {
+func TestAcceptSurvivesEMFILE(t *testing.T) { eachPlane(t, testAcceptSurvivesEMFILE) }
+
+func testAcceptSurvivesEMFILE(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a child process")
 	}

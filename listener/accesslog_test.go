@@ -53,7 +53,9 @@ func (b *lockedBuffer) waitLines(t *testing.T, n int) []map[string]any {
 	return b.lines(t)
 }
 
-func TestAccessLogFinishedConnection(t *testing.T) {
+func TestAccessLogFinishedConnection(t *testing.T) { eachPlane(t, testAccessLogFinishedConnection) }
+
+func testAccessLogFinishedConnection(t *testing.T) {
 	be := startPPBackend(t, "tcp4", "")
 	var out lockedBuffer
 	addr := startPPServer(t, "tcp4", ProxyProtocol{}, Observers{NewAccessLog(&out)}, poolOf(t, be))
@@ -76,7 +78,9 @@ func TestAccessLogFinishedConnection(t *testing.T) {
 	}
 }
 
-func TestAccessLogRejectedAndReset(t *testing.T) {
+func TestAccessLogRejectedAndReset(t *testing.T) { eachPlane(t, testAccessLogRejectedAndReset) }
+
+func testAccessLogRejectedAndReset(t *testing.T) {
 	t.Run("rejected", func(t *testing.T) {
 		var out lockedBuffer
 		addr := startPPServer(t, "tcp4", ProxyProtocol{}, NewAccessLog(&out), poolOf(t))
@@ -124,7 +128,9 @@ func TestEndReason(t *testing.T) {
 }
 
 // The PROXY client shows in the access log, with the balancer in front as peer.
-func TestAccessLogProxyClient(t *testing.T) {
+func TestAccessLogProxyClient(t *testing.T) { eachPlane(t, testAccessLogProxyClient) }
+
+func testAccessLogProxyClient(t *testing.T) {
 	be := startPPBackend(t, "tcp4", "")
 	var out lockedBuffer
 	pp := ProxyProtocol{Accept: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
@@ -138,14 +144,16 @@ func TestAccessLogProxyClient(t *testing.T) {
 }
 
 // A connection closed by the idle timeout is logged as a timeout.
-func TestAccessLogIdleTimeout(t *testing.T) {
+func TestAccessLogIdleTimeout(t *testing.T) { eachPlane(t, testAccessLogIdleTimeout) }
+
+func testAccessLogIdleTimeout(t *testing.T) {
 	be := startPPBackend(t, "tcp4", "")
 	var out lockedBuffer
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Picker: poolOf(t, be), Observer: NewAccessLog(&out), DataPath: Splice{IdleTimeout: 200 * time.Millisecond}, Logger: ppQuiet}
+	s := &Server{Picker: poolOf(t, be), Observer: NewAccessLog(&out), IdleTimeout: 200 * time.Millisecond, Logger: ppQuiet, DataPlane: planeOf(t)}
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ln) }()
 	t.Cleanup(func() { s.Shutdown(context.Background()); <-done })

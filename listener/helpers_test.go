@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -134,7 +136,7 @@ func startProxy(t *testing.T, p *pool.Pool, backends ...*backend) *proxy {
 		t.Fatal(err)
 	}
 	px := &proxy{
-		srv:  &listener.Server{Picker: p, Retries: 2, ConnectTimeout: 2 * time.Second, Logger: quiet},
+		srv:  &listener.Server{Picker: p, Retries: 2, ConnectTimeout: 2 * time.Second, Logger: quiet, DataPlane: planeOf(t)},
 		pool: p,
 		addr: ln.Addr().String(),
 		done: make(chan error, 1),
@@ -189,3 +191,25 @@ func (px *proxy) assertNoCounts(t *testing.T) {
 }
 
 func key(b *backend) string { return b.addr().Key() }
+
+// eachPlane runs test once on each data plane this system has, as subtests named for the
+// plane; startProxy reads the plane back with planeOf.
+func eachPlane(t *testing.T, test func(t *testing.T)) {
+	planes := []listener.DataPlane{listener.PlaneGoroutine}
+	if runtime.GOOS == "linux" {
+		planes = append(planes, listener.PlaneEpoll)
+	}
+	for _, p := range planes {
+		t.Run(string(p), test)
+	}
+}
+
+// planeOf is the plane of the eachPlane subtest t runs in (or under); goroutine outside one.
+func planeOf(t *testing.T) listener.DataPlane {
+	for _, part := range strings.Split(t.Name(), "/") {
+		if p, err := listener.ParseDataPlane(part); err == nil {
+			return p
+		}
+	}
+	return listener.PlaneGoroutine
+}

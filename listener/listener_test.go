@@ -31,6 +31,10 @@ func roundTrip(t *testing.T, c net.Conn, msg string) {
 }
 
 func TestBurstOfHeldConnectionsSpreadsExactly(t *testing.T) {
+	eachPlane(t, testBurstOfHeldConnectionsSpreadsExactly)
+}
+
+func testBurstOfHeldConnectionsSpreadsExactly(t *testing.T) {
 	bs := []*backend{startBackend(t, hold), startBackend(t, hold), startBackend(t, hold), startBackend(t, hold)}
 	px := startProxy(t, &pool.Pool{}, bs...)
 	const n = 41
@@ -70,6 +74,10 @@ func TestBurstOfHeldConnectionsSpreadsExactly(t *testing.T) {
 }
 
 func TestSequentialConnectionsSpreadEvenly(t *testing.T) {
+	eachPlane(t, testSequentialConnectionsSpreadEvenly)
+}
+
+func testSequentialConnectionsSpreadEvenly(t *testing.T) {
 	bs := []*backend{startBackend(t, echo), startBackend(t, echo), startBackend(t, echo)}
 	px := startProxy(t, &pool.Pool{}, bs...)
 	for i := 0; i < 30; i++ {
@@ -85,7 +93,9 @@ func TestSequentialConnectionsSpreadEvenly(t *testing.T) {
 	}
 }
 
-func TestHalfCloseDeliversWholeReply(t *testing.T) {
+func TestHalfCloseDeliversWholeReply(t *testing.T) { eachPlane(t, testHalfCloseDeliversWholeReply) }
+
+func testHalfCloseDeliversWholeReply(t *testing.T) {
 	// The backend answers only after the client's FIN, as a request/response protocol that
 	// uses shutdown(SHUT_WR) to end a request does.
 	reply := bytes.Repeat([]byte("r"), 300<<10)
@@ -112,7 +122,9 @@ func TestHalfCloseDeliversWholeReply(t *testing.T) {
 	px.assertNoCounts(t)
 }
 
-func TestFiftyConcurrentMiBEchoesMatch(t *testing.T) {
+func TestFiftyConcurrentMiBEchoesMatch(t *testing.T) { eachPlane(t, testFiftyConcurrentMiBEchoesMatch) }
+
+func testFiftyConcurrentMiBEchoesMatch(t *testing.T) {
 	bs := []*backend{startBackend(t, echo), startBackend(t, echo), startBackend(t, echo)}
 	px := startProxy(t, &pool.Pool{}, bs...)
 	var wg sync.WaitGroup
@@ -173,6 +185,10 @@ func deadAddress(t *testing.T) pool.Address {
 }
 
 func TestDeadBackendCostsClientsNothing(t *testing.T) {
+	eachPlane(t, testDeadBackendCostsClientsNothing)
+}
+
+func testDeadBackendCostsClientsNothing(t *testing.T) {
 	live := []*backend{startBackend(t, echo), startBackend(t, echo)}
 	p := &pool.Pool{}
 	px := startProxy(t, p, live...)
@@ -195,6 +211,10 @@ func TestDeadBackendCostsClientsNothing(t *testing.T) {
 }
 
 func TestNoLiveBackendClosesClientAtOnce(t *testing.T) {
+	eachPlane(t, testNoLiveBackendClosesClientAtOnce)
+}
+
+func testNoLiveBackendClosesClientAtOnce(t *testing.T) {
 	px := startProxy(t, &pool.Pool{})
 	c := px.dial(t)
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -205,6 +225,10 @@ func TestNoLiveBackendClosesClientAtOnce(t *testing.T) {
 }
 
 func TestRemovalLeavesEstablishedRunning(t *testing.T) {
+	eachPlane(t, testRemovalLeavesEstablishedRunning)
+}
+
+func testRemovalLeavesEstablishedRunning(t *testing.T) {
 	a, b := startBackend(t, echo), startBackend(t, echo)
 	p := &pool.Pool{}
 	px := startProxy(t, p, a)
@@ -229,7 +253,9 @@ func TestRemovalLeavesEstablishedRunning(t *testing.T) {
 	eventually(t, "removed backend forgotten", func() bool { _, ok := px.counts()[key(a)]; return !ok })
 }
 
-func TestBackendResetClosesClient(t *testing.T) {
+func TestBackendResetClosesClient(t *testing.T) { eachPlane(t, testBackendResetClosesClient) }
+
+func testBackendResetClosesClient(t *testing.T) {
 	b := startBackend(t, func(c *net.TCPConn) {
 		c.Read(make([]byte, 1))
 		c.SetLinger(0)
@@ -247,6 +273,10 @@ func TestBackendResetClosesClient(t *testing.T) {
 }
 
 func TestShutdownLetsInFlightTransferFinish(t *testing.T) {
+	eachPlane(t, testShutdownLetsInFlightTransferFinish)
+}
+
+func testShutdownLetsInFlightTransferFinish(t *testing.T) {
 	release := make(chan struct{})
 	payload := bytes.Repeat([]byte("d"), 1<<20)
 	b := startBackend(t, func(c *net.TCPConn) {
@@ -285,6 +315,10 @@ func TestShutdownLetsInFlightTransferFinish(t *testing.T) {
 }
 
 func TestShutdownClosesConnectionsAfterTimeout(t *testing.T) {
+	eachPlane(t, testShutdownClosesConnectionsAfterTimeout)
+}
+
+func testShutdownClosesConnectionsAfterTimeout(t *testing.T) {
 	b := startBackend(t, hold)
 	px := startProxy(t, &pool.Pool{}, b)
 	c := px.dial(t)

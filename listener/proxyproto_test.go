@@ -151,7 +151,7 @@ func startPPServer(t *testing.T, network string, pp ProxyProtocol, obs Observer,
 	if err != nil {
 		t.Skipf("listen %s: %v", addr, err)
 	}
-	s := &Server{Picker: picker, ProxyProtocol: pp, Observer: obs, ConnectTimeout: 10 * time.Second, Logger: ppQuiet}
+	s := &Server{Picker: picker, ProxyProtocol: pp, Observer: obs, ConnectTimeout: 10 * time.Second, Logger: ppQuiet, DataPlane: planeOf(t)}
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ln) }()
 	t.Cleanup(func() {
@@ -203,7 +203,9 @@ func dialTCP(t *testing.T, addr string) *net.TCPConn {
 	return c.(*net.TCPConn)
 }
 
-func TestProxyProtocolSend(t *testing.T) {
+func TestProxyProtocolSend(t *testing.T) { eachPlane(t, testProxyProtocolSend) }
+
+func testProxyProtocolSend(t *testing.T) {
 	for _, network := range []string{"tcp4", "tcp6"} {
 		for _, v := range []byte{1, 2} {
 			t.Run(network+"/v"+string('0'+v), func(t *testing.T) {
@@ -256,6 +258,10 @@ func inboundHeader(t *testing.T, version byte, src, dst string) []byte {
 }
 
 func TestAcceptProxyProtocolFromTrustedPeer(t *testing.T) {
+	eachPlane(t, testAcceptProxyProtocolFromTrustedPeer)
+}
+
+func testAcceptProxyProtocolFromTrustedPeer(t *testing.T) {
 	const client, dst = "203.0.113.7:4321", "192.0.2.1:443"
 	for _, in := range []byte{1, 2} {
 		for _, out := range []byte{1, 2} {
@@ -292,6 +298,10 @@ func TestAcceptProxyProtocolFromTrustedPeer(t *testing.T) {
 }
 
 func TestAcceptProxyProtocolLocalKeepsRealAddress(t *testing.T) {
+	eachPlane(t, testAcceptProxyProtocolLocalKeepsRealAddress)
+}
+
+func testAcceptProxyProtocolLocalKeepsRealAddress(t *testing.T) {
 	be := startPPBackend(t, "tcp4", "")
 	pp := ProxyProtocol{Send: 2, Accept: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}
 	addr := startPPServer(t, "tcp4", pp, nil, poolOf(t, be))
@@ -325,6 +335,10 @@ func refused(t *testing.T, c *net.TCPConn, be *ppBackend, obs *ppObserver, want 
 }
 
 func TestAcceptProxyProtocolRefusesUntrustedHeader(t *testing.T) {
+	eachPlane(t, testAcceptProxyProtocolRefusesUntrustedHeader)
+}
+
+func testAcceptProxyProtocolRefusesUntrustedHeader(t *testing.T) {
 	for _, v := range []byte{1, 2} {
 		t.Run("v"+string('0'+v), func(t *testing.T) {
 			be := startPPBackend(t, "tcp4", "")
@@ -341,6 +355,10 @@ func TestAcceptProxyProtocolRefusesUntrustedHeader(t *testing.T) {
 }
 
 func TestAcceptProxyProtocolPassesUntrustedPlainClient(t *testing.T) {
+	eachPlane(t, testAcceptProxyProtocolPassesUntrustedPlainClient)
+}
+
+func testAcceptProxyProtocolPassesUntrustedPlainClient(t *testing.T) {
 	be := startPPBackend(t, "tcp4", "")
 	obs := &ppObserver{}
 	pp := ProxyProtocol{Send: 1, Accept: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}
@@ -355,6 +373,10 @@ func TestAcceptProxyProtocolPassesUntrustedPlainClient(t *testing.T) {
 // A server-first protocol from an untrusted peer sends nothing: after HeaderTimeout it is
 // passed through as a plain client.
 func TestAcceptProxyProtocolUntrustedServerFirst(t *testing.T) {
+	eachPlane(t, testAcceptProxyProtocolUntrustedServerFirst)
+}
+
+func testAcceptProxyProtocolUntrustedServerFirst(t *testing.T) {
 	be := startPPBackend(t, "tcp4", "220 hello\r\n")
 	pp := ProxyProtocol{Accept: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, HeaderTimeout: 100 * time.Millisecond}
 	addr := startPPServer(t, "tcp4", pp, nil, poolOf(t, be))
@@ -367,6 +389,10 @@ func TestAcceptProxyProtocolUntrustedServerFirst(t *testing.T) {
 }
 
 func TestAcceptProxyProtocolRefusesTrustedPeerWithoutHeader(t *testing.T) {
+	eachPlane(t, testAcceptProxyProtocolRefusesTrustedPeerWithoutHeader)
+}
+
+func testAcceptProxyProtocolRefusesTrustedPeerWithoutHeader(t *testing.T) {
 	t.Run("client speaks first", func(t *testing.T) {
 		be := startPPBackend(t, "tcp4", "")
 		obs := &ppObserver{}
@@ -407,7 +433,9 @@ func TestParseProxyVersion(t *testing.T) {
 
 // After accepted, refused and timed-out PROXY connections and a Shutdown, no goroutine or
 // socket is left over.
-func TestProxyProtocolLeaksNothing(t *testing.T) {
+func TestProxyProtocolLeaksNothing(t *testing.T) { eachPlane(t, testProxyProtocolLeaksNothing) }
+
+func testProxyProtocolLeaksNothing(t *testing.T) {
 	// Sockets only: Go keeps a pool of splice pipes that the GC closes in its own time.
 	fds := func() int {
 		n := 0
@@ -426,7 +454,7 @@ func TestProxyProtocolLeaksNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	pp := ProxyProtocol{Send: 2, Accept: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, HeaderTimeout: 200 * time.Millisecond}
-	s := &Server{Picker: poolOf(t, be), ProxyProtocol: pp, Logger: ppQuiet}
+	s := &Server{Picker: poolOf(t, be), ProxyProtocol: pp, Logger: ppQuiet, DataPlane: planeOf(t)}
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ln) }()
 	for i := 0; i < 10; i++ {

@@ -113,7 +113,7 @@ func resPool(t *testing.T, backends ...string) *pool.Pool {
 // to 0 by then.
 func resProxy(t *testing.T, p *pool.Pool, set func(*Server)) (*Server, string) {
 	t.Helper()
-	s := &Server{Picker: p, ConnectTimeout: 5 * time.Second, Retries: 2, Logger: resQuiet}
+	s := &Server{Picker: p, ConnectTimeout: 5 * time.Second, Retries: 2, Logger: resQuiet, DataPlane: planeOf(t)}
 	if set != nil {
 		set(s)
 	}
@@ -193,7 +193,9 @@ func resWaitClosed(t *testing.T, c net.Conn) []byte {
 	return got
 }
 
-func TestFailedDialMarksBackendDown(t *testing.T) {
+func TestFailedDialMarksBackendDown(t *testing.T) { eachPlane(t, testFailedDialMarksBackendDown) }
+
+func testFailedDialMarksBackendDown(t *testing.T) {
 	live := resBackend(t, resEcho)
 	dead := resDeadAddr(t)
 	p := resPool(t, dead, live)
@@ -215,7 +217,9 @@ func TestFailedDialMarksBackendDown(t *testing.T) {
 	}
 }
 
-func TestBackendBackAfterBackoff(t *testing.T) {
+func TestBackendBackAfterBackoff(t *testing.T) { eachPlane(t, testBackendBackAfterBackoff) }
+
+func testBackendBackAfterBackoff(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -266,6 +270,10 @@ func resListenOn(t *testing.T, addr string, handle func(*net.TCPConn)) net.Liste
 }
 
 func TestAcceptThenResetIsNotADialFailure(t *testing.T) {
+	eachPlane(t, testAcceptThenResetIsNotADialFailure)
+}
+
+func testAcceptThenResetIsNotADialFailure(t *testing.T) {
 	reset := resBackend(t, func(c *net.TCPConn) { c.SetLinger(0); c.Close() })
 	p := resPool(t, reset)
 	_, addr := resProxy(t, p, nil)
@@ -291,7 +299,9 @@ func TestAcceptThenResetIsNotADialFailure(t *testing.T) {
 	}
 }
 
-func TestMaxConnsStopsAccepting(t *testing.T) {
+func TestMaxConnsStopsAccepting(t *testing.T) { eachPlane(t, testMaxConnsStopsAccepting) }
+
+func testMaxConnsStopsAccepting(t *testing.T) {
 	p := resPool(t, resBackend(t, resEcho))
 	s, addr := resProxy(t, p, func(s *Server) { s.MaxConns = 2 })
 	a, b := resDial(t, addr), resDial(t, addr)
@@ -315,7 +325,9 @@ func TestMaxConnsStopsAccepting(t *testing.T) {
 	}
 }
 
-func TestQueueWaitsForAFreeSlot(t *testing.T) {
+func TestQueueWaitsForAFreeSlot(t *testing.T) { eachPlane(t, testQueueWaitsForAFreeSlot) }
+
+func testQueueWaitsForAFreeSlot(t *testing.T) {
 	cases := []struct {
 		name    string
 		timeout time.Duration
@@ -358,6 +370,10 @@ func TestQueueWaitsForAFreeSlot(t *testing.T) {
 }
 
 func TestCloseBackendResetsItsConnections(t *testing.T) {
+	eachPlane(t, testCloseBackendResetsItsConnections)
+}
+
+func testCloseBackendResetsItsConnections(t *testing.T) {
 	a, b := resBackend(t, resEcho), resBackend(t, resEcho)
 	p := resPool(t, a, b)
 	s, addr := resProxy(t, p, nil)
@@ -396,7 +412,9 @@ func (resObserver) DialFailed(*pool.Backend, error)  {}
 func (resObserver) Opened(*ConnInfo) Meter           { return nil }
 func (o resObserver) Closed(_ *ConnInfo, tr Traffic) { o.closed <- tr }
 
-func TestIdleTimeout(t *testing.T) {
+func TestIdleTimeout(t *testing.T) { eachPlane(t, testIdleTimeout) }
+
+func testIdleTimeout(t *testing.T) {
 	const idle = 300 * time.Millisecond
 	trickle := func(c *net.TCPConn) { // one byte every idle/4 for 6 idle periods, then silence
 		for range 24 {
@@ -434,7 +452,7 @@ func TestIdleTimeout(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p := resPool(t, resBackend(t, tc.backend))
 			obs := resObserver{closed: make(chan Traffic, 1)}
-			_, addr := resProxy(t, p, func(s *Server) { s.DataPath = Splice{IdleTimeout: idle}; s.Observer = obs })
+			_, addr := resProxy(t, p, func(s *Server) { s.IdleTimeout = idle; s.Observer = obs })
 			c := resDial(t, addr)
 			tc.client(t, c)
 			if tc.name == "client never reads" {
@@ -459,7 +477,9 @@ func TestIdleTimeout(t *testing.T) {
 	}
 }
 
-func TestNoIdleTimeoutWhenOff(t *testing.T) {
+func TestNoIdleTimeoutWhenOff(t *testing.T) { eachPlane(t, testNoIdleTimeoutWhenOff) }
+
+func testNoIdleTimeoutWhenOff(t *testing.T) {
 	p := resPool(t, resBackend(t, resEcho))
 	_, addr := resProxy(t, p, nil)
 	c := resDial(t, addr)
@@ -476,7 +496,9 @@ func TestNoIdleTimeoutWhenOff(t *testing.T) {
 
 // TestSlowStartHeldBurst: a backend registered at runtime with slow start takes about 10% of
 // its share of a burst of held connections; without slow start it takes a full share.
-func TestSlowStartHeldBurst(t *testing.T) {
+func TestSlowStartHeldBurst(t *testing.T) { eachPlane(t, testSlowStartHeldBurst) }
+
+func testSlowStartHeldBurst(t *testing.T) {
 	cases := []struct {
 		name     string
 		window   time.Duration

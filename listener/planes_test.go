@@ -1,0 +1,32 @@
+package listener
+
+import (
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// eachPlane runs test once on each data plane this system has, as subtests named for the
+// plane; helpers that build a Server read the plane back with planeOf.
+func eachPlane(t *testing.T, test func(t *testing.T)) {
+	for _, p := range testPlanes() {
+		t.Run(string(p), test)
+	}
+}
+
+func testPlanes() []DataPlane {
+	if runtime.GOOS == "linux" {
+		return []DataPlane{PlaneGoroutine, PlaneEpoll}
+	}
+	return []DataPlane{PlaneGoroutine}
+}
+
+// planeOf is the plane of the eachPlane subtest t runs in (or under); goroutine outside one.
+func planeOf(t *testing.T) DataPlane {
+	for _, part := range strings.Split(t.Name(), "/") {
+		if p, err := ParseDataPlane(part); err == nil {
+			return p
+		}
+	}
+	return PlaneGoroutine
+}
