@@ -24,6 +24,9 @@ type Overview struct {
 	Version string          // fulcrum's version
 	Started time.Time       // when serving began; zero reports no uptime
 	Stats   *listener.Stats // the listener's running totals; nil leaves them out
+	// DataPlane is how the listener runs its connections ("epoll" or "goroutine"); "" leaves
+	// it out.
+	DataPlane string
 }
 
 // overview is the JSON form of an Overview: extra top-level fields of /upstream/status.
@@ -33,6 +36,7 @@ type overview struct {
 	Version       string   `json:"version,omitempty"`
 	StartedTime   float64  `json:"started_time,omitempty"`
 	UptimeSeconds float64  `json:"uptime_seconds"`
+	DataPlane     string   `json:"data_plane,omitempty"`
 	*listenerTotals
 }
 
@@ -48,7 +52,7 @@ func (o *Overview) fields() *overview {
 	if o == nil {
 		return nil
 	}
-	f := &overview{Listen: o.Listen, Admin: o.Admin, Version: o.Version}
+	f := &overview{Listen: o.Listen, Admin: o.Admin, Version: o.Version, DataPlane: o.DataPlane}
 	if f.Listen == nil {
 		f.Listen = []string{}
 	}

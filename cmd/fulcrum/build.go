@@ -100,7 +100,9 @@ func newServer(cfg *config, p *pool.Pool, obs listener.Observer) *listener.Serve
 		Observer:       obs,
 		MaxConns:       cfg.resilience.maxConns,
 		QueueTimeout:   cfg.resilience.queueTimeout,
-		DataPath:       listener.Splice{IdleTimeout: cfg.resilience.idleTimeout},
+		IdleTimeout:    cfg.resilience.idleTimeout,
+		DataPlane:      cfg.dataPlane.plane,
+		Loops:          cfg.dataPlane.loops,
 		ProxyProtocol:  cfg.operating.proxy,
 	}
 }
@@ -123,11 +125,12 @@ func newAPI(cfg *config, p *pool.Pool, srv *listener.Server, m *admin.Metrics, l
 		CloseBackend: srv.CloseBackend,
 		Metrics:      m,
 		Overview: &admin.Overview{
-			Listen:  []string{listen.String()},
-			Admin:   adminAddr.String(),
-			Version: appVersion(),
-			Started: time.Now(),
-			Stats:   srv.Stats(),
+			Listen:    []string{listen.String()},
+			Admin:     adminAddr.String(),
+			Version:   appVersion(),
+			Started:   time.Now(),
+			Stats:     srv.Stats(),
+			DataPlane: string(srv.DataPlane),
 		},
 	}
 }

@@ -17,7 +17,9 @@ import (
 
 // TestFault_ResetBackend: a backend that accepts and then resets. Its clients fail (the bytes
 // have nowhere to go) and nobody else's do.
-func TestFault_ResetBackend(t *testing.T) {
+func TestFault_ResetBackend(t *testing.T) { eachPlane(t, testFault_ResetBackend) }
+
+func testFault_ResetBackend(t *testing.T) {
 	good1, good2 := startBackend(t, serveXfer), startBackend(t, serveXfer)
 	bad := startBackend(t, resetHandler)
 	b := startBalancer(t, "--backend", good1.addr(), "--backend", good2.addr(), "--backend", bad.addr())
@@ -87,7 +89,9 @@ func blackhole(t *testing.T) string {
 
 // TestFault_BlackholeBackend: a backend that never answers the SYN costs its would-be clients
 // a connect timeout and a retry, never an error.
-func TestFault_BlackholeBackend(t *testing.T) {
+func TestFault_BlackholeBackend(t *testing.T) { eachPlane(t, testFault_BlackholeBackend) }
+
+func testFault_BlackholeBackend(t *testing.T) {
 	good := startBackend(t, serveXfer)
 	hole := blackhole(t)
 	b := startBalancer(t, "--backend", good.addr(), "--backend", hole, "--connect-timeout", "250ms", "--retries", "2")
@@ -109,7 +113,9 @@ func TestFault_BlackholeBackend(t *testing.T) {
 // TestFault_KilledMidStream: a backend process killed with SIGKILL while carrying connections.
 // Exactly its clients fail; the other backend's held clients finish with every byte; later
 // clients all succeed (the dead one refuses, the retry goes on); every count returns to 0.
-func TestFault_KilledMidStream(t *testing.T) {
+func TestFault_KilledMidStream(t *testing.T) { eachPlane(t, testFault_KilledMidStream) }
+
+func testFault_KilledMidStream(t *testing.T) {
 	healthy := startChildBackends(t, 1)
 	victim := startChildBackends(t, 1)
 	b := startBalancer(t, "--backend", healthy.addrs[0], "--backend", victim.addrs[0], "--retries", "2")
@@ -220,7 +226,9 @@ func (f *flapper) serveFor(ln net.Listener, d time.Duration) {
 // (the kernel resets connections still queued there, before any accept). Every connection a
 // backend accepted completes with every byte checked, and every client that fails is one that
 // no backend served.
-func TestFault_FlappingBackend(t *testing.T) {
+func TestFault_FlappingBackend(t *testing.T) { eachPlane(t, testFault_FlappingBackend) }
+
+func testFault_FlappingBackend(t *testing.T) {
 	good := startBackend(t, serveXfer)
 	flap := startFlapper(t, 300*time.Millisecond, 300*time.Millisecond)
 	b := startBalancer(t, "--backend", good.addr(), "--backend", flap.addr, "--retries", "2")
@@ -269,6 +277,10 @@ func supportsFlag(t *testing.T, flag string) bool {
 // on a blackhole), a backend gets no new connection until its backoff (1 s) ends. Needs the
 // passive health checks; skipped without them.
 func TestFault_PassiveHealthStopsAfterFirstFailure(t *testing.T) {
+	eachPlane(t, testFault_PassiveHealthStopsAfterFirstFailure)
+}
+
+func testFault_PassiveHealthStopsAfterFirstFailure(t *testing.T) {
 	needBinary(t)
 	if !supportsFlag(t, "health-interval") {
 		t.Skip("needs passive health checks (--health-interval): not in this binary")

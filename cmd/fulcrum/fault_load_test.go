@@ -12,6 +12,10 @@ import (
 // (its own process) holds 10,000 sockets; the spread is exact; every count and socket is back
 // to zero within 1 s of the last close.
 func TestFault_5000ConcurrentConnections(t *testing.T) {
+	eachPlane(t, testFault_5000ConcurrentConnections)
+}
+
+func testFault_5000ConcurrentConnections(t *testing.T) {
 	const n = 5000
 	cb := startChildBackends(t, 4)
 	args := []string{"--drain-timeout", "5s"}

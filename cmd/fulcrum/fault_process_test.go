@@ -16,7 +16,9 @@ import (
 //
 // The hard limit is set too: since Go 1.19 the runtime raises the soft limit to the hard one
 // at start, so a soft limit alone (ulimit -S) is undone before main runs.
-func TestFault_DescriptorStarvation(t *testing.T) {
+func TestFault_DescriptorStarvation(t *testing.T) { eachPlane(t, testFault_DescriptorStarvation) }
+
+func testFault_DescriptorStarvation(t *testing.T) {
 	good := startBackend(t, serveXfer)
 	b := startBalancerVia(t, []string{"sh", "-c", `ulimit -S -n 256 && ulimit -H -n 256 && exec "$@"`, "sh"}, "--backend", good.addr())
 	limits, _ := os.ReadFile("/proc/" + itoa(b.pid()) + "/limits")
@@ -100,6 +102,10 @@ func openMany(addr string, n int) ([]net.Conn, int) {
 // stops accepting, every transfer finishes with its bytes checked, and it exits 0 before the
 // drain timeout.
 func TestFault_SIGTERMDuring100Transfers(t *testing.T) {
+	eachPlane(t, testFault_SIGTERMDuring100Transfers)
+}
+
+func testFault_SIGTERMDuring100Transfers(t *testing.T) {
 	g1, g2 := startBackend(t, serveXfer), startBackend(t, serveXfer)
 	b := startBalancer(t, "--backend", g1.addr(), "--backend", g2.addr(), "--drain-timeout", "20s")
 	const n = 100

@@ -49,6 +49,10 @@ func stopNewest(t *testing.T, pidFile string) {
 // heartbeats sent all along are all answered, the state file ends up written by the newest
 // process, and each old process exits 0 after draining.
 func TestUpgrade_TenSIGHUPsRefuseNothing(t *testing.T) {
+	eachPlane(t, testUpgrade_TenSIGHUPsRefuseNothing)
+}
+
+func testUpgrade_TenSIGHUPsRefuseNothing(t *testing.T) {
 	g1, g2 := startBackend(t, serveXfer), startBackend(t, serveXfer)
 	dir := t.TempDir()
 	pidFile, state := filepath.Join(dir, "fulcrum.pid"), filepath.Join(dir, "state.json")
@@ -162,6 +166,10 @@ func stateBackends(t *testing.T, path string) map[string]map[string]any {
 // second; a restarted balancer serves the saved backends at once, before any heartbeat, and a
 // drained one stays drained.
 func TestStateFile_SavedBeforeReplyAndRestoredAtStart(t *testing.T) {
+	eachPlane(t, testStateFile_SavedBeforeReplyAndRestoredAtStart)
+}
+
+func testStateFile_SavedBeforeReplyAndRestoredAtStart(t *testing.T) {
 	g1, g2 := startBackend(t, serveXfer), startBackend(t, serveXfer)
 	state := filepath.Join(t.TempDir(), "state.json")
 	b := startBalancer(t, "--state-file", state, "--ttl", "1h")
@@ -223,6 +231,10 @@ func splitHostPort(t *testing.T, addr string) (string, string) {
 // TestStateFile_UnusableIsMovedAside: a corrupt or unreadable state file is logged as an error
 // and renamed to PATH.corrupt-<unix time>; the balancer starts empty and serves.
 func TestStateFile_UnusableIsMovedAside(t *testing.T) {
+	eachPlane(t, testStateFile_UnusableIsMovedAside)
+}
+
+func testStateFile_UnusableIsMovedAside(t *testing.T) {
 	now := time.Now().UTC().Format(time.RFC3339Nano)
 	cases := map[string]func(path string) error{
 		"garbage":       func(p string) error { return os.WriteFile(p, []byte("{not json"), 0o600) },
@@ -263,6 +275,10 @@ func TestStateFile_UnusableIsMovedAside(t *testing.T) {
 // sockets, serves the balanced and admin ports again, and a later SIGHUP with a good binary
 // upgrades as usual.
 func TestUpgrade_FailedSuccessorKeepsServing(t *testing.T) {
+	eachPlane(t, testUpgrade_FailedSuccessorKeepsServing)
+}
+
+func testUpgrade_FailedSuccessorKeepsServing(t *testing.T) {
 	needBinary(t)
 	dir := t.TempDir()
 	bin, pidFile := filepath.Join(dir, "fulcrum"), filepath.Join(dir, "fulcrum.pid")

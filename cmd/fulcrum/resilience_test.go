@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -31,7 +32,7 @@ func resServe(t *testing.T, args ...string) (listen, adm string) {
 	listen, adm = resFreeAddr(t), resFreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	argv := append([]string{"fulcrum", "serve", "--listen", listen, "--admin", adm, "--log-level", "error", "--drain-timeout", "5s"}, args...)
+	argv := slices.Concat([]string{"fulcrum", "serve", "--listen", listen, "--admin", adm, "--log-level", "error", "--drain-timeout", "5s"}, planeArgs(t), args)
 	go func() { done <- newApp(testUpgrades).RunContext(ctx, argv) }()
 	t.Cleanup(func() {
 		cancel()
@@ -151,7 +152,9 @@ func resDial(t *testing.T, addr string) net.Conn {
 }
 
 // TestServeLimitsFromEnv sets --max-conns and --idle-timeout through their FULCRUM_ variables.
-func TestServeLimitsFromEnv(t *testing.T) {
+func TestServeLimitsFromEnv(t *testing.T) { eachPlane(t, testServeLimitsFromEnv) }
+
+func testServeLimitsFromEnv(t *testing.T) {
 	t.Setenv("FULCRUM_MAX_CONNS", "1")
 	t.Setenv("FULCRUM_IDLE_TIMEOUT", "400ms")
 	listen, _ := resServe(t, "--backend", resEchoBackend(t), "--health-interval", "0")
@@ -175,7 +178,9 @@ func TestServeLimitsFromEnv(t *testing.T) {
 }
 
 // TestServeHealthDrainAndForce drives checks, drain and forced removal through the admin API.
-func TestServeHealthDrainAndForce(t *testing.T) {
+func TestServeHealthDrainAndForce(t *testing.T) { eachPlane(t, testServeHealthDrainAndForce) }
+
+func testServeHealthDrainAndForce(t *testing.T) {
 	listen, adm := resServe(t, "--health-interval", "20ms", "--health-fall", "1", "--connect-timeout", "2s")
 	live := resEchoBackend(t)
 	dead := resFreeAddr(t)

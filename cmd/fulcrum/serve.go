@@ -27,6 +27,7 @@ func serveFlags() []cli.Flag {
 		coreFlags(),
 		securityFlags(),
 		resilienceFlags(),
+		dataPlaneFlags(), // flags_dataplane.go: --data-plane, --loops
 		operatingFlags(), // flags_operating.go: config file, PROXY protocol, access log
 		metricsFlags(),   // flags_operating_metrics.go: --metrics
 		persistFlags(),   // state.go, upgrade.go: --state-file, --pid-file
@@ -74,6 +75,7 @@ type config struct {
 	log            *slog.Logger
 	sec            *securityConfig
 	resilience     resilienceConfig
+	dataPlane      dataPlaneConfig // flags_dataplane.go
 	operating      operatingConfig // flags_operating.go
 	metrics        bool            // --metrics
 	// Persistence and upgrades (state.go, upgrade.go).
@@ -94,6 +96,9 @@ func parseConfig(c *cli.Context) (*config, error) {
 		return nil, err
 	}
 	if cfg.resilience, err = parseResilience(c); err != nil {
+		return nil, err
+	}
+	if cfg.dataPlane, err = parseDataPlane(c); err != nil {
 		return nil, err
 	}
 	if cfg.policy, err = pool.ParsePolicy(c.String("balance")); err != nil {
@@ -184,7 +189,8 @@ func run(ctx context.Context, cfg *config) error {
 	adminSrv := &adminServer{addr: cfg.admin, handler: api.Handler(), errc: errc} // pausable for upgrades
 	adminSrv.serve(adminLn)
 	cfg.log.Info("fulcrum serving", "listen", ln.Addr().String(), "admin", adminLn.Addr().String(),
-		"balance", cfg.policy.Name(), "static_backends", len(cfg.backends))
+		"balance", cfg.policy.Name(), "static_backends", len(cfg.backends),
+		"data_plane", string(cfg.dataPlane.plane), "loops", cfg.dataPlane.loopCount())
 	if store != nil {
 		go store.run(bg)
 		defer store.flush()
