@@ -11,11 +11,17 @@
 // (*net.TCPConn).ReadFrom, which Linux turns into splice(2): the bytes never enter user space.
 // Nothing on this path may wrap a *net.TCPConn in another type, or splice silently stops.
 //
-// Each accepted connection is owned by one goroutine running conn.serve (conn.go): the inbound
+// Server.DataPlane chooses how connections run. On PlaneGoroutine (the zero value) each
+// accepted connection is owned by one goroutine running conn.serve (conn.go): the inbound
 // PROXY header when one is expected, connect (pick, dial, retries), proxy, release, untrack.
+// On PlaneEpoll (Linux) a few event loops, each on a locked OS thread with its own epoll
+// instance, own every connection from accept to close over raw non-blocking sockets: the same
+// steps as a state machine per connection, the bytes moved through a 16 KiB per-loop buffer or,
+// for bulk, spliced through pooled pipes (eloop_*_linux.go). Both behave the same to clients,
+// backends, the Picker and the Observer.
 //
 // Limits: MaxConns pauses accepting at the cap (clients wait in the kernel backlog);
-// QueueTimeout lets a client wait for a backend slot (Picker.AcquireWait); Splice.IdleTimeout
+// QueueTimeout lets a client wait for a backend slot (Picker.AcquireWait); IdleTimeout
 // closes connections on which no byte moves either way. Every dial's outcome goes to
 // Picker.ReportDial (passive health), and CloseBackend resets the connections of one backend.
 //

@@ -139,6 +139,9 @@ func (l *loop) connTimeout(c *loopConn) {
 		l.dialFailed(c, fmt.Errorf("dial %s: %w", c.backend.DialAddress(), errConnectTimeout))
 	case stateRelaying:
 		idle := l.e.cfg.IdleTimeout
+		if idle <= 0 {
+			return // a deadline of an earlier state: nothing to time now
+		}
 		if l.now.Sub(c.lastActive) >= idle {
 			l.finish(c, ErrIdle, true)
 			return
