@@ -56,7 +56,7 @@ func TestMetricsFlag(t *testing.T) {
 func TestObserversAndAPI(t *testing.T) {
 	for _, on := range []bool{true, false} {
 		t.Run(map[bool]string{true: "metrics", false: "no-metrics"}[on], func(t *testing.T) {
-			p := &pool.Pool{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+			p := &pool.Pool{Logger: quiet}
 			ln, adminLn := opsLoopback(t), opsLoopback(t)
 			cfg := &config{metrics: on, sec: &securityConfig{}, log: p.Logger}
 			obs, err := newObservers(cfg, p)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -279,33 +280,13 @@ func startFulcrumJSON(t *testing.T, bin string, args ...string) (listen, adminAd
 	return "", "", nil
 }
 
-// echoServerDual echoes lines on 127.0.0.1 (and ::1 when available, since localhost may resolve to
+// echoServerDual echoes on 127.0.0.1 (and ::1 when available, since localhost may resolve to
 // either first) on one port.
 func echoServerDual(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	b := startBackend(t, echoHandler)
+	if ln6, err := net.Listen("tcp", "[::1]:"+strconv.Itoa(b.port())); err == nil {
+		startBackendOn(t, ln6, echoHandler)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go serveEcho(ln)
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	if ln6, err := net.Listen("tcp", "[::1]:"+port); err == nil {
-		t.Cleanup(func() { ln6.Close() })
-		go serveEcho(ln6)
-	}
-	return ln.Addr().String()
-}
-
-func serveEcho(ln net.Listener) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			io.Copy(c, c)
-		}()
-	}
+	return b.addr()
 }

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -52,43 +51,6 @@ func resServe(t *testing.T, args ...string) (listen, adm string) {
 		return err == nil
 	})
 	return listen, adm
-}
-
-// resEchoBackend is a loopback echo server until the test ends.
-func resEchoBackend(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() { defer wg.Done(); io.Copy(c, c); c.Close() }()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln.Addr().String()
 }
 
 func resAdmin(t *testing.T, adm, path string) (int, map[string]any) {
@@ -154,7 +116,7 @@ func resDial(t *testing.T, addr string) net.Conn {
 func TestServeLimitsFromEnv(t *testing.T) {
 	t.Setenv("FULCRUM_MAX_CONNS", "1")
 	t.Setenv("FULCRUM_IDLE_TIMEOUT", "400ms")
-	listen, _ := resServe(t, "--backend", resEchoBackend(t), "--health-interval", "0")
+	listen, _ := resServe(t, "--backend", startBackend(t, echoHandler).addr(), "--health-interval", "0")
 	first := resDial(t, listen)
 	if !resEchoes(t, first, "1") {
 		t.Fatal("first client not served")
@@ -177,7 +139,7 @@ func TestServeLimitsFromEnv(t *testing.T) {
 // TestServeHealthDrainAndForce drives checks, drain and forced removal through the admin API.
 func TestServeHealthDrainAndForce(t *testing.T) {
 	listen, adm := resServe(t, "--health-interval", "20ms", "--health-fall", "1", "--connect-timeout", "2s")
-	live := resEchoBackend(t)
+	live := startBackend(t, echoHandler).addr()
 	dead := resFreeAddr(t)
 	resAdd(t, adm, live)
 	resAdd(t, adm, dead)
