@@ -2,8 +2,6 @@ package admin
 
 import (
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -19,7 +17,6 @@ import (
 // drainAPI serves an API over a fresh pool; closed records CloseBackend calls.
 func drainAPI(t *testing.T) (*pool.Pool, *httptest.Server, *[]string) {
 	t.Helper()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	p := &pool.Pool{Logger: quiet}
 	var closed []string
 	api := &API{Registry: p, Logger: quiet, CloseBackend: func(key string) int { closed = append(closed, key); return 2 }}

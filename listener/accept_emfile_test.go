@@ -36,7 +36,7 @@ func TestHelperEMFILEChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Picker: p, Retries: 0, Logger: resQuiet, DataPlane: plane}
+	s := &Server{Picker: p, Retries: 0, Logger: quiet, DataPlane: plane}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -153,7 +153,7 @@ func testAccessLogIdleTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Picker: poolOf(t, be), Observer: NewAccessLog(&out), IdleTimeout: 200 * time.Millisecond, Logger: ppQuiet, DataPlane: planeOf(t)}
+	s := &Server{Picker: poolOf(t, be), Observer: NewAccessLog(&out), IdleTimeout: 200 * time.Millisecond, Logger: quiet, DataPlane: planeOf(t)}
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ln) }()
 	t.Cleanup(func() { s.Shutdown(context.Background()); <-done })

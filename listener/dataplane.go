@@ -46,10 +46,11 @@ func DefaultDataPlane() DataPlane {
 // free for the admin API, health checks and signals (a loop in epoll_wait holds its P).
 func DefaultLoops() int { return max(runtime.GOMAXPROCS(0)-1, 1) }
 
-// loopPlane is the seam between Server and an event-loop plane: the loops accept, pick, dial,
-// move the bytes and watch each connection to its end. A plane that lets the kernel move the
-// bytes (a BPF sockmap) keeps this shape: only what happens once a backend is connected
-// changes (loop.connected and loop.relayEvent in eloop_relay_linux.go).
+// loopPlane is the seam between one Server and the event loops that run its connections
+// (EventLoops.server): the loops accept, pick, dial, move the bytes and watch each connection
+// to its end. A plane that lets the kernel move the bytes (a BPF sockmap) keeps this shape:
+// only what happens once a backend is connected changes (loop.connected and loop.relayEvent
+// in eloop_relay_linux.go).
 type loopPlane interface {
 	// Serve accepts on ln until Shutdown, then returns ErrServerClosed.
 	Serve(ln net.Listener) error
@@ -61,24 +62,20 @@ type loopPlane interface {
 	ActiveConns() int
 }
 
-// loopConfig is what the event-loop plane needs to serve connections. Fields named like the
+// loopConfig is one Server's settings as its event loops see them. Fields named like the
 // Server's mean the same and share its zero values.
 type loopConfig struct {
-	Loops          int // event loops, each on its own OS thread; zero means 1
+	Service        string
 	Picker         pool.Picker
 	ConnectTimeout time.Duration
 	Retries        int
-	IdleTimeout    time.Duration // as Splice.IdleTimeout; zero means never
-	MaxConns       int
+	IdleTimeout    time.Duration // zero means never
+	Limit          *ConnLimit    // nil means no cap
 	QueueTimeout   time.Duration
 	ProxyProtocol  ProxyProtocol
 	Observer       Observer
 	Logger         *slog.Logger
-	// Stats receives the plane's counters; nil means the plane keeps its own.
-	Stats *Stats
-	// MaxPipes bounds the splice pipes each loop creates; zero means 32. A direction that
-	// finds none free copies through the loop's buffer instead.
-	MaxPipes int
+	Stats          *Stats // where the counters go; nil means a count of its own
 }
 
 func (c *loopConfig) connectTimeout() time.Duration {

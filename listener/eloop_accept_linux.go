@@ -19,125 +19,130 @@ const acceptBatch = 64
 // so a socket is never re-armed or modified for its whole life.
 const relayEvents = unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET
 
+// loopAccept is one listener as one loop sees it.
+type loopAccept struct {
+	ll      *loopListener
+	watched bool // registered in this loop's epoll set
+	capped  bool // its Server is at its connection cap: paused until a connection ends
+}
+
 func (l *loop) addListener(ll *loopListener) {
-	l.listeners = append(l.listeners, ll)
-	if l.accepting {
-		l.watchListener(ll, true)
-		return
-	}
-	l.updateAccepting()
+	a := &loopAccept{ll: ll}
+	l.accepts = append(l.accepts, a)
+	l.updateAccepting(a)
 }
 
 func (l *loop) removeListener(ll *loopListener) {
-	i := slices.Index(l.listeners, ll)
+	i := slices.IndexFunc(l.accepts, func(a *loopAccept) bool { return a.ll == ll })
 	if i < 0 {
 		return
 	}
-	if l.accepting {
-		l.watchListener(ll, false)
+	a := l.accepts[i]
+	if a.watched {
+		l.watchListener(a, false)
 	}
-	l.listeners = slices.Delete(l.listeners, i, i+1)
+	if a.capped {
+		l.el.paused.Add(-1)
+	}
+	l.accepts = slices.Delete(l.accepts, i, i+1)
 }
 
-// updateAccepting registers the listeners when the loop may accept (not at MaxConns, not
-// backing off after an accept error) and takes them out of the epoll set when it may not,
-// so that waiting clients stay in the kernel's backlog and never wake the loop.
-func (l *loop) updateAccepting() {
-	want := !l.capped && l.acceptRetryAt.IsZero()
-	if want == l.accepting {
-		return
-	}
-	l.accepting = want
-	for _, ll := range l.listeners {
-		l.watchListener(ll, want)
+// updateAccepting registers a listener when the loop may accept from it (its Server not at
+// its cap, the loop not backing off after an accept error) and takes it out of the epoll set
+// when it may not, so that waiting clients stay in the kernel's backlog and never wake the loop.
+func (l *loop) updateAccepting(a *loopAccept) {
+	if want := !a.capped && l.acceptRetryAt.IsZero(); want != a.watched {
+		l.watchListener(a, want)
 	}
 }
 
-func (l *loop) watchListener(ll *loopListener, on bool) {
+func (l *loop) watchListener(a *loopAccept, on bool) {
+	fd := a.ll.fd
+	a.watched = on
 	if on {
-		if err := l.register(ll.fd, unix.EPOLLIN|unix.EPOLLEXCLUSIVE, slot{kind: slotListener, ll: ll}); err != nil {
-			l.e.notes.log(errorLevel, "cannot watch listener", "loop", l.id, "err", err)
+		if err := l.register(fd, unix.EPOLLIN|unix.EPOLLEXCLUSIVE, slot{kind: slotListener, acc: a}); err != nil {
+			a.watched = false
+			a.ll.srv.log(errorLevel, "cannot watch listener", "loop", l.id, "err", err)
 		}
 		return
 	}
-	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, ll.fd, nil) // fails only if it was not there
-	if ll.fd < len(l.slots) {
-		l.slots[ll.fd] = slot{}
+	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil) // fails only if it was not there
+	if fd < len(l.slots) {
+		l.slots[fd] = slot{}
 	}
 }
 
-// acceptFrom accepts what ll has queued, up to acceptBatch.
-func (l *loop) acceptFrom(ll *loopListener) {
-	for i := 0; i < acceptBatch && l.accepting; i++ {
-		if !l.reserveConn() {
+// acceptFrom accepts what a listener has queued, up to acceptBatch.
+func (l *loop) acceptFrom(a *loopAccept) {
+	ls := a.ll.srv
+	for i := 0; i < acceptBatch && a.watched; i++ {
+		if !ls.reserve() {
+			l.pauseAtCap(a)
 			return
 		}
-		fd, sa, err := unix.Accept4(ll.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		fd, sa, err := unix.Accept4(a.ll.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 		if err != nil {
-			l.e.connEnded()
+			ls.connEnded()
 			if err == unix.EAGAIN || err == unix.EINTR || err == unix.ECONNABORTED {
 				if err == unix.EAGAIN {
 					return
 				}
 				continue
 			}
-			l.backOffAccepting(err)
+			l.backOffAccepting(ls, err)
 			return
 		}
 		l.acceptBackoff = 0
-		l.e.stats.Accepted.Add(1)
-		l.startConn(ll, fd, sa)
+		ls.stats.Accepted.Add(1)
+		l.startConn(a.ll, fd, sa)
 	}
 }
 
-// reserveConn counts one more connection, or pauses accepting at MaxConns.
-func (l *loop) reserveConn() bool {
-	max := int64(l.e.cfg.MaxConns)
-	n := l.e.active.Add(1)
-	if max <= 0 || n <= max {
-		return true
-	}
-	l.e.active.Add(-1)
-	l.capped = true
-	l.e.paused.Add(1)
-	l.updateAccepting()
-	l.e.logLimit.Do(func() {
-		l.e.notes.log(warnLevel, "connection limit reached; accepting paused", "max_conns", max)
+// pauseAtCap stops watching a listener whose Server is at its cap; a connection's end resumes it.
+func (l *loop) pauseAtCap(a *loopAccept) {
+	ls := a.ll.srv
+	a.capped = true
+	l.el.paused.Add(1)
+	l.updateAccepting(a)
+	ls.logLimit.Do(func() {
+		ls.log(warnLevel, "connection limit reached; accepting paused", "max_conns", ls.cfg.Limit.max)
 	})
-	if l.e.active.Load() < max { // a connection ended before this loop counted as paused
+	if ls.hasRoom() { // a connection ended before this listener counted as paused
 		l.resumeAccepting()
 	}
-	return false
 }
 
-// resumeAccepting ends a pause at MaxConns; another loop posts it when a connection ends.
+// resumeAccepting watches again the paused listeners whose Server has room.
 func (l *loop) resumeAccepting() {
-	if !l.capped {
-		return
+	for _, a := range l.accepts {
+		if a.capped && a.ll.srv.hasRoom() {
+			a.capped = false
+			l.el.paused.Add(-1)
+			l.updateAccepting(a)
+		}
 	}
-	l.capped = false
-	l.e.paused.Add(-1)
-	l.updateAccepting()
 }
 
 // backOffAccepting pauses accepting after an error such as EMFILE: 5 ms, doubling to 1 s,
 // until an accept succeeds. Retrying at once would spin on a listener that stays readable.
-func (l *loop) backOffAccepting(err error) {
-	l.e.stats.AcceptErrs.Add(1)
+func (l *loop) backOffAccepting(ls *loopServer, err error) {
+	ls.stats.AcceptErrs.Add(1)
 	l.acceptBackoff = min(max(2*l.acceptBackoff, 5*time.Millisecond), time.Second)
 	l.acceptRetryAt = l.now.Add(l.acceptBackoff)
-	l.updateAccepting()
+	for _, a := range l.accepts {
+		l.updateAccepting(a)
+	}
 	backoff := l.acceptBackoff
-	l.e.logAccept.Do(func() {
-		l.e.notes.log(errorLevel, "accept failed", "err", os.NewSyscallError("accept4", err), "retry_in", backoff)
+	ls.logAccept.Do(func() {
+		ls.log(errorLevel, "accept failed", "err", os.NewSyscallError("accept4", err), "retry_in", backoff)
 	})
 }
 
 // startConn takes an accepted client socket into the loop.
 func (l *loop) startConn(ll *loopListener, fd int, sa unix.Sockaddr) {
-	c := &loopConn{cfd: fd, bfd: -1, timerIndex: -1}
+	c := &loopConn{srv: ll.srv, cfd: fd, bfd: -1, timerIndex: -1}
 	defer l.recoverConn(c)
-	c.info = ConnInfo{Client: sockaddrAddrPort(sa), Local: ll.local, Start: l.now}
+	c.info = ConnInfo{Service: ll.srv.cfg.Service, Client: sockaddrAddrPort(sa), Local: ll.local, Start: l.now}
 	if ll.wildcard {
 		if lsa, err := unix.Getsockname(fd); err == nil {
 			c.info.Local = sockaddrAddrPort(lsa)
@@ -150,7 +155,7 @@ func (l *loop) startConn(ll *loopListener, fd int, sa unix.Sockaddr) {
 		l.finish(c, err, true)
 		return
 	}
-	if l.e.cfg.ProxyProtocol.accepts() {
+	if c.srv.cfg.ProxyProtocol.accepts() {
 		l.awaitHeader(c)
 		return
 	}

@@ -17,7 +17,8 @@ import (
 // loopConn is one client connection in an event loop, from accept to close: both sockets, the
 // backend it counts on, and the state of each direction. Only its loop touches it.
 type loopConn struct {
-	cfd, bfd int // client and backend descriptors; -1 when not open
+	srv      *loopServer // the Server whose listener accepted it: its settings and counters
+	cfd, bfd int         // client and backend descriptors; -1 when not open
 	state    connState
 	info     ConnInfo
 	backend  *pool.Backend // counted on the Picker while non-nil; released exactly once
@@ -138,7 +139,7 @@ func (l *loop) connTimeout(c *loopConn) {
 	case stateResolving, stateConnecting:
 		l.dialFailed(c, fmt.Errorf("dial %s: %w", c.backend.DialAddress(), errConnectTimeout))
 	case stateRelaying:
-		idle := l.e.cfg.IdleTimeout
+		idle := c.srv.cfg.IdleTimeout
 		if idle <= 0 {
 			return // a deadline of an earlier state: nothing to time now
 		}
@@ -167,7 +168,7 @@ func (l *loop) recoverConn(c *loopConn) {
 	if v == nil {
 		return
 	}
-	l.e.notes.log(errorLevel, "panic serving connection", "client", c.info.Client, "panic", v, "stack", string(debug.Stack()))
+	c.srv.log(errorLevel, "panic serving connection", "client", c.info.Client, "panic", v, "stack", string(debug.Stack()))
 	c.meter = nil // it may be what panicked
 	l.finish(c, fmt.Errorf("listener: panic: %v", v), true)
 }
@@ -197,16 +198,16 @@ func (l *loop) finish(c *loopConn, cause error, reset bool) {
 	l.dropPipe(&c.down)
 	c.up.pending, c.down.pending = nil, nil
 	if c.backend != nil {
-		l.e.release(c.backend)
+		c.srv.release(c.backend)
 		c.backend = nil
 	}
 	l.conns.remove(c)
 	if opened {
-		l.e.notes.closed(l.e.cfg.Observer, &c.info, Traffic{Up: c.up.n, Down: c.down.n, Err: cause}, c.meter)
+		l.el.notes.closed(c.srv.cfg.Observer, &c.info, Traffic{Up: c.up.n, Down: c.down.n, Err: cause}, c.meter)
 	} else if cause != nil {
-		l.e.notes.rejected(l.e.cfg.Observer, c.info.Client, cause)
+		l.el.notes.rejected(c.srv.cfg.Observer, c.info.Client, cause)
 	}
-	l.e.connEnded()
+	c.srv.connEnded()
 }
 
 // dropPipe gives a direction's pipe back, or closes it if bytes are still in it.
@@ -222,9 +223,13 @@ func (l *loop) dropPipe(d *direction) {
 	d.pipe, d.inPipe = nil, 0
 }
 
-// resetAll aborts every connection of the loop.
-func (l *loop) resetAll(cause error) {
-	l.conns.each(func(c *loopConn) { l.finish(c, cause, true) })
+// resetServer aborts every connection of one Server in this loop.
+func (l *loop) resetServer(ls *loopServer, cause error) {
+	l.conns.each(func(c *loopConn) {
+		if c.srv == ls {
+			l.finish(c, cause, true)
+		}
+	})
 }
 
 // errBackendClosed ends the connections CloseBackend resets: "closed", as in the goroutine plane.
@@ -232,10 +237,10 @@ var errBackendClosed = fmt.Errorf("listener: backend closed: %w", net.ErrClosed)
 
 // closeBackend resets the loop's connections to the backend with the given key, those still
 // connecting included, and reports how many.
-func (l *loop) closeBackend(key string) int {
+func (l *loop) closeBackend(ls *loopServer, key string) int {
 	n := 0
 	l.conns.each(func(c *loopConn) {
-		if c.backend != nil && c.backend.Key() == key {
+		if c.srv == ls && c.backend != nil && c.backend.Key() == key {
 			l.finish(c, errBackendClosed, true)
 			n++
 		}

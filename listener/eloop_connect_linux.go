@@ -20,8 +20,8 @@ import (
 
 // connect picks a backend for c and dials it; when every backend is full it queues c.
 func (l *loop) connect(c *loopConn) {
-	b, err := l.e.cfg.Picker.Acquire(c.info.Client.Addr(), c.tried)
-	if errors.Is(err, pool.ErrFull) && l.e.cfg.QueueTimeout > 0 {
+	b, err := c.srv.cfg.Picker.Acquire(c.info.Client.Addr(), c.tried)
+	if errors.Is(err, pool.ErrFull) && c.srv.cfg.QueueTimeout > 0 {
 		l.queue(c)
 		return
 	}
@@ -37,15 +37,15 @@ func (l *loop) noBackend(c *loopConn, err error) {
 	client := c.info.Client
 	switch {
 	case errors.Is(err, pool.ErrFull):
-		l.e.stats.QueueDrops.Add(1)
-		l.e.logNoPeer.Do(func() {
-			l.e.notes.log(warnLevel, "every backend is full; closing client", "client", client, "err", err)
+		c.srv.stats.QueueDrops.Add(1)
+		c.srv.logNoPeer.Do(func() {
+			c.srv.log(warnLevel, "every backend is full; closing client", "client", client, "err", err)
 		})
 	case c.attempts > 0:
-		l.e.stats.Failed.Add(1) // tried some, none left to try
+		c.srv.stats.Failed.Add(1) // tried some, none left to try
 	default:
-		l.e.stats.Rejected.Add(1)
-		l.e.logNoPeer.Do(func() { l.e.notes.log(warnLevel, "rejecting client", "client", client, "err", err) })
+		c.srv.stats.Rejected.Add(1)
+		c.srv.logNoPeer.Do(func() { c.srv.log(warnLevel, "rejecting client", "client", client, "err", err) })
 	}
 	l.finish(c, err, false)
 }
@@ -54,28 +54,28 @@ func (l *loop) noBackend(c *loopConn, err error) {
 // loop must not) and posts what it got back to the loop.
 func (l *loop) queue(c *loopConn) {
 	c.state = stateQueued
-	ctx, cancel := context.WithTimeout(l.e.base, l.e.cfg.QueueTimeout)
+	ctx, cancel := context.WithTimeout(c.srv.base, c.srv.cfg.QueueTimeout)
 	c.cancel = cancel
 	c.token++
 	token, client, tried := c.token, c.info.Client.Addr(), slices.Clone(c.tried)
-	l.e.async.Add(1)
-	go l.awaitSlot(ctx, c, token, client, tried)
+	c.srv.async.Add(1)
+	go l.awaitSlot(ctx, c.srv, c, token, client, tried)
 }
 
 // awaitSlot is a queued connection's waiting goroutine. It ends when a slot is found, the
 // queue timeout passes, or the connection ends (its cancel).
-func (l *loop) awaitSlot(ctx context.Context, c *loopConn, token uint32, client netip.Addr, tried []*pool.Backend) {
-	defer l.e.async.Done()
-	b, err := l.e.cfg.Picker.AcquireWait(ctx, client, tried)
+func (l *loop) awaitSlot(ctx context.Context, ls *loopServer, c *loopConn, token uint32, client netip.Addr, tried []*pool.Backend) {
+	defer ls.async.Done()
+	b, err := ls.cfg.Picker.AcquireWait(ctx, client, tried)
 	if !l.post(func(l *loop) { l.slotFound(c, token, b, err) }) && b != nil {
-		l.e.release(b) // the loop has ended: nobody else will
+		ls.release(b) // the loop has ended: nobody else will
 	}
 }
 
 func (l *loop) slotFound(c *loopConn, token uint32, b *pool.Backend, err error) {
 	if c.state != stateQueued || c.token != token {
 		if b != nil {
-			l.e.release(b)
+			c.srv.release(b)
 		}
 		return
 	}
@@ -94,7 +94,7 @@ func (l *loop) slotFound(c *loopConn, token uint32, b *pool.Backend, err error) 
 func (l *loop) dial(c *loopConn, b *pool.Backend) {
 	c.backend = b
 	c.attempts++
-	l.timers.set(c, l.now.Add(l.e.cfg.connectTimeout()))
+	l.timers.set(c, l.now.Add(c.srv.cfg.connectTimeout()))
 	ap, err := netip.ParseAddrPort(b.DialAddress())
 	if err != nil {
 		l.resolve(c, b.DialAddress())
@@ -154,43 +154,43 @@ func (l *loop) dialFailed(c *loopConn, err error) {
 	c.bfd = -1
 	b := c.backend
 	c.backend = nil
-	l.reportDial(b, err)
-	l.e.release(b)
-	l.e.stats.DialErrors.Add(1)
-	l.e.notes.dialFailed(l.e.cfg.Observer, b, err)
+	l.reportDial(c, b, err)
+	c.srv.release(b)
+	c.srv.stats.DialErrors.Add(1)
+	l.el.notes.dialFailed(c.srv.cfg.Observer, b, err)
 	client := c.info.Client.Addr()
-	l.e.logDialErr.Do(func() {
-		l.e.notes.log(warnLevel, "backend dial failed", "backend", b.Key(), "client", client, "err", err)
+	c.srv.logDialErr.Do(func() {
+		c.srv.log(warnLevel, "backend dial failed", "backend", b.Key(), "client", client, "err", err)
 	})
 	c.tried = append(c.tried, b)
-	if c.attempts <= l.e.cfg.Retries {
+	if c.attempts <= c.srv.cfg.Retries {
 		c.state = stateConnecting // until connect decides otherwise
 		l.connect(c)
 		return
 	}
-	l.e.stats.Failed.Add(1)
+	c.srv.stats.Failed.Add(1)
 	l.finish(c, fmt.Errorf("listener: %d dials failed", len(c.tried)), false)
 }
 
 // reportDial tells the Picker how a dial went: its passive health check. It runs on the loop,
 // before the next pick, so that a dead backend is out of picking at once.
-func (l *loop) reportDial(b *pool.Backend, err error) { l.e.cfg.Picker.ReportDial(b, err) }
+func (l *loop) reportDial(c *loopConn, b *pool.Backend, err error) { c.srv.cfg.Picker.ReportDial(b, err) }
 
 // resolve looks a backend's name up on a goroutine (DNS would block the loop) and posts the
 // address back; the connect timeout, already running, bounds it.
 func (l *loop) resolve(c *loopConn, hostport string) {
 	c.state = stateResolving
-	ctx, cancel := context.WithCancel(l.e.base)
+	ctx, cancel := context.WithCancel(c.srv.base)
 	c.cancel = cancel
 	c.token++
 	token := c.token
-	l.e.async.Add(1)
-	go l.lookup(ctx, c, token, hostport)
+	c.srv.async.Add(1)
+	go l.lookup(ctx, c.srv, c, token, hostport)
 }
 
 // lookup is a resolving connection's goroutine; it ends with the lookup or the connection.
-func (l *loop) lookup(ctx context.Context, c *loopConn, token uint32, hostport string) {
-	defer l.e.async.Done()
+func (l *loop) lookup(ctx context.Context, ls *loopServer, c *loopConn, token uint32, hostport string) {
+	defer ls.async.Done()
 	ap, err := lookupAddrPort(ctx, hostport)
 	l.post(func(l *loop) { l.resolved(c, token, ap, err) })
 }

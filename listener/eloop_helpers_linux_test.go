@@ -8,45 +8,45 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/fulcrumlb/fulcrum/pool"
 )
 
-// startLoops serves cfg's event loops on a loopback port until the test ends; cleanup shuts
-// them down and checks that every backend count is back to 0 and no release was refused.
-func startLoops(t *testing.T, cfg loopConfig) (*eventLoops, string) {
+// startLoops serves cfg on n event loops of its own, on a loopback port, until the test ends;
+// cleanup shuts them down and checks that every backend count is back to 0 and no release was
+// refused.
+func startLoops(t *testing.T, n int, cfg loopConfig) (*loopServer, string) {
 	t.Helper()
 	if cfg.Logger == nil {
-		cfg.Logger = resQuiet
+		cfg.Logger = quiet
 	}
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = 5 * time.Second
 	}
-	e := newEventLoops(cfg)
+	ls := NewEventLoops(n).newServer(cfg, true)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- e.Serve(ln) }()
+	go func() { done <- ls.Serve(ln) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := e.Shutdown(ctx); err != nil {
+		if err := ls.Shutdown(ctx); err != nil {
 			t.Errorf("shutdown: %v", err)
 		}
 		if err := <-done; !errors.Is(err, ErrServerClosed) {
 			t.Errorf("Serve returned %v", err)
 		}
 		assertPickerIdle(t, cfg.Picker)
-		if n := e.Stats().ReleaseBugs.Load(); n != 0 {
+		if n := ls.stats.ReleaseBugs.Load(); n != 0 {
 			t.Errorf("%d release bugs", n)
 		}
 	})
-	return e, ln.Addr().String()
+	return ls, ln.Addr().String()
 }
 
 func assertPickerIdle(t *testing.T, p pool.Picker) {
@@ -87,51 +87,6 @@ func newFDs(t *testing.T, start map[string]string) []string {
 		}
 	}
 	return out
-}
-
-// closingBackend is a loopback server that closes each connection once handle returns, so a
-// test can count descriptors back to where they started.
-func closingBackend(t *testing.T, handle func(c *net.TCPConn)) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	conns := map[net.Conn]bool{}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns[c] = true
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				handle(c.(*net.TCPConn))
-				c.Close()
-				mu.Lock()
-				delete(conns, c)
-				mu.Unlock()
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln.Addr().String()
 }
 
 // panicMeter panics when it hears a chunk of exactly panicSize bytes.

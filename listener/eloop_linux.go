@@ -19,35 +19,125 @@ import (
 	"github.com/fulcrumlb/fulcrum/pool"
 )
 
-// eventLoops is the Linux data plane in which a few event loops own every connection from
+// EventLoops is the Linux data plane in which a few event loops own every connection from
 // accept to close: each loop runs on a locked OS thread with its own epoll instance, and
-// drives non-blocking sockets with raw system calls. See eloop_loop_linux.go for one loop.
+// drives non-blocking sockets with raw system calls (one loop: eloop_loop_linux.go). The
+// Servers of one balancer share one EventLoops (Server.Loops): every loop accepts from every
+// listener of every Server, and serves each connection with its own Server's settings.
 //
-// Other goroutines never touch a loop's connections: they post tasks to it (post, call),
-// which the loop runs between its waits. The only goroutines besides the loops are the
-// notifier (observer calls and log lines, which may block) and short-lived waiters for a
-// queued backend slot or a backend's name, each posting its result back to its loop.
-type eventLoops struct {
-	cfg   loopConfig
-	loops []*loop
-	stats *Stats
-	notes *notifier
+// Other goroutines never touch a loop's connections: they post tasks to it (post, call), which
+// the loop runs between its waits. The only goroutines besides the loops are the notifier
+// (observer calls and log lines, which may block) and short-lived waiters for a queued backend
+// slot or a backend's name, each posting its result back to its loop.
+type EventLoops struct {
+	n        int
+	maxPipes int
 
-	active  atomic.Int64 // connections being served over every loop, queued ones included
-	paused  atomic.Int32 // loops that stopped accepting at MaxConns
+	mu      sync.Mutex // guards loops, notes, started and stopped
+	loops   []*loop
+	notes   *notifier
+	started bool
+	stopped bool
+	running sync.WaitGroup // loop goroutines
+
+	paused atomic.Int32 // listeners some loop stopped watching at their Server's cap
+}
+
+// NewEventLoops returns n event loops (0 or less: DefaultLoops()); they start with the first
+// Server that serves on them, and end with Stop.
+func NewEventLoops(n int) *EventLoops {
+	if n <= 0 {
+		n = DefaultLoops()
+	}
+	return &EventLoops{n: n, maxPipes: 32}
+}
+
+// Len is the number of event loops.
+func (el *EventLoops) Len() int { return el.n }
+
+// start creates the loops and the notifier. Called with el.mu held.
+func (el *EventLoops) start() error {
+	for i := 0; i < el.n; i++ {
+		l, err := newLoop(el, i)
+		if err != nil {
+			for _, l := range el.loops {
+				l.closeFDs()
+			}
+			el.loops = nil
+			return err
+		}
+		el.loops = append(el.loops, l)
+	}
+	el.notes = newNotifier()
+	el.started = true
+	for _, l := range el.loops {
+		el.running.Add(1)
+		go l.run()
+	}
+	return nil
+}
+
+// Stop ends the loops, resetting any connection still open, and the notifier. Call it after
+// every Server on the loops has shut down; calling it twice is safe.
+func (el *EventLoops) Stop() {
+	el.mu.Lock()
+	defer el.mu.Unlock()
+	if el.stopped {
+		return
+	}
+	el.stopped = true
+	if !el.started {
+		return
+	}
+	for _, l := range el.loops {
+		l.call(func(l *loop) { l.quit = true })
+	}
+	el.running.Wait()
+	el.notes.stop()
+}
+
+// each runs t on every loop and waits for it; it returns false when the loops are not running.
+func (el *EventLoops) each(t task) bool {
+	el.mu.Lock()
+	loops := el.loops
+	running := el.started && !el.stopped
+	el.mu.Unlock()
+	for _, l := range loops {
+		l.call(t)
+	}
+	return running
+}
+
+// resumeCapped asks every loop to watch again the listeners it paused at a cap with room now.
+func (el *EventLoops) resumeCapped() {
+	el.mu.Lock()
+	loops := el.loops
+	el.mu.Unlock()
+	for _, l := range loops {
+		l.post(func(l *loop) { l.resumeAccepting() })
+	}
+}
+
+// loopServer is one Server on the event loops: its settings, counters and listeners. Its
+// connections live in the loops; they know their loopServer.
+type loopServer struct {
+	el    *EventLoops
+	own   bool // the loops were made for this Server alone: Shutdown stops them
+	cfg   loopConfig
+	stats *Stats
+
+	active  atomic.Int64 // connections being served, queued ones included
 	closing atomic.Bool
+	drained chan struct{} // one token when active falls to 0 after closing began
 
 	base       context.Context // cancelled when Shutdown gives up: ends queued waits, lookups
 	cancelBase context.CancelFunc
 	async      sync.WaitGroup // waiter and lookup goroutines
 
-	mu        sync.Mutex // guards listeners and the start and stop of the loops
+	mu        sync.Mutex // guards listeners
 	listeners []*loopListener
-	running   sync.WaitGroup // loop goroutines
-	started   bool
-	stopped   chan struct{} // closed when Shutdown has stopped everything: Serve returns
-
-	drained chan struct{} // one token when active falls to 0 after closing began
+	stopOnce  sync.Once
+	stopped   chan struct{} // closed when Shutdown is done: Serve returns
 
 	logNoPeer  rate.Sometimes
 	logDialErr rate.Sometimes
@@ -56,33 +146,35 @@ type eventLoops struct {
 	logHeader  rate.Sometimes
 }
 
-var _ loopPlane = (*eventLoops)(nil)
+var _ loopPlane = (*loopServer)(nil)
 
-// newLoopPlane builds the event-loop plane; its loops start with the first Serve.
-func newLoopPlane(cfg loopConfig) (loopPlane, error) { return newEventLoops(cfg), nil }
+// server binds one Server's settings to the loops; own says the loops are that Server's alone.
+func (el *EventLoops) server(cfg loopConfig, own bool) (loopPlane, error) {
+	return el.newServer(cfg, own), nil
+}
 
-// newEventLoops builds the plane; its loops start with the first Serve.
-func newEventLoops(cfg loopConfig) *eventLoops {
-	e := &eventLoops{
-		cfg:        cfg,
-		stopped:    make(chan struct{}),
+func (el *EventLoops) newServer(cfg loopConfig, own bool) *loopServer {
+	ls := &loopServer{
+		el: el, own: own, cfg: cfg, stats: cfg.Stats,
 		drained:    make(chan struct{}, 1),
+		stopped:    make(chan struct{}),
 		logNoPeer:  rate.Sometimes{Interval: time.Second},
 		logDialErr: rate.Sometimes{Interval: time.Second},
 		logAccept:  rate.Sometimes{Interval: time.Second},
 		logLimit:   rate.Sometimes{Interval: time.Second},
 		logHeader:  rate.Sometimes{Interval: time.Second},
 	}
-	if e.stats = cfg.Stats; e.stats == nil {
-		e.stats = new(Stats)
+	if ls.stats == nil {
+		ls.stats = new(Stats)
 	}
-	e.base, e.cancelBase = context.WithCancel(context.Background())
-	return e
+	ls.base, ls.cancelBase = context.WithCancel(context.Background())
+	return ls
 }
 
 // loopListener is one listening socket shared by every loop: each registers the same
 // descriptor with EPOLLEXCLUSIVE, so a new connection wakes one loop, which accepts it.
 type loopListener struct {
+	srv      *loopServer
 	fd       int          // a duplicate of ln's descriptor, owned by the plane
 	ln       net.Listener // the caller's listener, closed by Shutdown
 	local    netip.AddrPort
@@ -92,21 +184,21 @@ type loopListener struct {
 // Serve accepts connections on ln in every loop until Shutdown, then returns ErrServerClosed.
 // ln must be a *net.TCPListener: its descriptor is duplicated, so a listener handed over by a
 // parent process (an upgrade) serves as well as a freshly bound one.
-func (e *eventLoops) Serve(ln net.Listener) error {
-	ll, err := newLoopListener(ln)
+func (ls *loopServer) Serve(ln net.Listener) error {
+	ll, err := newLoopListener(ls, ln)
 	if err != nil {
 		ln.Close()
 		return err
 	}
-	if !e.addListener(ll) {
+	if err := ls.addListener(ll); err != nil {
 		ll.close()
-		return ErrServerClosed
+		return err
 	}
-	<-e.stopped
+	<-ls.stopped
 	return ErrServerClosed
 }
 
-func newLoopListener(ln net.Listener) (*loopListener, error) {
+func newLoopListener(ls *loopServer, ln net.Listener) (*loopListener, error) {
 	tl, ok := ln.(*net.TCPListener)
 	if !ok {
 		return nil, fmt.Errorf("listener: event loops serve TCP listeners only, not %T", ln)
@@ -124,7 +216,7 @@ func newLoopListener(ln net.Listener) (*loopListener, error) {
 		return nil, fmt.Errorf("listener %s: dup: %w", ln.Addr(), dupErr)
 	}
 	local := addrPort(ln.Addr())
-	return &loopListener{fd: fd, ln: ln, local: local, wildcard: local.Addr().IsUnspecified()}, nil
+	return &loopListener{srv: ls, fd: fd, ln: ln, local: local, wildcard: local.Addr().IsUnspecified()}, nil
 }
 
 // close closes the plane's duplicate and the caller's listener.
@@ -136,154 +228,136 @@ func (ll *loopListener) close() error {
 	return nil
 }
 
-// addListener starts the loops if need be and has each of them accept from ll. It returns
-// false once Shutdown has begun.
-func (e *eventLoops) addListener(ll *loopListener) bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.closing.Load() {
-		return false
+// addListener starts the loops if need be and has each of them accept from ll.
+func (ls *loopServer) addListener(ll *loopListener) error {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if ls.closing.Load() {
+		return ErrServerClosed
 	}
-	if !e.started {
-		if err := e.start(); err != nil {
-			e.cfg.logger().Error("event loops failed to start", "err", err)
-			return false
+	el := ls.el
+	el.mu.Lock()
+	if el.stopped {
+		el.mu.Unlock()
+		return ErrServerClosed
+	}
+	if !el.started {
+		if err := el.start(); err != nil {
+			el.mu.Unlock()
+			return fmt.Errorf("listener: event loops: %w", err)
 		}
 	}
-	e.listeners = append(e.listeners, ll)
-	for _, l := range e.loops {
-		l.call(func(l *loop) { l.addListener(ll) })
-	}
-	return true
-}
-
-// start creates the loops and the notifier. Called with e.mu held.
-func (e *eventLoops) start() error {
-	n := max(e.cfg.Loops, 1)
-	for i := 0; i < n; i++ {
-		l, err := newLoop(e, i)
-		if err != nil {
-			for _, l := range e.loops {
-				l.closeFDs()
-			}
-			e.loops = nil
-			return err
-		}
-		e.loops = append(e.loops, l)
-	}
-	e.notes = newNotifier(e.cfg.logger())
-	e.started = true
-	for _, l := range e.loops {
-		e.running.Add(1)
-		go l.run()
-	}
+	el.mu.Unlock()
+	ls.listeners = append(ls.listeners, ll)
+	el.each(func(l *loop) { l.addListener(ll) })
 	return nil
 }
 
 // Shutdown stops accepting, waits for the connections to end, and when ctx ends first resets
-// the rest and returns ctx's error. Then it stops the loops. Calling it twice is safe.
-func (e *eventLoops) Shutdown(ctx context.Context) error {
-	first := !e.closing.Swap(true)
-	errs := e.stopAccepting()
-	if e.active.Load() > 0 {
+// the rest and returns ctx's error. Loops made for this Server alone stop too. Calling it twice
+// is safe.
+func (ls *loopServer) Shutdown(ctx context.Context) error {
+	ls.closing.Store(true)
+	errs := ls.stopAccepting()
+	if ls.active.Load() > 0 {
 		select {
-		case <-e.drained:
+		case <-ls.drained:
 		case <-ctx.Done():
-			e.resetAll()
+			ls.resetAll()
 			errs = append(errs, ctx.Err())
 		}
 	}
-	if first {
-		e.stop()
-	} else {
-		<-e.stopped
-	}
+	ls.stopOnce.Do(func() {
+		ls.async.Wait()
+		if ls.own {
+			ls.el.Stop()
+		}
+		ls.cancelBase()
+		close(ls.stopped)
+	})
+	<-ls.stopped
 	return errors.Join(errs...)
 }
 
-// stopAccepting takes every listener out of every loop and closes it.
-func (e *eventLoops) stopAccepting() []error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+// stopAccepting takes every listener of this Server out of every loop and closes it.
+func (ls *loopServer) stopAccepting() []error {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
 	var errs []error
-	for _, ll := range e.listeners {
-		for _, l := range e.loops {
-			l.call(func(l *loop) { l.removeListener(ll) })
-		}
+	for _, ll := range ls.listeners {
+		ls.el.each(func(l *loop) { l.removeListener(ll) })
 		if err := ll.close(); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	e.listeners = nil
+	ls.listeners = nil
 	return errs
 }
 
-// resetAll aborts every connection, queued and connecting ones included.
-func (e *eventLoops) resetAll() {
-	e.cancelBase()
-	for _, l := range e.loops {
-		l.call(func(l *loop) { l.resetAll(errForced) })
-	}
+// resetAll aborts every connection of this Server, queued and connecting ones included.
+func (ls *loopServer) resetAll() {
+	ls.cancelBase()
+	ls.el.each(func(l *loop) { l.resetServer(ls, errForced) })
 }
 
 // errForced is the end of connections reset by Shutdown: "closed", as in the goroutine plane.
 var errForced = fmt.Errorf("listener: reset by shutdown: %w", net.ErrClosed)
 
-// stop ends the loops once no goroutine can post to them any more, then the notifier.
-func (e *eventLoops) stop() {
-	e.mu.Lock()
-	started := e.started
-	e.mu.Unlock()
-	if started {
-		e.async.Wait()
-		for _, l := range e.loops {
-			l.call(func(l *loop) { l.quit = true })
-		}
-		e.running.Wait()
-		e.notes.stop()
-	}
-	e.cancelBase()
-	close(e.stopped)
-}
-
-// CloseBackend resets every connection to the backend with the given key, those still
-// connecting included, and reports how many it closed.
-func (e *eventLoops) CloseBackend(key string) int {
-	e.mu.Lock()
-	loops := e.loops
-	e.mu.Unlock()
+// CloseBackend resets every connection of this Server to the backend with the given key, those
+// still connecting included, and reports how many it closed.
+func (ls *loopServer) CloseBackend(key string) int {
 	var n atomic.Int64
-	for _, l := range loops {
-		l.call(func(l *loop) { n.Add(int64(l.closeBackend(key))) })
-	}
+	ls.el.each(func(l *loop) { n.Add(int64(l.closeBackend(ls, key))) })
 	return int(n.Load())
 }
 
 // ActiveConns is the number of client connections being served.
-func (e *eventLoops) ActiveConns() int { return int(e.active.Load()) }
+func (ls *loopServer) ActiveConns() int { return int(ls.active.Load()) }
 
-// Stats returns the plane's counters.
-func (e *eventLoops) Stats() *Stats { return e.stats }
-
-// connEnded is called by a loop when one of its connections is gone.
-func (e *eventLoops) connEnded() {
-	n := e.active.Add(-1)
-	if n == 0 && e.closing.Load() {
+// reserve counts one more connection, or reports that the Server is at its cap.
+func (ls *loopServer) reserve() bool {
+	if lim := ls.cfg.Limit; lim != nil {
 		select {
-		case e.drained <- struct{}{}:
+		case lim.slots <- struct{}{}:
+		default:
+			return false
+		}
+	}
+	ls.active.Add(1)
+	return true
+}
+
+// hasRoom reports whether the Server's cap would let one more connection in.
+func (ls *loopServer) hasRoom() bool {
+	lim := ls.cfg.Limit
+	return lim == nil || len(lim.slots) < lim.max
+}
+
+// connEnded is called by a loop when one of this Server's connections is gone (or a reserved
+// accept failed): it frees the slot and wakes what waits for one.
+func (ls *loopServer) connEnded() {
+	if lim := ls.cfg.Limit; lim != nil {
+		<-lim.slots
+	}
+	if ls.active.Add(-1) == 0 && ls.closing.Load() {
+		select {
+		case ls.drained <- struct{}{}:
 		default:
 		}
 	}
-	if e.paused.Load() > 0 && (e.cfg.MaxConns <= 0 || n < int64(e.cfg.MaxConns)) {
-		for _, l := range e.loops {
-			l.post(func(l *loop) { l.resumeAccepting() })
-		}
+	if ls.el.paused.Load() > 0 {
+		ls.el.resumeCapped()
 	}
 }
 
-func (e *eventLoops) release(b *pool.Backend) {
-	if err := e.cfg.Picker.Release(b); err != nil {
-		e.stats.ReleaseBugs.Add(1)
-		e.notes.log(slog.LevelError, "connection count out of step", "backend", b.Key(), "err", err)
+func (ls *loopServer) release(b *pool.Backend) {
+	if err := ls.cfg.Picker.Release(b); err != nil {
+		ls.stats.ReleaseBugs.Add(1)
+		ls.log(slog.LevelError, "connection count out of step", "backend", b.Key(), "err", err)
 	}
+}
+
+// log queues a line for the Server's logger; the notifier writes it.
+func (ls *loopServer) log(level slog.Level, msg string, args ...any) {
+	ls.el.notes.log(ls.cfg.logger(), level, msg, args...)
 }

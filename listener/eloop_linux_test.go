@@ -25,7 +25,7 @@ import (
 
 func TestLoopsEcho(t *testing.T) {
 	p := resPool(t, resBackend(t, resEcho), resBackend(t, resEcho))
-	e, addr := startLoops(t, loopConfig{Loops: 2, Picker: p})
+	e, addr := startLoops(t, 2, loopConfig{Picker: p})
 	for i := range 20 {
 		c := resDial(t, addr)
 		if !resEchoes(t, c, strings.Repeat("x", i*1000+1)) {
@@ -34,7 +34,7 @@ func TestLoopsEcho(t *testing.T) {
 		c.Close()
 	}
 	resEventually(t, "every connection ended", func() bool { return e.ActiveConns() == 0 })
-	if n := e.Stats().Accepted.Load(); n != 20 {
+	if n := e.stats.Accepted.Load(); n != 20 {
 		t.Errorf("accepted %d, want 20", n)
 	}
 }
@@ -48,7 +48,7 @@ func TestLoopsHalfClose(t *testing.T) {
 			c.CloseWrite()
 		}
 		p := resPool(t, resBackend(t, reply))
-		_, addr := startLoops(t, loopConfig{Picker: p})
+		_, addr := startLoops(t, 1, loopConfig{Picker: p})
 		c := resDial(t, addr)
 		c.Write([]byte("hello, backend"))
 		c.CloseWrite()
@@ -66,7 +66,7 @@ func TestLoopsHalfClose(t *testing.T) {
 			got, _ := io.ReadAll(c)
 			seen <- string(got)
 		}))
-		_, addr := startLoops(t, loopConfig{Picker: p})
+		_, addr := startLoops(t, 1, loopConfig{Picker: p})
 		c := resDial(t, addr)
 		c.SetReadDeadline(time.Now().Add(15 * time.Second))
 		got, err := io.ReadAll(c) // the backend's FIN arrives; our direction is still open
@@ -91,7 +91,7 @@ func TestLoopsHalfClose(t *testing.T) {
 func TestLoopsPanicIsolated(t *testing.T) {
 	p := resPool(t, resBackend(t, resEcho))
 	closed := make(chan Traffic, 10)
-	e, addr := startLoops(t, loopConfig{Loops: 1, Picker: p, Observer: panicObserver{resObserver{closed}}})
+	e, addr := startLoops(t, 1, loopConfig{Picker: p, Observer: panicObserver{resObserver{closed}}})
 	steady := resDial(t, addr)
 	if !resEchoes(t, steady, "before") {
 		t.Fatal("no echo before the panic")
@@ -118,16 +118,20 @@ func TestLoopsPanicIsolated(t *testing.T) {
 func TestLoopsDescriptorsBackToStart(t *testing.T) {
 	// The backends copy through user space: Go's own splice keeps pipes in a pool that only
 	// the garbage collector empties, which would blur the count.
-	echo := closingBackend(t, func(c *net.TCPConn) {
+	echo := resBackend(t, func(c *net.TCPConn) {
+		defer c.Close()
 		io.Copy(struct{ io.Writer }{c}, struct{ io.Reader }{c})
 		c.CloseWrite()
 	})
-	hold := closingBackend(t, func(c *net.TCPConn) { io.Copy(struct{ io.Writer }{io.Discard}, struct{ io.Reader }{c}) })
+	hold := resBackend(t, func(c *net.TCPConn) {
+		defer c.Close()
+		io.Copy(struct{ io.Writer }{io.Discard}, struct{ io.Reader }{c})
+	})
 	dead := resDeadAddr(t)
 	start := fdSet(t)
 	p := resPool(t, echo)
-	e := newEventLoops(loopConfig{Loops: 2, Picker: p, Logger: resQuiet, IdleTimeout: 200 * time.Millisecond,
-		Observer: panicObserver{resObserver{make(chan Traffic, 100)}}, Retries: 1})
+	e := NewEventLoops(2).newServer(loopConfig{Picker: p, Logger: quiet, IdleTimeout: 200 * time.Millisecond,
+		Observer: panicObserver{resObserver{make(chan Traffic, 100)}}, Retries: 1}, true)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -215,10 +219,11 @@ func deregister(t *testing.T, p *pool.Pool, key string) {
 func TestLoopIgnoresStaleEventOnReusedDescriptor(t *testing.T) {
 	be := resBackend(t, resHold)
 	p := resPool(t, be)
-	e := newEventLoops(loopConfig{Picker: p, Logger: resQuiet})
-	e.notes = newNotifier(resQuiet)
-	defer e.notes.stop()
-	l, err := newLoop(e, 0)
+	el := NewEventLoops(1)
+	el.notes = newNotifier()
+	defer el.notes.stop()
+	ls := el.newServer(loopConfig{Picker: p, Logger: quiet}, false)
+	l, err := newLoop(el, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,12 +231,10 @@ func TestLoopIgnoresStaleEventOnReusedDescriptor(t *testing.T) {
 	l.now = time.Now()
 	ap := netip.MustParseAddrPort(be)
 	for attempt := 0; attempt < 50; attempt++ {
-		old := l.testConnecting(t, p, ap)
+		old := l.testConnecting(t, ls, p, ap)
 		fd, gen := old.bfd, l.slots[old.bfd].gen
-		e.active.Add(1)
 		l.finish(old, errForced, true)
-		fresh := l.testConnecting(t, p, ap)
-		e.active.Add(1)
+		fresh := l.testConnecting(t, ls, p, ap)
 		if fresh.bfd != fd {
 			l.finish(fresh, errForced, true)
 			continue // another goroutine took the number first: try again
@@ -252,9 +255,10 @@ func TestLoopIgnoresStaleEventOnReusedDescriptor(t *testing.T) {
 }
 
 // testConnecting makes a connection whose backend connect is in progress, with no client.
-func (l *loop) testConnecting(t *testing.T, p *pool.Pool, ap netip.AddrPort) *loopConn {
+func (l *loop) testConnecting(t *testing.T, ls *loopServer, p *pool.Pool, ap netip.AddrPort) *loopConn {
 	t.Helper()
-	c := &loopConn{cfd: -1, bfd: -1, timerIndex: -1}
+	c := &loopConn{srv: ls, cfd: -1, bfd: -1, timerIndex: -1}
+	ls.active.Add(1) // as accepting it would
 	l.conns.add(c)
 	b, err := p.Acquire(netip.Addr{}, nil)
 	if err != nil {
@@ -292,7 +296,7 @@ func TestLoopsSlowReaderHoldsNoMemory(t *testing.T) {
 		}
 		c.CloseWrite()
 	}))
-	_, addr := startLoops(t, loopConfig{Picker: p})
+	_, addr := startLoops(t, 1, loopConfig{Picker: p})
 	c := resDial(t, addr)
 	got := sha256.New()
 	buf := make([]byte, 64<<10)
@@ -339,4 +343,61 @@ func residentBytes(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return pages * os.Getpagesize()
+}
+
+// TestSharedLoopsServeSeveralServers: the Servers of one balancer (one per service) run on one
+// set of event loops; each connection is served with its own Server's settings, CloseBackend
+// and Shutdown reach only that Server's connections, and a shared cap counts them all.
+func TestSharedLoopsServeSeveralServers(t *testing.T) {
+	loops := NewEventLoops(2)
+	defer loops.Stop()
+	limit := NewConnLimit(3)
+	serve := func(name string, backend string) (*Server, string) {
+		s := &Server{Picker: resPool(t, backend), Service: name, Logger: quiet, DataPlane: PlaneEpoll, Loops: loops, Limit: limit}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go s.Serve(ln)
+		t.Cleanup(func() { s.Shutdown(context.Background()) })
+		return s, ln.Addr().String()
+	}
+	tag := func(tag string) func(c *net.TCPConn) {
+		return func(c *net.TCPConn) { c.Write([]byte(tag)); resHold(c) }
+	}
+	beA, beB := resBackend(t, tag("A")), resBackend(t, tag("B"))
+	a, addrA := serve("a", beA)
+	b, addrB := serve("b", beB)
+	greeting := func(c *net.TCPConn) string {
+		buf := make([]byte, 1)
+		c.SetReadDeadline(time.Now().Add(15 * time.Second))
+		if _, err := io.ReadFull(c, buf); err != nil {
+			return err.Error()
+		}
+		return string(buf)
+	}
+	ca1, ca2, cb := resDial(t, addrA), resDial(t, addrA), resDial(t, addrB)
+	if g1, g2, g3 := greeting(ca1), greeting(ca2), greeting(cb); g1 != "A" || g2 != "A" || g3 != "B" {
+		t.Fatalf("greetings %q %q %q, want A A B: a connection went to another service", g1, g2, g3)
+	}
+	over := resDial(t, addrB) // the shared cap of 3 is reached: it waits in the backlog
+	over.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if n, _ := over.Read(make([]byte, 1)); n != 0 || b.ActiveConns() != 1 {
+		t.Fatalf("a fourth connection was served over a shared cap of 3 (%d active on b)", b.ActiveConns())
+	}
+	if n := b.CloseBackend(beA); n != 0 {
+		t.Fatalf("b's CloseBackend closed %d connections of a", n)
+	}
+	if n := a.CloseBackend(beA); n != 2 {
+		t.Fatalf("a's CloseBackend closed %d, want 2", n)
+	}
+	if g := greeting(over); g != "B" { // two slots freed: the waiting client is served
+		t.Fatalf("waiting client got %q after slots freed, want B", g)
+	}
+	if err := a.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cb.Write([]byte("x")); err != nil || b.ActiveConns() != 2 {
+		t.Fatalf("b lost its connections when a shut down (%d active)", b.ActiveConns())
+	}
 }

@@ -4,6 +4,7 @@ package listener
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -17,7 +18,7 @@ import (
 // loop is one event loop: an epoll instance driven by one goroutine locked to its OS thread.
 // Every field below mu belongs to that goroutine alone.
 type loop struct {
-	e     *eventLoops
+	el    *EventLoops
 	id    int
 	epfd  int
 	wake  int // eventfd: other goroutines write it after posting a task
@@ -36,9 +37,7 @@ type loop struct {
 	conns  connList // every connection of this loop
 	now    time.Time
 
-	listeners     []*loopListener
-	accepting     bool          // the listeners are registered
-	capped        bool          // paused at MaxConns
+	accepts       []*loopAccept // every listener of every Server on the loops
 	acceptBackoff time.Duration // after an accept error (EMFILE): 5 ms doubling to 1 s
 	acceptRetryAt time.Time     // zero unless backing off
 	quit          bool
@@ -54,7 +53,7 @@ type slot struct {
 	gen  uint32
 	kind slotKind
 	c    *loopConn
-	ll   *loopListener
+	acc  *loopAccept
 }
 
 type slotKind uint8
@@ -70,7 +69,7 @@ const (
 // eventsPerWait bounds how many events one epoll_wait returns.
 const eventsPerWait = 256
 
-func newLoop(e *eventLoops, id int) (*loop, error) {
+func newLoop(el *EventLoops, id int) (*loop, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("listener: epoll_create1: %w", err)
@@ -80,11 +79,8 @@ func newLoop(e *eventLoops, id int) (*loop, error) {
 		unix.Close(epfd)
 		return nil, fmt.Errorf("listener: eventfd: %w", err)
 	}
-	l := &loop{e: e, id: id, epfd: epfd, wake: wake, events: make([]unix.EpollEvent, eventsPerWait), buf: make([]byte, smallRead)}
-	l.pipes.max = e.cfg.MaxPipes
-	if l.pipes.max <= 0 {
-		l.pipes.max = 32
-	}
+	l := &loop{el: el, id: id, epfd: epfd, wake: wake, events: make([]unix.EpollEvent, eventsPerWait), buf: make([]byte, smallRead)}
+	l.pipes.max = el.maxPipes
 	if err := l.register(wake, unix.EPOLLIN, slot{kind: slotWake}); err != nil {
 		l.closeFDs()
 		return nil, err
@@ -122,14 +118,14 @@ func (l *loop) closeFD(fd int) {
 // tasks, until told to quit. Then it resets what is left and closes its descriptors.
 func (l *loop) run() {
 	runtime.LockOSThread()
-	defer l.e.running.Done()
+	defer l.el.running.Done()
 	defer l.closeFDs()
 	l.now = time.Now()
 	for !l.quit {
 		n, err := unix.EpollWait(l.epfd, l.events, l.waitMillis())
 		l.now = time.Now()
 		if err != nil && err != unix.EINTR {
-			l.e.notes.log(errorLevel, "epoll_wait failed", "loop", l.id, "err", err)
+			l.el.notes.log(slog.Default(), errorLevel, "epoll_wait failed", "loop", l.id, "err", err)
 		}
 		for i := 0; i < n; i++ {
 			l.dispatch(l.events[i])
@@ -137,7 +133,7 @@ func (l *loop) run() {
 		l.runTimers()
 		l.runTasks()
 	}
-	l.resetAll(errForced)
+	l.conns.each(func(c *loopConn) { l.finish(c, errForced, true) })
 	l.runTasks()
 }
 
@@ -156,7 +152,7 @@ func (l *loop) dispatch(ev unix.EpollEvent) {
 		var b [8]byte
 		unix.Read(l.wake, b[:])
 	case slotListener:
-		l.acceptFrom(s.ll)
+		l.acceptFrom(s.acc)
 	case slotClient, slotBackend:
 		l.connEvent(s.c, s.kind == slotClient, ev.Events)
 	}
@@ -223,7 +219,7 @@ func (l *loop) runTasks() {
 func (l *loop) runTask(t task) {
 	defer func() {
 		if v := recover(); v != nil {
-			l.e.notes.log(errorLevel, "panic in event loop task", "loop", l.id, "panic", v, "stack", string(debug.Stack()))
+			l.el.notes.log(slog.Default(), errorLevel, "panic in event loop task", "loop", l.id, "panic", v, "stack", string(debug.Stack()))
 		}
 	}()
 	t(l)

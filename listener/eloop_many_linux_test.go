@@ -215,7 +215,7 @@ func TestLoopsManyConnections(t *testing.T) {
 	}
 	backend := startManyChild(t, "FULCRUM_MANY_ROLE=backend")
 	p := resPool(t, backend.line(t, "ADDR "))
-	e, addr := startLoops(t, loopConfig{Loops: 2, Picker: p})
+	e, addr := startLoops(t, 2, loopConfig{Picker: p})
 	clients := startManyChild(t, "FULCRUM_MANY_ROLE=clients", "FULCRUM_MANY_N="+strconv.Itoa(n), "FULCRUM_MANY_ADDR="+addr)
 	if open := clients.line(t, "OPEN "); open != strconv.Itoa(n) {
 		t.Fatalf("%s of %d clients connected", open, n)

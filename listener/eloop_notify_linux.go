@@ -28,7 +28,6 @@ const maxQueuedNotices = 4096
 // Opened and Meter.Moved are not queued: the loop needs the Meter at once, and both are
 // documented not to block. The notifier keeps each connection's order: Closed, then Flush.
 type notifier struct {
-	logger *slog.Logger
 	mu     sync.Mutex // guards queue
 	q      []notice
 	wake   chan struct{} // capacity 1: a pending wake-up
@@ -55,20 +54,21 @@ type notice struct {
 	client  netip.AddrPort
 	backend *pool.Backend
 	err     error
+	logger  *slog.Logger
 	level   slog.Level
 	msg     string
 	args    []any
 }
 
-func newNotifier(log *slog.Logger) *notifier {
-	n := &notifier{logger: log, wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
+func newNotifier() *notifier {
+	n := &notifier{wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
 	go n.run()
 	return n
 }
 
-// log queues a log line, or drops it when the queue is long.
-func (n *notifier) log(level slog.Level, msg string, args ...any) {
-	n.push(notice{kind: noticeLog, level: level, msg: msg, args: args}, true)
+// log queues a line for logger, or drops it when the queue is long.
+func (n *notifier) log(logger *slog.Logger, level slog.Level, msg string, args ...any) {
+	n.push(notice{kind: noticeLog, logger: logger, level: level, msg: msg, args: args}, true)
 }
 
 func (n *notifier) rejected(o Observer, client netip.AddrPort, err error) {
@@ -136,12 +136,12 @@ func (n *notifier) deliver(batch []notice) {
 func (n *notifier) deliverOne(x *notice) {
 	defer func() {
 		if v := recover(); v != nil {
-			n.logger.Error("panic in connection observer", "panic", v, "stack", string(debug.Stack()))
+			slog.Error("panic in connection observer", "panic", v, "stack", string(debug.Stack()))
 		}
 	}()
 	switch x.kind {
 	case noticeLog:
-		n.logger.Log(context.Background(), x.level, x.msg, x.args...)
+		x.logger.Log(context.Background(), x.level, x.msg, x.args...)
 	case noticeRejected:
 		x.obs.Rejected(x.client, x.err)
 	case noticeDialFailed:

@@ -7,7 +7,19 @@ import (
 	"runtime"
 )
 
-// newLoopPlane reports that event loops need Linux's epoll.
-func newLoopPlane(loopConfig) (loopPlane, error) {
+// EventLoops stands for the epoll data plane, which needs Linux; here it serves nothing.
+type EventLoops struct{ n int }
+
+// NewEventLoops returns a stand-in whose Servers fail to serve.
+func NewEventLoops(n int) *EventLoops { return &EventLoops{n: max(n, 1)} }
+
+// Len is the number of event loops asked for.
+func (el *EventLoops) Len() int { return el.n }
+
+// Stop does nothing.
+func (el *EventLoops) Stop() {}
+
+// server reports that event loops need Linux's epoll.
+func (el *EventLoops) server(loopConfig, bool) (loopPlane, error) {
 	return nil, errors.New("listener: the epoll data plane needs Linux, not " + runtime.GOOS)
 }

@@ -21,7 +21,7 @@ import (
 // awaitHeader starts waiting for c's inbound header, bounded by HeaderTimeout.
 func (l *loop) awaitHeader(c *loopConn) {
 	c.state = stateHeader
-	l.timers.set(c, l.now.Add(l.e.cfg.ProxyProtocol.headerTimeout()))
+	l.timers.set(c, l.now.Add(c.srv.cfg.ProxyProtocol.headerTimeout()))
 }
 
 // readHeader reads what the client has sent, up to proxyHeaderBuf bytes in all, and judges
@@ -48,7 +48,7 @@ func (l *loop) readHeader(c *loopConn) {
 }
 
 func (l *loop) headerReadError(c *loopConn, err error) error {
-	if l.e.cfg.ProxyProtocol.trusts(c.info.Client.Addr()) {
+	if c.srv.cfg.ProxyProtocol.trusts(c.info.Client.Addr()) {
 		return fmt.Errorf("PROXY header from %s: %w", c.info.Client, err)
 	}
 	return fmt.Errorf("read from client: %w", err)
@@ -58,7 +58,7 @@ func (l *loop) headerReadError(c *loopConn, err error) error {
 // a trusted peer's header moves the client's address, an untrusted peer's plain bytes pass,
 // and everything else refuses the client. Then the backend is picked.
 func (l *loop) judgeHeader(c *loopConn, timedOut bool) {
-	pp := &l.e.cfg.ProxyProtocol
+	pp := &c.srv.cfg.ProxyProtocol
 	rest := c.hdr
 	var h *proxyproto.Header
 	var err error = os.ErrDeadlineExceeded
@@ -91,7 +91,7 @@ func (l *loop) judgeHeader(c *loopConn, timedOut bool) {
 
 func (l *loop) refuseHeader(c *loopConn, err error) {
 	client := c.info.Client
-	l.e.logHeader.Do(func() { l.e.notes.log(warnLevel, "refusing client: PROXY header", "client", client, "err", err) })
+	c.srv.logHeader.Do(func() { c.srv.log(warnLevel, "refusing client: PROXY header", "client", client, "err", err) })
 	l.finish(c, err, false)
 }
 
@@ -119,7 +119,7 @@ func headerComplete(b []byte) bool {
 // counts them; the header is not.
 func (l *loop) queuePrefix(c *loopConn) error {
 	var p []byte
-	if v := l.e.cfg.ProxyProtocol.Send; v != 0 {
+	if v := c.srv.cfg.ProxyProtocol.Send; v != 0 {
 		h := proxyproto.HeaderProxyFromAddrs(v, net.TCPAddrFromAddrPort(c.info.Client), net.TCPAddrFromAddrPort(c.info.Local))
 		b, err := h.Format()
 		if err != nil {

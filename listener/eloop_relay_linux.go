@@ -15,14 +15,14 @@ import (
 // connection, the PROXY prefix goes first, then both directions flow.
 func (l *loop) connected(c *loopConn) {
 	l.timers.clear(c)
-	l.reportDial(c.backend, nil)
+	l.reportDial(c, c.backend, nil)
 	c.info.Backend = c.backend
 	c.state = stateRelaying
-	if o := l.e.cfg.Observer; o != nil {
+	if o := c.srv.cfg.Observer; o != nil {
 		c.meter = o.Opened(&c.info)
 	}
 	c.lastActive = l.now
-	if idle := l.e.cfg.IdleTimeout; idle > 0 {
+	if idle := c.srv.cfg.IdleTimeout; idle > 0 {
 		l.timers.set(c, l.now.Add(idle))
 	}
 	if err := l.queuePrefix(c); err != nil {

@@ -68,6 +68,8 @@ func (l *loop) runTimers() {
 	}
 	if !l.acceptRetryAt.IsZero() && !l.acceptRetryAt.After(l.now) {
 		l.acceptRetryAt = time.Time{}
-		l.updateAccepting()
+		for _, a := range l.accepts {
+			l.updateAccepting(a)
+		}
 	}
 }

@@ -29,10 +29,11 @@ type Server struct {
 	// Retries is how many other backends to try after a failed dial; zero means none.
 	Retries int
 	// DataPlane chooses how connections run: the zero value is PlaneGoroutine; PlaneEpoll
-	// (Linux only; Serve fails elsewhere) runs event loops (dataplane.go).
+	// (Linux only; Serve fails elsewhere) runs them on event loops (dataplane.go).
 	DataPlane DataPlane
-	// Loops is how many event loops PlaneEpoll runs; zero means DefaultLoops().
-	Loops int
+	// Loops are the event loops PlaneEpoll runs on, shared by the Servers of one balancer;
+	// nil means the Server starts DefaultLoops() of its own and stops them at Shutdown.
+	Loops *EventLoops
 	// DataPath moves the bytes on PlaneGoroutine; nil means Splice{IdleTimeout: IdleTimeout}.
 	// PlaneEpoll moves them itself, the same way (16 KiB reads, splice for bulk).
 	DataPath DataPath
@@ -52,6 +53,15 @@ type Server struct {
 	QueueTimeout time.Duration
 	// ProxyProtocol reads and writes PROXY protocol headers (proxyproto.go); zero means none.
 	ProxyProtocol ProxyProtocol
+	// Service names the service these listeners balance, for observers (ConnInfo.Service);
+	// empty means the balancer has one service.
+	Service string
+	// Limit is a MaxConns cap shared with other Servers of the same balancer; nil means the
+	// Server's own cap of MaxConns (MaxConns is ignored when Limit is set).
+	Limit *ConnLimit
+	// Totals is where the Server counts its Stats; nil means a count of its own. Servers of
+	// one balancer share one, so its totals cover every service.
+	Totals *Stats
 
 	mu        sync.Mutex // guards which listeners and connections exist: listeners, conns, forced
 	listeners map[net.Listener]struct{}
@@ -67,12 +77,12 @@ type Server struct {
 	initOnce   sync.Once
 	done       chan struct{} // closed when Shutdown begins
 	doneOnce   sync.Once
-	slots      chan struct{} // one token per connection served; nil when MaxConns is 0
+	limit      *ConnLimit // Limit, or one made from MaxConns; nil when there is no cap
 
-	eloops    loopPlane // the event loops, when DataPlane is PlaneEpoll; built by init
-	eloopsErr error     // why they could not be built
+	eloops    loopPlane // this Server on the event loops, when DataPlane is PlaneEpoll
+	eloopsErr error     // why it could not be made
 
-	stats          Stats
+	stats          *Stats // Totals, or the Server's own
 	logNoPeer      rate.Sometimes
 	logDialErr     rate.Sometimes
 	logAccept      rate.Sometimes
@@ -92,7 +102,10 @@ type Stats struct {
 }
 
 // Stats returns the server's counters.
-func (s *Server) Stats() *Stats { return &s.stats }
+func (s *Server) Stats() *Stats {
+	s.init()
+	return s.stats
+}
 
 func (s *Server) init() {
 	s.initOnce.Do(func() {
@@ -103,33 +116,38 @@ func (s *Server) init() {
 		s.logLimit = rate.Sometimes{Interval: time.Second}
 		s.logProxyHeader = rate.Sometimes{Interval: time.Second}
 		s.done = make(chan struct{})
-		if s.MaxConns > 0 {
-			s.slots = make(chan struct{}, s.MaxConns)
+		s.limit = s.Limit
+		if s.limit == nil {
+			s.limit = NewConnLimit(s.MaxConns)
+		}
+		s.stats = s.Totals
+		if s.stats == nil {
+			s.stats = new(Stats)
 		}
 		if s.DataPlane == PlaneEpoll {
-			s.eloops, s.eloopsErr = newLoopPlane(s.loopConfig())
+			el, own := s.Loops, s.Loops == nil
+			if own {
+				el = NewEventLoops(0)
+			}
+			s.eloops, s.eloopsErr = el.server(s.loopConfig(), own)
 		}
 	})
 }
 
-// loopConfig hands the event-loop plane the Server's settings; it counts on s.stats.
+// loopConfig hands the event loops the Server's settings; they count on s.stats.
 func (s *Server) loopConfig() loopConfig {
-	loops := s.Loops
-	if loops <= 0 {
-		loops = DefaultLoops()
-	}
 	return loopConfig{
-		Loops:          loops,
+		Service:        s.Service,
 		Picker:         s.Picker,
 		ConnectTimeout: s.ConnectTimeout,
 		Retries:        s.Retries,
 		IdleTimeout:    s.IdleTimeout,
-		MaxConns:       s.MaxConns,
+		Limit:          s.limit,
 		QueueTimeout:   s.QueueTimeout,
 		ProxyProtocol:  s.ProxyProtocol,
 		Observer:       s.Observer,
 		Logger:         s.Logger,
-		Stats:          &s.stats,
+		Stats:          s.stats,
 	}
 }
 

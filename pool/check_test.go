@@ -61,7 +61,7 @@ func maintain(t *testing.T, p *Pool, m Maintenance) {
 }
 
 func TestChecksMarkDownAndUp(t *testing.T) {
-	p := &Pool{Logger: resQuietLogger(), HealthFall: 3, HealthRise: 2}
+	p := &Pool{Logger: quiet, HealthFall: 3, HealthRise: 2}
 	live := closingListener(t, "127.0.0.1:0").Addr().String()
 	dead := closingListener(t, "127.0.0.1:0")
 	deadAddr := dead.Addr().String()
@@ -90,7 +90,7 @@ func TestChecksMarkDownAndUp(t *testing.T) {
 }
 
 func TestConcurrencyIsBounded(t *testing.T) {
-	p := &Pool{Logger: resQuietLogger(), HealthFall: 1}
+	p := &Pool{Logger: quiet, HealthFall: 1}
 	const n, limit = 40, 4
 	for i := 1; i <= n; i++ {
 		if err := p.RegisterStatic(Address{Host: "10.0.0.1", Port: i}, 1); err != nil {
@@ -131,7 +131,7 @@ func TestConcurrencyIsBounded(t *testing.T) {
 }
 
 func TestPickingDuringSlowChecks(t *testing.T) {
-	p := &Pool{Logger: resQuietLogger()}
+	p := &Pool{Logger: quiet}
 	p.RegisterStatic(Address{Host: "10.0.0.1", Port: 1}, 1)
 	gate := make(chan struct{})
 	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -153,7 +153,7 @@ func TestPickingDuringSlowChecks(t *testing.T) {
 
 // TestMaintainSweeps: the same loop that checks also forgets expired backends.
 func TestMaintainSweeps(t *testing.T) {
-	p := &Pool{Logger: resQuietLogger(), TTL: time.Millisecond}
+	p := &Pool{Logger: quiet, TTL: time.Millisecond}
 	if _, err := p.Register(Address{Host: "10.0.0.1", Port: 1}, 1); err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,7 @@ import (
 // TestHeartbeat: one locked call refreshes a backend that is still registered and leaves any
 // other alone, so the caller registers it through every rule.
 func TestHeartbeat(t *testing.T) {
-	p := &Pool{Logger: resQuietLogger()}
+	p := &Pool{Logger: quiet}
 	a := Address{Host: "10.0.0.1", Port: 80}
 	if known, err := p.Heartbeat(a.Key(), 0); known || err != nil {
 		t.Fatalf("heartbeat of an unknown backend: known %v, err %v", known, err)

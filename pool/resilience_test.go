@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -35,13 +34,11 @@ func (c *resClock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-func resQuietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
 // newResPool returns a pool on a fake clock with static backends 10.0.0.1:1 .. :n.
 func newResPool(t *testing.T, n int) (*Pool, *resClock, []*Backend) {
 	t.Helper()
 	c := newResClock()
-	p := &Pool{TTL: time.Minute, Now: c.Now, Logger: resQuietLogger()}
+	p := &Pool{TTL: time.Minute, Now: c.Now, Logger: quiet}
 	for i := 1; i <= n; i++ {
 		if err := p.RegisterStatic(Address{Host: "10.0.0.1", Port: i}, 1); err != nil {
 			t.Fatal(err)
@@ -296,7 +293,7 @@ func TestDrainIsSticky(t *testing.T) {
 
 func TestSlowStartRampsHeldBurst(t *testing.T) {
 	c := newResClock()
-	p := &Pool{Now: c.Now, Logger: resQuietLogger(), SlowStart: 10 * time.Second}
+	p := &Pool{Now: c.Now, Logger: quiet, SlowStart: 10 * time.Second}
 	p.RegisterStatic(Address{Host: "10.0.0.1", Port: 1}, 1)
 	p.RegisterStatic(Address{Host: "10.0.0.1", Port: 2}, 1)
 	fresh := Address{Host: "10.0.0.1", Port: 3}

@@ -57,13 +57,13 @@ func TestOperatingFlagErrors(t *testing.T) {
 func TestAccessLogObserver(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "access.log")
 	os.WriteFile(path, []byte("{\"earlier\":true}\n"), 0o600)
-	p := &pool.Pool{Logger: opsQuietLogger()}
-	cfg := &config{metrics: true, log: opsQuietLogger(), operating: operatingConfig{accessLog: path, proxy: listener.ProxyProtocol{Send: 2}}}
+	p := &pool.Pool{Logger: quiet}
+	cfg := &config{metrics: true, log: quiet, operating: operatingConfig{accessLog: path, proxy: listener.ProxyProtocol{Send: 2}}}
 	obs, err := newObservers(cfg, p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := newServer(cfg, p, obs.list)
+	srv := newServer(cfg, defaultService(cfg), p, obs.list, newShared(cfg))
 	if len(obs.list) != 3 || obs.list[1] != listener.Observer(obs.metrics) || srv.ProxyProtocol.Send != 2 {
 		t.Fatalf("observers %#v, proxy %+v", obs.list, srv.ProxyProtocol)
 	}

@@ -12,10 +12,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/fulcrumlb/fulcrum/listener"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/time/rate"
 )
@@ -164,12 +166,11 @@ func TestOpenAdminWarning(t *testing.T) {
 		sc := &securityConfig{token: c.token, maxBackends: 3}
 		sc.warnOpenAdmin(log, adminAddr)
 		cfg := &config{sec: sc, log: log}
-		p, err := newPool(cfg)
+		p, err := newPool(cfg, defaultService(cfg))
 		if err != nil {
 			t.Fatal(err)
 		}
-		api := newAPI(cfg, p, newServer(cfg, p, nil), nil, listen, adminAddr)
-		rules := &api.Security
+		rules := &newAPI(cfg, []*service{{pool: p, srv: &listener.Server{}, lns: []net.Listener{fakeListener{listen}}}}, nil, newShared(cfg), adminAddr).Security
 		warned := strings.Contains(buf.String(), "address-only rule") && strings.Contains(buf.String(), "admin="+c.admin)
 		if warned != c.warn {
 			t.Errorf("admin %s token %q: warned %v: %s", c.admin, c.token, warned, buf.String())
@@ -279,33 +280,20 @@ func startFulcrumJSON(t *testing.T, bin string, args ...string) (listen, adminAd
 	return "", "", nil
 }
 
-// echoServerDual echoes lines on 127.0.0.1 (and ::1 when available, since localhost may resolve to
+// echoServerDual echoes on 127.0.0.1 (and ::1 when available, since localhost may resolve to
 // either first) on one port.
 func echoServerDual(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	b := startBackend(t, echoHandler)
+	if ln6, err := net.Listen("tcp", "[::1]:"+strconv.Itoa(b.port())); err == nil {
+		startBackendOn(t, ln6, echoHandler)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go serveEcho(ln)
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	if ln6, err := net.Listen("tcp", "[::1]:"+port); err == nil {
-		t.Cleanup(func() { ln6.Close() })
-		go serveEcho(ln6)
-	}
-	return ln.Addr().String()
+	return b.addr()
 }
 
-func serveEcho(ln net.Listener) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			io.Copy(c, c)
-		}()
-	}
-}
+// fakeListener is a net.Listener that only has an address: newAPI reads nothing else.
+type fakeListener struct{ addr net.Addr }
+
+func (f fakeListener) Accept() (net.Conn, error) { return nil, net.ErrClosed }
+func (f fakeListener) Close() error              { return nil }
+func (f fakeListener) Addr() net.Addr            { return f.addr }

@@ -14,9 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -46,9 +44,6 @@ type opsProc struct {
 
 func opsStart(t *testing.T, bin string, env []string, args ...string) *opsProc {
 	t.Helper()
-	if len(args) > 0 && args[0] == "serve" {
-		args = slices.Concat(args[:1], planeArgs(t), args[1:])
-	}
 	p := &opsProc{cmd: exec.Command(bin, args...), done: make(chan struct{})}
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = &p.stderr, &p.stderr
@@ -120,12 +115,8 @@ func TestFulcrumProcesses(t *testing.T) {
 			t.Errorf("exit %d, output %q", code, p.stderr.String())
 		}
 	})
-	t.Run("serve from a config file, PROXY header out, access log", func(t *testing.T) {
-		eachPlane(t, func(t *testing.T) { testServeOperating(t, bin) })
-	})
-	t.Run("PROXY path still splices", func(t *testing.T) {
-		eachPlane(t, func(t *testing.T) { testProxySplices(t, bin) })
-	})
+	t.Run("serve from a config file, PROXY header out, access log", func(t *testing.T) { testServeOperating(t, bin) })
+	t.Run("PROXY path still splices", func(t *testing.T) { testProxySplices(t, bin) })
 }
 
 func testHeartbeatCycle(t *testing.T, bin string, sig os.Signal, host string) {
@@ -191,8 +182,8 @@ func testHeartbeatRetries(t *testing.T, bin string) {
 	if err != nil {
 		t.Skipf("the port was taken meanwhile: %v", err)
 	}
-	pl := &pool.Pool{Logger: opsQuietLogger()}
-	srv := &http.Server{Handler: (&admin.API{Registry: pl, Logger: opsQuietLogger()}).Handler()}
+	pl := &pool.Pool{Logger: quiet}
+	srv := &http.Server{Handler: (&admin.API{Registry: pl, Logger: quiet}).Handler()}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	waitFor(t, "registration once the balancer is back", func() bool { _, ok := backendStatus(pl, "10.0.0.9:9000"); return ok })
@@ -205,39 +196,20 @@ func testHeartbeatRetries(t *testing.T, bin string) {
 }
 
 // ppEchoBackend parses a PROXY header, sends its source address back in a line, then echoes.
-func ppEchoBackend(t *testing.T) *net.TCPListener {
+func ppEchoBackend(t *testing.T) *backend {
 	t.Helper()
-	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.AcceptTCP()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				br := bufio.NewReader(c)
-				h, err := proxyproto.Read(br)
-				if err != nil {
-					fmt.Fprintf(c, "no header: %v\n", err)
-					return
-				}
-				fmt.Fprintf(c, "%s\n", h.SourceAddr)
-				io.Copy(c, br)
-				c.CloseWrite()
-			}()
+	return startBackend(t, func(c net.Conn) error {
+		defer c.Close()
+		br := bufio.NewReader(c)
+		h, err := proxyproto.Read(br)
+		if err != nil {
+			fmt.Fprintf(c, "no header: %v\n", err)
+			return err
 		}
-	}()
-	return ln
+		fmt.Fprintf(c, "%s\n", h.SourceAddr)
+		io.Copy(c, br)
+		return c.(*net.TCPConn).CloseWrite()
+	})
 }
 
 var servingAddrs = regexp.MustCompile(`fulcrum serving"? listen=(\S+) admin=(\S+)`)
@@ -255,7 +227,7 @@ func testServeOperating(t *testing.T, bin string) {
 	listen, adminAddr := m[1], m[2]
 
 	be := ppEchoBackend(t)
-	port := fmt.Sprint(be.Addr().(*net.TCPAddr).Port)
+	port := fmt.Sprint(be.port())
 	// Without the token the balancer refuses the agent for good; with it, the agent registers.
 	refused := opsStart(t, bin, []string{"FULCRUM_ADMIN_URL=http://" + adminAddr}, "heartbeat", "--host", "127.0.0.1", "--port", port)
 	if code := refused.wait(t); code != 1 || !strings.Contains(refused.stderr.String(), "401 Unauthorized") {
@@ -309,10 +281,9 @@ func testProxySplices(t *testing.T, bin string) {
 	}
 	trace := filepath.Join(t.TempDir(), "strace.out")
 	be := ppEchoBackend(t)
-	args := slices.Concat([]string{"-f", "-e", "trace=splice", "-o", trace, bin, "serve"}, planeArgs(t),
-		[]string{"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--backend", be.Addr().String(),
-			"--proxy-protocol", "v2", "--accept-proxy-protocol", "127.0.0.0/8"})
-	p := opsStart(t, straceBin, nil, args...)
+	p := opsStart(t, straceBin, nil, "-f", "-e", "trace=splice", "-o", trace, bin, "serve",
+		"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--backend", be.addr(),
+		"--proxy-protocol", "v2", "--accept-proxy-protocol", "127.0.0.0/8")
 	var m []string
 	waitFor(t, "serve to start under strace", func() bool {
 		select {

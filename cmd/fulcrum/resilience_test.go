@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -53,43 +52,6 @@ func resServe(t *testing.T, args ...string) (listen, adm string) {
 		return err == nil
 	})
 	return listen, adm
-}
-
-// resEchoBackend is a loopback echo server until the test ends.
-func resEchoBackend(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() { defer wg.Done(); io.Copy(c, c); c.Close() }()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln.Addr().String()
 }
 
 func resAdmin(t *testing.T, adm, path string) (int, map[string]any) {
@@ -157,7 +119,7 @@ func TestServeLimitsFromEnv(t *testing.T) { eachPlane(t, testServeLimitsFromEnv)
 func testServeLimitsFromEnv(t *testing.T) {
 	t.Setenv("FULCRUM_MAX_CONNS", "1")
 	t.Setenv("FULCRUM_IDLE_TIMEOUT", "400ms")
-	listen, _ := resServe(t, "--backend", resEchoBackend(t), "--health-interval", "0")
+	listen, _ := resServe(t, "--backend", startBackend(t, echoHandler).addr(), "--health-interval", "0")
 	first := resDial(t, listen)
 	if !resEchoes(t, first, "1") {
 		t.Fatal("first client not served")
@@ -182,7 +144,7 @@ func TestServeHealthDrainAndForce(t *testing.T) { eachPlane(t, testServeHealthDr
 
 func testServeHealthDrainAndForce(t *testing.T) {
 	listen, adm := resServe(t, "--health-interval", "20ms", "--health-fall", "1", "--connect-timeout", "2s")
-	live := resEchoBackend(t)
+	live := startBackend(t, echoHandler).addr()
 	dead := resFreeAddr(t)
 	resAdd(t, adm, live)
 	resAdd(t, adm, dead)
