@@ -116,10 +116,22 @@ func openAccessLog(path string, log *slog.Logger) (io.Writer, func(), error) {
 type shared struct {
 	limit  *listener.ConnLimit
 	totals *listener.Stats
+	loops  *listener.EventLoops // the epoll plane's event loops; nil on the goroutine plane
 }
 
 func newShared(cfg *config) shared {
-	return shared{limit: listener.NewConnLimit(cfg.resilience.maxConns), totals: new(listener.Stats)}
+	sh := shared{limit: listener.NewConnLimit(cfg.resilience.maxConns), totals: new(listener.Stats)}
+	if cfg.dataPlane.plane == listener.PlaneEpoll {
+		sh.loops = listener.NewEventLoops(cfg.dataPlane.loops)
+	}
+	return sh
+}
+
+// stop ends the event loops; every server on them must have shut down.
+func (sh shared) stop() {
+	if sh.loops != nil {
+		sh.loops.Stop()
+	}
 }
 
 // newServer builds one service's data plane over its pool.
@@ -135,7 +147,9 @@ func newServer(cfg *config, sc serviceConfig, p *pool.Pool, obs listener.Observe
 		Limit:          sh.limit,
 		Totals:         sh.totals,
 		QueueTimeout:   tc.queueTimeout,
-		DataPath:       listener.Splice{IdleTimeout: tc.idleTimeout},
+		IdleTimeout:    tc.idleTimeout,
+		DataPlane:      cfg.dataPlane.plane,
+		Loops:          sh.loops,
 		ProxyProtocol:  tc.proxy,
 	}
 }
@@ -168,11 +182,12 @@ func newAPI(cfg *config, services []*service, m *admin.Metrics, sh shared, admin
 		CloseBackend: def.srv.CloseBackend,
 		Metrics:      m,
 		Overview: &admin.Overview{
-			Listen:  listen,
-			Admin:   adminAddr.String(),
-			Version: appVersion(),
-			Started: time.Now(),
-			Stats:   sh.totals,
+			Listen:    listen,
+			Admin:     adminAddr.String(),
+			Version:   appVersion(),
+			Started:   time.Now(),
+			Stats:     sh.totals,
+			DataPlane: string(cfg.dataPlane.plane),
 		},
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -44,6 +45,9 @@ type opsProc struct {
 
 func opsStart(t *testing.T, bin string, env []string, args ...string) *opsProc {
 	t.Helper()
+	if len(args) > 0 && args[0] == "serve" {
+		args = slices.Concat(args[:1], planeArgs(t), args[1:])
+	}
 	p := &opsProc{cmd: exec.Command(bin, args...), done: make(chan struct{})}
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = &p.stderr, &p.stderr
@@ -115,8 +119,12 @@ func TestFulcrumProcesses(t *testing.T) {
 			t.Errorf("exit %d, output %q", code, p.stderr.String())
 		}
 	})
-	t.Run("serve from a config file, PROXY header out, access log", func(t *testing.T) { testServeOperating(t, bin) })
-	t.Run("PROXY path still splices", func(t *testing.T) { testProxySplices(t, bin) })
+	t.Run("serve from a config file, PROXY header out, access log", func(t *testing.T) {
+		eachPlane(t, func(t *testing.T) { testServeOperating(t, bin) })
+	})
+	t.Run("PROXY path still splices", func(t *testing.T) {
+		eachPlane(t, func(t *testing.T) { testProxySplices(t, bin) })
+	})
 }
 
 func testHeartbeatCycle(t *testing.T, bin string, sig os.Signal, host string) {
@@ -281,9 +289,10 @@ func testProxySplices(t *testing.T, bin string) {
 	}
 	trace := filepath.Join(t.TempDir(), "strace.out")
 	be := ppEchoBackend(t)
-	p := opsStart(t, straceBin, nil, "-f", "-e", "trace=splice", "-o", trace, bin, "serve",
-		"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--backend", be.addr(),
-		"--proxy-protocol", "v2", "--accept-proxy-protocol", "127.0.0.0/8")
+	args := slices.Concat([]string{"-f", "-e", "trace=splice", "-o", trace, bin, "serve"}, planeArgs(t),
+		[]string{"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--backend", be.addr(),
+			"--proxy-protocol", "v2", "--accept-proxy-protocol", "127.0.0.0/8"})
+	p := opsStart(t, straceBin, nil, args...)
 	var m []string
 	waitFor(t, "serve to start under strace", func() bool {
 		select {

@@ -29,6 +29,7 @@ func serveFlags() []cli.Flag {
 		coreFlags(),
 		securityFlags(),
 		resilienceFlags(),
+		dataPlaneFlags(), // flags_dataplane.go: --data-plane, --loops
 		operatingFlags(), // flags_operating.go: config file, PROXY protocol, access log
 		metricsFlags(),   // flags_operating_metrics.go: --metrics
 		persistFlags(),   // state.go, upgrade.go: --state-file, --pid-file
@@ -77,6 +78,7 @@ type config struct {
 	log            *slog.Logger
 	sec            *securityConfig
 	resilience     resilienceConfig
+	dataPlane      dataPlaneConfig // flags_dataplane.go
 	operating      operatingConfig // flags_operating.go
 	metrics        bool            // --metrics
 	// Persistence and upgrades (state.go, upgrade.go).
@@ -97,6 +99,9 @@ func parseConfig(c *cli.Context) (*config, error) {
 		return nil, err
 	}
 	if cfg.resilience, err = parseResilience(c); err != nil {
+		return nil, err
+	}
+	if cfg.dataPlane, err = parseDataPlane(c); err != nil {
 		return nil, err
 	}
 	if cfg.policy, err = pool.ParsePolicy(c.String("balance")); err != nil {
@@ -174,6 +179,7 @@ func run(ctx context.Context, cfg *config) error {
 	}
 	defer obs.closeLog()
 	sh := newShared(cfg)
+	defer sh.stop() // after every server has shut down (drain)
 	for _, s := range services {
 		s.srv = newServer(cfg, s.cfg, s.pool, obs.list, sh)
 	}
@@ -266,7 +272,8 @@ func logServing(cfg *config, services []*service, adminLn net.Listener) {
 		static += len(s.cfg.backends)
 	}
 	cfg.log.Info("fulcrum serving", "listen", def.lns[0].Addr().String(), "admin", adminLn.Addr().String(),
-		"balance", def.cfg.policy.Name(), "static_backends", static, "services", len(services))
+		"balance", def.cfg.policy.Name(), "static_backends", static, "services", len(services),
+		"data_plane", string(cfg.dataPlane.plane), "loops", cfg.dataPlane.loopCount())
 	for _, s := range services[1:] {
 		var addrs []string
 		for _, ln := range s.lns {

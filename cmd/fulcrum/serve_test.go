@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -100,7 +101,7 @@ func startFulcrum(t *testing.T, env []string, args ...string) *instance {
 		stderr: &syncBuffer{},
 		exited: make(chan struct{}),
 	}
-	in.cmd = exec.Command(fulcrumBinary(t), append([]string{"serve"}, args...)...)
+	in.cmd = exec.Command(fulcrumBinary(t), slices.Concat([]string{"serve"}, planeArgs(t), args)...)
 	in.cmd.Env = append(os.Environ(), "FULCRUM_LISTEN="+in.listen, "FULCRUM_ADMIN="+in.api)
 	in.cmd.Env = append(in.cmd.Env, env...)
 	in.cmd.Stderr = in.stderr
@@ -169,6 +170,10 @@ func roundTrip(addr string) error {
 }
 
 func TestHeartbeatExpiryAndRevivalEndToEnd(t *testing.T) {
+	eachPlane(t, testHeartbeatExpiryAndRevivalEndToEnd)
+}
+
+func testHeartbeatExpiryAndRevivalEndToEnd(t *testing.T) {
 	port := startBackend(t, echoHandler).port()
 	in := startFulcrum(t, []string{"FULCRUM_TTL=1s"}, "--sweep-interval", "30s")
 	key := fmt.Sprintf("127.0.0.1:%d", port)
@@ -191,7 +196,9 @@ func TestHeartbeatExpiryAndRevivalEndToEnd(t *testing.T) {
 	}
 }
 
-func TestStaticBackendAndSweep(t *testing.T) {
+func TestStaticBackendAndSweep(t *testing.T) { eachPlane(t, testStaticBackendAndSweep) }
+
+func testStaticBackendAndSweep(t *testing.T) {
 	static := startBackend(t, echoHandler).port()
 	dynamic := startBackend(t, echoHandler).port()
 	in := startFulcrum(t, nil, "--backend", fmt.Sprintf("127.0.0.1:%d", static), "--ttl", "300ms", "--sweep-interval", "50ms")
@@ -206,6 +213,10 @@ func TestStaticBackendAndSweep(t *testing.T) {
 }
 
 func TestSIGTERMDrainsInFlightTransferAndExitsZero(t *testing.T) {
+	eachPlane(t, testSIGTERMDrainsInFlightTransferAndExitsZero)
+}
+
+func testSIGTERMDrainsInFlightTransferAndExitsZero(t *testing.T) {
 	// A backend that sends half its reply, waits for the signal to have been delivered, then
 	// sends the rest.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
