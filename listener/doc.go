@@ -14,8 +14,9 @@
 // Server.DataPlane chooses how connections run. On PlaneGoroutine (the zero value) each
 // accepted connection is owned by one goroutine running conn.serve (conn.go): the inbound
 // PROXY header when one is expected, connect (pick, dial, retries), proxy, release, untrack.
-// On PlaneEpoll (Linux) a few event loops, each on a locked OS thread with its own epoll
-// instance, own every connection from accept to close over raw non-blocking sockets: the same
+// On PlaneEpoll (Linux) a few event loops (EventLoops, which the Servers of one balancer share
+// through Server.Loops), each on a locked OS thread with its own epoll instance, own every
+// connection from accept to close over raw non-blocking sockets: the same
 // steps as a state machine per connection, the bytes moved through a 16 KiB per-loop buffer or,
 // for bulk, spliced through pooled pipes (eloop_*_linux.go). Both behave the same to clients,
 // backends, the Picker and the Observer.

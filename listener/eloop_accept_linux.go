@@ -60,7 +60,7 @@ func (l *loop) watchListener(a *loopAccept, on bool) {
 	fd := a.ll.fd
 	a.watched = on
 	if on {
-		if err := l.register(fd, unix.EPOLLIN|unix.EPOLLEXCLUSIVE, slot{kind: slotListener, acc: a}); err != nil {
+		if err := l.register(fd, unix.EPOLLIN, slot{kind: slotListener, acc: a}); err != nil {
 			a.watched = false
 			a.ll.srv.log(errorLevel, "cannot watch listener", "loop", l.id, "err", err)
 		}

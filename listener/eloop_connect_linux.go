@@ -174,7 +174,9 @@ func (l *loop) dialFailed(c *loopConn, err error) {
 
 // reportDial tells the Picker how a dial went: its passive health check. It runs on the loop,
 // before the next pick, so that a dead backend is out of picking at once.
-func (l *loop) reportDial(c *loopConn, b *pool.Backend, err error) { c.srv.cfg.Picker.ReportDial(b, err) }
+func (l *loop) reportDial(c *loopConn, b *pool.Backend, err error) {
+	c.srv.cfg.Picker.ReportDial(b, err)
+}
 
 // resolve looks a backend's name up on a goroutine (DNS would block the loop) and posts the
 // address back; the connect timeout, already running, bounds it.

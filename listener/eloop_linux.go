@@ -172,7 +172,10 @@ func (el *EventLoops) newServer(cfg loopConfig, own bool) *loopServer {
 }
 
 // loopListener is one listening socket shared by every loop: each registers the same
-// descriptor with EPOLLEXCLUSIVE, so a new connection wakes one loop, which accepts it.
+// descriptor, level-triggered, so a new connection wakes every loop watching it; one accepts
+// it and the others find EAGAIN. Not EPOLLEXCLUSIVE: it wakes one waiter, and when that one
+// stops watching (at a cap, after EMFILE, or draining for an upgrade's successor process) the
+// connection would wait unseen by the others until the next one arrives.
 type loopListener struct {
 	srv      *loopServer
 	fd       int          // a duplicate of ln's descriptor, owned by the plane
@@ -259,13 +262,17 @@ func (ls *loopServer) addListener(ll *loopListener) error {
 func (ls *loopServer) Shutdown(ctx context.Context) error {
 	ls.closing.Store(true)
 	errs := ls.stopAccepting()
-	if ls.active.Load() > 0 {
+	// A token may be older than the last accept (a connection ended while the loops were still
+	// accepting): only the count says the connections are gone.
+	for ls.active.Load() > 0 && ctx.Err() == nil {
 		select {
 		case <-ls.drained:
 		case <-ctx.Done():
-			ls.resetAll()
-			errs = append(errs, ctx.Err())
 		}
+	}
+	if ctx.Err() != nil && ls.active.Load() > 0 {
+		ls.resetAll()
+		errs = append(errs, ctx.Err())
 	}
 	ls.stopOnce.Do(func() {
 		ls.async.Wait()

@@ -401,3 +401,47 @@ func TestSharedLoopsServeSeveralServers(t *testing.T) {
 		t.Fatalf("b lost its connections when a shut down (%d active)", b.ActiveConns())
 	}
 }
+
+// TestLoopsShutdownWaitsForConnectionAcceptedAsItBegins: a connection that ended after Shutdown
+// began, just before the listeners were taken out of the loops, must not let Shutdown think
+// the connections accepted since are gone: they are served to their end, not reset.
+func TestLoopsShutdownWaitsForConnectionAcceptedAsItBegins(t *testing.T) {
+	p := resPool(t, resBackend(t, resEcho))
+	ls, addr := startLoops(t, 1, loopConfig{Picker: p})
+	x := resDial(t, addr)
+	if !resEchoes(t, x, "x") {
+		t.Fatal("no echo")
+	}
+	ls.closing.Store(true) // Shutdown has begun; the loops still accept
+	x.Close()
+	resEventually(t, "first connection ended", func() bool { return ls.ActiveConns() == 0 })
+	z := resDial(t, addr)
+	if !resEchoes(t, z, "z") {
+		t.Fatal("no echo")
+	}
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		done <- ls.Shutdown(ctx)
+	}()
+	resEventually(t, "listener closed", func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	if !resEchoes(t, z, "still served") {
+		t.Fatal("a connection accepted as Shutdown began was cut")
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Shutdown returned (%v) with a connection still open", err)
+	default:
+	}
+	z.Close()
+	if err := <-done; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+}

@@ -24,7 +24,7 @@ type loop struct {
 	wake  int // eventfd: other goroutines write it after posting a task
 	woken atomic.Bool
 
-	mu     sync.Mutex // guards tasks and closed; never held across a system call
+	mu     sync.Mutex // guards tasks and closed; the loop never holds it across a system call
 	tasks  []task
 	closed bool // the loop has ended: post refuses
 
@@ -182,11 +182,14 @@ func (l *loop) post(t task) bool {
 		return false
 	}
 	l.tasks = append(l.tasks, t)
-	l.mu.Unlock()
 	if !l.woken.Swap(true) {
+		// Under mu: the loop closes the eventfd only after it has set closed, so the write
+		// can never reach a descriptor number reused since. It cannot block: the counter is
+		// far from overflowing.
 		one := [8]byte{1}
-		unix.Write(l.wake, one[:]) // cannot block: the counter is far from overflowing
+		unix.Write(l.wake, one[:])
 	}
+	l.mu.Unlock()
 	return true
 }
 

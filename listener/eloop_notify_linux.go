@@ -28,11 +28,11 @@ const maxQueuedNotices = 4096
 // Opened and Meter.Moved are not queued: the loop needs the Meter at once, and both are
 // documented not to block. The notifier keeps each connection's order: Closed, then Flush.
 type notifier struct {
-	mu     sync.Mutex // guards queue
-	q      []notice
-	wake   chan struct{} // capacity 1: a pending wake-up
-	quit   chan struct{}
-	done   chan struct{}
+	mu   sync.Mutex // guards queue
+	q    []notice
+	wake chan struct{} // capacity 1: a pending wake-up
+	quit chan struct{}
+	done chan struct{}
 }
 
 type noticeKind uint8
