@@ -63,11 +63,8 @@ var (
 	keyHeartbeats  = []string{"heartbeats", "total"}
 	keySActive     = []string{"service", "connections", "active"}
 	keySBackends   = []string{"service", "backends"}
-	keySRouted     = []string{"service", "connections", "routed", "total"}
 	keySRejected   = []string{"service", "connections", "rejected", "total"}
 	keySDialFailed = []string{"service", "dial", "failures", "total"}
-	keySBytesIn    = []string{"service", "bytes", "in", "total"}
-	keySBytesOut   = []string{"service", "bytes", "out", "total"}
 	keySHeartbeats = []string{"service", "heartbeats", "total"}
 	keyBActive     = []string{"backend", "connections", "active"}
 	keyBRouted     = []string{"backend", "connections", "routed", "total"}
@@ -114,16 +111,14 @@ func NewServiceMetrics(services []Service) (*Metrics, error) {
 		}
 		names = append(names, s.Name)
 	}
-	m, handler, err := newSink(names)
-	if err != nil {
-		return nil, err
-	}
 	mt := &Metrics{
 		services: slices.Clone(services),
-		m:        m,
-		handler:  handler,
 		gauged:   make(map[seriesKey]bool),
 		nReason:  len(knownReasons),
+	}
+	var err error
+	if mt.m, mt.handler, err = newSink(names, newTrafficCollector(&mt.svcs)); err != nil {
+		return nil, err
 	}
 	for _, r := range knownReasons {
 		mt.reasons.Store(r, r)
@@ -138,14 +133,21 @@ func NewServiceMetrics(services []Service) (*Metrics, error) {
 }
 
 // newSink builds go-metrics over a Prometheus sink whose registry holds the runtime and
-// process collectors and the series declared up front for the services named.
-func newSink(services []string) (*gometrics.Metrics, http.Handler, error) {
+// process collectors, the services' traffic, and the series declared up front for the
+// services named.
+func newSink(services []string, traffic prometheus.Collector) (*gometrics.Metrics, http.Handler, error) {
 	pr := prometheus.NewRegistry()
-	if err := pr.Register(collectors.NewGoCollector()); err != nil {
-		return nil, nil, fmt.Errorf("metrics: register go collector: %w", err)
-	}
-	if err := pr.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
-		return nil, nil, fmt.Errorf("metrics: register process collector: %w", err)
+	for _, c := range []struct {
+		name string
+		c    prometheus.Collector
+	}{
+		{"go", collectors.NewGoCollector()},
+		{"process", collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})},
+		{"service traffic", traffic},
+	} {
+		if err := pr.Register(c.c); err != nil {
+			return nil, nil, fmt.Errorf("metrics: register %s collector: %w", c.name, err)
+		}
 	}
 	sink, err := promsink.NewPrometheusSinkFrom(promsink.PrometheusOpts{
 		Name:               "fulcrum_go_metrics_sink",
@@ -213,10 +215,7 @@ func counterDefinitions(services []string) []promsink.CounterDefinition {
 func serviceCounterDefinitions(service string) []promsink.CounterDefinition {
 	labels := serviceLabels(service)
 	defs := []promsink.CounterDefinition{
-		{Name: promName(keySRouted), ConstLabels: labels, Help: "Connections of the service proxied to a backend."},
 		{Name: promName(keySDialFailed), ConstLabels: labels, Help: "Failed dials to the service's backends, retries included."},
-		{Name: promName(keySBytesIn), ConstLabels: labels, Help: "Bytes carried client to the service's backends."},
-		{Name: promName(keySBytesOut), ConstLabels: labels, Help: "Bytes carried the service's backends to client."},
 		{Name: promName(keySHeartbeats), ConstLabels: labels, Help: "Admin add calls for the service's backends already registered."},
 	}
 	for _, r := range knownReasons {

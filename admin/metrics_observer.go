@@ -91,7 +91,7 @@ func (m *Metrics) opened(service string, c *listener.ConnInfo) listener.Meter {
 	cm := &connMeter{m: m.m, series: bs, flushed: time.Now(), open: &m.open}
 	m.open.Store(cm, struct{}{})
 	m.m.IncrCounterWithLabels(keyBRouted, 1, bs.labels)
-	m.m.IncrCounterWithLabels(keySRouted, 1, bs.svc.labels)
+	bs.svc.traffic.routed.Add(1)
 	m.m.IncrCounter(keyRouted, 1)
 	return cm
 }
@@ -156,12 +156,12 @@ func (cm *connMeter) flush(now time.Time) {
 	cm.flushed = now
 	if cm.in > 0 {
 		cm.m.IncrCounterWithLabels(keyBBytesIn, float32(cm.in), cm.series.labels)
-		cm.m.IncrCounterWithLabels(keySBytesIn, float32(cm.in), cm.series.svc.labels)
+		cm.series.svc.traffic.bytesIn.Add(uint64(cm.in))
 		cm.m.IncrCounter(keyBytesIn, float32(cm.in))
 	}
 	if cm.out > 0 {
 		cm.m.IncrCounterWithLabels(keyBBytesOut, float32(cm.out), cm.series.labels)
-		cm.m.IncrCounterWithLabels(keySBytesOut, float32(cm.out), cm.series.svc.labels)
+		cm.series.svc.traffic.bytesOut.Add(uint64(cm.out))
 		cm.m.IncrCounter(keyBytesOut, float32(cm.out))
 	}
 	cm.in, cm.out = 0, 0

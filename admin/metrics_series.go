@@ -15,9 +15,10 @@ type seriesKey struct {
 	service, name string
 }
 
-// serviceSeries is one service's label set.
+// serviceSeries is one service's label set and the traffic counted on every connection.
 type serviceSeries struct {
-	labels []gometrics.Label // service=NAME
+	labels  []gometrics.Label // service=NAME
+	traffic serviceTraffic
 }
 
 // backendSeries is one backend's label set, its service's, and whether its duration summary
@@ -78,7 +79,7 @@ func (m *Metrics) serviceLocked(service string) *serviceSeries {
 		return ss.(*serviceSeries)
 	}
 	ss := &serviceSeries{labels: serviceLabels(service)}
-	for _, key := range [][]string{keySRouted, keySDialFailed, keySBytesIn, keySBytesOut, keySHeartbeats} {
+	for _, key := range [][]string{keySDialFailed, keySHeartbeats} {
 		m.m.IncrCounterWithLabels(key, 0, ss.labels)
 	}
 	m.svcs.Store(service, ss)
