@@ -34,7 +34,9 @@ import (
 // step, so two first updates at once would lose one. Metrics therefore creates every series
 // under a lock: totals and configured services' series are declared up front, a backend's
 // counters are created at 0 when it is first seen, and its first duration sample and each new
-// rejection reason are taken one at a time.
+// rejection reason are taken one at a time. A service's routed connections and bytes, which
+// every connection adds to, are atomic counters that a collector of their own reads when
+// scraped (metrics_traffic.go).
 type Metrics struct {
 	services   []Service // configured; the gauges read their registries
 	m          *gometrics.Metrics
@@ -193,7 +195,7 @@ func gaugeDefinitions(services []string) []promsink.GaugeDefinition {
 }
 
 func counterDefinitions(services []string) []promsink.CounterDefinition {
-	defs := make([]promsink.CounterDefinition, 0, 8+len(knownReasons)+len(services)*(6+len(knownReasons)))
+	defs := make([]promsink.CounterDefinition, 0, 5+len(knownReasons)+len(services)*(2+len(knownReasons)))
 	for _, r := range knownReasons {
 		defs = append(defs, promsink.CounterDefinition{Name: promName(keyRejected),
 			Help:        "Clients closed without reaching a backend, by reason.",
