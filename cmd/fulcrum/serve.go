@@ -167,7 +167,7 @@ func run(ctx context.Context, cfg *config) error {
 	if err != nil {
 		return err
 	}
-	obs, err := newObservers(cfg, services[0].pool)
+	obs, err := newObservers(cfg, services)
 	if err != nil {
 		closeAll(services, adminLn)
 		return err
@@ -175,7 +175,7 @@ func run(ctx context.Context, cfg *config) error {
 	defer obs.closeLog()
 	sh := newShared(cfg)
 	for _, s := range services {
-		s.srv = newServer(cfg, s.cfg, s.pool, obs.list, sh)
+		s.srv = newServer(cfg, s.cfg, s.pool, obs.forService(s.cfg.name), sh)
 	}
 	api := newAPI(cfg, services, obs.metrics, sh, adminLn.Addr())
 	cfg.sec.warnOpenAdmin(cfg.log, adminLn.Addr())
