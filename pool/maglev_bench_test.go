@@ -1,0 +1,26 @@
+package pool
+
+import (
+	"fmt"
+	"testing"
+)
+
+// BenchmarkMaglevBuild measures building a whole table, what a change of membership costs the
+// builder goroutine (never a pick). B/op is the table, its bitmap and the permutations;
+// table-MiB is what stays allocated.
+func BenchmarkMaglevBuild(b *testing.B) {
+	for _, n := range []int{10, 1000, 100_000} {
+		b.Run(fmt.Sprintf("backends=%d", n), func(b *testing.B) {
+			ms := tableMembersOf(n, 1, 2, 3)
+			size := maglevSize(n, 0)
+			members := make([]maglevMember, n)
+			b.ReportAllocs()
+			for b.Loop() {
+				copy(members, ms)
+				buildMaglev(members, size)
+			}
+			b.ReportMetric(float64(size*4+uint64(n)*8)/(1<<20), "table-MiB")
+			b.ReportMetric(float64(size), "slots")
+		})
+	}
+}
