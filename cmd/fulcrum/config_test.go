@@ -17,7 +17,7 @@ import (
 func serveContext(t *testing.T, args ...string) (*cli.Context, error) {
 	t.Helper()
 	var got *cli.Context
-	cmd := serveCommand()
+	cmd := serveCommand(testUpgrades)
 	cmd.Action = func(c *cli.Context) error { got = c; return nil }
 	app := &cli.App{Name: "fulcrum", Commands: []*cli.Command{cmd}, Writer: &strings.Builder{}, ErrWriter: &strings.Builder{}}
 	err := app.Run(append([]string{"fulcrum", "serve"}, args...))
@@ -86,7 +86,7 @@ func TestEveryServeFlagSettableFromConfigFile(t *testing.T) {
 
 // withConfigFile must know every flag type serve uses: a new one panics here, not in production.
 func TestWithConfigFileKnowsEveryServeFlag(t *testing.T) {
-	if v := panicOf(func() { serveCommand() }); v != nil {
+	if v := panicOf(func() { serveCommand(testUpgrades) }); v != nil {
 		t.Fatal(v)
 	}
 	if panicOf(func() { withConfigFile([]cli.Flag{&cli.TimestampFlag{Name: "x"}}) }) == nil {
@@ -171,7 +171,7 @@ func TestExampleConfigLoads(t *testing.T) {
 	if err != nil {
 		t.Fatalf("example config does not validate: %v", err)
 	}
-	if cfg.listen != ":8000" || cfg.ttl != 30*time.Second || len(cfg.backends) != 2 || cfg.backends[1].Key() != "10.0.0.6:8080" {
+	if cfg.listen != ":8000" || cfg.ttl != 30*time.Second || len(cfg.services[0].backends) != 2 || cfg.services[0].backends[1].Key() != "10.0.0.6:8080" {
 		t.Errorf("example config parsed as %+v", cfg)
 	}
 }

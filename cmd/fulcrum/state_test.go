@@ -1,8 +1,6 @@
 package main
 
 import (
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -12,10 +10,10 @@ import (
 
 func newTestStore(t *testing.T) (*stateStore, *pool.Pool, string) {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := quiet
 	path := filepath.Join(t.TempDir(), "state.json")
 	p := &pool.Pool{Logger: log}
-	s := newStateStore(path, p, log)
+	s := newStateStore(path, []*service{{cfg: serviceConfig{name: pool.DefaultService}, pool: p}}, log)
 	p.OnChange = s.onChange
 	return s, p, path
 }
@@ -29,12 +27,12 @@ func savedKeys(t *testing.T, path string) map[string]bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	recs, err := decodeState(data)
+	byService, err := decodeState(data)
 	if err != nil {
 		t.Fatal(err)
 	}
 	keys := map[string]bool{}
-	for _, r := range recs {
+	for _, r := range byService[pool.DefaultService] {
 		keys[pool.Address{Host: r.Host, Port: r.Port}.Key()] = true
 	}
 	return keys

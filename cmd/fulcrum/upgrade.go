@@ -20,7 +20,6 @@ import (
 	"github.com/cloudflare/tableflip"
 
 	"github.com/fulcrumlb/fulcrum/admin"
-	"github.com/fulcrumlb/fulcrum/pool"
 )
 
 // Zero-downtime upgrades. On SIGHUP the running process starts its successor (the binary at
@@ -48,16 +47,19 @@ type handover struct {
 	hup     chan os.Signal
 }
 
-// upgraderTaken is set once a serve in this process has taken tableflip's Upgrader, of which a
-// process may have only one. A second serve in the same process (in-process tests) runs
-// without upgrades.
-var upgraderTaken atomic.Bool
+// upgrades hands tableflip's Upgrader, of which a process may have only one, to the first
+// serve that asks: main makes one for the process and passes it in. A second serve in the same
+// process (in-process tests) runs without upgrades. A nil *upgrades grants none.
+type upgrades struct {
+	taken atomic.Bool
+}
+
+func (u *upgrades) take() bool { return u != nil && u.taken.CompareAndSwap(false, true) }
 
 // newHandover starts listening for SIGHUP and takes over the sockets of a parent process, if
-// this process is an upgrade. It returns nil (no upgrades) when another serve in this process
-// already has the Upgrader.
-func newHandover(cfg *config) (*handover, error) {
-	if !upgraderTaken.CompareAndSwap(false, true) {
+// this process is an upgrade. It returns nil (no upgrades) when u grants none.
+func newHandover(cfg *config, u *upgrades) (*handover, error) {
+	if !u.take() {
 		cfg.log.Debug("SIGHUP upgrades are off: another serve in this process has them")
 		return nil, nil
 	}
@@ -130,8 +132,9 @@ func (h *handover) exit() <-chan struct{} {
 	return h.upg.Exit()
 }
 
-// restore imports the parent's registry snapshot into p; it reports whether there was one.
-func (h *handover) restore(p *pool.Pool) bool {
+// restore imports the parent's registry snapshot into the services' pools; it reports whether
+// there was one.
+func (h *handover) restore(services []*service) bool {
 	if h == nil || !h.upg.HasParent() {
 		return false
 	}
@@ -144,7 +147,7 @@ func (h *handover) restore(p *pool.Pool) bool {
 	data, err := readInherited(f)
 	var n int
 	if err == nil {
-		n, err = importState(p, data)
+		n, err = importState(services, data, h.log)
 	}
 	if err != nil {
 		h.log.Error("upgrade: registry from the previous process unusable", "err", err)
@@ -169,7 +172,7 @@ func readInherited(f *os.File) ([]byte, error) {
 }
 
 // watch upgrades on every SIGHUP until ctx ends or an upgrade succeeds.
-func (h *handover) watch(ctx context.Context, p *pool.Pool, as *adminServer, store *stateStore) {
+func (h *handover) watch(ctx context.Context, services []*service, as *adminServer, store *stateStore) {
 	if h == nil {
 		return
 	}
@@ -180,7 +183,7 @@ func (h *handover) watch(ctx context.Context, p *pool.Pool, as *adminServer, sto
 		case <-h.exit():
 			return
 		case <-h.hup:
-			if err := h.upgrade(ctx, p, as, store); err != nil {
+			if err := h.upgrade(ctx, services, as, store); err != nil {
 				h.log.Error("upgrade failed; still serving", "err", err)
 				continue
 			}
@@ -192,7 +195,7 @@ func (h *handover) watch(ctx context.Context, p *pool.Pool, as *adminServer, sto
 
 // upgrade pauses the admin API, hands the registry and the sockets to a successor and waits
 // until it is ready. On failure the admin API serves again.
-func (h *handover) upgrade(ctx context.Context, p *pool.Pool, as *adminServer, store *stateStore) error {
+func (h *handover) upgrade(ctx context.Context, services []*service, as *adminServer, store *stateStore) error {
 	h.log.Info("SIGHUP: starting the successor process")
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	resume, err := as.pause(pctx)
@@ -203,7 +206,7 @@ func (h *handover) upgrade(ctx context.Context, p *pool.Pool, as *adminServer, s
 	if store != nil {
 		store.freeze()
 	}
-	err = h.addSnapshot(p)
+	err = h.addSnapshot(services)
 	if err == nil {
 		err = h.upg.Upgrade()
 	}
@@ -219,9 +222,10 @@ func (h *handover) upgrade(ctx context.Context, p *pool.Pool, as *adminServer, s
 	return nil
 }
 
-// addSnapshot writes the registry to an unlinked temporary file that the successor inherits.
-func (h *handover) addSnapshot(p *pool.Pool) error {
-	data, err := encodeState(p.Export())
+// addSnapshot writes every service's registry to an unlinked temporary file that the
+// successor inherits.
+func (h *handover) addSnapshot(services []*service) error {
+	data, err := encodeState(services)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/fulcrumlb/fulcrum/admin"
+	"github.com/fulcrumlb/fulcrum/listener"
+	"github.com/fulcrumlb/fulcrum/pool"
+)
+
+// The constructors below turn the parsed configuration into complete values; run calls them
+// in order and nothing is set on a value after it is built.
+
+// service is one running service: its configuration, pool, server and listeners.
+type service struct {
+	cfg  serviceConfig
+	pool *pool.Pool
+	srv  *listener.Server
+	lns  []net.Listener
+}
+
+// newPools builds every service's registry with its static backends.
+func newPools(cfg *config) ([]*service, error) {
+	out := make([]*service, 0, len(cfg.services))
+	for _, sc := range cfg.services {
+		p, err := newPool(cfg, sc)
+		if err != nil {
+			return nil, fmt.Errorf("service %s: %w", sc.name, err)
+		}
+		out = append(out, &service{cfg: sc, pool: p})
+	}
+	return out, nil
+}
+
+// newPool builds one service's registry with its static backends.
+func newPool(cfg *config, sc serviceConfig) (*pool.Pool, error) {
+	tc := sc.traffic
+	p := &pool.Pool{
+		TTL:                cfg.ttl,
+		Policy:             sc.policy,
+		Logger:             cfg.log.With("service", sc.name),
+		MaxBackends:        cfg.sec.maxBackends,
+		SlowStart:          tc.slowStart,
+		MaxConnsPerBackend: tc.maxPerConn,
+		HealthFall:         tc.healthFall,
+		HealthRise:         tc.healthRise,
+	}
+	for _, a := range sc.backends {
+		if err := p.RegisterStatic(a, 1); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// maintenance is a service's background work: sweeps and, unless off, active health checks
+// (each bounded by the connect timeout).
+func maintenance(cfg *config, sc serviceConfig) pool.Maintenance {
+	return pool.Maintenance{
+		SweepInterval: cfg.sweep,
+		Checks:        pool.HealthCheck{Interval: sc.traffic.healthInterval, Timeout: sc.traffic.connectTimeout},
+	}
+}
+
+// observers is everything that hears the data plane's connections: backends' byte totals
+// (always: two atomic adds per chunk), metrics (unless --metrics=false) and the access log.
+type observers struct {
+	list     listener.Observers
+	metrics  *admin.Metrics // nil with --metrics=false
+	closeLog func()         // closes the access log; call it once the server has shut down
+}
+
+func newObservers(cfg *config, p *pool.Pool) (*observers, error) {
+	o := &observers{list: listener.Observers{listener.BackendBytes{}}, closeLog: func() {}}
+	if cfg.metrics {
+		m, err := admin.NewMetrics(p)
+		if err != nil {
+			return nil, fmt.Errorf("--metrics: %w", err)
+		}
+		o.metrics = m
+		o.list = append(o.list, m)
+	}
+	if path := cfg.operating.accessLog; path != "" {
+		w, closeLog, err := openAccessLog(path, cfg.log)
+		if err != nil {
+			return nil, err
+		}
+		o.list = append(o.list, listener.NewAccessLog(w))
+		o.closeLog = closeLog
+	}
+	return o, nil
+}
+
+func openAccessLog(path string, log *slog.Logger) (io.Writer, func(), error) {
+	if path == "-" {
+		return os.Stderr, func() {}, nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--access-log: %w", err)
+	}
+	return f, func() {
+		if err := f.Close(); err != nil {
+			log.Warn("closing the access log", "path", path, "err", err)
+		}
+	}, nil
+}
+
+// shared is what every service's server shares: the --max-conns cap and the running totals.
+type shared struct {
+	limit  *listener.ConnLimit
+	totals *listener.Stats
+}
+
+func newShared(cfg *config) shared {
+	return shared{limit: listener.NewConnLimit(cfg.resilience.maxConns), totals: new(listener.Stats)}
+}
+
+// newServer builds one service's data plane over its pool.
+func newServer(cfg *config, sc serviceConfig, p *pool.Pool, obs listener.Observer, sh shared) *listener.Server {
+	tc := sc.traffic
+	return &listener.Server{
+		Picker:         p,
+		Service:        sc.name,
+		ConnectTimeout: tc.connectTimeout,
+		Retries:        tc.retries,
+		Logger:         cfg.log.With("service", sc.name),
+		Observer:       obs,
+		Limit:          sh.limit,
+		Totals:         sh.totals,
+		QueueTimeout:   tc.queueTimeout,
+		DataPath:       listener.Splice{IdleTimeout: tc.idleTimeout},
+		ProxyProtocol:  tc.proxy,
+	}
+}
+
+// newAPI builds the admin API over every service. adminAddr is the admin listener's bound
+// address: the loop check needs it and every service's listen address, and the status page
+// shows them.
+func newAPI(cfg *config, services []*service, m *admin.Metrics, sh shared, adminAddr net.Addr) *admin.API {
+	def := services[0]
+	var listen []string
+	self := addrPorts(adminAddr)
+	for _, s := range services {
+		for _, ln := range s.lns {
+			listen = append(listen, ln.Addr().String())
+			self = append(self, addrPorts(ln.Addr())...)
+		}
+	}
+	return &admin.API{
+		Registry:       def.pool,
+		TrustedProxies: cfg.trusted,
+		Logger:         cfg.log,
+		Security: admin.Security{
+			Token:         cfg.sec.token,
+			TokenRead:     cfg.sec.tokenRead,
+			AllowBackends: cfg.sec.allow,
+			Rate:          cfg.sec.rate,
+			Burst:         cfg.sec.burst,
+			Self:          self, // for the loop check
+		},
+		CloseBackend: def.srv.CloseBackend,
+		Metrics:      m,
+		Overview: &admin.Overview{
+			Listen:  listen,
+			Admin:   adminAddr.String(),
+			Version: appVersion(),
+			Started: time.Now(),
+			Stats:   sh.totals,
+		},
+	}
+}
+
+func addrPorts(addrs ...net.Addr) []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, a := range addrs {
+		if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+			out = append(out, ap)
+		}
+	}
+	return out
+}
+
+// warnOpenAdmin warns when the admin API is reachable from other machines without a token,
+// because then the address-only rule is all that protects the registry.
+func (sc *securityConfig) warnOpenAdmin(log *slog.Logger, adminAddr net.Addr) {
+	ap, err := netip.ParseAddrPort(adminAddr.String())
+	if sc.token == "" && (err != nil || !ap.Addr().IsLoopback()) {
+		log.Warn("admin API listens on a non-loopback address without --admin-token: "+
+			"anyone who can reach it may register, heartbeat or remove their own address "+
+			"(address-only rule); set --admin-token or bind --admin to 127.0.0.1",
+			"admin", adminAddr.String())
+	}
+}
