@@ -2,34 +2,26 @@ package listener_test
 
 import (
 	"context"
-	"errors"
 	"io"
-	"log/slog"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/fulcrumlb/fulcrum/listener"
 	"github.com/fulcrumlb/fulcrum/pool"
 )
 
 // TestMaglevKeepsEachSourceOnItsBackend: behind a Maglev pool, clients connecting from many
-// loopback source addresses each land on one backend every time, and removing a backend moves
-// its clients only.
+// loopback source addresses each land on one backend every time (each backend writes its own
+// address), and removing a backend moves its clients only.
 func TestMaglevKeepsEachSourceOnItsBackend(t *testing.T) {
-	p := &pool.Pool{Policy: pool.Maglev, Logger: slog.New(slog.DiscardHandler)}
-	for range 3 {
-		if _, err := p.Register(startNamingBackend(t), 1); err != nil {
-			t.Fatal(err)
-		}
-	}
-	proxy := startMaglevProxy(t, p)
+	naming := func(c *net.TCPConn) { io.WriteString(c, c.LocalAddr().String()) }
+	p := &pool.Pool{Policy: pool.Maglev}
+	proxy := startProxy(t, p, startBackend(t, naming), startBackend(t, naming), startBackend(t, naming))
 	waitMaglevTable(t, p)
 
 	const sources = 200
-	first := landings(t, proxy, sources)
-	if again := landings(t, proxy, sources); !sameLandings(first, again) {
+	first := landings(t, proxy.addr, sources)
+	if again := landings(t, proxy.addr, sources); !sameLandings(first, again) {
 		t.Fatal("a source landed on another backend with membership unchanged")
 	}
 	perBackend := map[string]int{}
@@ -45,7 +37,7 @@ func TestMaglevKeepsEachSourceOnItsBackend(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitMaglevTable(t, p)
-	after := landings(t, proxy, sources)
+	after := landings(t, proxy.addr, sources)
 	moved, others := 0, 0
 	for i := range first {
 		switch {
@@ -62,59 +54,6 @@ func TestMaglevKeepsEachSourceOnItsBackend(t *testing.T) {
 	if moved > others/50 {
 		t.Fatalf("removing one of 3 backends moved %d of the others' %d sources", moved, others)
 	}
-}
-
-// startNamingBackend starts a loopback server that writes its own address to each connection
-// and closes it; the server stops when the test ends.
-func startNamingBackend(t *testing.T) pool.Address {
-	t.Helper()
-	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			io.WriteString(c, c.LocalAddr().String())
-			c.Close()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	return pool.Address{Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port}
-}
-
-// startMaglevProxy serves p on a loopback port until the test ends, and returns its address.
-func startMaglevProxy(t *testing.T, p *pool.Pool) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &listener.Server{Picker: p, Logger: slog.New(slog.DiscardHandler)}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if err := <-done; !errors.Is(err, listener.ErrServerClosed) {
-			t.Errorf("Serve returned %v, want ErrServerClosed", err)
-		}
-		for _, s := range p.Snapshot() {
-			if s.Active != 0 {
-				t.Errorf("%s: %d connections counted after shutdown", s.Key, s.Active)
-			}
-		}
-	})
-	return ln.Addr().String()
 }
 
 func waitMaglevTable(t *testing.T, p *pool.Pool) {

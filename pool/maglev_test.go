@@ -220,7 +220,7 @@ func TestMaglevFallsBackToLeastConn(t *testing.T) {
 			b, _ := p.Acquire(client, nil)
 			p.ReportDial(b, refused)
 			p.Release(b)
-			return nil, func() { p.ReportCheck(home, nil, 1, 1) }
+			return nil, func() { p.ReportCheck(home, nil) }
 		}},
 		{"draining", 0, func(t *testing.T, p *pool.Pool, home *pool.Backend) ([]*pool.Backend, func()) {
 			if err := p.Drain(home.Key()); err != nil {
