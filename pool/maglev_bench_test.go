@@ -24,3 +24,18 @@ func BenchmarkMaglevBuild(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkMaglevMemberList measures what a build holds the pool's lock for: copying the
+// member list out of the registry.
+func BenchmarkMaglevMemberList(b *testing.B) {
+	p := &Pool{Logger: quiet}
+	for i := range 100_000 {
+		p.RegisterStatic(Address{Host: fmt.Sprintf("10.%d.%d.%d", i>>16, (i>>8)&255, i&255), Port: 80}, 1)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		p.mu.Lock()
+		p.tableMembers()
+		p.mu.Unlock()
+	}
+}
