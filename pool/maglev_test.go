@@ -404,3 +404,44 @@ func TestMaglevConcurrentChurn(t *testing.T) {
 		}
 	}
 }
+
+// TestMaglevFallBackInLargePool: beyond 64 live backends the fall-back is p2c: a drained
+// backend's client is spread over the others, never sent to it, and comes back after.
+func TestMaglevFallBackInLargePool(t *testing.T) {
+	p := maglevPool(t, 200)
+	home, err := p.Acquire(client, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Release(home)
+	if err := p.Drain(home.Key()); err != nil {
+		t.Fatal(err)
+	}
+	var held []*pool.Backend
+	used := map[*pool.Backend]int{}
+	for i := 0; i < 100; i++ {
+		b, err := p.Acquire(client, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b == home {
+			t.Fatalf("pick %d went to drained %s", i, home.Key())
+		}
+		used[b]++
+		held = append(held, b)
+	}
+	for b, n := range used {
+		if n > 3 {
+			t.Errorf("%s took %d of 100 fall-back connections: two random choices should spread them", b.Key(), n)
+		}
+	}
+	for _, b := range held {
+		p.Release(b)
+	}
+	p.Undrain(home.Key())
+	if b, _ := p.Acquire(client, nil); b != home {
+		t.Fatalf("after undrain: %v, want %s", b, home.Key())
+	} else {
+		p.Release(b)
+	}
+}

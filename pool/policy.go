@@ -33,7 +33,8 @@ var (
 	Hash Policy = rendezvous{}
 	// Maglev keeps each client address on one backend through a lookup table: O(1) per pick
 	// however large the pool, at the cost of a table rebuilt when membership changes
-	// (maglev.go). It falls back to LeastConn like Hash.
+	// (maglev.go). When its choice cannot take the connection it falls back to the least
+	// loaded backend, as Hash does, or in pools of more than 64 live backends to P2C.
 	Maglev Policy = maglev{}
 )
 
