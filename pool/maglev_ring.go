@@ -64,13 +64,11 @@ func (p *Pool) currentTable(policy Policy) *maglevTable {
 // change by more than one build.
 func (p *Pool) buildTables() {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	for p.ring.built < p.ring.changes {
 		upTo := p.ring.changes
-		members := p.tableMembers()
-		size := maglevSize(len(members), p.ring.size())
+		members, cur := p.tableMembers(), p.ring.size()
 		p.mu.Unlock()
-		t := buildMaglev(members, size)
+		t := buildMaglev(members, maglevSize(len(members), cur))
 		p.mu.Lock()
 		p.ring.table, p.ring.built = t, upTo
 		if p.ring.settled != nil {
@@ -79,6 +77,7 @@ func (p *Pool) buildTables() {
 		}
 	}
 	p.ring.building = false
+	p.mu.Unlock()
 }
 
 // tableMembers lists, under p.mu, the backends the table is built over: every registered
