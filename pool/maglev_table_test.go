@@ -1,7 +1,9 @@
 package pool
 
 import (
+	"context"
 	"fmt"
+	"net/netip"
 	"testing"
 	"time"
 )
@@ -94,5 +96,48 @@ func TestLiveHeapOrderSwitch(t *testing.T) {
 		if i > 0 && lighter(b, h.items[(i-1)/2]) {
 			t.Fatalf("item %d is lighter than its parent: not a heap", i)
 		}
+	}
+}
+
+// TestMaglevTableMatchesRegistryAfterChurn: the member list is copied in batches with the lock
+// let go in between; changes made meanwhile still reach the table, which ends with exactly
+// the registered backends.
+func TestMaglevTableMatchesRegistryAfterChurn(t *testing.T) {
+	p := &Pool{Policy: Maglev, Logger: quiet}
+	at := func(i int) Address { return Address{Host: fmt.Sprintf("10.0.%d.%d", i>>8, i&255), Port: 80} }
+	const n = 3 * memberBatch
+	for i := range n {
+		if _, err := p.Register(at(i), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan struct{})
+	go func() { // changes racing the builder's batched copies
+		defer close(done)
+		for i := range 300 {
+			p.Deregister(at(i).Key())
+			p.Register(at(n+i), 2)
+		}
+	}()
+	for range 50 {
+		p.Acquire(netip.AddrFrom4([4]byte{192, 0, 2, 1}), nil) // picks waiting between batches
+	}
+	<-done
+	if err := p.WaitTable(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	inTable := map[*Backend]bool{}
+	for _, b := range p.ring.table.backends {
+		inTable[b] = true
+	}
+	for key, b := range p.backends {
+		if want := !b.removed; inTable[b] != want {
+			t.Errorf("%s: in table %v, registered %v", key, inTable[b], want)
+		}
+	}
+	if len(inTable) != n {
+		t.Errorf("table has %d members, want %d", len(inTable), n)
 	}
 }
