@@ -4,8 +4,8 @@ package pool
 // ties going to the backend picked longest ago. Each backend knows its own index, so a count
 // change re-sorts it in O(log n). It is guarded by Pool.mu.
 //
-// A policy that never needs the lightest backend on its common path (p2c) switches the order
-// off: items is then a plain dense slice, a count change costs nothing, and only the rare
+// A policy that never needs the lightest backend on its common path (p2c, maglev) switches the
+// order off: items is then a plain dense slice, a count change costs nothing, and only the rare
 // fall-back to the lightest scans it.
 type liveHeap struct {
 	items     []*Backend

@@ -85,7 +85,9 @@ func (t *maglevTable) lookup(h uint64) *Backend {
 // moves within a wide band: until its members would get fewer than 40 slots each, or the pool
 // has shrunk until a fresh size would be an eighth of it.
 //
-// At 100,000 members the table is 8,388,739 slots: 32 MiB (and 1 MiB more while it is built).
+// At 100,000 members the table is 8,388,739 slots: 32 MiB, and a build allocates 5 MiB more
+// that it drops at the end (bitmap, permutations, member lists). The old table is garbage once
+// the new one is published.
 const (
 	maglevFloor   = 65537 // rung 0, the default table size of Maglev and Envoy
 	maglevPerWant = 50    // slots per member a fresh size gives at least
