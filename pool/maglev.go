@@ -79,8 +79,9 @@ func (t *maglevTable) lookup(h uint64) *Backend {
 
 // Table sizes are rungs of a ladder, the smallest prime at least 65,537×2^k, and a pool takes
 // the smallest rung that gives each member at least 50 slots: a member's share of the slots is
-// then within 2% of its weight's share (rounding a share to a whole slot is what skews it; how
-// many clients move when a member leaves hardly depends on the size, see TestMaglevDisruption).
+// then within 2% of its weight's share (rounding a share to a whole slot is what skews it).
+// How many clients move when a member leaves hardly depends on the size: at 1,000 members,
+// 0.5-0.7% of the others' clients whether each member has 25 or 200 slots.
 // Changing the size moves nearly every client, so a table keeps its size while membership
 // moves within a wide band: until its members would get fewer than 40 slots each, or the pool
 // has shrunk until a fresh size would be an eighth of it.
