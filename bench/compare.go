@@ -16,12 +16,18 @@ import (
 const (
 	Direct  = "direct"
 	Fulcrum = "fulcrum"
-	HAProxy = "haproxy"
-	Nginx   = "nginx"
+	// FulcrumGoroutine is fulcrum with --data-plane=goroutine appended to its arguments, to
+	// set the goroutine data plane beside the default one in the same run.
+	FulcrumGoroutine = "fulcrum-goroutine"
+	HAProxy          = "haproxy"
+	Nginx            = "nginx"
 )
 
-// Peers are every target a comparison knows.
-var Peers = []string{Direct, Fulcrum, HAProxy, Nginx}
+// Peers are every target a comparison knows, in run order.
+var Peers = []string{Direct, Fulcrum, FulcrumGoroutine, HAProxy, Nginx}
+
+// DefaultPeers are the peers a comparison runs when none is named.
+var DefaultPeers = []string{Direct, Fulcrum, HAProxy, Nginx}
 
 // CompareConfig describes one comparison. Exe must be set; the other fields' zero values are
 // documented.
@@ -32,7 +38,7 @@ type CompareConfig struct {
 	Backends int
 	// Scenarios to run; nil means all.
 	Scenarios []string
-	// Peers to compare; nil means all of Peers. Peers that are not installed are skipped.
+	// Peers to compare; nil means DefaultPeers. Peers that are not installed are skipped.
 	Peers []string
 	// Rounds of interleaved runs; zero means 3 (fewer than 3 are raised to 3).
 	Rounds int
@@ -58,7 +64,7 @@ func (cc *CompareConfig) defaults() {
 		cc.Scenarios = Scenarios
 	}
 	if len(cc.Peers) == 0 {
-		cc.Peers = Peers
+		cc.Peers = DefaultPeers
 	}
 	cc.Rounds = max(cc.Rounds, 3)
 	if cc.Out == nil {
@@ -141,6 +147,8 @@ func (cc *CompareConfig) startPeers(dir string, backends []string, rep *Report) 
 		case Direct:
 		case Fulcrum:
 			start = func() (*Process, Target, error) { return StartFulcrum(cc.Exe, backends, cc.FulcrumArgs...) }
+		case FulcrumGoroutine:
+			start = cc.startFulcrumGoroutine(backends)
 		case HAProxy:
 			start = func() (*Process, Target, error) { return StartHAProxy(dir, backends) }
 		case Nginx:
@@ -166,6 +174,16 @@ func (cc *CompareConfig) startPeers(dir string, backends []string, rep *Report) 
 		out = append(out, &peer{target: t, proc: p, start: start})
 	}
 	return out
+}
+
+// startFulcrumGoroutine starts fulcrum on the goroutine data plane, named FulcrumGoroutine.
+func (cc *CompareConfig) startFulcrumGoroutine(backends []string) func() (*Process, Target, error) {
+	args := append(slices.Clone(cc.FulcrumArgs), "--data-plane=goroutine")
+	return func() (*Process, Target, error) {
+		p, t, err := StartFulcrum(cc.Exe, backends, args...)
+		t.Name = FulcrumGoroutine
+		return p, t, err
+	}
 }
 
 // commonHold is the number of connections every peer can hold, so that idle and balance

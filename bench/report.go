@@ -108,11 +108,13 @@ func (r *Report) scenarios() []string {
 	return out
 }
 
-// ratioColumns are the "a ÷ b" columns of the summary: fulcrum against HAProxy and against
-// direct, and nginx against HAProxy.
+// ratioColumns are the "a ÷ b" columns of the summary: fulcrum (and its goroutine plane)
+// against HAProxy and against direct, the two planes against each other, and nginx against
+// HAProxy.
 func (r *Report) ratioColumns() [][2]string {
 	var out [][2]string
-	for _, c := range [][2]string{{Fulcrum, HAProxy}, {Fulcrum, Direct}, {Nginx, HAProxy}} {
+	for _, c := range [][2]string{{Fulcrum, HAProxy}, {FulcrumGoroutine, HAProxy}, {Fulcrum, FulcrumGoroutine},
+		{Fulcrum, Direct}, {Nginx, HAProxy}} {
 		if r.has(c[0]) && r.has(c[1]) {
 			out = append(out, c)
 		}
@@ -122,22 +124,45 @@ func (r *Report) ratioColumns() [][2]string {
 
 // table is the summary: one row per key metric, medians per target, then ratios.
 func (r *Report) table() [][]string {
+	return r.metricTable(r.Targets, func(m Metric) bool { return m.Key }, r.cell)
+}
+
+// cpuTable is the balancers' CPU: per operation and as a share of a core, with the spread
+// over the rounds, and the load generator's share beside it.
+func (r *Report) cpuTable() [][]string {
+	var targets []string
+	for _, t := range r.Targets {
+		if t != Direct {
+			targets = append(targets, t)
+		}
+	}
+	return r.metricTable(targets, func(m Metric) bool { return isCPUMetric(m.Name) }, r.spreadCell)
+}
+
+func isCPUMetric(name string) bool {
+	return strings.HasPrefix(name, "cpu_") || strings.HasPrefix(name, "client_cpu_")
+}
+
+// metricTable has a head row, then one row per chosen metric that some run reported:
+// a cell per target, then the ratio columns.
+func (r *Report) metricTable(targets []string, choose func(Metric) bool, cell func(sc, t, metric string) string) [][]string {
 	head := []string{"scenario", "metric"}
-	head = append(head, r.Targets...)
-	for _, c := range r.ratioColumns() {
+	head = append(head, targets...)
+	cols := r.ratioColumns()
+	for _, c := range cols {
 		head = append(head, c[0]+" ÷ "+c[1])
 	}
 	rows := [][]string{head}
 	for _, sc := range r.scenarios() {
 		for _, m := range Metrics[sc] {
-			if !m.Key {
+			if !choose(m) || !r.reported(sc, m.Name) {
 				continue
 			}
 			row := []string{sc, metricLabel(m)}
-			for _, t := range r.Targets {
-				row = append(row, r.cell(sc, t, m.Name))
+			for _, t := range targets {
+				row = append(row, cell(sc, t, m.Name))
 			}
-			for _, c := range r.ratioColumns() {
+			for _, c := range cols {
 				if v, ok := r.ratio(sc, m.Name, c[0], c[1]); ok {
 					row = append(row, fmt.Sprintf("%.2f", v))
 				} else {
@@ -148,6 +173,14 @@ func (r *Report) table() [][]string {
 		}
 	}
 	return rows
+}
+
+// reported says whether any run of scenario sc has the metric.
+func (r *Report) reported(sc, metric string) bool {
+	return slices.ContainsFunc(r.Results, func(res Result) bool {
+		_, ok := res.Metrics[metric]
+		return res.Scenario == sc && ok
+	})
 }
 
 func metricLabel(m Metric) string {
@@ -169,26 +202,62 @@ func (r *Report) cell(sc, target, metric string) string {
 	return formatValue(v)
 }
 
-// WriteText prints the summary table with aligned columns.
-func (r *Report) WriteText(w io.Writer) {
-	rows := r.table()
-	widths := make([]int, len(rows[0]))
-	for _, row := range rows {
-		for i, c := range row {
-			widths[i] = max(widths[i], len([]rune(c)))
-		}
+// spreadCell is the median with the lowest and highest run: "120 (110–135)".
+func (r *Report) spreadCell(sc, target, metric string) string {
+	v, ok := r.Median(sc, target, metric)
+	if !ok {
+		return "–"
 	}
-	fmt.Fprintf(w, "\nmedians of %d rounds (↑ higher is better, ↓ lower is better):\n", r.Rounds)
-	for _, row := range rows {
-		for i, c := range row {
-			fmt.Fprintf(w, "%-*s  ", widths[i], c)
+	lo, hi := r.span(sc, target, metric)
+	if lo == hi {
+		return formatValue(v)
+	}
+	return fmt.Sprintf("%s (%s–%s)", formatValue(v), formatValue(lo), formatValue(hi))
+}
+
+// span is the lowest and highest value of a metric over the rounds.
+func (r *Report) span(sc, target, metric string) (lo, hi float64) {
+	first := true
+	for _, res := range r.Results {
+		v, ok := res.Metrics[metric]
+		if res.Scenario != sc || res.Target != target || !ok {
+			continue
 		}
-		fmt.Fprintln(w)
+		if first {
+			lo, hi, first = v, v, false
+		}
+		lo, hi = min(lo, v), max(hi, v)
+	}
+	return lo, hi
+}
+
+// WriteText prints the summary table and the CPU table with aligned columns.
+func (r *Report) WriteText(w io.Writer) {
+	fmt.Fprintf(w, "\nmedians of %d rounds (↑ higher is better, ↓ lower is better):\n", r.Rounds)
+	writeTextTable(w, r.table())
+	if cpu := r.cpuTable(); len(cpu) > 1 {
+		fmt.Fprintf(w, "\nbalancer CPU, median (lowest–highest) of %d rounds:\n", r.Rounds)
+		writeTextTable(w, cpu)
 	}
 	for _, s := range r.Skipped {
 		fmt.Fprintln(w, s)
 	}
 	for _, e := range r.Errors {
 		fmt.Fprintln(w, "error:", e)
+	}
+}
+
+func writeTextTable(w io.Writer, rows [][]string) {
+	widths := make([]int, len(rows[0]))
+	for _, row := range rows {
+		for i, c := range row {
+			widths[i] = max(widths[i], len([]rune(c)))
+		}
+	}
+	for _, row := range rows {
+		for i, c := range row {
+			fmt.Fprintf(w, "%-*s  ", widths[i], c)
+		}
+		fmt.Fprintln(w)
 	}
 }

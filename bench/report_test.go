@@ -49,8 +49,10 @@ func sampleReport() *Report {
 		f := float64(round)
 		r.Results = append(r.Results,
 			Result{Scenario: Connrate, Target: Direct, Round: round, Metrics: map[string]float64{"conns_per_s": 1000 * f, "p99_us": 100}},
-			Result{Scenario: Connrate, Target: Fulcrum, Round: round, Metrics: map[string]float64{"conns_per_s": 500 * f, "p99_us": 300}},
-			Result{Scenario: Connrate, Target: HAProxy, Round: round, Metrics: map[string]float64{"conns_per_s": 250 * f, "p99_us": 200}},
+			Result{Scenario: Connrate, Target: Fulcrum, Round: round, Metrics: map[string]float64{"conns_per_s": 500 * f, "p99_us": 300,
+				"cpu_us_per_conn": 100 * f, "cpu_pct": 80}},
+			Result{Scenario: Connrate, Target: HAProxy, Round: round, Metrics: map[string]float64{"conns_per_s": 250 * f, "p99_us": 200,
+				"cpu_us_per_conn": 100, "cpu_pct": 40 * f}},
 			Result{Scenario: Idle, Target: Fulcrum, Round: round, Metrics: map[string]float64{"rss_per_conn_kib": 10}},
 		)
 	}
@@ -72,11 +74,47 @@ func TestReportMediansAndRatios(t *testing.T) {
 	md := b.String()
 	for _, want := range []string{"| scenario | metric | direct | fulcrum | haproxy | fulcrum ÷ haproxy | fulcrum ÷ direct |",
 		"| connrate | conns_per_s (conn/s) ↑ | 2000 | 1000 | 500 | 2.00 | 0.50 |", "![relative to HAProxy](RESULTS.png)",
-		"connection rate ≥ HAProxy's: **yes**", "ping-pong p99 ≤ HAProxy's: not measured",
-		"idle connection ≤ 16 KiB of RSS: **yes**", "Test CPU"} {
+		"| connrate | cpu_us_per_conn (µs CPU/conn) ↓ | – | 200 | 100 | 2.00 | – |",
+		"## Balancer CPU", "| scenario | metric | fulcrum | haproxy | fulcrum ÷ haproxy | fulcrum ÷ direct |",
+		"| connrate | cpu_us_per_conn (µs CPU/conn) ↓ | 200 (100–300) | 100 | 2.00 | – |",
+		"| connrate | cpu_pct (% of a core) ↓ | 80 | 80 (40–120) | 1.00 | – |",
+		"connections/s ≥ HAProxy's: **yes** (fulcrum 1000, bound 500)", "CPU per connection ≤ HAProxy's: **no** (fulcrum 200, bound 100)",
+		"ping-pong (latency) p99 ≤ HAProxy's: not measured", "idle memory per connection ≤ HAProxy's: not measured",
+		"Test CPU"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
 		}
+	}
+	if strings.Contains(md, "| idle | open_s") {
+		t.Errorf("a metric no run reported has a row:\n%s", md)
+	}
+	var text strings.Builder
+	r.WriteText(&text)
+	for _, want := range []string{"medians of 3 rounds", "balancer CPU, median (lowest–highest) of 3 rounds:", "200 (100–300)"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("text lacks %q:\n%s", want, text.String())
+		}
+	}
+}
+
+// TestReportTwoPlanes: with the goroutine plane beside the default one, the ratios set each
+// against HAProxy and against each other.
+func TestReportTwoPlanes(t *testing.T) {
+	r := &Report{Rounds: 3, Targets: []string{Fulcrum, FulcrumGoroutine, HAProxy}}
+	for round := 1; round <= 3; round++ {
+		for name, v := range map[string]float64{Fulcrum: 300, FulcrumGoroutine: 150, HAProxy: 200} {
+			r.Results = append(r.Results, Result{Scenario: Latency1, Target: name, Round: round,
+				Metrics: map[string]float64{"requests_per_s": v}})
+		}
+	}
+	rows := r.table()
+	want := []string{"scenario", "metric", Fulcrum, FulcrumGoroutine, HAProxy,
+		"fulcrum ÷ haproxy", "fulcrum-goroutine ÷ haproxy", "fulcrum ÷ fulcrum-goroutine"}
+	if strings.Join(rows[0], "|") != strings.Join(want, "|") {
+		t.Fatalf("head %q, want %q", rows[0], want)
+	}
+	if got := strings.Join(rows[1][5:], " "); got != "1.50 0.75 2.00" {
+		t.Errorf("ratios %q, want 1.50 0.75 2.00", got)
 	}
 }
 
