@@ -142,22 +142,7 @@ func Compare(ctx context.Context, cc CompareConfig) (*Report, error) {
 func (cc *CompareConfig) startPeers(dir string, backends []string, rep *Report) []*peer {
 	var out []*peer
 	for _, name := range cc.Peers {
-		var start func() (*Process, Target, error)
-		switch name {
-		case Direct:
-		case Fulcrum:
-			start = func() (*Process, Target, error) { return StartFulcrum(cc.Exe, backends, cc.FulcrumArgs...) }
-		case FulcrumGoroutine:
-			start = cc.startFulcrumGoroutine(backends)
-		case HAProxy:
-			start = func() (*Process, Target, error) { return StartHAProxy(dir, backends) }
-		case Nginx:
-			start = func() (*Process, Target, error) { return StartNginx(dir, backends) }
-		default:
-			start = func() (*Process, Target, error) {
-				return nil, Target{}, fmt.Errorf("unknown peer %q (want one of %s)", name, strings.Join(Peers, ", "))
-			}
-		}
+		start := peerStart(name, cc.Exe, dir, backends, cc.FulcrumArgs)
 		p, t, err := (*Process)(nil), Target{Name: Direct, Addr: backends[0], Direct: true}, error(nil)
 		if start != nil {
 			p, t, err = start()
@@ -176,13 +161,28 @@ func (cc *CompareConfig) startPeers(dir string, backends []string, rep *Report) 
 	return out
 }
 
-// startFulcrumGoroutine starts fulcrum on the goroutine data plane, named FulcrumGoroutine.
-func (cc *CompareConfig) startFulcrumGoroutine(backends []string) func() (*Process, Target, error) {
-	args := append(slices.Clone(cc.FulcrumArgs), "--data-plane=goroutine")
+// peerStart is how to start peer name in front of backends, with its configuration files in
+// dir and fulcrumArgs appended to fulcrum's command line; nil for direct.
+func peerStart(name, exe, dir string, backends, fulcrumArgs []string) func() (*Process, Target, error) {
+	switch name {
+	case Direct:
+		return nil
+	case Fulcrum:
+		return func() (*Process, Target, error) { return StartFulcrum(exe, backends, fulcrumArgs...) }
+	case FulcrumGoroutine:
+		args := append(slices.Clone(fulcrumArgs), "--data-plane=goroutine")
+		return func() (*Process, Target, error) {
+			p, t, err := StartFulcrum(exe, backends, args...)
+			t.Name = FulcrumGoroutine
+			return p, t, err
+		}
+	case HAProxy:
+		return func() (*Process, Target, error) { return StartHAProxy(dir, backends) }
+	case Nginx:
+		return func() (*Process, Target, error) { return StartNginx(dir, backends) }
+	}
 	return func() (*Process, Target, error) {
-		p, t, err := StartFulcrum(cc.Exe, backends, args...)
-		t.Name = FulcrumGoroutine
-		return p, t, err
+		return nil, Target{}, fmt.Errorf("unknown peer %q (want one of %s)", name, strings.Join(Peers, ", "))
 	}
 }
 

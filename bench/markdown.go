@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -20,10 +21,7 @@ func (r *Report) WriteMarkdown(w io.Writer, chart string) error {
 	m := r.Machine
 	fmt.Fprintf(&b, "- CPUs: %d × %s\n- Kernel: %s\n- Go: %s\n- HAProxy: %s\n- nginx: %s\n- Load average at start: %s (1, 5, 15 min; near 0 on a quiet machine)\n",
 		m.CPUs, m.CPU, m.Kernel, m.Go, m.HAProxy, m.Nginx, m.LoadAvg)
-	fmt.Fprintf(&b, "- Load: %s per timed run; throughput over %d connections; connrate %d workers; latency %d connections, latency1 one; "+
-		"that client on %d thread(s); %d held connections; %d interleaved rounds (%s)\n",
-		r.Config.duration(), r.Config.conns(), r.Config.workers(), r.Config.pingConns(), r.Config.clientLoops(),
-		r.Config.hold(), r.Rounds, strings.Join(r.Targets, " → "))
+	fmt.Fprintf(&b, "- Load: %s (%s)\n", r.loadLine(), strings.Join(r.Targets, " → "))
 	b.WriteString("\n## Medians\n\n↑ higher is better, ↓ lower is better. A ratio is the first peer's median over the second's.\n\n")
 	writeMarkdownTable(&b, r.table())
 	if chart != "" {
@@ -35,6 +33,17 @@ func (r *Report) WriteMarkdown(w io.Writer, chart string) error {
 	r.writeRuns(&b)
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// loadLine says what the load was.
+func (r *Report) loadLine() string {
+	if r.Load != "" {
+		return r.Load
+	}
+	c := r.Config
+	return fmt.Sprintf("%s per timed run; throughput over %d connections; connrate %d workers; latency %d connections, latency1 one; "+
+		"that client on %d thread(s); %d held connections; %d interleaved rounds",
+		c.duration(), c.conns(), c.workers(), c.pingConns(), c.clientLoops(), c.hold(), r.Rounds)
 }
 
 func writeMarkdownTable(b *strings.Builder, rows [][]string) {
@@ -78,6 +87,9 @@ var goals = []goal{
 	{"ping-pong over one connection (latency1) req/s ≥ HAProxy's", Latency1, "requests_per_s", true, 1, 0},
 	{"idle memory per connection ≤ HAProxy's", Idle, "rss_per_conn_kib", false, 1, 0},
 	{"2 descriptors per idle connection", Idle, "fds_per_conn", false, 0, 2},
+	{"wrk req/s ≥ HAProxy's", Wrk, "requests_per_s", true, 1, 0},
+	{"redis-benchmark req/s ≥ HAProxy's", Redis, "requests_per_s", true, 1, 0},
+	{"pgbench tps ≥ HAProxy's", Pgbench, "tps", true, 1, 0},
 }
 
 // goalBound is the bound a goal sets in this report.
@@ -92,6 +104,9 @@ func (r *Report) goalBound(g goal) (float64, bool) {
 func (r *Report) writeGoals(b *strings.Builder) {
 	b.WriteString("\n## Targets\n\n")
 	for _, g := range goals {
+		if !slices.Contains(r.scenarios(), g.scenario) {
+			continue // not part of this report
+		}
 		f, ok := r.Median(g.scenario, Fulcrum, g.metric)
 		bound, bok := r.goalBound(g)
 		if !ok || !bok {

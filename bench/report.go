@@ -15,7 +15,8 @@ import (
 type Report struct {
 	Machine           Machine
 	Command           string
-	Config            Config
+	Config            Config // the load of a comparison; zero for real clients
+	Load              string // what the load was, when Config does not say
 	Rounds            int
 	Targets           []string // peers that ran, in run order
 	Results           []Result
@@ -100,7 +101,7 @@ func (r *Report) has(target string) bool { return slices.Contains(r.Targets, tar
 // scenarios are the scenarios with at least one result, in the standard order.
 func (r *Report) scenarios() []string {
 	var out []string
-	for _, sc := range Scenarios {
+	for _, sc := range append(slices.Clone(Scenarios), RealSuites...) {
 		if slices.ContainsFunc(r.Results, func(res Result) bool { return res.Scenario == sc }) {
 			out = append(out, sc)
 		}
@@ -124,7 +125,7 @@ func (r *Report) ratioColumns() [][2]string {
 
 // table is the summary: one row per key metric, medians per target, then ratios.
 func (r *Report) table() [][]string {
-	return r.metricTable(r.Targets, func(m Metric) bool { return m.Key }, r.cell)
+	return r.metricTable(r.Targets, r.ratioColumns(), func(m Metric) bool { return m.Key }, r.cell)
 }
 
 // cpuTable is the balancers' CPU: per operation and as a share of a core, with the spread
@@ -136,7 +137,13 @@ func (r *Report) cpuTable() [][]string {
 			targets = append(targets, t)
 		}
 	}
-	return r.metricTable(targets, func(m Metric) bool { return isCPUMetric(m.Name) }, r.spreadCell)
+	var cols [][2]string
+	for _, c := range r.ratioColumns() {
+		if c[1] != Direct { // direct has no balancer CPU
+			cols = append(cols, c)
+		}
+	}
+	return r.metricTable(targets, cols, func(m Metric) bool { return isCPUMetric(m.Name) }, r.spreadCell)
 }
 
 func isCPUMetric(name string) bool {
@@ -144,11 +151,10 @@ func isCPUMetric(name string) bool {
 }
 
 // metricTable has a head row, then one row per chosen metric that some run reported:
-// a cell per target, then the ratio columns.
-func (r *Report) metricTable(targets []string, choose func(Metric) bool, cell func(sc, t, metric string) string) [][]string {
+// a cell per target, then the ratio columns cols.
+func (r *Report) metricTable(targets []string, cols [][2]string, choose func(Metric) bool, cell func(sc, t, metric string) string) [][]string {
 	head := []string{"scenario", "metric"}
 	head = append(head, targets...)
-	cols := r.ratioColumns()
 	for _, c := range cols {
 		head = append(head, c[0]+" ÷ "+c[1])
 	}

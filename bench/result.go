@@ -54,6 +54,14 @@ var Metrics = map[string][]Metric{
 	Connrate: requestMetrics("conns_per_s", "conn/s", "cpu_us_per_conn", "µs CPU/conn", "transactions"),
 	Latency:  requestMetrics("requests_per_s", "req/s", "cpu_us_per_req", "µs CPU/req", "requests"),
 	Latency1: requestMetrics("requests_per_s", "req/s", "cpu_us_per_req", "µs CPU/req", "requests"),
+	Wrk:      requestMetrics("requests_per_s", "req/s", "cpu_us_per_req", "µs CPU/req", "requests"),
+	Redis: append(requestMetrics("requests_per_s", "req/s", "cpu_us_per_req", "µs CPU/req", "requests"),
+		Metric{"set_rps", "req/s", true, false}, Metric{"get_rps", "req/s", true, false}),
+	Pgbench: {
+		{"tps", "txn/s", true, true}, {"latency_avg_us", "µs", false, true},
+		{"cpu_us_per_txn", "µs CPU/txn", false, true}, {"cpu_pct", "% of a core", false, false},
+		{"client_cpu_pct", "% of a core", false, false}, {"transactions", "", true, false}, {"errors", "", false, false},
+	},
 	Idle: {
 		{"open_s", "s", false, true}, {"rss_per_conn_kib", "KiB", false, true},
 		{"fds_per_conn", "fds", false, true},

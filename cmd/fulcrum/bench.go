@@ -29,7 +29,7 @@ func benchCommand() *cli.Command {
 			"HAProxy and nginx in interleaved rounds.",
 		Flags:       append(loadFlags(3), benchFlags()...),
 		Action:      runBench,
-		Subcommands: []*cli.Command{compareCommand(), backendsCommand()},
+		Subcommands: []*cli.Command{compareCommand(), realCommand(), backendsCommand()},
 	}
 }
 
@@ -72,6 +72,54 @@ func compareCommand() *cli.Command {
 		),
 		Action: runCompare,
 	}
+}
+
+func realCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "real",
+		Usage: "run wrk, redis-benchmark and pgbench through fulcrum and HAProxy to two real servers each",
+		Description: "Uses the tools and servers it finds (wrk + nginx, redis-benchmark + redis-server, pgbench +\n" +
+			"PostgreSQL); installs nothing. A suite whose tools are missing is skipped with the reason.",
+		Flags: []cli.Flag{
+			&cli.StringSliceFlag{Name: "suite", Usage: "suite to run (repeatable): " + strings.Join(bench.RealSuites, ", ") + " (default: all)"},
+			&cli.StringSliceFlag{Name: "peer", Usage: "balancer (repeatable): fulcrum, fulcrum-goroutine, haproxy, nginx (default: fulcrum, haproxy)"},
+			&cli.IntFlag{Name: "rounds", Value: 3, Usage: "interleaved rounds (at least 3)"},
+			&cli.DurationFlag{Name: "duration", Value: secs(3), Usage: "how long wrk and pgbench run"},
+			&cli.IntFlag{Name: "redis-requests", Value: 1_000_000, Usage: "redis-benchmark's requests per test (SET, GET)"},
+			&cli.IntFlag{Name: "client-threads", Value: 1, Usage: "threads of wrk, redis-benchmark and pgbench"},
+			&cli.StringSliceFlag{Name: "fulcrum-arg", Usage: "extra serve argument for the fulcrum the bench starts (repeatable)"},
+			&cli.StringFlag{Name: "out", Value: filepath.Join("bench", "RESULTS-real.md"), Usage: "Markdown report `FILE` (empty: none)"},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON object per run"},
+		},
+		Action: runReal,
+	}
+}
+
+func runReal(c *cli.Context) error {
+	for _, s := range c.StringSlice("suite") {
+		if !contains(bench.RealSuites, s) {
+			return fmt.Errorf("--suite %q: want one of %s", s, strings.Join(bench.RealSuites, ", "))
+		}
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own binary: %w", err)
+	}
+	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	rep, err := bench.RunReal(ctx, bench.RealConfig{
+		Exe: exe, Suites: c.StringSlice("suite"), Peers: c.StringSlice("peer"), Rounds: c.Int("rounds"),
+		Duration: c.Duration("duration"), RedisRequests: c.Int("redis-requests"), Threads: c.Int("client-threads"),
+		FulcrumArgs: c.StringSlice("fulcrum-arg"), Out: os.Stdout, JSON: c.Bool("json"), Command: commandLine(),
+	})
+	if rep == nil || len(rep.Results) == 0 {
+		return errors.Join(err, errors.New("no run completed"))
+	}
+	rep.WriteText(os.Stdout)
+	if werr := writeMarkdown(c.String("out"), rep, ""); werr != nil {
+		return errors.Join(err, werr)
+	}
+	return err
 }
 
 func backendsCommand() *cli.Command {
@@ -279,18 +327,30 @@ func writeReport(c *cli.Context, rep *bench.Report) error {
 	if err != nil {
 		rel = chart
 	}
+	return writeMarkdown(out, rep, rel)
+}
+
+// writeMarkdown writes rep to out (nothing when out is empty), with chart (relative to out)
+// when not empty.
+func writeMarkdown(out string, rep *bench.Report, chart string) error {
+	if out == "" {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
 	f, err := os.Create(out)
 	if err != nil {
 		return fmt.Errorf("write report: %w", err)
 	}
-	if err := rep.WriteMarkdown(f, rel); err != nil {
+	if err := rep.WriteMarkdown(f, chart); err != nil {
 		f.Close()
 		return fmt.Errorf("write report %s: %w", out, err)
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("write report %s: %w", out, err)
 	}
-	fmt.Printf("wrote %s and %s\n", out, chart)
+	fmt.Println("wrote", out)
 	return nil
 }
 

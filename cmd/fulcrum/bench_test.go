@@ -71,6 +71,75 @@ func TestBenchCommand(t *testing.T) {
 	})
 }
 
+// TestBenchReal runs `fulcrum bench real` for each suite whose tools are installed, through
+// fulcrum and HAProxy, and checks that every run has its rate and the balancer's CPU.
+func TestBenchReal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs real servers")
+	}
+	exe := buildBench(t)
+	need := map[string][]string{"wrk": {"wrk", "nginx"}, "redis": {"redis-benchmark", "redis-server"}, "pgbench": {"pgbench"}}
+	args := []string{"bench", "real", "--json", "--rounds", "3", "--duration", "1s", "--redis-requests", "20000"}
+	var suites []string
+	for _, s := range []string{"wrk", "redis", "pgbench"} {
+		if installed(need[s]...) {
+			suites = append(suites, s)
+			args = append(args, "--suite", s)
+		}
+	}
+	if len(suites) == 0 || !installed("haproxy") {
+		t.Skip("no real client with its server, or no haproxy, is installed")
+	}
+	md := filepath.Join(t.TempDir(), "real.md")
+	var stderr bytes.Buffer
+	cmd := exec.Command(exe, append(args, "--out", md)...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("bench real: %v\n%s\n%s", err, out, stderr.String())
+	}
+	runs := map[string]int{}
+	for _, line := range strings.Split(string(out), "\n") {
+		var r bench.Result
+		if json.Unmarshal([]byte(line), &r) != nil || r.Scenario == "" {
+			continue
+		}
+		runs[r.Scenario]++
+		rate, perOp := r.Metrics["requests_per_s"], r.Metrics["cpu_us_per_req"]
+		if r.Scenario == "pgbench" {
+			rate, perOp = r.Metrics["tps"], r.Metrics["cpu_us_per_txn"]
+		}
+		if !(rate > 0) || !(perOp > 0) || r.Conns == 0 {
+			t.Errorf("run %+v: want a rate, the balancer's CPU per operation and the connections", r)
+		}
+	}
+	text, _ := os.ReadFile(md)
+	for _, s := range suites {
+		if runs[s] == 0 && strings.Contains(string(out), "skipping "+s+": ") {
+			t.Logf("%s skipped, as it says: %s", s, out) // e.g. PostgreSQL without a user to run as
+			continue
+		}
+		if runs[s] != 6 {
+			t.Errorf("%s: %d runs, want 3 rounds × 2 balancers\n%s", s, runs[s], out)
+		}
+		if !strings.Contains(string(text), "| "+s+" | ") {
+			t.Errorf("report has no %s rows:\n%s", s, text)
+		}
+	}
+}
+
+// installed says whether every named program is in PATH or /usr/sbin.
+func installed(names ...string) bool {
+	for _, n := range names {
+		if _, err := exec.LookPath(n); err != nil {
+			if _, err := os.Stat(filepath.Join("/usr/sbin", n)); err != nil {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 func parseResultLines(t *testing.T, out []byte) []bench.Result {
 	t.Helper()
 	var rs []bench.Result
