@@ -39,6 +39,9 @@ type Backends interface {
 	Stats() ([]BackendStats, error)
 	// Close stops the backends and their connections. Calling it twice is safe.
 	Close() error
+	// PID is the process the backends run in, whose CPU the timed loads report; 0 when they
+	// run in this process (their CPU is then part of the client's).
+	PID() int
 }
 
 // BackendStats are one backend's counters since it started.
@@ -103,6 +106,9 @@ func (ss *Servers) Addrs() []string {
 	}
 	return out
 }
+
+// PID implements Backends: the servers run in this process.
+func (ss *Servers) PID() int { return 0 }
 
 // Stats implements Backends.
 func (ss *Servers) Stats() ([]BackendStats, error) {

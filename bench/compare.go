@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,8 +27,23 @@ const (
 // Peers are every target a comparison knows, in run order.
 var Peers = []string{Direct, Fulcrum, FulcrumGoroutine, HAProxy, Nginx}
 
-// DefaultPeers are the peers a comparison runs when none is named.
+// DefaultPeers are the peers a comparison runs when none is named; FulcrumGoroutine joins
+// them when the fulcrum binary has a --data-plane flag (withPlanes).
 var DefaultPeers = []string{Direct, Fulcrum, HAProxy, Nginx}
+
+// withPlanes puts FulcrumGoroutine after Fulcrum in peers when exe's serve command has a
+// --data-plane flag, so that a default comparison sets both planes side by side.
+func withPlanes(exe string, peers []string) []string {
+	i := slices.Index(peers, Fulcrum)
+	if i < 0 || slices.Contains(peers, FulcrumGoroutine) {
+		return peers
+	}
+	out, _ := exec.Command(exe, "serve", "--help").CombinedOutput()
+	if !strings.Contains(string(out), "--data-plane") {
+		return peers
+	}
+	return slices.Insert(slices.Clone(peers), i+1, FulcrumGoroutine)
+}
 
 // CompareConfig describes one comparison. Exe must be set; the other fields' zero values are
 // documented.
@@ -38,7 +54,8 @@ type CompareConfig struct {
 	Backends int
 	// Scenarios to run; nil means all.
 	Scenarios []string
-	// Peers to compare; nil means DefaultPeers. Peers that are not installed are skipped.
+	// Peers to compare; nil means DefaultPeers (with FulcrumGoroutine when Exe has a
+	// --data-plane flag). Peers that are not installed are skipped.
 	Peers []string
 	// Rounds of interleaved runs; zero means 3 (fewer than 3 are raised to 3).
 	Rounds int
@@ -64,7 +81,7 @@ func (cc *CompareConfig) defaults() {
 		cc.Scenarios = Scenarios
 	}
 	if len(cc.Peers) == 0 {
-		cc.Peers = DefaultPeers
+		cc.Peers = withPlanes(cc.Exe, DefaultPeers)
 	}
 	cc.Rounds = max(cc.Rounds, 3)
 	if cc.Out == nil {

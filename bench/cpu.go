@@ -71,22 +71,44 @@ func treeCPU(pid int) (time.Duration, error) {
 	return total, nil
 }
 
-// cpuWindow measures the CPU a balancer and this process spend over one measured window.
-// Its zero value measures nothing.
+// cpuWindow measures the CPU a balancer, the backends and this process spend over one
+// measured window. Its zero value measures nothing.
 type cpuWindow struct {
-	pid        int // balancer process; 0: none known
-	wall       time.Time
-	balancer   time.Duration
-	self       time.Duration
-	balancerOK bool
+	wall     time.Time
+	balancer cpuReading
+	backends cpuReading
+	self     time.Duration
 }
 
-// startCPU opens a window over balancer pid (0: no balancer) and this process.
-func startCPU(pid int) cpuWindow {
-	w := cpuWindow{pid: pid, wall: time.Now()}
-	if pid != 0 {
+// cpuReading is the CPU of a set of process trees at the start of a window.
+type cpuReading struct {
+	pids []int
+	cpu  time.Duration
+	ok   bool // every tree was read
+}
+
+func readCPU(pids []int) cpuReading {
+	r := cpuReading{pids: pids, ok: len(pids) > 0}
+	for _, pid := range pids {
 		d, err := treeCPU(pid)
-		w.balancer, w.balancerOK = d, err == nil
+		r.cpu += d
+		r.ok = r.ok && err == nil
+	}
+	return r
+}
+
+// since is the CPU the trees used since r was read; ok is false when a reading failed.
+func (r cpuReading) since() (time.Duration, bool) {
+	now := readCPU(r.pids)
+	return now.cpu - r.cpu, r.ok && now.ok
+}
+
+// startCPU opens a window over the balancer process pid (0: none known), the processes the
+// backends run in (none: they run in this process) and this process.
+func startCPU(balancer int, backends ...int) cpuWindow {
+	w := cpuWindow{wall: time.Now(), backends: readCPU(backends)}
+	if balancer != 0 {
+		w.balancer = readCPU([]int{balancer})
 	}
 	w.self, _ = processCPU(os.Getpid())
 	return w
@@ -96,18 +118,17 @@ func startCPU(pid int) cpuWindow {
 type cpuUse struct {
 	Wall     time.Duration
 	Balancer time.Duration // zero with BalancerOK false: not measured
+	Backends time.Duration // zero with BackendsOK false: not measured
 	Self     time.Duration // this process: the load generator
-	// BalancerOK says Balancer was read at both ends of the window.
-	BalancerOK bool
+	// BalancerOK and BackendsOK say the figure was read at both ends of the window.
+	BalancerOK, BackendsOK bool
 }
 
 // stop closes the window.
 func (w cpuWindow) stop() cpuUse {
 	u := cpuUse{Wall: time.Since(w.wall)}
-	if w.balancerOK {
-		d, err := treeCPU(w.pid)
-		u.Balancer, u.BalancerOK = d-w.balancer, err == nil
-	}
+	u.Balancer, u.BalancerOK = w.balancer.since()
+	u.Backends, u.BackendsOK = w.backends.since()
 	if d, err := processCPU(os.Getpid()); err == nil {
 		u.Self = d - w.self
 	}
@@ -115,19 +136,21 @@ func (w cpuWindow) stop() cpuUse {
 }
 
 // addTo writes the window's figures into metrics: the balancer's CPU per operation under
-// perOp (µs per op), its share of one core (cpu_pct+suffix), and the load generator's share
-// (client_cpu_pct+suffix). Without a balancer reading only the client's share is written;
-// zero ops write no per-op figure.
+// perOp (µs per op), its share of one core (cpu_pct+suffix), and the shares of the load
+// generator (client_cpu_pct+suffix) and of the backends (backends_cpu_pct+suffix). A figure
+// not read is not written; zero ops write no per-op figure.
 func (u cpuUse) addTo(metrics map[string]float64, perOp string, ops float64, suffix string) {
-	if u.Wall > 0 {
-		metrics["client_cpu_pct"+suffix] = pct(u.Self, u.Wall)
+	if u.Wall <= 0 {
+		return
+	}
+	metrics["client_cpu_pct"+suffix] = pct(u.Self, u.Wall)
+	if u.BackendsOK {
+		metrics["backends_cpu_pct"+suffix] = pct(u.Backends, u.Wall)
 	}
 	if !u.BalancerOK {
 		return
 	}
-	if u.Wall > 0 {
-		metrics["cpu_pct"+suffix] = pct(u.Balancer, u.Wall)
-	}
+	metrics["cpu_pct"+suffix] = pct(u.Balancer, u.Wall)
 	if ops > 0 {
 		metrics[perOp] = cpuPerOp(u.Balancer, ops)
 	}

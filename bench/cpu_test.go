@@ -70,9 +70,14 @@ func TestCPUPerOp(t *testing.T) {
 		t.Errorf("no operations: %v, want shares only", m)
 	}
 	m = map[string]float64{}
-	cpuUse{Wall: time.Second, Self: time.Second}.addTo(m, "cpu_us_per_req", 10, "")
-	if len(m) != 1 || m["client_cpu_pct"] != 100 {
-		t.Errorf("no balancer: %v, want client_cpu_pct only", m)
+	cpuUse{Wall: time.Second, Self: time.Second, Backends: 1500 * time.Millisecond, BackendsOK: true}.addTo(m, "cpu_us_per_req", 10, "")
+	if len(m) != 2 || m["client_cpu_pct"] != 100 || m["backends_cpu_pct"] != 150 {
+		t.Errorf("no balancer: %v, want the client's and the backends' shares only", m)
+	}
+	m = map[string]float64{}
+	cpuUse{}.addTo(m, "cpu_us_per_req", 10, "")
+	if len(m) != 0 {
+		t.Errorf("empty window: %v, want nothing", m)
 	}
 	if got := cpuPerOp(3*tickDuration, 30e3); got != 1 {
 		t.Errorf("3 ticks over 30,000 ops = %v µs, want 1", got)
@@ -101,8 +106,15 @@ func TestProcessCPU(t *testing.T) {
 	burnUntil(t, "this process's CPU to grow by 3 ticks", func() bool {
 		return w.stop().Balancer >= 3*tickDuration
 	})
-	if u := w.stop(); !u.BalancerOK || u.Self < u.Balancer-tickDuration || u.Wall <= 0 {
-		t.Errorf("window %+v: want the balancer reading (this process) to match the client's", u)
+	if u := w.stop(); !u.BalancerOK || u.Self < u.Balancer-tickDuration || u.Wall <= 0 || u.BackendsOK {
+		t.Errorf("window %+v: want the balancer reading (this process) to match the client's, and no backends", u)
+	}
+	w = startCPU(0, os.Getpid(), os.Getpid())
+	burnUntil(t, "two readings of this process to grow by 4 ticks", func() bool {
+		return w.stop().Backends >= 4*tickDuration
+	})
+	if u := w.stop(); u.BalancerOK || !u.BackendsOK {
+		t.Errorf("window %+v: want the backends read and no balancer", u)
 	}
 }
 

@@ -63,7 +63,7 @@ func (r *Report) writeCPU(b *strings.Builder) {
 	}
 	b.WriteString("\n## Balancer CPU\n\nutime + stime of the balancer's processes (nginx: master and workers) from " +
 		"`/proc/PID/stat` over each measured window, per operation and as a share of one core; " +
-		"client_cpu_pct is the load generator's share. Median (lowest–highest) over the rounds; ratios of medians.\n\n")
+		"client_cpu_pct is the load generator's share and backends_cpu_pct the servers' behind the balancer. Median (lowest–highest) over the rounds; ratios of medians.\n\n")
 	writeMarkdownTable(b, rows)
 }
 

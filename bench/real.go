@@ -26,7 +26,7 @@ var RealSuites = []string{Wrk, Redis, Pgbench}
 type RealConfig struct {
 	Exe    string   // the fulcrum binary
 	Suites []string // [all of RealSuites]; a suite whose tools are missing is skipped
-	Peers  []string // balancers [fulcrum, haproxy]
+	Peers  []string // balancers [fulcrum, haproxy, and fulcrum-goroutine when Exe has a --data-plane flag]
 	Rounds int      // interleaved rounds [3], at least 3
 	// Duration is how long wrk and pgbench run [3s]; redis-benchmark runs a count.
 	Duration      time.Duration
@@ -53,7 +53,7 @@ func (rc *RealConfig) defaults() {
 		rc.Suites = RealSuites
 	}
 	if len(rc.Peers) == 0 {
-		rc.Peers = []string{Fulcrum, HAProxy}
+		rc.Peers = withPlanes(rc.Exe, []string{Fulcrum, HAProxy})
 	}
 	rc.Rounds = max(rc.Rounds, 3)
 	if rc.Duration <= 0 {
@@ -185,7 +185,11 @@ func (rc *RealConfig) rounds(ctx context.Context, suites []*realSuite, rep *Repo
 // runRealOnce runs a suite's tool through one balancer and measures the balancer's CPU over
 // the tool's whole run.
 func runRealOnce(ctx context.Context, s *realSuite, t Target) (Result, error) {
-	cpu := startCPU(t.PID)
+	var servers []int
+	for _, p := range s.servers {
+		servers = append(servers, p.PID())
+	}
+	cpu := startCPU(t.PID, servers...)
 	tr, err := s.run(ctx, t.Addr)
 	use := cpu.stop()
 	if err != nil {

@@ -147,7 +147,7 @@ func (r *Report) cpuTable() [][]string {
 }
 
 func isCPUMetric(name string) bool {
-	return strings.HasPrefix(name, "cpu_") || strings.HasPrefix(name, "client_cpu_")
+	return strings.HasPrefix(name, "cpu_") || strings.HasPrefix(name, "client_cpu_") || strings.HasPrefix(name, "backends_cpu_")
 }
 
 // metricTable has a head row, then one row per chosen metric that some run reported:

@@ -129,3 +129,34 @@ func TestWriteChart(t *testing.T) {
 		}
 	}
 }
+
+// TestWithPlanes: the goroutine plane joins the default peers only when the binary has a
+// --data-plane flag, right after fulcrum.
+func TestWithPlanes(t *testing.T) {
+	script := func(help string) string {
+		path := filepath.Join(t.TempDir(), "fulcrum")
+		if err := os.WriteFile(path, []byte("#!/bin/sh\necho '"+help+"'\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	with, without := script("--listen ADDR  --data-plane epoll|goroutine"), script("--listen ADDR")
+	for _, tc := range []struct {
+		name, exe   string
+		peers, want []string
+	}{
+		{"has the flag", with, DefaultPeers, []string{Direct, Fulcrum, FulcrumGoroutine, HAProxy, Nginx}},
+		{"lacks the flag", without, DefaultPeers, DefaultPeers},
+		{"no fulcrum", with, []string{HAProxy}, []string{HAProxy}},
+		{"already there", with, []string{FulcrumGoroutine, Fulcrum}, []string{FulcrumGoroutine, Fulcrum}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := withPlanes(tc.exe, tc.peers); strings.Join(got, " ") != strings.Join(tc.want, " ") {
+				t.Errorf("withPlanes = %v, want %v", got, tc.want)
+			}
+		})
+	}
+	if strings.Join(DefaultPeers, " ") != "direct fulcrum haproxy nginx" {
+		t.Errorf("DefaultPeers changed: %v", DefaultPeers)
+	}
+}

@@ -58,7 +58,7 @@ func (r *Runner) latency1(ctx context.Context) (Result, error) {
 // same window: from before the first connect to after the last connection closed.
 func (r *Runner) lightRun(ctx context.Context, label string, kind clientKind, conns int, rate, count, perOp string) (Result, error) {
 	stop := r.progress(label, r.Config.duration())
-	cpu := startCPU(r.balancerPID())
+	cpu := r.startCPU()
 	start := time.Now()
 	end := start.Add(r.Config.duration())
 	l, err := runLight(ctx, lightLoad{kind: kind, addr: r.Target.Addr, conns: conns, loops: r.Config.clientLoops(),
@@ -77,12 +77,17 @@ func (r *Runner) lightRun(ctx context.Context, label string, kind clientKind, co
 	return res, nil
 }
 
-// balancerPID is the process whose CPU is measured: none for direct.
-func (r *Runner) balancerPID() int {
+// startCPU opens a CPU window over the balancer (none for direct) and the backends.
+func (r *Runner) startCPU() cpuWindow {
+	pid := r.Target.PID
 	if r.Target.Direct {
-		return 0
+		pid = 0
 	}
-	return r.Target.PID
+	var backends []int
+	if p := r.Backends.PID(); p != 0 {
+		backends = append(backends, p)
+	}
+	return startCPU(pid, backends...)
 }
 
 // noteNoCPU says why a balancer's result has no CPU figure.

@@ -21,13 +21,13 @@ func (r *Runner) throughput(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	cpu := startCPU(r.balancerPID())
+	cpu := r.startCPU()
 	up, upSecs, err := r.bulk(ctx, "upload", uploadConn)
 	upCPU := cpu.stop()
 	if err != nil {
 		return Result{}, err
 	}
-	cpu = startCPU(r.balancerPID())
+	cpu = r.startCPU()
 	down, downSecs, err := r.bulk(ctx, "download", downloadConn)
 	downCPU := cpu.stop()
 	if err != nil {

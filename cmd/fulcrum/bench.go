@@ -66,7 +66,7 @@ func compareCommand() *cli.Command {
 		Flags: append(loadFlags(3),
 			&cli.IntFlag{Name: "rounds", Value: 5, Usage: "interleaved rounds (at least 3)"},
 			&cli.StringSliceFlag{Name: "peer", Usage: "peer to compare (repeatable): " + strings.Join(bench.Peers, ", ") +
-				" (default: " + strings.Join(bench.DefaultPeers, ", ") + ", those installed)"},
+				" (default: " + strings.Join(bench.DefaultPeers, ", ") + ", those installed, and fulcrum-goroutine when serve has --data-plane)"},
 			&cli.StringFlag{Name: "out", Value: filepath.Join("bench", "RESULTS.md"), Usage: "Markdown report `FILE` (empty: none)"},
 			&cli.StringFlag{Name: "chart", Usage: "chart `FILE`, .png or .svg (default: the report's name with .png)"},
 		),
@@ -82,7 +82,7 @@ func realCommand() *cli.Command {
 			"PostgreSQL); installs nothing. A suite whose tools are missing is skipped with the reason.",
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "suite", Usage: "suite to run (repeatable): " + strings.Join(bench.RealSuites, ", ") + " (default: all)"},
-			&cli.StringSliceFlag{Name: "peer", Usage: "balancer (repeatable): fulcrum, fulcrum-goroutine, haproxy, nginx (default: fulcrum, haproxy)"},
+			&cli.StringSliceFlag{Name: "peer", Usage: "balancer (repeatable): fulcrum, fulcrum-goroutine, haproxy, nginx (default: fulcrum, haproxy, and fulcrum-goroutine when serve has --data-plane)"},
 			&cli.IntFlag{Name: "rounds", Value: 3, Usage: "interleaved rounds (at least 3)"},
 			&cli.DurationFlag{Name: "duration", Value: secs(3), Usage: "how long wrk and pgbench run"},
 			&cli.IntFlag{Name: "redis-requests", Value: 1_000_000, Usage: "redis-benchmark's requests per test (SET, GET)"},

@@ -41,6 +41,9 @@ func TestBenchCommand(t *testing.T) {
 		if len(results) != 3 {
 			t.Fatalf("%d result lines, want 3:\n%s", len(results), out)
 		}
+		if m := results[0].Metrics; !(m["cpu_us_per_conn"] > 0) || !(m["backends_cpu_pct"] > 0) || !(m["client_cpu_pct"] > 0) {
+			t.Errorf("connrate against a child fulcrum and child backends lacks a CPU figure: %v", m)
+		}
 		if v := results[1].Metrics["rss_per_conn_kib"]; results[1].Scenario != bench.Idle || v == 0 {
 			t.Errorf("idle against a child fulcrum has no memory figure: %+v", results[1])
 		}
