@@ -9,6 +9,7 @@ import (
 
 // ConnInfo describes one proxied connection, from the dial to the close.
 type ConnInfo struct {
+	Service string         // the Server's Service: the name of the service the client came to
 	Client  netip.AddrPort // the client's address (from a trusted PROXY header, if any)
 	Peer    netip.AddrPort // the TCP peer, when a PROXY header named another Client; else zero
 	Local   netip.AddrPort // the address the client connected to
@@ -83,19 +84,6 @@ func (ms meters) Moved(up bool, n int64) {
 
 func (ms meters) Flush() {
 	for _, m := range ms {
-		flushMeter(m)
-	}
-}
-
-// Flusher is a Meter that batches what it hears (counting every small message on a shared
-// metrics registry would cost more than moving it). Flush is called once, after both
-// directions have ended (just after Observer.Closed).
-type Flusher interface {
-	Flush()
-}
-
-func flushMeter(m Meter) {
-	if f, ok := m.(Flusher); ok {
-		f.Flush()
+		m.Flush()
 	}
 }
