@@ -16,53 +16,67 @@ const userHZ = 100
 // tickDuration is one USER_HZ tick.
 const tickDuration = time.Second / userHZ
 
-// parseStatCPU returns utime + stime, in ticks, from the text of /proc/PID/stat. The process
-// name (field 2) is in parentheses and may itself hold spaces and parentheses, so the fields
-// are counted from the last ')'.
-func parseStatCPU(stat string) (int64, error) {
+// statCPU is what /proc/PID/stat says of a process's CPU, in USER_HZ ticks.
+type statCPU struct {
+	own    int64 // utime + stime: the process's own threads
+	reaped int64 // cutime + cstime: its children that ended and that it waited for
+}
+
+// parseStatCPU reads the CPU fields from the text of /proc/PID/stat. The process name
+// (field 2) is in parentheses and may itself hold spaces and parentheses, so the fields are
+// counted from the last ')'.
+func parseStatCPU(stat string) (statCPU, error) {
 	i := strings.LastIndexByte(stat, ')')
 	if i < 0 {
-		return 0, errors.New("bench: /proc stat: no ')' after the process name")
+		return statCPU{}, errors.New("bench: /proc stat: no ')' after the process name")
 	}
 	// After the name: state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt
-	// cmajflt utime stime, that is fields 3 to 15 of proc(5); utime and stime are the 12th
-	// and 13th after the name.
+	// cmajflt utime stime cutime cstime, that is fields 3 to 17 of proc(5).
 	f := strings.Fields(stat[i+1:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("bench: /proc stat: %d fields after the name, want at least 13", len(f))
+	if len(f) < 15 {
+		return statCPU{}, fmt.Errorf("bench: /proc stat: %d fields after the name, want at least 15", len(f))
 	}
-	utime, err := strconv.ParseInt(f[11], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("bench: /proc stat utime: %w", err)
+	var ticks [4]int64
+	for j, name := range []string{"utime", "stime", "cutime", "cstime"} {
+		n, err := strconv.ParseInt(f[11+j], 10, 64)
+		if err != nil {
+			return statCPU{}, fmt.Errorf("bench: /proc stat %s: %w", name, err)
+		}
+		ticks[j] = n
 	}
-	stime, err := strconv.ParseInt(f[12], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("bench: /proc stat stime: %w", err)
-	}
-	return utime + stime, nil
+	return statCPU{own: ticks[0] + ticks[1], reaped: ticks[2] + ticks[3]}, nil
 }
 
-// processCPU is the CPU time process pid has used so far, all its threads together.
-func processCPU(pid int) (time.Duration, error) {
+func readStat(pid int) (statCPU, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, fmt.Errorf("bench: cpu: %w", err)
+		return statCPU{}, fmt.Errorf("bench: cpu: %w", err)
 	}
-	ticks, err := parseStatCPU(string(b))
+	st, err := parseStatCPU(string(b))
 	if err != nil {
-		return 0, fmt.Errorf("bench: cpu of %d: %w", pid, err)
+		return statCPU{}, fmt.Errorf("bench: cpu of %d: %w", pid, err)
 	}
-	return time.Duration(ticks) * tickDuration, nil
+	return st, nil
 }
 
-// treeCPU is the CPU time used so far by pid and its live descendants: nginx's master and
-// workers, HAProxy's or fulcrum's one process. A descendant that exits between two readings
-// takes its time with it; the balancers here keep their processes for their whole life.
+func ticks(n int64) time.Duration { return time.Duration(n) * tickDuration }
+
+// processCPU is the CPU time process pid's own threads have used so far.
+func processCPU(pid int) (time.Duration, error) {
+	st, err := readStat(pid)
+	return ticks(st.own), err
+}
+
+// treeCPU is the CPU time used so far by pid and its descendants: the live ones (nginx's
+// master and workers, HAProxy's or fulcrum's one process) and those that ended and were
+// waited for (PostgreSQL's per-session processes), whose time the kernel adds to their
+// parent's cutime and cstime.
 func treeCPU(pid int) (time.Duration, error) {
-	total, err := processCPU(pid)
+	st, err := readStat(pid)
 	if err != nil {
 		return 0, err
 	}
+	total := ticks(st.own + st.reaped)
 	for _, c := range children(pid) {
 		if d, err := treeCPU(c); err == nil {
 			total += d

@@ -3,6 +3,7 @@ package bench
 import (
 	"os"
 	"os/exec"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -11,26 +12,24 @@ func TestParseStatCPU(t *testing.T) {
 	// Fields after the name: state ppid pgrp session tty tpgid flags minflt cminflt majflt
 	// cmajflt utime stime cutime cstime ...
 	tail := " S 1 2 3 0 -1 4194560 100 0 0 0 250 75 9 9 20 0 4 0 12345 1000 200"
-	for _, tc := range []struct {
-		name, stat string
-		want       int64
-	}{
-		{"plain", "4242 (fulcrum)" + tail, 325},
-		{"spaces and parentheses in the name", "77 (a (b) c) d)" + tail, 325},
-		{"name that looks like fields", "9 (x) S 1 2 3 0 -1 4 5 6 7 8 9999 9999)" + tail, 325},
-		{"trailing newline", "1 (init)" + tail + "\n", 325},
+	want := statCPU{own: 325, reaped: 18}
+	for _, tc := range []struct{ name, stat string }{
+		{"plain", "4242 (fulcrum)" + tail},
+		{"spaces and parentheses in the name", "77 (a (b) c) d)" + tail},
+		{"name that looks like fields", "9 (x) S 1 2 3 0 -1 4 5 6 7 8 9999 9999 1 1)" + tail},
+		{"trailing newline", "1 (init)" + tail + "\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := parseStatCPU(tc.stat)
-			if err != nil || got != tc.want {
-				t.Fatalf("parseStatCPU = %d, %v; want %d", got, err, tc.want)
+			if err != nil || got != want {
+				t.Fatalf("parseStatCPU = %+v, %v; want %+v", got, err, want)
 			}
 		})
 	}
-	for _, bad := range []string{"", "12 fulcrum S 1 2", "12 (fulcrum) S 1 2 3", "12 (f) S 1 2 3 0 -1 4 5 6 7 8 x 75",
-		"12 (f) S 1 2 3 0 -1 4 5 6 7 8 250 -"} {
+	for _, bad := range []string{"", "12 fulcrum S 1 2", "12 (fulcrum) S 1 2 3", "12 (f) S 1 2 3 0 -1 4 5 6 7 8 250 75 9",
+		"12 (f) S 1 2 3 0 -1 4 5 6 7 8 x 75 9 9", "12 (f) S 1 2 3 0 -1 4 5 6 7 8 250 75 9 -"} {
 		if got, err := parseStatCPU(bad); err == nil {
-			t.Errorf("parseStatCPU(%q) = %d, want an error", bad, got)
+			t.Errorf("parseStatCPU(%q) = %+v, want an error", bad, got)
 		}
 	}
 }
@@ -43,8 +42,8 @@ func FuzzParseStatCPU(f *testing.F) {
 	f.Add(") S 1 2 3 0 -1 4 5 6 7 8 9 9", "1 (x) S 1 2 3 0 -1 4 5 6 7 8 x 75")
 	f.Fuzz(func(t *testing.T, name, line string) {
 		const tail = " S 1 2 3 0 -1 4194560 100 0 0 0 250 75 9 9 20 0"
-		if got, err := parseStatCPU("1 (" + name + ")" + tail); err != nil || got != 325 {
-			t.Errorf("name %q: %d, %v; want 325", name, got, err)
+		if got, err := parseStatCPU("1 (" + name + ")" + tail); err != nil || got != (statCPU{own: 325, reaped: 18}) {
+			t.Errorf("name %q: %+v, %v; want 325 and 18", name, got, err)
 		}
 		parseStatCPU(line)
 	})
@@ -119,7 +118,7 @@ func TestProcessCPU(t *testing.T) {
 }
 
 // TestTreeCPUCountsChildren: a shell that waits on a busy child uses no CPU of its own, but
-// its tree does.
+// its tree does, while the child runs and after it ended.
 func TestTreeCPUCountsChildren(t *testing.T) {
 	cmd := exec.Command("sh", "-c", "sh -c 'while :; do :; done' & wait")
 	if err := cmd.Start(); err != nil {
@@ -139,4 +138,16 @@ func TestTreeCPUCountsChildren(t *testing.T) {
 		own, err2 := processCPU(cmd.Process.Pid)
 		return err == nil && err2 == nil && tree >= own+5*tickDuration
 	})
+	busy := children(cmd.Process.Pid)
+	if len(busy) != 1 {
+		t.Fatalf("children %v, want the one busy loop", busy)
+	}
+	before, _ := treeCPU(cmd.Process.Pid)
+	if err := syscall.Kill(busy[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the shell to reap the busy child", func() bool { return len(children(cmd.Process.Pid)) == 0 })
+	if after, err := treeCPU(cmd.Process.Pid); err != nil || after < before {
+		t.Errorf("tree CPU %v after the child ended, %v before (%v): its time must stay counted", after, before, err)
+	}
 }

@@ -323,6 +323,7 @@ func writeReport(c *cli.Context, rep *bench.Report) error {
 	if err := rep.WriteChart(chart); err != nil {
 		return err
 	}
+	fmt.Println("wrote", chart)
 	rel, err := filepath.Rel(filepath.Dir(out), chart)
 	if err != nil {
 		rel = chart
