@@ -12,7 +12,11 @@ import (
 // Markdown file ("" for none).
 func (r *Report) WriteMarkdown(w io.Writer, chart string) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# fulcrum side by side: %s\n\n", strings.Join(r.Targets, ", "))
+	title := r.Title
+	if title == "" {
+		title = "fulcrum side by side: " + strings.Join(r.Targets, ", ")
+	}
+	fmt.Fprintf(&b, "# %s\n\n", title)
 	fmt.Fprintf(&b, "Run %s, %.0f s. ", r.Started.UTC().Format("2006-01-02 15:04 MST"), r.Finished.Sub(r.Started).Seconds())
 	if r.Command != "" {
 		fmt.Fprintf(&b, "Re-run with `%s`.", r.Command)

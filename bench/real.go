@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -128,6 +129,7 @@ func RunReal(ctx context.Context, rc RealConfig) (*Report, error) {
 		return rep, errors.New("bench: no real-client suite could start")
 	}
 	rep.Targets = realTargets(rc.Peers, suites)
+	rep.Title = "Real clients through " + strings.Join(rep.Targets, ", ") + ", two servers behind each"
 	err = rc.rounds(ctx, suites, rep)
 	rep.Finished = time.Now()
 	return rep, err

@@ -17,6 +17,7 @@ type Report struct {
 	Command           string
 	Config            Config // the load of a comparison; zero for real clients
 	Load              string // what the load was, when Config does not say
+	Title             string // the report's heading; empty: "fulcrum side by side: " and the targets
 	Rounds            int
 	Targets           []string // peers that ran, in run order
 	Results           []Result

@@ -117,6 +117,9 @@ func TestBenchReal(t *testing.T) {
 		}
 	}
 	text, _ := os.ReadFile(md)
+	if !strings.HasPrefix(string(text), "# Real clients through fulcrum, haproxy, two servers behind each\n") {
+		t.Errorf("report heading:\n%s", text)
+	}
 	for _, s := range suites {
 		if runs[s] == 0 && strings.Contains(string(out), "skipping "+s+": ") {
 			t.Logf("%s skipped, as it says: %s", s, out) // e.g. PostgreSQL without a user to run as
