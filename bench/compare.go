@@ -150,7 +150,7 @@ func Compare(ctx context.Context, cc CompareConfig) (*Report, error) {
 	if err := cc.rounds(ctx, bs, peers, rep); err != nil {
 		return rep, err
 	}
-	rep.Finished = time.Now()
+	rep.Finished, rep.Machine.LoadAvgEnd = time.Now(), loadAvg()
 	return rep, nil
 }
 

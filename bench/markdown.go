@@ -23,8 +23,12 @@ func (r *Report) WriteMarkdown(w io.Writer, chart string) error {
 	}
 	b.WriteString("\n\n## Machine\n\n")
 	m := r.Machine
-	fmt.Fprintf(&b, "- CPUs: %d × %s\n- Kernel: %s\n- Go: %s\n- HAProxy: %s\n- nginx: %s\n- Load average at start: %s (1, 5, 15 min; near 0 on a quiet machine)\n",
+	fmt.Fprintf(&b, "- CPUs: %d × %s\n- Kernel: %s\n- Go: %s\n- HAProxy: %s\n- nginx: %s\n- Load average at start: %s",
 		m.CPUs, m.CPU, m.Kernel, m.Go, m.HAProxy, m.Nginx, m.LoadAvg)
+	if m.LoadAvgEnd != "" {
+		fmt.Fprintf(&b, "; at the end: %s", m.LoadAvgEnd)
+	}
+	b.WriteString(" (1, 5, 15 min; near 0 on a quiet machine)\n")
 	fmt.Fprintf(&b, "- Load: %s (%s)\n", r.loadLine(), strings.Join(r.Targets, " → "))
 	b.WriteString("\n## Medians\n\n↑ higher is better, ↓ lower is better. A ratio is the first peer's median over the second's.\n\n")
 	writeMarkdownTable(&b, r.table())

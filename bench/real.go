@@ -131,7 +131,7 @@ func RunReal(ctx context.Context, rc RealConfig) (*Report, error) {
 	rep.Targets = realTargets(rc.Peers, suites)
 	rep.Title = "Real clients through " + strings.Join(rep.Targets, ", ") + ", two servers behind each"
 	err = rc.rounds(ctx, suites, rep)
-	rep.Finished = time.Now()
+	rep.Finished, rep.Machine.LoadAvgEnd = time.Now(), loadAvg()
 	return rep, err
 }
 

@@ -36,6 +36,8 @@ type Machine struct {
 	HAProxy string
 	Nginx   string
 	LoadAvg string // /proc/loadavg at the start: a busy machine makes every figure provisional
+	// LoadAvgEnd is /proc/loadavg when the comparison finished; empty when not read.
+	LoadAvgEnd string
 }
 
 // DescribeMachine reads the CPU, kernel and peer versions of this machine.
@@ -52,14 +54,23 @@ func DescribeMachine() Machine {
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.Kernel = strings.TrimSpace(string(b))
 	}
-	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		if f := strings.Fields(string(b)); len(f) >= 3 {
-			m.LoadAvg = strings.Join(f[:3], " ")
-		}
-	}
+	m.LoadAvg = loadAvg()
 	m.HAProxy = peerVersion("haproxy", "-v")
 	m.Nginx = peerVersion("nginx", "-v")
 	return m
+}
+
+// loadAvg is the 1, 5 and 15 minute load averages; empty when /proc does not say.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func peerVersion(name, flag string) string {

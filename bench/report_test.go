@@ -44,7 +44,7 @@ func TestPeerConfigs(t *testing.T) {
 // sampleReport is a comparison of three rounds with made-up figures.
 func sampleReport() *Report {
 	r := &Report{Rounds: 3, Targets: []string{Direct, Fulcrum, HAProxy}, Started: time.Unix(0, 0), Finished: time.Unix(300, 0),
-		Machine: Machine{CPUs: 2, CPU: "Test CPU"}, Command: "fulcrum bench compare"}
+		Machine: Machine{CPUs: 2, CPU: "Test CPU", LoadAvg: "1.00 2.00 3.00", LoadAvgEnd: "4.00 5.00 6.00"}, Command: "fulcrum bench compare"}
 	for round := 1; round <= 3; round++ {
 		f := float64(round)
 		r.Results = append(r.Results,
@@ -80,7 +80,7 @@ func TestReportMediansAndRatios(t *testing.T) {
 		"| connrate | cpu_pct (% of a core) ↓ | 80 | 80 (40–120) | 1.00 |\n",
 		"connections/s ≥ HAProxy's: **yes** (fulcrum 1000, bound 500)", "CPU per connection ≤ HAProxy's: **no** (fulcrum 200, bound 100)",
 		"idle memory per connection ≤ HAProxy's: not measured",
-		"Test CPU"} {
+		"Test CPU", "- Load average at start: 1.00 2.00 3.00; at the end: 4.00 5.00 6.00 (1, 5, 15 min"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
 		}
