@@ -134,6 +134,26 @@ func TestBenchReal(t *testing.T) {
 	}
 }
 
+// TestBenchComparePlanes: the fulcrum-goroutine peer runs fulcrum with
+// --data-plane=goroutine when serve has that flag, and is skipped with the reason when not.
+func TestBenchComparePlanes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	exe := buildBench(t)
+	help, _ := exec.Command(exe, "serve", "--help").CombinedOutput()
+	planes := strings.Contains(string(help), "--data-plane")
+	out, err := exec.Command(exe, "bench", "compare", "--peer", "fulcrum-goroutine", "--peer", "direct", "--rounds", "3",
+		"--duration", "200ms", "--scenario", "latency1", "--out", "").CombinedOutput()
+	runs := strings.Count(string(out), "latency1   fulcrum-goroutine round")
+	switch {
+	case planes && (err != nil || runs != 3):
+		t.Errorf("serve has --data-plane: want 3 runs of fulcrum-goroutine, got %d (%v):\n%s", runs, err, out)
+	case !planes && (err != nil || runs != 0 || !strings.Contains(string(out), "skipping fulcrum-goroutine: ")):
+		t.Errorf("serve lacks --data-plane: want fulcrum-goroutine skipped with the reason (%v):\n%s", err, out)
+	}
+}
+
 // installed says whether every named program is in PATH or /usr/sbin.
 func installed(names ...string) bool {
 	for _, n := range names {
