@@ -71,31 +71,63 @@ func maintenance(cfg *config, sc serviceConfig) pool.Maintenance {
 // observers is everything that hears the data plane's connections: backends' byte totals
 // (always: two atomic adds per chunk), metrics (unless --metrics=false) and the access log.
 type observers struct {
-	list     listener.Observers
-	metrics  *admin.Metrics // nil with --metrics=false
-	closeLog func()         // closes the access log; call it once the server has shut down
+	metrics   *admin.Metrics    // nil with --metrics=false
+	accessLog listener.Observer // nil without --access-log
+	closeLog  func()            // closes the access log; call it once the servers have shut down
 }
 
-func newObservers(cfg *config, p *pool.Pool) (*observers, error) {
-	o := &observers{list: listener.Observers{listener.BackendBytes{}}, closeLog: func() {}}
+func newObservers(cfg *config, services []*service) (*observers, error) {
+	o := &observers{closeLog: func() {}}
 	if cfg.metrics {
-		m, err := admin.NewMetrics(p)
+		m, err := admin.NewServiceMetrics(adminServices(services))
 		if err != nil {
 			return nil, fmt.Errorf("--metrics: %w", err)
 		}
 		o.metrics = m
-		o.list = append(o.list, m)
 	}
 	if path := cfg.operating.accessLog; path != "" {
 		w, closeLog, err := openAccessLog(path, cfg.log)
 		if err != nil {
 			return nil, err
 		}
-		o.list = append(o.list, listener.NewAccessLog(w))
+		o.accessLog = listener.NewAccessLog(w)
 		o.closeLog = closeLog
 	}
 	return o, nil
 }
+
+// forService is the observer list of one service's server: metrics need to know the service
+// of a rejection or a failed dial, which carry no ConnInfo.
+func (o *observers) forService(name string) listener.Observers {
+	list := listener.Observers{listener.BackendBytes{}}
+	if o.metrics != nil {
+		list = append(list, o.metrics.ForService(name))
+	}
+	if o.accessLog != nil {
+		list = append(list, o.accessLog)
+	}
+	return list
+}
+
+// adminServices is how the admin API and the metrics see the services.
+func adminServices(services []*service) []admin.Service {
+	out := make([]admin.Service, 0, len(services))
+	for _, s := range services {
+		var listen []string
+		for _, ln := range s.lns {
+			listen = append(listen, ln.Addr().String())
+		}
+		out = append(out, admin.Service{
+			Name: s.cfg.name, Listen: listen, Balance: s.cfg.policy.Name(),
+			Registry: s.pool, CloseBackend: s.closeBackend,
+		})
+	}
+	return out
+}
+
+// closeBackend resets the connections to one backend of the service (remove?force=1). The
+// admin API serves only once every service has its server.
+func (s *service) closeBackend(key string) int { return s.srv.CloseBackend(key) }
 
 func openAccessLog(path string, log *slog.Logger) (io.Writer, func(), error) {
 	if path == "-" {
@@ -169,6 +201,7 @@ func newAPI(cfg *config, services []*service, m *admin.Metrics, sh shared, admin
 	}
 	return &admin.API{
 		Registry:       def.pool,
+		Services:       adminServices(services),
 		TrustedProxies: cfg.trusted,
 		Logger:         cfg.log,
 		Security: admin.Security{
@@ -179,7 +212,7 @@ func newAPI(cfg *config, services []*service, m *admin.Metrics, sh shared, admin
 			Burst:         cfg.sec.burst,
 			Self:          self, // for the loop check
 		},
-		CloseBackend: def.srv.CloseBackend,
+		CloseBackend: def.closeBackend,
 		Metrics:      m,
 		Overview: &admin.Overview{
 			Listen:    listen,
