@@ -116,8 +116,14 @@ func TestBenchReal(t *testing.T) {
 			t.Errorf("run %+v: want a rate, the balancer's CPU per operation and the connections", r)
 		}
 	}
+	// With serve's --data-plane, fulcrum also runs as the fulcrum-goroutine peer.
+	help, _ := exec.Command(exe, "serve", "--help").CombinedOutput()
+	balancers, heading := 2, "# Real clients through fulcrum, haproxy, two servers behind each\n"
+	if strings.Contains(string(help), "--data-plane") {
+		balancers, heading = 3, "# Real clients through fulcrum, fulcrum-goroutine, haproxy, two servers behind each\n"
+	}
 	text, _ := os.ReadFile(md)
-	if !strings.HasPrefix(string(text), "# Real clients through fulcrum, haproxy, two servers behind each\n") {
+	if !strings.HasPrefix(string(text), heading) {
 		t.Errorf("report heading:\n%s", text)
 	}
 	for _, s := range suites {
@@ -125,8 +131,8 @@ func TestBenchReal(t *testing.T) {
 			t.Logf("%s skipped, as it says: %s", s, out) // e.g. PostgreSQL without a user to run as
 			continue
 		}
-		if runs[s] != 6 {
-			t.Errorf("%s: %d runs, want 3 rounds × 2 balancers\n%s", s, runs[s], out)
+		if runs[s] != 3*balancers {
+			t.Errorf("%s: %d runs, want 3 rounds × %d balancers\n%s", s, runs[s], balancers, out)
 		}
 		if !strings.Contains(string(text), "| "+s+" | ") {
 			t.Errorf("report has no %s rows:\n%s", s, text)
