@@ -38,7 +38,7 @@ type kaStream struct {
 	sendMu   sync.Mutex   // gRPC streams allow one sender at a time
 	lastRecv atomic.Int64 // unix nanoseconds of the last response
 
-	mu      sync.Mutex            // guards waiters and err
+	mu      sync.Mutex             // guards waiters and err
 	waiters map[int64][]chan int64 // lease ID → renewals waiting, each told the TTL once
 	err     error                  // why the stream ended; nil while open
 }
