@@ -17,8 +17,9 @@ import (
 // quiet is the logger of every test Store.
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// openStore opens a Store on cluster c under prefix, closed when the test ends.
-func openStore(t testing.TB, c *etcdtest.Cluster, prefix string, ttl time.Duration) *Store {
+// openStore opens a Store on cluster c under prefix, closed when the test ends. The options
+// change its Config before it opens.
+func openStore(t testing.TB, c *etcdtest.Cluster, prefix string, ttl time.Duration, opts ...func(*Config)) *Store {
 	t.Helper()
 	cfg, err := ParseURL(c.URL(prefix))
 	if err != nil {
@@ -28,6 +29,9 @@ func openStore(t testing.TB, c *etcdtest.Cluster, prefix string, ttl time.Durati
 	cfg.Logger = quiet
 	cfg.ProbeInterval = 200 * time.Millisecond
 	cfg.RequestTimeout = 2 * time.Second
+	for _, o := range opts {
+		o(&cfg)
+	}
 	s, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
