@@ -123,8 +123,10 @@ func TestOutageKeepsLastSetAndConvergesAfter(t *testing.T) {
 	atA, atB := watch(t, a), watch(t, b)
 	hps := backendsOf(5, 7100)
 	startHeartbeaters(t, []*Store{a, b}, hps, 300*time.Millisecond)
-	waitAll(t, atA, hps, 2*time.Second, "every backend at A")
-	waitAll(t, atB, hps, 2*time.Second, "every backend at B")
+	beat(t, a, "web", "127.0.0.1:7300", 1) // a backend that falls silent as etcd goes away
+	silent := []string{"127.0.0.1:7300"}
+	waitAll(t, atA, append(hps, silent...), 2*time.Second, "every backend at A")
+	waitAll(t, atB, append(hps, silent...), 2*time.Second, "every backend at B")
 	_, resyncsBefore := atA.counts()
 
 	c.StopAll(t)
@@ -135,8 +137,8 @@ func TestOutageKeepsLastSetAndConvergesAfter(t *testing.T) {
 	startHeartbeaters(t, []*Store{b, a}, late, 300*time.Millisecond)
 	waitFor(t, 3*ttl, "an outage longer than the TTL", func() bool { return time.Since(down) > ttl+time.Second })
 	for name, sk := range map[string]*sink{"A": atA, "B": atB} {
-		if d, _ := sk.counts(); d != 0 || sk.len() != len(hps) {
-			t.Fatalf("%s during the outage: %d deletes, %d backends; want 0 and %d", name, d, sk.len(), len(hps))
+		if d, _ := sk.counts(); d != 0 || sk.len() != len(hps)+1 {
+			t.Fatalf("%s during the outage: %d deletes, %d backends; want 0 and %d", name, d, sk.len(), len(hps)+1)
 		}
 	}
 
@@ -148,11 +150,14 @@ func TestOutageKeepsLastSetAndConvergesAfter(t *testing.T) {
 	if _, r := atA.counts(); r == resyncsBefore {
 		t.Error("A did not list again when etcd came back")
 	}
+	back := time.Now()
 	for name, sk := range map[string]*sink{"A": atA, "B": atB} {
-		if d, _ := sk.counts(); d != 0 {
-			t.Errorf("%s deleted %d backends that kept heartbeating through the outage", name, d)
+		waitFor(t, ttl+3*time.Second, "the silent backend's expiry at "+name, func() bool { _, ok := sk.get("web", silent[0]); return !ok })
+		if d, _ := sk.counts(); d != 1 {
+			t.Errorf("%s deleted %d backends; want only the silent one", name, d)
 		}
 	}
+	t.Logf("the silent backend left %v after etcd was back", time.Since(back))
 	if lost, back := logs.count("etcd registry lost"), logs.count("etcd registry back"); lost != 1 || back != 1 {
 		t.Errorf("logged the loss %d times and the recovery %d times, want once each", lost, back)
 	}

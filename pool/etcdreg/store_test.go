@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/fulcrumlb/fulcrum/pool/etcdreg/etcdtest"
 )
 
@@ -232,4 +234,34 @@ func TestInvalidKeysNeverReachEtcd(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestCloseEndsEveryGoroutine(t *testing.T) {
+	c := etcdtest.Start(t, 3)
+	before := goleak.IgnoreCurrent()
+	cfg, err := ParseURL(c.URL("/fulcrum"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.TTL, cfg.Logger = 5*time.Second, quiet
+	st, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	watched := make(chan error)
+	go func() { watched <- st.Watch(ctx, newSink()) }()
+	beat(t, st, "web", "127.0.0.1:8080", 1)
+	beat(t, st, "web", "127.0.0.1:8080", 1) // over the keep-alive stream
+	cancel()
+	if err := <-watched; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Watch returned %v, want context.Canceled", err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	goleak.VerifyNone(t, before)
 }
