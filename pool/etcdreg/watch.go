@@ -2,6 +2,7 @@ package etcdreg
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -78,15 +79,16 @@ func (s *Store) follow(ctx context.Context, sink Sink, rev int64) error {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	events := s.client.Watch(wctx, s.cfg.Prefix+"/", clientv3.WithPrefix(), clientv3.WithRev(rev))
-	up, changed := s.health.healthy()
+	_, changed := s.health.healthy()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-changed:
-			wasUp := up
-			if up, changed = s.health.healthy(); up && !wasUp {
-				return fmt.Errorf("etcd is back")
+			// Healthy after a change means etcd went away and came back, however briefly.
+			var up bool
+			if up, changed = s.health.healthy(); up {
+				return errors.New("etcd is back")
 			}
 		case resp, ok := <-events:
 			if !ok {
