@@ -1,8 +1,8 @@
 package admin
 
 import (
+	"context"
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -52,7 +52,7 @@ func (a *API) Handler() http.Handler {
 // maxBody caps a form body; admin requests carry a few short parameters.
 const maxBody = 64 << 10
 
-// only admits GET and POST (as the seed did) and caps the body.
+// only admits GET and POST (the API's original clients use both) and caps the body.
 func (a *API) only(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodPost {
@@ -72,15 +72,23 @@ func (a *API) logger() *slog.Logger {
 	return slog.Default()
 }
 
+// add registers a backend or, for one still registered, records its heartbeat. Like every
+// mutating handler it reads parse, authorize, act.
 func (a *API) add(w http.ResponseWriter, r *http.Request) {
-	req, err := a.parseTarget(r, true)
+	req, err := a.parseRequest(r, opAdd)
 	if err != nil {
-		writeParseError(w, err)
+		a.writeRequestError(w, r, err)
 		return
 	}
-	created, err := a.Registry.Register(req.addr, req.weight)
+	refund, err := a.authorize(&req)
 	if err != nil {
-		writeRegisterError(w, err)
+		a.writeRequestError(w, r, err)
+		return
+	}
+	created, err := a.register(r.Context(), &req)
+	if err != nil {
+		refund()
+		a.writeRequestError(w, r, err)
 		return
 	}
 	if !created {
@@ -89,33 +97,44 @@ func (a *API) add(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"success": true, "server": req.addr.Key()})
 }
 
+// register refreshes a registered backend in one locked call. Any other (new, removed, or
+// forgotten since authorize looked) goes through the backend address rules, its name resolved
+// once, before the registry adds it.
+func (a *API) register(ctx context.Context, req *request) (created bool, err error) {
+	known, err := a.Registry.Heartbeat(req.addr.Key(), req.weight)
+	if err != nil || known {
+		return false, registryError(req.addr.Key(), err)
+	}
+	if err := a.resolveBackend(ctx, &req.addr); err != nil {
+		return false, err
+	}
+	created, err = a.Registry.Register(req.addr, req.weight)
+	return created, registryError(req.addr.Key(), err)
+}
+
+// remove deregisters a backend; with force=1 it also resets the backend's connections.
 func (a *API) remove(w http.ResponseWriter, r *http.Request) {
-	req, err := a.parseTarget(r, false)
+	req, err := a.parseRequest(r, opRemove)
+	if err == nil {
+		_, err = a.authorize(&req)
+	}
+	key := req.addr.Key()
+	if err == nil {
+		err = registryError(key, a.Registry.Deregister(key))
+	}
 	if err != nil {
-		writeParseError(w, err)
+		a.writeRequestError(w, r, err)
 		return
 	}
-	force, err := parseForce(r)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	if err := a.Registry.Deregister(req.addr.Key()); err != nil {
-		if errors.Is(err, pool.ErrUnknownBackend) {
-			writeError(w, http.StatusNotFound, "backend "+req.addr.Key()+" is not registered")
-			return
-		}
-		writeError(w, http.StatusInternalServerError, err.Error())
-		return
-	}
-	reply := map[string]any{"success": true, "removed": req.addr.Key()}
-	if n := a.closeForced(force, req.addr.Key()); n >= 0 {
+	reply := map[string]any{"success": true, "removed": key}
+	if n := a.closeForced(req.force, key); n >= 0 {
 		reply["closed"] = n
 	}
 	writeJSON(w, http.StatusOK, reply)
 }
 
-// server is one entry of /upstream/status, with the seed design's field names.
+// server is one entry of /upstream/status. The field names are the API's since its first
+// version: heartbeat scripts and dashboards read them.
 type server struct {
 	Host          string  `json:"host"`
 	Address       string  `json:"address"` // the IP dialed: resolved once when host is a name

@@ -16,7 +16,7 @@ const (
 	classOpen                  // liveness probes: never a token
 )
 
-// mutatingPaths change the registry; every one of them parses its target with parseTarget.
+// mutatingPaths change the registry; every one of them goes through parseRequest and authorize.
 var mutatingPaths = map[string]bool{
 	"/upstream/add":     true,
 	"/upstream/remove":  true,

@@ -16,11 +16,15 @@
 //
 // Security (API.Security) is applied in two places. One middleware around every route asks
 // for the bearer token where the route needs it (mutating routes when a token is set, read
-// routes too with TokenRead, /healthz never). Then parseTarget, which every mutating handler
-// calls, applies the rest in the order of the answers: syntax (400), the address-only rule
-// and the backend address rules (403; a name is resolved here, once, and dialed by its first
-// address), and the per-client rate limit (429). Without a token, a remote caller may name
-// only its own address; a loopback caller may name any.
+// routes too with TokenRead, /healthz never). Then every mutating handler reads parse →
+// authorize → act: parseRequest (params.go) returns a complete request or a 400; authorize
+// (access.go) applies the address-only rule and, for an address literal, the backend address
+// rules (403), then the per-client rate limit (429); the registry acts. A heartbeat of a
+// registered backend is one locked call (Registry.Heartbeat). Any other registration, including
+// one whose backend was removed or forgotten meanwhile, goes through the backend address rules
+// first (a name is resolved there, once, and dialed by its first address); if they refuse it
+// the rate-limit token is given back. Without a token, a remote caller may name only its own
+// address; a loopback caller may name any.
 //
 //	api := &admin.API{Registry: p}
 //	srv := admin.NewServer("127.0.0.1:9090", api.Handler())

@@ -1,12 +1,7 @@
 package admin
 
 import (
-	"errors"
-	"fmt"
 	"net/http"
-	"strconv"
-
-	"github.com/fulcrumlb/fulcrum/pool"
 )
 
 // drain stops new connections to a backend until undrain; established ones run on and
@@ -21,44 +16,24 @@ func (a *API) undrain(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) setDraining(w http.ResponseWriter, r *http.Request, on bool) {
-	req, err := a.parseTarget(r, false)
-	if err != nil {
-		writeParseError(w, err)
-		return
-	}
-	d, ok := a.Registry.(pool.Drainer)
-	if !ok {
-		writeError(w, http.StatusNotImplemented, "this registry cannot drain backends")
-		return
+	req, err := a.parseRequest(r, opDrain)
+	if err == nil {
+		_, err = a.authorize(&req)
 	}
 	key := req.addr.Key()
-	op, field := d.Undrain, "undrained"
+	op, field := a.Registry.Undrain, "undrained"
 	if on {
-		op, field = d.Drain, "draining"
+		op, field = a.Registry.Drain, "draining"
 	}
-	if err := op(key); err != nil {
-		if errors.Is(err, pool.ErrUnknownBackend) {
-			writeError(w, http.StatusNotFound, "backend "+key+" is not registered")
-			return
-		}
-		writeError(w, http.StatusInternalServerError, err.Error())
+	if err == nil {
+		err = registryError(key, op(key))
+	}
+	if err != nil {
+		a.writeRequestError(w, r, err)
 		return
 	}
 	a.logger().Info("admin: "+field, "backend", key)
 	writeJSON(w, http.StatusOK, map[string]any{"success": true, field: key})
-}
-
-// parseForce reads remove's optional force parameter ("1", "true", "0", "false"...).
-func parseForce(r *http.Request) (bool, error) {
-	v := r.Form.Get("force")
-	if v == "" {
-		return false, nil
-	}
-	force, err := strconv.ParseBool(v)
-	if err != nil {
-		return false, fmt.Errorf("force %q: must be 1 or 0", v)
-	}
-	return force, nil
 }
 
 // closeForced resets the established connections of a removed backend when the request says

@@ -2,9 +2,6 @@ package admin
 
 import (
 	"encoding/json"
-	"errors"
-	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -20,7 +17,6 @@ import (
 // drainAPI serves an API over a fresh pool; closed records CloseBackend calls.
 func drainAPI(t *testing.T) (*pool.Pool, *httptest.Server, *[]string) {
 	t.Helper()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	p := &pool.Pool{Logger: quiet}
 	var closed []string
 	api := &API{Registry: p, Logger: quiet, CloseBackend: func(key string) int { closed = append(closed, key); return 2 }}
@@ -170,19 +166,3 @@ func TestRemoveForce(t *testing.T) {
 		})
 	}
 }
-
-func TestDrainNeedsADrainer(t *testing.T) {
-	api := &API{Registry: registryOnly{}}
-	srv := httptest.NewServer(api.Handler())
-	t.Cleanup(srv.Close)
-	if code, _ := drainGet(t, srv, "/upstream/drain?host=10.0.0.1&port=80"); code != http.StatusNotImplemented {
-		t.Fatalf("status %d, want 501", code)
-	}
-}
-
-// registryOnly is a Registry without Drain.
-type registryOnly struct{}
-
-func (registryOnly) Register(pool.Address, int) (bool, error) { return false, nil }
-func (registryOnly) Deregister(string) error                  { return errors.New("no") }
-func (registryOnly) Snapshot() []pool.Status                  { return nil }

@@ -17,7 +17,8 @@ import (
 	"github.com/fulcrumlb/fulcrum/pool"
 )
 
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+// quiet is the discard logger of every test in this package.
+var quiet = slog.New(slog.DiscardHandler)
 
 // newAPI returns an API over a fresh pool whose logs are discarded; set (if not nil) fills in
 // its Security. No test reaches a real resolver or the real interface list.

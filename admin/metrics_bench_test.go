@@ -46,7 +46,7 @@ func opsObservers(b *testing.B, p *pool.Pool) []struct {
 
 // BenchmarkProxyConnRate: connections per second, each one byte echoed through the proxy.
 func BenchmarkProxyConnRate(b *testing.B) {
-	p := &pool.Pool{Logger: opsQuiet}
+	p := &pool.Pool{Logger: quiet}
 	if err := p.RegisterStatic(opsEcho(b), 1); err != nil {
 		b.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func opsOneByte(proxy string, buf []byte) error {
 // BenchmarkProxyThroughput: bytes per second one way through one proxied connection into a
 // backend that discards them; the backend's count of what it received ends the run.
 func BenchmarkProxyThroughput(b *testing.B) {
-	p := &pool.Pool{Logger: opsQuiet}
+	p := &pool.Pool{Logger: quiet}
 	if err := p.RegisterStatic(opsSink(b), 1); err != nil {
 		b.Fatal(err)
 	}
@@ -168,7 +168,7 @@ func opsSink(t testing.TB) pool.Address {
 // BenchmarkObserverPerConnection is the CPU the observers add to one connection with no
 // network in the way: Opened, one chunk each way, Closed.
 func BenchmarkObserverPerConnection(b *testing.B) {
-	p := &pool.Pool{Logger: opsQuiet}
+	p := &pool.Pool{Logger: quiet}
 	addr, err := pool.ParseAddress("127.0.0.1:9")
 	if err != nil {
 		b.Fatal(err)

@@ -78,7 +78,7 @@ func (cm *connMeter) Moved(up bool, n int64) {
 	}
 }
 
-// Flush implements listener.Flusher: the connection has ended.
+// Flush implements listener.Meter: the connection has ended.
 func (cm *connMeter) Flush() {
 	cm.open.Delete(cm)
 	cm.flushPending()

@@ -33,7 +33,7 @@ type opsMetricsRig struct {
 
 func newOpsMetricsRig(t *testing.T, backends ...pool.Address) *opsMetricsRig {
 	t.Helper()
-	p := &pool.Pool{Logger: opsQuiet}
+	p := &pool.Pool{Logger: quiet}
 	for _, a := range backends {
 		if err := p.RegisterStatic(a, 1); err != nil {
 			t.Fatal(err)
@@ -44,7 +44,7 @@ func newOpsMetricsRig(t *testing.T, backends ...pool.Address) *opsMetricsRig {
 		t.Fatal(err)
 	}
 	proxy, _ := opsProxy(t, p, listener.Observers{listener.BackendBytes{}, m})
-	api := &admin.API{Registry: p, Logger: opsQuiet, Metrics: m}
+	api := &admin.API{Registry: p, Logger: quiet, Metrics: m}
 	return &opsMetricsRig{pool: p, proxy: proxy, admin: opsAdmin(t, api), m: m}
 }
 
@@ -219,7 +219,7 @@ func TestMetricsHeartbeatsAndRegistry(t *testing.T) {
 }
 
 func TestMetricsOff(t *testing.T) {
-	api := &admin.API{Registry: &pool.Pool{Logger: opsQuiet}, Logger: opsQuiet}
+	api := &admin.API{Registry: &pool.Pool{Logger: quiet}, Logger: quiet}
 	res, body := opsGet(t, opsAdmin(t, api)+"/metrics")
 	if res.StatusCode != http.StatusNotFound {
 		t.Fatalf("GET /metrics with metrics off: %s, want 404", res.Status)
@@ -334,7 +334,7 @@ func TestMetricsRejectedReasons(t *testing.T) {
 // sink cleanup loop): every goroutine a scrape starts has ended when the scrape has.
 func TestMetricsStartNoGoroutine(t *testing.T) {
 	before := runtime.NumGoroutine()
-	p := &pool.Pool{Logger: opsQuiet}
+	p := &pool.Pool{Logger: quiet}
 	m, err := admin.NewMetrics(p)
 	if err != nil {
 		t.Fatal(err)

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -25,8 +24,6 @@ import (
 	"github.com/fulcrumlb/fulcrum/listener"
 	"github.com/fulcrumlb/fulcrum/pool"
 )
-
-var opsQuiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // opsEventually polls cond until it holds or a generous deadline passes.
 func opsEventually(t testing.TB, what string, cond func() bool) {
@@ -111,7 +108,7 @@ func opsProxy(t testing.TB, p *pool.Pool, obs listener.Observer) (string, *liste
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &listener.Server{Picker: p, Observer: obs, Logger: opsQuiet, ConnectTimeout: 5 * time.Second}
+	srv := &listener.Server{Picker: p, Observer: obs, Logger: quiet, ConnectTimeout: 5 * time.Second}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	t.Cleanup(func() {

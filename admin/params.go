@@ -6,80 +6,50 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
-	"time"
 
 	"github.com/fulcrumlb/fulcrum/pool"
 )
 
-// target is a parsed add, remove or drain request that has passed every check.
-type target struct {
-	addr   pool.Address
-	weight int // 0: not given
+// op is what a mutating request asks for.
+type op int
+
+const (
+	opAdd    op = iota // register or heartbeat
+	opRemove           // deregister, maybe force
+	opDrain            // drain or undrain
+)
+
+// request is a parsed add, remove, drain or undrain request: everything the handler acts on.
+type request struct {
+	op     op
+	addr   pool.Address // IP set when the host is an address literal; a name is resolved later
+	weight int          // 0: not given (add only)
+	force  bool         // remove only: also reset the backend's connections
+	client netip.Addr   // the caller every rule judges (through trusted proxies)
+	peer   netip.Addr   // the TCP peer
 }
 
 // errTooLarge marks a body over maxBody.
 var errTooLarge = errors.New("request body too large")
 
-// parseTarget is the one gate of every mutating endpoint (the token has been checked by the
-// guard middleware). In order, so that the answer is the first rule broken: the parameters'
-// syntax (400; 413 for a body too large), the address-only rule (403), for a registration
-// (register true: weight read, host resolved) the address rules (403), then the client's rate
-// limit (429). An empty host is the caller's own address. Unknown parameters are ignored.
-func (a *API) parseTarget(r *http.Request, register bool) (target, error) {
-	a.Security.init()
-	t, err := a.checkRequest(r, register)
-	var se *statusError
-	if errors.As(err, &se) && (se.code == http.StatusForbidden || se.code == http.StatusTooManyRequests) {
-		a.Security.logDenied.Do(func() {
-			a.logger().Warn("admin request refused", "client", r.RemoteAddr, "path", r.URL.Path, "err", err)
-		})
-	}
-	return t, err
-}
-
-func (a *API) checkRequest(r *http.Request, register bool) (target, error) {
+// parseRequest reads a mutating request's parameters (the token has been checked by the guard
+// middleware): a syntax error is a 400, a body too large a 413. An empty host is the caller's
+// own address. Unknown parameters are ignored.
+func (a *API) parseRequest(r *http.Request, o op) (request, error) {
 	form, err := readForm(r)
 	if err != nil {
-		return target{}, err
+		return request{}, err
 	}
-	peer, client, err := a.caller(r)
-	if err != nil {
-		return target{}, err
+	req := request{op: o}
+	if req.peer, req.client, err = a.caller(r); err != nil {
+		return request{}, err
 	}
-	t, err := parseFields(form, client, register)
-	if err != nil {
-		return target{}, err
+	if err := req.parseFields(form); err != nil {
+		return request{}, err
 	}
-	if err := a.checkCaller(client, peer, t); err != nil {
-		return target{}, err
-	}
-	known, free := a.heartbeat(t.addr.Key(), register)
-	if register {
-		if err := a.checkTarget(r.Context(), &t, known); err != nil {
-			return target{}, err
-		}
-	}
-	if lim := a.Security.limiter; lim != nil && !free && !lim.allow(client) {
-		return target{}, &statusError{http.StatusTooManyRequests, "rate limit exceeded for " + client.String()}
-	}
-	return t, nil
-}
-
-// heartbeat reports whether a registration is for a backend still known (not removed), and
-// whether it is a heartbeat that costs no rate-limit token: at most one per heartbeatFree.
-func (a *API) heartbeat(key string, register bool) (known, free bool) {
-	l, ok := a.Registry.(interface {
-		Lookup(string) (pool.Status, bool)
-	})
-	if !register || !ok {
-		return false, false
-	}
-	st, ok := l.Lookup(key)
-	if !ok || st.State == pool.StateRemoved {
-		return false, false
-	}
-	return true, time.Since(st.LastHeartbeat) >= heartbeatFree
+	return req, nil
 }
 
 // readForm parses the query and a form body. A malformed escape such as %zz is an error, never
@@ -93,7 +63,7 @@ func readForm(r *http.Request) (url.Values, error) {
 		}
 		return nil, fmt.Errorf("bad parameters: %w", err)
 	}
-	for _, name := range []string{"host", "port", "weight"} {
+	for _, name := range []string{"host", "port", "weight", "force"} {
 		if len(r.Form[name]) > 1 {
 			return nil, fmt.Errorf("parameter %s given more than once", name)
 		}
@@ -101,32 +71,45 @@ func readForm(r *http.Request) (url.Values, error) {
 	return r.Form, nil
 }
 
-func parseFields(form url.Values, client netip.Addr, register bool) (target, error) {
-	var t target
+func (req *request) parseFields(form url.Values) error {
 	port, err := pool.ParsePort(form.Get("port"))
 	if err != nil {
-		return t, err
+		return err
 	}
 	host := form.Get("host")
 	if host == "" {
-		host = client.String()
+		host = req.client.String()
 	}
-	if t.addr.Host, err = pool.ParseHost(host); err != nil {
-		return t, err
+	if req.addr.Host, err = pool.ParseHost(host); err != nil {
+		return err
 	}
-	t.addr.Port = port
-	if w := form.Get("weight"); register && w != "" {
-		if t.weight, err = pool.ParseWeight(w); err != nil {
-			return t, err
+	req.addr.Port = port
+	if ip, err := netip.ParseAddr(req.addr.Host); err == nil {
+		req.addr.IP = normalize(ip)
+	}
+	if w := form.Get("weight"); req.op == opAdd && w != "" {
+		if req.weight, err = pool.ParseWeight(w); err != nil {
+			return err
 		}
 	}
-	return t, nil
+	if f := form.Get("force"); req.op == opRemove && f != "" {
+		if req.force, err = strconv.ParseBool(f); err != nil {
+			return fmt.Errorf("force %q: must be 1 or 0", f)
+		}
+	}
+	return nil
 }
 
-// writeParseError answers an error of parseTarget with its status: 413, 403, 429 and 503
-// where the error says so, 400 otherwise.
-func writeParseError(w http.ResponseWriter, err error) {
+// writeRequestError answers a refused request with its status: 413, 403, 404, 429 and 503
+// where the error says so, 400 otherwise. Refusals by the access rules are logged, at most
+// once a second.
+func (a *API) writeRequestError(w http.ResponseWriter, r *http.Request, err error) {
 	var se *statusError
+	if errors.As(err, &se) && (se.code == http.StatusForbidden || se.code == http.StatusTooManyRequests) {
+		a.Security.logDenied.Do(func() {
+			a.logger().Warn("admin request refused", "client", r.RemoteAddr, "path", r.URL.Path, "err", err)
+		})
+	}
 	switch {
 	case errors.Is(err, errTooLarge):
 		writeError(w, http.StatusRequestEntityTooLarge, err.Error())

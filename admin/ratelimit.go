@@ -55,9 +55,26 @@ func clientKey(ip netip.Addr) netip.Prefix {
 	return p
 }
 
+// take takes one token from the client's bucket and reports whether there was one; refund
+// gives it back.
+func (l *limiter) take(ip netip.Addr) (refund func(), ok bool) {
+	r := l.bucket(clientKey(ip)).ReserveN(time.Now(), 1)
+	if !r.OK() || r.Delay() > 0 {
+		r.Cancel()
+		return nil, false
+	}
+	return r.Cancel, true
+}
+
 // allow takes one token from the client's bucket and reports whether there was one.
 func (l *limiter) allow(ip netip.Addr) bool {
-	key := clientKey(ip)
+	_, ok := l.take(ip)
+	return ok
+}
+
+// bucket returns the client's bucket, making it (and forgetting the least recently used one
+// beyond maxBuckets) if need be.
+func (l *limiter) bucket(key netip.Prefix) *rate.Limiter {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	e := l.buckets[key]
@@ -72,7 +89,7 @@ func (l *limiter) allow(ip netip.Addr) bool {
 	} else {
 		l.lru.MoveToFront(e)
 	}
-	return e.Value.(*bucket).lim.Allow()
+	return e.Value.(*bucket).lim
 }
 
 // size is the number of buckets held, for tests.

@@ -97,7 +97,7 @@ func (p opsPage) activeByBackend() map[string]string {
 func TestStatusPageInBrowser(t *testing.T) {
 	ctx := opsBrowser(t)
 	heavy, light := opsEcho(t), opsEcho(t)
-	p := &pool.Pool{Logger: opsQuiet}
+	p := &pool.Pool{Logger: quiet}
 	if err := p.RegisterStatic(heavy, 2); err != nil { // weight 2: takes two of three
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 	for range 3 {
 		held = append(held, opsHold(t, proxy).Close)
 	}
-	api := &admin.API{Registry: p, Logger: opsQuiet,
+	api := &admin.API{Registry: p, Logger: quiet,
 		Overview: &admin.Overview{Listen: []string{proxy}, Started: time.Now(), Stats: srv.Stats()}}
 	base := opsAdmin(t, api)
 

@@ -20,7 +20,7 @@ import (
 var opsColumns = []string{"Backend", "State", "Active", "Total", "Bytes in", "Bytes out", "Heartbeat age", "Weight"}
 
 func TestStatusPageServed(t *testing.T) {
-	base := opsAdmin(t, &admin.API{Registry: &pool.Pool{Logger: opsQuiet}, Logger: opsQuiet})
+	base := opsAdmin(t, &admin.API{Registry: &pool.Pool{Logger: quiet}, Logger: quiet})
 	res, body := opsGet(t, base+"/")
 	if res.StatusCode != http.StatusOK {
 		t.Fatalf("GET /: %s", res.Status)
@@ -75,7 +75,7 @@ func TestStatusPageNamesNoOtherHost(t *testing.T) {
 }
 
 func TestStatusPageOtherPaths(t *testing.T) {
-	base := opsAdmin(t, &admin.API{Registry: &pool.Pool{Logger: opsQuiet}, Logger: opsQuiet})
+	base := opsAdmin(t, &admin.API{Registry: &pool.Pool{Logger: quiet}, Logger: quiet})
 	for _, path := range []string{"/ui/", "/ui/nope.js", "/nope", "/index.html", "/ui/../api.go"} {
 		res, body := opsGet(t, base+path)
 		var e map[string]string
@@ -95,15 +95,15 @@ func TestStatusPageOtherPaths(t *testing.T) {
 
 func TestStatusOverviewFields(t *testing.T) {
 	a := opsEcho(t)
-	p := &pool.Pool{Logger: opsQuiet}
+	p := &pool.Pool{Logger: quiet}
 	if err := p.RegisterStatic(a, 1); err != nil {
 		t.Fatal(err)
 	}
 	proxy, srv := opsProxy(t, p, listener.BackendBytes{})
 	opsHold(t, proxy).Close()
 
-	// Without an Overview, the reply has exactly the seed's top-level fields.
-	_, raw := opsReadStatus(t, opsAdmin(t, &admin.API{Registry: p, Logger: opsQuiet}))
+	// Without an Overview, the reply has exactly the original top-level fields.
+	_, raw := opsReadStatus(t, opsAdmin(t, &admin.API{Registry: p, Logger: quiet}))
 	keys := slices.Sorted(func(yield func(string) bool) {
 		for k := range raw {
 			if !yield(k) {
@@ -116,7 +116,7 @@ func TestStatusOverviewFields(t *testing.T) {
 	}
 
 	ov := &admin.Overview{Listen: []string{proxy}, Admin: "127.0.0.1:1", Started: time.Now().Add(-time.Minute), Stats: srv.Stats()}
-	base := opsAdmin(t, &admin.API{Registry: p, Logger: opsQuiet, Overview: ov})
+	base := opsAdmin(t, &admin.API{Registry: p, Logger: quiet, Overview: ov})
 	opsEventually(t, "the connection counted", func() bool {
 		st, _ := opsReadStatus(t, base)
 		return st.Servers[0].ConnCount == 0 && *st.Servers[0].BytesIn == 1

@@ -32,7 +32,7 @@ func TestHelperEMFILEChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := resPool(t, backend)
-	s := &Server{Picker: p, Retries: 0, Logger: resQuiet}
+	s := &Server{Picker: p, Retries: 0, Logger: quiet}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -145,7 +145,7 @@ func TestAccessLogIdleTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Picker: poolOf(t, be), Observer: NewAccessLog(&out), DataPath: Splice{IdleTimeout: 200 * time.Millisecond}, Logger: ppQuiet}
+	s := &Server{Picker: poolOf(t, be), Observer: NewAccessLog(&out), DataPath: Splice{IdleTimeout: 200 * time.Millisecond}, Logger: quiet}
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ln) }()
 	t.Cleanup(func() { s.Shutdown(context.Background()); <-done })

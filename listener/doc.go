@@ -11,11 +11,13 @@
 // (*net.TCPConn).ReadFrom, which Linux turns into splice(2): the bytes never enter user space.
 // Nothing on this path may wrap a *net.TCPConn in another type, or splice silently stops.
 //
+// Each accepted connection is owned by one goroutine running conn.serve (conn.go): the inbound
+// PROXY header when one is expected, connect (pick, dial, retries), proxy, release, untrack.
+//
 // Limits: MaxConns pauses accepting at the cap (clients wait in the kernel backlog);
-// QueueTimeout lets a client wait for a backend slot when the Picker queues (pool.Waiter);
-// Splice.IdleTimeout closes connections on which no byte moves either way. Every dial's outcome
-// goes to a Picker that keeps passive health (pool.HealthReporter), and CloseBackend resets the
-// connections of one backend.
+// QueueTimeout lets a client wait for a backend slot (Picker.AcquireWait); Splice.IdleTimeout
+// closes connections on which no byte moves either way. Every dial's outcome goes to
+// Picker.ReportDial (passive health), and CloseBackend resets the connections of one backend.
 //
 // The package does not choose backends (pool does) and does not speak HTTP (admin does).
 package listener

@@ -116,3 +116,10 @@ func (im idleMeter) Moved(up bool, n int64) {
 		im.next.Moved(up, n)
 	}
 }
+
+// Flush implements Meter; the watch batches nothing.
+func (im idleMeter) Flush() {
+	if im.next != nil {
+		im.next.Flush()
+	}
+}

@@ -83,19 +83,6 @@ func (ms meters) Moved(up bool, n int64) {
 
 func (ms meters) Flush() {
 	for _, m := range ms {
-		flushMeter(m)
-	}
-}
-
-// Flusher is a Meter that batches what it hears (counting every small message on a shared
-// metrics registry would cost more than moving it). Flush is called once, after both
-// directions have ended (just after Observer.Closed).
-type Flusher interface {
-	Flush()
-}
-
-func flushMeter(m Meter) {
-	if f, ok := m.(Flusher); ok {
-		f.Flush()
+		m.Flush()
 	}
 }

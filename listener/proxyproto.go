@@ -9,7 +9,6 @@ import (
 	"time"
 
 	proxyproto "github.com/pires/go-proxyproto"
-	"golang.org/x/time/rate"
 )
 
 // ProxyProtocol configures the PROXY protocol (HAProxy's, v1 text or v2 binary) on both sides of
@@ -61,6 +60,9 @@ func (pp *ProxyProtocol) headerTimeout() time.Duration {
 	return 3 * time.Second
 }
 
+// accepts reports whether inbound headers are read at all.
+func (pp *ProxyProtocol) accepts() bool { return len(pp.Accept) > 0 }
+
 func (pp *ProxyProtocol) trusts(peer netip.Addr) bool {
 	for _, p := range pp.Accept {
 		if p.Contains(peer) {
@@ -70,24 +72,17 @@ func (pp *ProxyProtocol) trusts(peer netip.Addr) bool {
 	return false
 }
 
-// readProxyHeader applies the inbound half: with Accept set, it reads the client's first bytes,
+// readProxyHeader applies the inbound half (when Accept is set): it reads the client's first bytes,
 // moves info.Client and info.Local to the addresses a trusted header names (keeping the TCP peer
 // in info.Peer), and returns the client bytes read past the header, which belong to the backend.
 // The client socket is left unwrapped, with no read deadline.
 func (s *Server) readProxyHeader(c *net.TCPConn, info *ConnInfo) ([]byte, error) {
-	if len(s.ProxyProtocol.Accept) == 0 {
-		return nil, nil
-	}
 	rest, err := s.ProxyProtocol.read(c, info)
 	if err != nil {
-		logProxyHeader.Do(func() { s.logger().Warn("refusing client: PROXY header", "client", info.Client, "err", err) })
+		s.logProxyHeader.Do(func() { s.logger().Warn("refusing client: PROXY header", "client", info.Client, "err", err) })
 	}
 	return rest, err
 }
-
-// logProxyHeader bounds the log of refused headers, shared by every Server: a flood of bad
-// clients gets one line a second.
-var logProxyHeader = rate.Sometimes{Interval: time.Second}
 
 func (pp *ProxyProtocol) read(c *net.TCPConn, info *ConnInfo) ([]byte, error) {
 	if err := c.SetReadDeadline(time.Now().Add(pp.headerTimeout())); err != nil {
@@ -171,15 +166,15 @@ func (s *Server) sendProxyPrefix(backend *net.TCPConn, info *ConnInfo, rest []by
 
 // joinWithPrefix sends the PROXY prefix, then hands the raw sockets to the DataPath. The bytes
 // of rest are client bytes like any other: the Meter hears them and Traffic.Up counts them.
-func (s *Server) joinWithPrefix(pc *proxyConn, info *ConnInfo, rest []byte, m Meter) Traffic {
-	if err := s.sendProxyPrefix(pc.backend, info, rest); err != nil {
-		abort(pc.client, pc.backend)
+func (s *Server) joinWithPrefix(client, backend *net.TCPConn, info *ConnInfo, rest []byte, m Meter) Traffic {
+	if err := s.sendProxyPrefix(backend, info, rest); err != nil {
+		abort(client, backend)
 		return Traffic{Err: err}
 	}
 	if m != nil && len(rest) > 0 {
 		m.Moved(true, int64(len(rest)))
 	}
-	t := s.dataPath().Join(pc.client, pc.backend, m)
+	t := s.dataPath().Join(client, backend, m)
 	t.Up += int64(len(rest))
 	return t
 }

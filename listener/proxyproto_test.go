@@ -22,8 +22,9 @@ import (
 	"github.com/fulcrumlb/fulcrum/pool"
 )
 
-// ppQuiet keeps the tests' logs out of the output.
-var ppQuiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+// quiet keeps the tests' logs out of the output.
+// quiet is the discard logger of every test inside the package.
+var quiet = slog.New(slog.DiscardHandler)
 
 // ppBackendConn is what a PROXY-aware test backend saw on one connection.
 type ppBackendConn struct {
@@ -51,25 +52,12 @@ func startPPBackend(t *testing.T, network, greeting string) *ppBackend {
 		t.Skipf("listen %s: %v", addr, err)
 	}
 	b := &ppBackend{ln: ln, seen: make(chan ppBackendConn, 16), accepted: make(chan struct{}, 16), greeting: greeting}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			b.accepted <- struct{}{}
-			wg.Add(1)
-			go func() { defer wg.Done(); b.serve(c.(*net.TCPConn)) }()
-		}
-	}()
+	serveBackend(t, ln, b.serve)
 	return b
 }
 
 func (b *ppBackend) serve(c *net.TCPConn) {
+	b.accepted <- struct{}{}
 	defer c.Close()
 	if b.greeting != "" {
 		c.Write([]byte(b.greeting))
@@ -151,7 +139,7 @@ func startPPServer(t *testing.T, network string, pp ProxyProtocol, obs Observer,
 	if err != nil {
 		t.Skipf("listen %s: %v", addr, err)
 	}
-	s := &Server{Picker: picker, ProxyProtocol: pp, Observer: obs, ConnectTimeout: 10 * time.Second, Logger: ppQuiet}
+	s := &Server{Picker: picker, ProxyProtocol: pp, Observer: obs, ConnectTimeout: 10 * time.Second, Logger: quiet}
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ln) }()
 	t.Cleanup(func() {
@@ -167,7 +155,7 @@ func startPPServer(t *testing.T, network string, pp ProxyProtocol, obs Observer,
 
 func poolOf(t *testing.T, backends ...*ppBackend) *pool.Pool {
 	t.Helper()
-	p := &pool.Pool{Logger: ppQuiet}
+	p := &pool.Pool{Logger: quiet}
 	for _, b := range backends {
 		if err := p.RegisterStatic(b.addr(), 1); err != nil {
 			t.Fatal(err)
@@ -426,7 +414,7 @@ func TestProxyProtocolLeaksNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	pp := ProxyProtocol{Send: 2, Accept: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, HeaderTimeout: 200 * time.Millisecond}
-	s := &Server{Picker: poolOf(t, be), ProxyProtocol: pp, Logger: ppQuiet}
+	s := &Server{Picker: poolOf(t, be), ProxyProtocol: pp, Logger: quiet}
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ln) }()
 	for i := 0; i < 10; i++ {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -15,8 +14,6 @@ import (
 
 	"github.com/fulcrumlb/fulcrum/pool"
 )
-
-var resQuiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // resEventually polls cond until it holds, failing after a generous deadline.
 func resEventually(t *testing.T, what string, cond func() bool) {
@@ -30,13 +27,10 @@ func resEventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// resBackend runs handle on every connection of a loopback listener until the test ends.
-func resBackend(t *testing.T, handle func(c *net.TCPConn)) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+// serveBackend is the one loopback test backend inside the package: it runs handle on every
+// connection ln accepts until the test ends, then closes what is still open and waits for
+// every handler.
+func serveBackend(t *testing.T, ln net.Listener, handle func(c *net.TCPConn)) {
 	var mu sync.Mutex
 	conns := map[net.Conn]bool{}
 	var wg sync.WaitGroup
@@ -67,6 +61,16 @@ func resBackend(t *testing.T, handle func(c *net.TCPConn)) string {
 		mu.Unlock()
 		wg.Wait()
 	})
+}
+
+// resBackend serves handle on a new 127.0.0.1 port until the test ends.
+func resBackend(t *testing.T, handle func(c *net.TCPConn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveBackend(t, ln, handle)
 	return ln.Addr().String()
 }
 
@@ -96,7 +100,7 @@ func resDeadAddr(t *testing.T) string {
 
 func resPool(t *testing.T, backends ...string) *pool.Pool {
 	t.Helper()
-	p := &pool.Pool{Logger: resQuiet}
+	p := &pool.Pool{Logger: quiet}
 	for _, b := range backends {
 		a, err := pool.ParseAddress(b)
 		if err != nil {
@@ -113,7 +117,7 @@ func resPool(t *testing.T, backends ...string) *pool.Pool {
 // to 0 by then.
 func resProxy(t *testing.T, p *pool.Pool, set func(*Server)) (*Server, string) {
 	t.Helper()
-	s := &Server{Picker: p, ConnectTimeout: 5 * time.Second, Retries: 2, Logger: resQuiet}
+	s := &Server{Picker: p, ConnectTimeout: 5 * time.Second, Retries: 2, Logger: quiet}
 	if set != nil {
 		set(s)
 	}
@@ -248,20 +252,7 @@ func resListenOn(t *testing.T, addr string, handle func(*net.TCPConn)) net.Liste
 	if err != nil {
 		t.Skipf("port %s taken again meanwhile: %v", addr, err)
 	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() { defer wg.Done(); defer c.Close(); handle(c.(*net.TCPConn)) }()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	serveBackend(t, ln, func(c *net.TCPConn) { defer c.Close(); handle(c) })
 	return ln
 }
 

@@ -38,31 +38,33 @@ type Server struct {
 	// clients wait in the kernel's backlog, and resumes below it. Zero means no cap.
 	MaxConns int
 	// QueueTimeout is how long a client waits for a slot when every backend is at its
-	// connection limit (a Picker that implements pool.Waiter); zero means it is closed at once.
+	// connection limit (Picker.AcquireWait); zero means it is closed at once.
 	QueueTimeout time.Duration
 	// ProxyProtocol reads and writes PROXY protocol headers (proxyproto.go); zero means none.
 	ProxyProtocol ProxyProtocol
 
-	mu        sync.Mutex
+	mu        sync.Mutex // guards which listeners and connections exist: listeners, conns, forced
 	listeners map[net.Listener]struct{}
-	conns     map[*proxyConn]struct{}
-	closing   bool
-	forced    bool           // Shutdown gave up waiting: refuse even connections already accepted
-	wg        sync.WaitGroup // one per tracked connection
-	loops     sync.WaitGroup // one per running Serve: Shutdown waits for them before wg
+	conns     map[*conn]struct{}
+	forced    bool // Shutdown gave up waiting: refuse even connections already accepted
 
-	baseCtx    context.Context // cancelled when Shutdown gives up waiting: aborts dials
+	closing atomic.Bool    // Shutdown has begun
+	wg      sync.WaitGroup // one per tracked connection
+	loops   sync.WaitGroup // one per running Serve: Shutdown waits for them before wg
+
+	baseCtx    context.Context // cancelled when Shutdown gives up waiting: aborts dials and queues
 	cancelBase context.CancelFunc
 	initOnce   sync.Once
 	done       chan struct{} // closed when Shutdown begins
 	doneOnce   sync.Once
 	slots      chan struct{} // one token per connection served; nil when MaxConns is 0
 
-	stats      Stats
-	logNoPeer  rate.Sometimes
-	logDialErr rate.Sometimes
-	logAccept  rate.Sometimes
-	logLimit   rate.Sometimes
+	stats          Stats
+	logNoPeer      rate.Sometimes
+	logDialErr     rate.Sometimes
+	logAccept      rate.Sometimes
+	logLimit       rate.Sometimes
+	logProxyHeader rate.Sometimes // refused inbound PROXY headers: a flood gets a line a second
 }
 
 // Stats are the server's running totals.
@@ -79,12 +81,6 @@ type Stats struct {
 // Stats returns the server's counters.
 func (s *Server) Stats() *Stats { return &s.stats }
 
-type proxyConn struct {
-	client  *net.TCPConn
-	backend *net.TCPConn  // nil until dialed; guarded by Server.mu
-	picked  *pool.Backend // the backend being dialed or served; guarded by Server.mu
-}
-
 func (s *Server) init() {
 	s.initOnce.Do(func() {
 		s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
@@ -92,6 +88,7 @@ func (s *Server) init() {
 		s.logDialErr = rate.Sometimes{Interval: time.Second}
 		s.logAccept = rate.Sometimes{Interval: time.Second}
 		s.logLimit = rate.Sometimes{Interval: time.Second}
+		s.logProxyHeader = rate.Sometimes{Interval: time.Second}
 		s.done = make(chan struct{})
 		if s.MaxConns > 0 {
 			s.slots = make(chan struct{}, s.MaxConns)
@@ -138,7 +135,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		c, err := ln.Accept()
 		if err != nil {
 			s.freeSlot()
-			if s.isClosing() || errors.Is(err, net.ErrClosed) {
+			if s.closing.Load() || errors.Is(err, net.ErrClosed) {
 				return ErrServerClosed
 			}
 			s.stats.AcceptErrs.Add(1)
@@ -153,27 +150,21 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 }
 
-func (s *Server) startConn(c net.Conn) {
-	tc, ok := c.(*net.TCPConn)
+func (s *Server) startConn(nc net.Conn) {
+	tc, ok := nc.(*net.TCPConn)
 	if !ok {
-		s.logger().Error("listener is not TCP; closing connection", "client", c.RemoteAddr())
-		c.Close()
+		s.logger().Error("listener is not TCP; closing connection", "client", nc.RemoteAddr())
+		nc.Close()
 		s.freeSlot()
 		return
 	}
-	pc := &proxyConn{client: tc}
-	if !s.trackConn(pc, true) {
+	c := &conn{srv: s, client: tc}
+	if !s.track(c) {
 		tc.Close()
 		s.freeSlot()
 		return
 	}
-	go s.serveConn(pc)
-}
-
-func (s *Server) isClosing() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closing
+	go c.serve()
 }
 
 func (s *Server) trackListener(ln net.Listener, add bool) bool {
@@ -184,7 +175,7 @@ func (s *Server) trackListener(ln net.Listener, add bool) bool {
 		s.loops.Done()
 		return true
 	}
-	if s.closing {
+	if s.closing.Load() {
 		return false
 	}
 	if s.listeners == nil {
@@ -195,28 +186,31 @@ func (s *Server) trackListener(ln net.Listener, add bool) bool {
 	return true
 }
 
-// trackConn registers or forgets a connection. A connection accepted while Shutdown begins is
-// still served (during an upgrade it was meant for this process and nobody else will take it):
-// Shutdown waits for the Serve loops to return before it waits on wg, so wg never grows from
-// zero during that wait. Only once Shutdown has given up (forced) are new ones refused.
-func (s *Server) trackConn(pc *proxyConn, add bool) bool {
+// track registers a connection. A connection accepted while Shutdown begins is still served
+// (during an upgrade it was meant for this process and nobody else will take it): Shutdown
+// waits for the Serve loops to return before it waits on wg, so wg never grows from zero
+// during that wait. Only once Shutdown has given up (forced) are new ones refused.
+func (s *Server) track(c *conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !add {
-		delete(s.conns, pc)
-		s.freeSlot()
-		s.wg.Done()
-		return true
-	}
 	if s.forced {
 		return false
 	}
 	if s.conns == nil {
-		s.conns = make(map[*proxyConn]struct{})
+		s.conns = make(map[*conn]struct{})
 	}
-	s.conns[pc] = struct{}{}
+	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	return true
+}
+
+// untrack forgets a connection that has ended and frees its MaxConns slot.
+func (s *Server) untrack(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.freeSlot()
+	s.wg.Done()
 }
 
 // Shutdown stops accepting, then waits for established connections to end. When ctx ends
@@ -224,9 +218,9 @@ func (s *Server) trackConn(pc *proxyConn, add bool) bool {
 // is safe.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.init()
-	s.mu.Lock()
-	s.closing = true
+	s.closing.Store(true)
 	s.doneOnce.Do(func() { close(s.done) })
+	s.mu.Lock()
 	var errs []error
 	for ln := range s.listeners {
 		if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
@@ -252,12 +246,28 @@ func (s *Server) closeAll() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.forced = true
-	for pc := range s.conns {
-		pc.client.Close()
-		if pc.backend != nil {
-			pc.backend.Close()
+	for c := range s.conns {
+		c.client.Close()
+		if b := c.backend.Load(); b != nil {
+			b.Close()
 		}
 	}
+}
+
+// CloseBackend resets every connection going to the backend with the given key, including
+// those still dialing it, and reports how many it closed. The admin API's remove?force=1 uses
+// it after taking the backend out of picking.
+func (s *Server) CloseBackend(key string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for c := range s.conns {
+		if b := c.picked.Load(); b != nil && b.Key() == key {
+			c.reset()
+			n++
+		}
+	}
+	return n
 }
 
 // ActiveConns is the number of client connections being served.

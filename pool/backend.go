@@ -145,3 +145,7 @@ func (b *Backend) Moved(up bool, n int64) {
 	}
 	b.bytesOut.Add(uint64(n))
 }
+
+// Flush is the other half of the listener's Meter: the byte totals are atomic counters, so
+// there is nothing to hand on.
+func (b *Backend) Flush() {}

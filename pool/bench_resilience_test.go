@@ -39,7 +39,7 @@ func BenchmarkAcquireReleaseResilience(b *testing.B) {
 }
 
 func resBusyPool(n int) *Pool {
-	p := &Pool{Logger: resQuietLogger(), MaxConnsPerBackend: 1 << 20}
+	p := &Pool{Logger: quiet, MaxConnsPerBackend: 1 << 20}
 	for i := range n {
 		p.RegisterStatic(Address{Host: fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255), Port: 80}, 1+i%4)
 	}

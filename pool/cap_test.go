@@ -2,16 +2,12 @@ package pool
 
 import (
 	"errors"
-	"io"
-	"log/slog"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 )
-
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // TestMaxBackendsConcurrent: the cap is checked under the registry lock, so a burst of new
 // backends never gets one past it, and known backends keep heartbeating.

@@ -84,15 +84,7 @@ func BackendFault(err error) bool {
 	return true
 }
 
-// HealthReporter is implemented by pickers that learn from the listener's dials.
-type HealthReporter interface {
-	// ReportDial tells how the dial to a backend just acquired went (err nil: it connected).
-	ReportDial(b *Backend, err error)
-}
-
-var _ HealthReporter = (*Pool)(nil)
-
-// ReportDial implements HealthReporter: the passive health check. A failed dial marks b down
+// ReportDial implements Picker: the passive health check. A failed dial marks b down
 // for a backoff of 1 s; when it ends, the next connection tries b (its trial): success brings
 // it back, failure doubles the backoff up to 30 s. Failures of connections that were already
 // dialing when b went down do not double it again. Errors that are not b's fault change nothing.
@@ -127,9 +119,10 @@ func (p *Pool) ReportDial(b *Backend, err error) {
 	}
 }
 
-// ReportCheck records an active health check of b: after fall failures in a row b is down
-// until rise passes in a row. One pass also ends a passive backoff early.
-func (p *Pool) ReportCheck(b *Backend, err error, fall, rise int) {
+// ReportCheck records an active health check of b: after HealthFall failures in a row b is
+// down until HealthRise passes in a row. One pass also ends a passive backoff early.
+func (p *Pool) ReportCheck(b *Backend, err error) {
+	fall, rise := p.healthFall(), p.healthRise()
 	if err != nil && !BackendFault(err) {
 		return
 	}
@@ -151,7 +144,7 @@ func (p *Pool) ReportCheck(b *Backend, err error, fall, rise int) {
 	h.passes = 0
 	h.fails++
 	p.noteError(b, now, err)
-	if h.fails >= max(fall, 1) && !(h.down && h.byChecks) {
+	if h.fails >= fall && !(h.down && h.byChecks) {
 		p.markDown(b, now, false, err)
 	}
 }
@@ -220,21 +213,10 @@ func (p *Pool) CheckTargets() []*Backend {
 	return out
 }
 
-// Drainer is implemented by registries that can drain a backend for a rolling upgrade.
-type Drainer interface {
-	// Drain stops new connections to a registered backend until Undrain; established ones
-	// run on and heartbeats keep it registered.
-	Drain(key string) error
-	// Undrain lets a drained backend take new connections again.
-	Undrain(key string) error
-}
-
-var _ Drainer = (*Pool)(nil)
-
-// Drain implements Drainer.
+// Drain implements Registry.
 func (p *Pool) Drain(key string) error { return p.setDraining(key, true) }
 
-// Undrain implements Drainer.
+// Undrain implements Registry.
 func (p *Pool) Undrain(key string) error { return p.setDraining(key, false) }
 
 func (p *Pool) setDraining(key string, on bool) error {

@@ -11,19 +11,10 @@ import (
 // ErrFull is returned when every live backend is at MaxConnsPerBackend.
 var ErrFull = errors.New("pool: every live backend is at its connection limit")
 
-// Waiter is implemented by pickers that can queue a caller until a backend has room.
-type Waiter interface {
-	// AcquireWait is Acquire, except that while every live backend is full it waits, in
-	// arrival order, until one has room or ctx ends (then the error wraps ErrFull).
-	AcquireWait(ctx context.Context, client netip.Addr, exclude []*Backend) (*Backend, error)
-}
-
-var _ Waiter = (*Pool)(nil)
-
 // waiter is one queued AcquireWait; it receives a single token when it may try again.
 type waiter chan struct{}
 
-// AcquireWait implements Waiter.
+// AcquireWait implements Picker.
 func (p *Pool) AcquireWait(ctx context.Context, client netip.Addr, exclude []*Backend) (*Backend, error) {
 	front := false
 	for {

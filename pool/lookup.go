@@ -1,7 +1,6 @@
 package pool
 
-// Lookup returns the status of the backend with this key, if it is still known. The admin API
-// uses it to tell a heartbeat of a known backend from a new registration without a Snapshot.
+// Lookup implements Registry.
 func (p *Pool) Lookup(key string) (Status, bool) {
 	now := p.now()
 	p.mu.Lock()

@@ -20,22 +20,42 @@ var (
 	ErrRegistryFull   = errors.New("pool: registry is full")
 )
 
-// Picker is what the listener needs from a registry: pick-and-count, and give back.
+// Picker is what a data plane needs from a registry. Every method is safe for concurrent use.
 type Picker interface {
-	// Acquire picks a live backend other than those in exclude and counts one connection on it.
+	// Acquire picks a live backend other than those in exclude and counts one connection on
+	// it, in one step. When every live backend is at its connection limit it returns ErrFull.
 	Acquire(client netip.Addr, exclude []*Backend) (*Backend, error)
+	// AcquireWait is Acquire, except that while every live backend is full it waits, in
+	// arrival order, until one has room or ctx ends (then the error wraps ErrFull).
+	AcquireWait(ctx context.Context, client netip.Addr, exclude []*Backend) (*Backend, error)
 	// Release ends the connection counted by a successful Acquire. Call it exactly once.
 	Release(b *Backend) error
+	// ReportDial tells how the dial to a backend just acquired went (err nil: it connected):
+	// the passive health check.
+	ReportDial(b *Backend, err error)
 }
 
 // Registry is what the admin API needs from a registry. A registry shared by several
-// balancers implements the same methods.
+// balancers implements the same methods. Every method is safe for concurrent use.
 type Registry interface {
 	// Register adds a backend, or refreshes the heartbeat of a known one. A weight of 0 keeps
-	// the current weight (1 for a new backend). It reports whether the backend is new.
+	// the current weight (1 for a new backend). It reports whether the backend is new. The
+	// caller has checked a.IP (when set) against its address rules: a new backend keeps it
+	// for every dial.
 	Register(a Address, weight int) (created bool, err error)
+	// Heartbeat refreshes a backend that is still registered (known, neither removed nor
+	// forgotten), in one step, and reports whether it was. A weight of 0 keeps the current
+	// one. An unknown backend is left alone: the caller registers it through every rule.
+	Heartbeat(key string, weight int) (known bool, err error)
+	// Lookup returns the status of the backend with this key, if it is still known.
+	Lookup(key string) (Status, bool)
 	// Deregister stops new connections to a backend; it is forgotten once its last one ends.
 	Deregister(key string) error
+	// Drain stops new connections to a registered backend until Undrain; established ones
+	// run on and heartbeats keep it registered.
+	Drain(key string) error
+	// Undrain lets a drained backend take new connections again.
+	Undrain(key string) error
 	// Snapshot lists every backend still known, sorted by key.
 	Snapshot() []Status
 }
@@ -70,6 +90,10 @@ type Pool struct {
 	// MaxConnsPerBackend caps each backend's connections; a full backend is skipped and
 	// AcquireWait queues when all are full. Zero means no cap (limit.go).
 	MaxConnsPerBackend int
+	// HealthFall is how many failed active checks in a row mark a backend down; zero means 3.
+	HealthFall int
+	// HealthRise is how many passed checks in a row bring it back; zero means 2.
+	HealthRise int
 
 	mu       sync.Mutex
 	backends map[string]*Backend // every backend still known, by key
@@ -96,6 +120,10 @@ func (p *Pool) logger() *slog.Logger {
 	return slog.Default()
 }
 
+func (p *Pool) healthFall() int { return cmp.Or(p.HealthFall, 3) }
+
+func (p *Pool) healthRise() int { return cmp.Or(p.HealthRise, 2) }
+
 func (p *Pool) policy() Policy {
 	if p.Policy != nil {
 		return p.Policy
@@ -115,8 +143,8 @@ func (p *Pool) RegisterStatic(a Address, weight int) error {
 }
 
 func (p *Pool) register(a Address, weight int, static bool) (bool, error) {
-	if weight < 0 || weight > MaxWeight {
-		return false, fmt.Errorf("pool: weight %d outside 1..%d", weight, MaxWeight)
+	if err := checkWeight(weight); err != nil {
+		return false, err
 	}
 	now := p.now()
 	kind := ChangeHeartbeat
@@ -125,21 +153,45 @@ func (p *Pool) register(a Address, weight int, static bool) (bool, error) {
 	if p.backends == nil {
 		p.backends = make(map[string]*Backend)
 	}
-	b := p.backends[a.Key()]
-	if b == nil && !static && p.MaxBackends > 0 && len(p.backends) >= p.MaxBackends {
+	if b := p.backends[a.Key()]; b != nil {
+		kind = p.refresh(b, weight, now)
+		return false, nil
+	}
+	if !static && p.MaxBackends > 0 && len(p.backends) >= p.MaxBackends {
 		return false, fmt.Errorf("%w: %d backends", ErrRegistryFull, len(p.backends))
 	}
-	if b == nil {
-		b = newBackend(a, max(weight, 1), static, now)
-		p.backends[b.key] = b
-		if !static {
-			p.startRamp(b, now) // joins at runtime: ramps up
-		}
-		p.place(b, now)
-		p.logger().Info("backend added", "backend", b.key, "weight", b.weight, "static", static)
-		kind = ChangeMembership
-		return true, nil
+	b := newBackend(a, max(weight, 1), static, now)
+	p.backends[b.key] = b
+	if !static {
+		p.startRamp(b, now) // joins at runtime: ramps up
 	}
+	p.place(b, now)
+	p.logger().Info("backend added", "backend", b.key, "weight", b.weight, "static", static)
+	kind = ChangeMembership
+	return true, nil
+}
+
+// Heartbeat implements Registry.
+func (p *Pool) Heartbeat(key string, weight int) (bool, error) {
+	if err := checkWeight(weight); err != nil {
+		return false, err
+	}
+	now := p.now()
+	kind := noChange
+	p.mu.Lock()
+	defer p.unlockChanged(&kind)
+	b := p.backends[key]
+	if b == nil || b.removed {
+		return false, nil
+	}
+	kind = p.refresh(b, weight, now)
+	return true, nil
+}
+
+// refresh records a heartbeat of a known backend and says what kind of change it was. A
+// heartbeat keeps a backend alive; it does not end draining or a down state.
+func (p *Pool) refresh(b *Backend, weight int, now time.Time) ChangeKind {
+	kind := ChangeHeartbeat
 	if b.removed || b.expired(now, p.TTL) {
 		p.logger().Info("backend back", "backend", b.key, "active", b.active)
 		kind = ChangeMembership
@@ -152,9 +204,15 @@ func (p *Pool) register(a Address, weight int, static bool) (bool, error) {
 		kind = max(kind, ChangeWeight)
 		p.setEffective(b, now)
 	}
-	// A heartbeat keeps a backend alive; it does not end draining or a down state.
 	p.place(b, now)
-	return false, nil
+	return kind
+}
+
+func checkWeight(weight int) error {
+	if weight < 0 || weight > MaxWeight {
+		return fmt.Errorf("pool: weight %d outside 1..%d", weight, MaxWeight)
+	}
+	return nil
 }
 
 // Deregister implements Registry.
@@ -280,20 +338,6 @@ func (p *Pool) Sweep() int {
 		kind = ChangeMembership
 	}
 	return n - len(p.backends)
-}
-
-// RunSweeper calls Sweep every interval until ctx ends.
-func (p *Pool) RunSweeper(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			p.Sweep()
-		}
-	}
 }
 
 // Snapshot implements Registry.

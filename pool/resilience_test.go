@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -35,13 +34,11 @@ func (c *resClock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-func resQuietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
 // newResPool returns a pool on a fake clock with static backends 10.0.0.1:1 .. :n.
 func newResPool(t *testing.T, n int) (*Pool, *resClock, []*Backend) {
 	t.Helper()
 	c := newResClock()
-	p := &Pool{TTL: time.Minute, Now: c.Now, Logger: resQuietLogger()}
+	p := &Pool{TTL: time.Minute, Now: c.Now, Logger: quiet}
 	for i := 1; i <= n; i++ {
 		if err := p.RegisterStatic(Address{Host: "10.0.0.1", Port: i}, 1); err != nil {
 			t.Fatal(err)
@@ -188,7 +185,8 @@ func TestLocalErrorsDoNotMarkDown(t *testing.T) {
 		t.Run(e.Error(), func(t *testing.T) {
 			p, _, bs := newResPool(t, 1)
 			p.ReportDial(bs[0], &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("socket", e)})
-			p.ReportCheck(bs[0], fmt.Errorf("check: %w", e), 1, 1)
+			p.HealthFall, p.HealthRise = 1, 1
+			p.ReportCheck(bs[0], fmt.Errorf("check: %w", e))
 			if s := resState(t, p, bs[0].Key()); s.State != StateStatic || s.LastError != "" {
 				t.Fatalf("local %v changed the backend: %+v", e, s)
 			}
@@ -227,8 +225,9 @@ func TestActiveChecks(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			p, _, bs := newResPool(t, 1)
+			p.HealthFall, p.HealthRise = tc.fall, tc.rise
 			for i, err := range tc.results {
-				p.ReportCheck(bs[0], err, tc.fall, tc.rise)
+				p.ReportCheck(bs[0], err)
 				if got := resState(t, p, bs[0].Key()).State; got != tc.want[i] {
 					t.Fatalf("after result %d (%v): state %s, want %s", i, err, got, tc.want[i])
 				}
@@ -244,13 +243,13 @@ func TestPassingCheckEndsBackoffEarly(t *testing.T) {
 	p, clock, bs := newResPool(t, 1)
 	p.ReportDial(bs[0], resRefused)
 	clock.Advance(10 * time.Millisecond)
-	p.ReportCheck(bs[0], nil, 3, 2)
+	p.ReportCheck(bs[0], nil)
 	if got := resState(t, p, bs[0].Key()).State; got != StateStatic || !resPickable(t, p, bs[0]) {
 		t.Fatalf("a passing check did not end a passive backoff: %s", got)
 	}
 	// A backend the checks took down does not come back by a trial dial.
 	for range 3 {
-		p.ReportCheck(bs[0], resRefused, 3, 2)
+		p.ReportCheck(bs[0], resRefused)
 	}
 	clock.Advance(time.Hour)
 	if resPickable(t, p, bs[0]) {
@@ -294,7 +293,7 @@ func TestDrainIsSticky(t *testing.T) {
 
 func TestSlowStartRampsHeldBurst(t *testing.T) {
 	c := newResClock()
-	p := &Pool{Now: c.Now, Logger: resQuietLogger(), SlowStart: 10 * time.Second}
+	p := &Pool{Now: c.Now, Logger: quiet, SlowStart: 10 * time.Second}
 	p.RegisterStatic(Address{Host: "10.0.0.1", Port: 1}, 1)
 	p.RegisterStatic(Address{Host: "10.0.0.1", Port: 2}, 1)
 	fresh := Address{Host: "10.0.0.1", Port: 3}
@@ -471,11 +470,12 @@ func TestStateChangesLoggedOnce(t *testing.T) {
 		p.ReportDial(b, resRefused)
 		p.Release(b)
 	}
+	p.HealthFall, p.HealthRise = 1, 1
 	for range 3 { // failing checks of a backend already down
-		p.ReportCheck(bs[0], resRefused, 1, 1)
+		p.ReportCheck(bs[0], resRefused)
 	}
-	p.ReportCheck(bs[0], nil, 1, 1)
-	p.ReportCheck(bs[0], nil, 1, 1)
+	p.ReportCheck(bs[0], nil)
+	p.ReportCheck(bs[0], nil)
 	if logs.n["backend down"] != 1 || logs.n["backend up"] != 1 {
 		t.Fatalf("state change logs %v; want one backend down and one backend up", logs.n)
 	}

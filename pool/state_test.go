@@ -1,8 +1,6 @@
 package pool
 
 import (
-	"io"
-	"log/slog"
 	"net/netip"
 	"slices"
 	"testing"
@@ -11,7 +9,7 @@ import (
 
 func TestExportImportRoundTrip(t *testing.T) {
 	clock := time.Unix(1_700_000_000, 0)
-	src := &Pool{TTL: time.Minute, Logger: stateTestLog, Now: func() time.Time { return clock }}
+	src := &Pool{TTL: time.Minute, Logger: quiet, Now: func() time.Time { return clock }}
 	src.RegisterStatic(Address{Host: "10.0.0.1", Port: 80}, 1)
 	src.Register(Address{Host: "10.0.0.2", Port: 80}, 3)
 	src.Register(Address{Host: "::1", Port: 81}, 0)
@@ -25,7 +23,7 @@ func TestExportImportRoundTrip(t *testing.T) {
 	}
 
 	later := clock.Add(10 * time.Second)
-	dst := &Pool{TTL: time.Minute, Logger: stateTestLog, Now: func() time.Time { return later }}
+	dst := &Pool{TTL: time.Minute, Logger: quiet, Now: func() time.Time { return later }}
 	dst.RegisterStatic(Address{Host: "10.0.0.1", Port: 80}, 1)
 	n, err := dst.Import(recs)
 	if err != nil || n != 2 {
@@ -59,7 +57,7 @@ func TestExportImportRoundTrip(t *testing.T) {
 func TestImportSkipsRemovedExpiredAndUnconfiguredStatic(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	old := now.Add(-time.Hour)
-	p := &Pool{TTL: time.Minute, Logger: stateTestLog, Now: func() time.Time { return now }}
+	p := &Pool{TTL: time.Minute, Logger: quiet, Now: func() time.Time { return now }}
 	recs := []Record{
 		{Host: "10.0.0.1", Port: 1, Weight: 1, Removed: true, LastHeartbeat: now, Created: now},
 		{Host: "10.0.0.2", Port: 1, Weight: 1, Static: true, LastHeartbeat: now, Created: now},
@@ -90,7 +88,7 @@ func TestImportRejectsInvalidWithoutChange(t *testing.T) {
 	}
 	for name, bad := range cases {
 		t.Run(name, func(t *testing.T) {
-			p := &Pool{Logger: stateTestLog}
+			p := &Pool{Logger: quiet}
 			if _, err := p.Import([]Record{good, bad}); err == nil {
 				t.Fatal("Import accepted an invalid record")
 			}
@@ -103,7 +101,7 @@ func TestImportRejectsInvalidWithoutChange(t *testing.T) {
 
 func TestOnChangeKinds(t *testing.T) {
 	var kinds []ChangeKind
-	p := &Pool{Logger: stateTestLog}
+	p := &Pool{Logger: quiet}
 	p.OnChange = func(k ChangeKind) {
 		// Called with the lock released: the hook may read the pool.
 		p.Export()
@@ -123,13 +121,11 @@ func TestOnChangeKinds(t *testing.T) {
 	}
 }
 
-var stateTestLog = slog.New(slog.NewTextHandler(io.Discard, nil))
-
 // Draining is sticky across a restart: exported, restored, and the restored backend is not
 // picked. Drain and undrain are reported as state changes.
 func TestDrainingSurvivesExportImport(t *testing.T) {
 	var kinds []ChangeKind
-	src := &Pool{Logger: stateTestLog, OnChange: func(k ChangeKind) { kinds = append(kinds, k) }}
+	src := &Pool{Logger: quiet, OnChange: func(k ChangeKind) { kinds = append(kinds, k) }}
 	a, b := Address{Host: "10.0.0.1", Port: 1}, Address{Host: "10.0.0.2", Port: 1}
 	src.Register(a, 0)
 	src.Register(b, 0)
@@ -144,7 +140,7 @@ func TestDrainingSurvivesExportImport(t *testing.T) {
 	if !recs[0].Draining || recs[0].State != StateDraining || recs[1].Draining {
 		t.Fatalf("exported %+v; want the first draining", recs)
 	}
-	dst := &Pool{Logger: stateTestLog}
+	dst := &Pool{Logger: quiet}
 	if _, err := dst.Import(recs); err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -27,8 +26,8 @@ type testAdmin struct {
 
 func startTestAdmin(t *testing.T) *testAdmin {
 	t.Helper()
-	ta := &testAdmin{pool: &pool.Pool{TTL: time.Minute, Logger: opsQuietLogger()}}
-	api := (&admin.API{Registry: ta.pool, Logger: opsQuietLogger()}).Handler()
+	ta := &testAdmin{pool: &pool.Pool{TTL: time.Minute, Logger: quiet}}
+	api := (&admin.API{Registry: ta.pool, Logger: quiet}).Handler()
 	ta.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ta.mu.Lock()
 		ta.auth = append(ta.auth, r.Header.Get("Authorization"))
@@ -49,7 +48,7 @@ func (ta *testAdmin) authHeaders() []string {
 func opsRunCLI(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	var out, errOut strings.Builder
-	app := newApp()
+	app := newApp(testUpgrades)
 	app.Writer, app.ErrWriter = &out, &errOut
 	err := app.Run(append([]string{"fulcrum"}, args...))
 	return out.String() + errOut.String(), err
@@ -230,4 +229,5 @@ func TestHeartbeatTiming(t *testing.T) {
 	}
 }
 
-func opsQuietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+// quiet is the discard logger of every test in this package.
+var quiet = slog.New(slog.DiscardHandler)

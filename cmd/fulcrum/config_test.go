@@ -17,7 +17,7 @@ import (
 func serveContext(t *testing.T, args ...string) (*cli.Context, error) {
 	t.Helper()
 	var got *cli.Context
-	cmd := serveCommand()
+	cmd := serveCommand(testUpgrades)
 	cmd.Action = func(c *cli.Context) error { got = c; return nil }
 	app := &cli.App{Name: "fulcrum", Commands: []*cli.Command{cmd}, Writer: &strings.Builder{}, ErrWriter: &strings.Builder{}}
 	err := app.Run(append([]string{"fulcrum", "serve"}, args...))
@@ -86,7 +86,7 @@ func TestEveryServeFlagSettableFromConfigFile(t *testing.T) {
 
 // withConfigFile must know every flag type serve uses: a new one panics here, not in production.
 func TestWithConfigFileKnowsEveryServeFlag(t *testing.T) {
-	if v := panicOf(func() { serveCommand() }); v != nil {
+	if v := panicOf(func() { serveCommand(testUpgrades) }); v != nil {
 		t.Fatal(v)
 	}
 	if panicOf(func() { withConfigFile([]cli.Flag{&cli.TimestampFlag{Name: "x"}}) }) == nil {

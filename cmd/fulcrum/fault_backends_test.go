@@ -267,11 +267,11 @@ func supportsFlag(t *testing.T, flag string) bool {
 
 // TestFault_PassiveHealthStopsAfterFirstFailure: after one failed dial (refused, or timed out
 // on a blackhole), a backend gets no new connection until its backoff (1 s) ends. Needs the
-// passive health checks of issue 4's health branch; skipped without them.
+// passive health checks; skipped without them.
 func TestFault_PassiveHealthStopsAfterFirstFailure(t *testing.T) {
 	needBinary(t)
 	if !supportsFlag(t, "health-interval") {
-		t.Skip("needs passive health checks (--health-interval; issue 4 health branch): not in this binary")
+		t.Skip("needs passive health checks (--health-interval): not in this binary")
 	}
 	for _, tc := range []struct {
 		name string

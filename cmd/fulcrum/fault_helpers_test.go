@@ -33,6 +33,9 @@ import (
 var (
 	fulcrumBin string // the binary under test; empty when it could not be built
 	buildErr   error
+	// testUpgrades is the process's one grant of SIGHUP upgrades, shared by every in-process
+	// serve as main's is by the one serve of a real process.
+	testUpgrades = &upgrades{}
 )
 
 func TestMain(m *testing.M) {
@@ -220,21 +223,31 @@ func xferRoundTrip(addr string, up, down int) error {
 
 // ---- in-process backends ----
 
-// backend is a listener in the test process with a connection handler.
+// backend is the one loopback test backend of this package: a listener in the test process
+// whose handler serves each connection (and closes it). Stop, at the test's end, closes what
+// is still open and waits for every handler.
 type backend struct {
 	ln       net.Listener
 	accepted atomic.Int64
 	served   atomic.Int64 // handler returned nil
 	wg       sync.WaitGroup
+	mu       sync.Mutex
+	open     map[net.Conn]struct{}
 }
 
+// startBackend serves handle on a new 127.0.0.1 port until the test ends.
 func startBackend(t *testing.T, handle func(net.Conn) error) *backend {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &backend{ln: ln}
+	return startBackendOn(t, ln, handle)
+}
+
+// startBackendOn serves handle on ln until the test ends.
+func startBackendOn(t *testing.T, ln net.Listener, handle func(net.Conn) error) *backend {
+	b := &backend{ln: ln, open: map[net.Conn]struct{}{}}
 	b.wg.Add(1)
 	go b.acceptLoop(handle)
 	t.Cleanup(b.stop)
@@ -242,6 +255,8 @@ func startBackend(t *testing.T, handle func(net.Conn) error) *backend {
 }
 
 func (b *backend) addr() string { return b.ln.Addr().String() }
+
+func (b *backend) port() int { return b.ln.Addr().(*net.TCPAddr).Port }
 
 func (b *backend) acceptLoop(handle func(net.Conn) error) {
 	defer b.wg.Done()
@@ -251,19 +266,37 @@ func (b *backend) acceptLoop(handle func(net.Conn) error) {
 			return
 		}
 		b.accepted.Add(1)
+		b.mu.Lock()
+		b.open[c] = struct{}{}
+		b.mu.Unlock()
 		b.wg.Add(1)
 		go func() {
 			defer b.wg.Done()
 			if handle(c) == nil {
 				b.served.Add(1)
 			}
+			b.mu.Lock()
+			delete(b.open, c)
+			b.mu.Unlock()
 		}()
 	}
 }
 
 func (b *backend) stop() {
 	b.ln.Close()
+	b.mu.Lock()
+	for c := range b.open {
+		c.Close()
+	}
+	b.mu.Unlock()
 	b.wg.Wait()
+}
+
+// echoHandler echoes until the client's FIN, then closes.
+func echoHandler(c net.Conn) error {
+	defer c.Close()
+	_, err := io.Copy(c, c)
+	return err
 }
 
 // resetHandler accepts and resets at once.

@@ -2,10 +2,7 @@ package main
 
 import (
 	"fmt"
-	"io"
-	"log/slog"
 	"net/netip"
-	"os"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -49,46 +46,4 @@ func parseOperating(c *cli.Context) (operatingConfig, error) {
 	}
 	oc.accessLog = c.String("access-log")
 	return oc, nil
-}
-
-// apply sets up srv's PROXY protocol and adds the access log to its observers (alongside any
-// other, such as metrics). The returned function closes the access log; call it once srv has
-// shut down.
-func (oc operatingConfig) apply(srv *listener.Server, log *slog.Logger) (closeFn func(), err error) {
-	srv.ProxyProtocol = oc.proxy
-	if oc.accessLog == "" {
-		return func() {}, nil
-	}
-	w, closeFn, err := openAccessLog(oc.accessLog, log)
-	if err != nil {
-		return nil, err
-	}
-	srv.Observer = appendObserver(srv.Observer, listener.NewAccessLog(w))
-	return closeFn, nil
-}
-
-func openAccessLog(path string, log *slog.Logger) (io.Writer, func(), error) {
-	if path == "-" {
-		return os.Stderr, func() {}, nil
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
-	if err != nil {
-		return nil, nil, fmt.Errorf("--access-log: %w", err)
-	}
-	return f, func() {
-		if err := f.Close(); err != nil {
-			log.Warn("closing the access log", "path", path, "err", err)
-		}
-	}, nil
-}
-
-// appendObserver combines o with whatever observers the server already has.
-func appendObserver(have listener.Observer, o listener.Observer) listener.Observer {
-	switch h := have.(type) {
-	case nil:
-		return o
-	case listener.Observers:
-		return append(h, o)
-	}
-	return listener.Observers{have, o}
 }

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,7 +20,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/fulcrumlb/fulcrum/admin"
 	"github.com/fulcrumlb/fulcrum/listener"
 	"github.com/fulcrumlb/fulcrum/pool"
 )
@@ -51,18 +51,22 @@ func TestMetricsFlag(t *testing.T) {
 	}
 }
 
-func TestWireOperating(t *testing.T) {
+// TestObserversAndAPI: the observer list always counts backends' bytes; metrics are built,
+// observed and served only with --metrics; the access log joins the same list.
+func TestObserversAndAPI(t *testing.T) {
 	for _, on := range []bool{true, false} {
 		t.Run(map[bool]string{true: "metrics", false: "no-metrics"}[on], func(t *testing.T) {
-			p := &pool.Pool{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+			p := &pool.Pool{Logger: quiet}
 			ln, adminLn := opsLoopback(t), opsLoopback(t)
-			srv := &listener.Server{Picker: p}
-			api := &admin.API{Registry: p}
-			if err := wireOperating(&config{metrics: on}, p, srv, api, ln, adminLn); err != nil {
+			cfg := &config{metrics: on, sec: &securityConfig{}, log: p.Logger}
+			obs, err := newObservers(cfg, p)
+			if err != nil {
 				t.Fatal(err)
 			}
-			if srv.Observer == nil {
-				t.Fatal("no observer: backends' byte totals would not be counted")
+			srv := newServer(cfg, p, obs.list)
+			api := newAPI(cfg, p, srv, obs.metrics, ln.Addr(), adminLn.Addr())
+			if !slices.ContainsFunc(obs.list, func(o listener.Observer) bool { return o == listener.BackendBytes{} }) {
+				t.Fatal("no BackendBytes observer: backends' byte totals would not be counted")
 			}
 			if (api.Metrics != nil) != on {
 				t.Errorf("api.Metrics set = %v, want %v", api.Metrics != nil, on)
@@ -77,17 +81,6 @@ func TestWireOperating(t *testing.T) {
 				t.Errorf("status lacks the listener's address: %s", body)
 			}
 		})
-	}
-}
-
-func TestAddObserverKeepsTheOther(t *testing.T) {
-	first := listener.BackendBytes{}
-	if got := addObserver(nil, first); got != listener.Observer(first) {
-		t.Errorf("addObserver(nil, o) = %v, want o", got)
-	}
-	both, ok := addObserver(first, first).(listener.Observers)
-	if !ok || len(both) != 2 {
-		t.Errorf("addObserver(have, o) = %v, want both", both)
 	}
 }
 

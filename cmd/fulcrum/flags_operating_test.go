@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fulcrumlb/fulcrum/listener"
+	"github.com/fulcrumlb/fulcrum/pool"
 )
 
 func TestOperatingFlags(t *testing.T) {
@@ -51,29 +52,29 @@ func TestOperatingFlagErrors(t *testing.T) {
 	}
 }
 
-// The access log joins observers already there (metrics), appends to an existing file, and is
-// closed by the function apply returns.
-func TestAccessLogApply(t *testing.T) {
+// The access log joins the other observers (metrics), appends to an existing file, and is
+// closed by closeLog; the server gets the PROXY protocol settings.
+func TestAccessLogObserver(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "access.log")
 	os.WriteFile(path, []byte("{\"earlier\":true}\n"), 0o600)
-	other := &listener.AccessLog{}
-	srv := &listener.Server{Observer: other}
-	oc := operatingConfig{accessLog: path, proxy: listener.ProxyProtocol{Send: 2}}
-	closeFn, err := oc.apply(srv, opsQuietLogger())
+	p := &pool.Pool{Logger: quiet}
+	cfg := &config{metrics: true, log: quiet, operating: operatingConfig{accessLog: path, proxy: listener.ProxyProtocol{Send: 2}}}
+	obs, err := newObservers(cfg, p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	obs, ok := srv.Observer.(listener.Observers)
-	if !ok || len(obs) != 2 || obs[0] != other || srv.ProxyProtocol.Send != 2 {
-		t.Fatalf("server observer %#v, proxy %+v", srv.Observer, srv.ProxyProtocol)
+	srv := newServer(cfg, p, obs.list)
+	if len(obs.list) != 3 || obs.list[1] != listener.Observer(obs.metrics) || srv.ProxyProtocol.Send != 2 {
+		t.Fatalf("observers %#v, proxy %+v", obs.list, srv.ProxyProtocol)
 	}
-	obs[1].Rejected(netip.MustParseAddrPort("192.0.2.1:5"), os.ErrClosed)
-	closeFn()
+	obs.list[2].Rejected(netip.MustParseAddrPort("192.0.2.1:5"), os.ErrClosed)
+	obs.closeLog()
 	b, _ := os.ReadFile(path)
 	if lines := strings.Split(strings.TrimSpace(string(b)), "\n"); len(lines) != 2 || lines[0] != `{"earlier":true}` || !strings.Contains(lines[1], `"client":"192.0.2.1:5"`) {
 		t.Errorf("access log file:\n%s", b)
 	}
-	if _, err := (operatingConfig{accessLog: filepath.Join(path, "not-a-dir", "x")}).apply(srv, opsQuietLogger()); err == nil || !strings.Contains(err.Error(), "--access-log") {
+	cfg.operating.accessLog = filepath.Join(path, "not-a-dir", "x")
+	if _, err := newObservers(cfg, p); err == nil || !strings.Contains(err.Error(), "--access-log") {
 		t.Errorf("unopenable access log: %v", err)
 	}
 }

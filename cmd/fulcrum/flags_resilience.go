@@ -1,16 +1,10 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"time"
 
 	"github.com/urfave/cli/v2"
-
-	"github.com/fulcrumlb/fulcrum/admin"
-
-	"github.com/fulcrumlb/fulcrum/listener"
-	"github.com/fulcrumlb/fulcrum/pool"
 )
 
 // resilienceFlags are the flags of health checking, slow start, limits and timeouts.
@@ -64,23 +58,4 @@ func (rc resilienceConfig) check() error {
 		return errors.New("--idle-timeout must not be negative")
 	}
 	return nil
-}
-
-// apply sets the limits and timeouts on the parts run builds, before any of them serves.
-func (rc resilienceConfig) apply(p *pool.Pool, srv *listener.Server, api *admin.API) {
-	p.SlowStart = rc.slowStart
-	p.MaxConnsPerBackend = rc.maxPerConn
-	srv.MaxConns = rc.maxConns
-	srv.QueueTimeout = rc.queueTimeout
-	srv.DataPath = listener.Splice{IdleTimeout: rc.idleTimeout}
-	api.CloseBackend = srv.CloseBackend
-}
-
-// runChecks runs the active health checks until ctx ends; it returns at once when they are off.
-func (rc resilienceConfig) runChecks(ctx context.Context, p *pool.Pool, timeout time.Duration) {
-	if rc.healthInterval <= 0 {
-		return
-	}
-	c := &listener.HealthChecker{Targets: p, Interval: rc.healthInterval, Timeout: timeout, Fall: rc.healthFall, Rise: rc.healthRise}
-	c.Run(ctx)
 }

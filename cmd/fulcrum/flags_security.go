@@ -3,8 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"log/slog"
-	"net"
 	"net/netip"
 	"os"
 	"regexp"
@@ -13,12 +11,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/time/rate"
-
-	"github.com/fulcrumlb/fulcrum/admin"
-	"github.com/fulcrumlb/fulcrum/pool"
 )
 
-// securityFlags are the admin API's access rules (issue 5).
+// securityFlags are the admin API's access rules.
 func securityFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "admin-token", Usage: "require `TOKEN` (Authorization: Bearer) for add, remove and drain; prefer the env variable or --admin-token-file over the command line", EnvVars: env("ADMIN_TOKEN")},
@@ -130,27 +125,4 @@ func parseRate(s string) (rate.Limit, int, error) {
 		burst, _ = strconv.Atoi(m[2]) // cannot fail: at most six digits
 	}
 	return rate.Limit(r), burst, nil
-}
-
-// apply sets the rules on the pool and the API. listen and adminAddr are the bound addresses,
-// for the loop check. It warns when the admin API is reachable from other machines without a
-// token, because then the address-only rule is all that protects the registry.
-func (sc *securityConfig) apply(log *slog.Logger, p *pool.Pool, api *admin.API, listen, adminAddr net.Addr) {
-	p.MaxBackends = sc.maxBackends
-	api.Security.Token = sc.token
-	api.Security.TokenRead = sc.tokenRead
-	api.Security.AllowBackends = sc.allow
-	api.Security.Rate, api.Security.Burst = sc.rate, sc.burst
-	for _, a := range []net.Addr{listen, adminAddr} {
-		if ap, err := netip.ParseAddrPort(a.String()); err == nil {
-			api.Security.Self = append(api.Security.Self, ap)
-		}
-	}
-	ap, err := netip.ParseAddrPort(adminAddr.String())
-	if sc.token == "" && (err != nil || !ap.Addr().IsLoopback()) {
-		log.Warn("admin API listens on a non-loopback address without --admin-token: "+
-			"anyone who can reach it may register, heartbeat or remove their own address "+
-			"(address-only rule); set --admin-token or bind --admin to 127.0.0.1",
-			"admin", adminAddr.String())
-	}
 }

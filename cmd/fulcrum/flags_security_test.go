@@ -12,15 +12,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/time/rate"
-
-	"github.com/fulcrumlb/fulcrum/admin"
-	"github.com/fulcrumlb/fulcrum/pool"
 )
 
 func TestParseRate(t *testing.T) {
@@ -165,14 +163,20 @@ func TestOpenAdminWarning(t *testing.T) {
 		adminAddr, _ := net.ResolveTCPAddr("tcp", c.admin)
 		listen, _ := net.ResolveTCPAddr("tcp", "[::]:8000")
 		sc := &securityConfig{token: c.token, maxBackends: 3}
-		p, api := &pool.Pool{}, &admin.API{}
-		sc.apply(log, p, api, listen, adminAddr)
+		sc.warnOpenAdmin(log, adminAddr)
+		cfg := &config{sec: sc, log: log}
+		p, err := newPool(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		api := newAPI(cfg, p, newServer(cfg, p, nil), nil, listen, adminAddr)
+		rules := &api.Security
 		warned := strings.Contains(buf.String(), "address-only rule") && strings.Contains(buf.String(), "admin="+c.admin)
 		if warned != c.warn {
 			t.Errorf("admin %s token %q: warned %v: %s", c.admin, c.token, warned, buf.String())
 		}
-		if p.MaxBackends != 3 || len(api.Security.Self) != 2 || api.Security.Token != c.token {
-			t.Errorf("not applied: %d %v", p.MaxBackends, api.Security.Self)
+		if p.MaxBackends != 3 || len(rules.Self) != 2 || rules.Token != c.token {
+			t.Errorf("not applied: %d %v", p.MaxBackends, rules.Self)
 		}
 	}
 }
@@ -276,33 +280,13 @@ func startFulcrumJSON(t *testing.T, bin string, args ...string) (listen, adminAd
 	return "", "", nil
 }
 
-// echoServerDual echoes lines on 127.0.0.1 (and ::1 when available, since localhost may resolve to
+// echoServerDual echoes on 127.0.0.1 (and ::1 when available, since localhost may resolve to
 // either first) on one port.
 func echoServerDual(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	b := startBackend(t, echoHandler)
+	if ln6, err := net.Listen("tcp", "[::1]:"+strconv.Itoa(b.port())); err == nil {
+		startBackendOn(t, ln6, echoHandler)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go serveEcho(ln)
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	if ln6, err := net.Listen("tcp", "[::1]:"+port); err == nil {
-		t.Cleanup(func() { ln6.Close() })
-		go serveEcho(ln6)
-	}
-	return ln.Addr().String()
-}
-
-func serveEcho(ln net.Listener) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			io.Copy(c, c)
-		}()
-	}
+	return b.addr()
 }

@@ -15,18 +15,19 @@ import (
 var version = ""
 
 func main() {
-	if err := newApp().Run(os.Args); err != nil {
+	if err := newApp(&upgrades{}).Run(os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, "fulcrum:", err)
 		os.Exit(1)
 	}
 }
 
-func newApp() *cli.App {
+// newApp builds the command line; u hands SIGHUP upgrades to the process's first serve.
+func newApp(u *upgrades) *cli.App {
 	return &cli.App{
 		Name:     "fulcrum",
 		Usage:    "a TCP load balancer with heartbeat registration and exact least-connections",
 		Version:  appVersion(),
-		Commands: append([]*cli.Command{withProfiling(serveCommand()), benchCommand()}, clientCommands()...), // client.go: status, add, remove, drain, undrain, heartbeat; bench.go: bench
+		Commands: append([]*cli.Command{withProfiling(serveCommand(u)), benchCommand()}, clientCommands()...), // client.go: status, add, remove, drain, undrain, heartbeat; bench.go: bench
 	}
 }
 

@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -183,8 +182,8 @@ func testHeartbeatRetries(t *testing.T, bin string) {
 	if err != nil {
 		t.Skipf("the port was taken meanwhile: %v", err)
 	}
-	pl := &pool.Pool{Logger: opsQuietLogger()}
-	srv := &http.Server{Handler: (&admin.API{Registry: pl, Logger: opsQuietLogger()}).Handler()}
+	pl := &pool.Pool{Logger: quiet}
+	srv := &http.Server{Handler: (&admin.API{Registry: pl, Logger: quiet}).Handler()}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	waitFor(t, "registration once the balancer is back", func() bool { _, ok := backendStatus(pl, "10.0.0.9:9000"); return ok })
@@ -197,39 +196,20 @@ func testHeartbeatRetries(t *testing.T, bin string) {
 }
 
 // ppEchoBackend parses a PROXY header, sends its source address back in a line, then echoes.
-func ppEchoBackend(t *testing.T) *net.TCPListener {
+func ppEchoBackend(t *testing.T) *backend {
 	t.Helper()
-	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.AcceptTCP()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				br := bufio.NewReader(c)
-				h, err := proxyproto.Read(br)
-				if err != nil {
-					fmt.Fprintf(c, "no header: %v\n", err)
-					return
-				}
-				fmt.Fprintf(c, "%s\n", h.SourceAddr)
-				io.Copy(c, br)
-				c.CloseWrite()
-			}()
+	return startBackend(t, func(c net.Conn) error {
+		defer c.Close()
+		br := bufio.NewReader(c)
+		h, err := proxyproto.Read(br)
+		if err != nil {
+			fmt.Fprintf(c, "no header: %v\n", err)
+			return err
 		}
-	}()
-	return ln
+		fmt.Fprintf(c, "%s\n", h.SourceAddr)
+		io.Copy(c, br)
+		return c.(*net.TCPConn).CloseWrite()
+	})
 }
 
 var servingAddrs = regexp.MustCompile(`fulcrum serving"? listen=(\S+) admin=(\S+)`)
@@ -247,7 +227,7 @@ func testServeOperating(t *testing.T, bin string) {
 	listen, adminAddr := m[1], m[2]
 
 	be := ppEchoBackend(t)
-	port := fmt.Sprint(be.Addr().(*net.TCPAddr).Port)
+	port := fmt.Sprint(be.port())
 	// Without the token the balancer refuses the agent for good; with it, the agent registers.
 	refused := opsStart(t, bin, []string{"FULCRUM_ADMIN_URL=http://" + adminAddr}, "heartbeat", "--host", "127.0.0.1", "--port", port)
 	if code := refused.wait(t); code != 1 || !strings.Contains(refused.stderr.String(), "401 Unauthorized") {
@@ -302,7 +282,7 @@ func testProxySplices(t *testing.T, bin string) {
 	trace := filepath.Join(t.TempDir(), "strace.out")
 	be := ppEchoBackend(t)
 	p := opsStart(t, straceBin, nil, "-f", "-e", "trace=splice", "-o", trace, bin, "serve",
-		"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--backend", be.Addr().String(),
+		"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--backend", be.addr(),
 		"--proxy-protocol", "v2", "--accept-proxy-protocol", "127.0.0.0/8")
 	var m []string
 	waitFor(t, "serve to start under strace", func() bool {

@@ -10,7 +10,7 @@ import (
 
 // withProfiling adds the hidden --cpuprofile flag to cmd: the command's whole run, drain
 // included, is written to FILE as a pprof CPU profile. It serves measuring the data path
-// (see NOTES-issue-3.md), not production.
+// (go tool pprof -top FILE), not production.
 func withProfiling(cmd *cli.Command) *cli.Command {
 	cmd.Flags = append(cmd.Flags, &cli.StringFlag{Name: "cpuprofile", Hidden: true, Usage: "write a CPU profile to `FILE`"})
 	action := cmd.Action

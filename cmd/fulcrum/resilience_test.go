@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -32,7 +31,7 @@ func resServe(t *testing.T, args ...string) (listen, adm string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	argv := append([]string{"fulcrum", "serve", "--listen", listen, "--admin", adm, "--log-level", "error", "--drain-timeout", "5s"}, args...)
-	go func() { done <- newApp().RunContext(ctx, argv) }()
+	go func() { done <- newApp(testUpgrades).RunContext(ctx, argv) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -52,43 +51,6 @@ func resServe(t *testing.T, args ...string) (listen, adm string) {
 		return err == nil
 	})
 	return listen, adm
-}
-
-// resEchoBackend is a loopback echo server until the test ends.
-func resEchoBackend(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() { defer wg.Done(); io.Copy(c, c); c.Close() }()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln.Addr().String()
 }
 
 func resAdmin(t *testing.T, adm, path string) (int, map[string]any) {
@@ -154,7 +116,7 @@ func resDial(t *testing.T, addr string) net.Conn {
 func TestServeLimitsFromEnv(t *testing.T) {
 	t.Setenv("FULCRUM_MAX_CONNS", "1")
 	t.Setenv("FULCRUM_IDLE_TIMEOUT", "400ms")
-	listen, _ := resServe(t, "--backend", resEchoBackend(t), "--health-interval", "0")
+	listen, _ := resServe(t, "--backend", startBackend(t, echoHandler).addr(), "--health-interval", "0")
 	first := resDial(t, listen)
 	if !resEchoes(t, first, "1") {
 		t.Fatal("first client not served")
@@ -177,7 +139,7 @@ func TestServeLimitsFromEnv(t *testing.T) {
 // TestServeHealthDrainAndForce drives checks, drain and forced removal through the admin API.
 func TestServeHealthDrainAndForce(t *testing.T) {
 	listen, adm := resServe(t, "--health-interval", "20ms", "--health-fall", "1", "--connect-timeout", "2s")
-	live := resEchoBackend(t)
+	live := startBackend(t, echoHandler).addr()
 	dead := resFreeAddr(t)
 	resAdd(t, adm, live)
 	resAdd(t, adm, dead)
@@ -230,7 +192,7 @@ func TestResilienceFlagErrors(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			argv := append([]string{"fulcrum", "serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"}, tc.args...)
-			err := newApp().Run(argv)
+			err := newApp(testUpgrades).Run(argv)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err %v, want one naming %s", err, tc.want)
 			}

@@ -15,7 +15,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/fulcrumlb/fulcrum/admin"
 	"github.com/fulcrumlb/fulcrum/listener"
 	"github.com/fulcrumlb/fulcrum/pool"
 )
@@ -51,14 +50,14 @@ func coreFlags() []cli.Flag {
 	}
 }
 
-func serveCommand() *cli.Command {
+func serveCommand(u *upgrades) *cli.Command {
 	flags := withConfigFile(serveFlags()) // config.go: every flag can also come from --config
 	return &cli.Command{
 		Name:   "serve",
 		Usage:  "run the balancer",
 		Flags:  flags,
 		Before: loadConfigFile(flags),
-		Action: serve,
+		Action: func(c *cli.Context) error { return serve(c, u) },
 	}
 }
 
@@ -139,7 +138,7 @@ func (cfg *config) check() error {
 	return nil
 }
 
-func serve(c *cli.Context) error {
+func serve(c *cli.Context, u *upgrades) error {
 	cfg, err := parseConfig(c)
 	if err != nil {
 		return err
@@ -147,59 +146,45 @@ func serve(c *cli.Context) error {
 	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	// Take over the parent's sockets after an upgrade; upgrade on SIGHUP.
-	if cfg.handover, err = newHandover(cfg); err != nil {
+	if cfg.handover, err = newHandover(cfg, u); err != nil {
 		return err
 	}
 	defer cfg.handover.stop()
 	return run(ctx, cfg)
 }
 
-// run serves until ctx ends, then drains for up to cfg.drainTimeout.
+// run serves until ctx ends, then drains for up to cfg.drainTimeout. It builds every part
+// from cfg, then starts them.
 func run(ctx context.Context, cfg *config) error {
-	p := &pool.Pool{TTL: cfg.ttl, Policy: cfg.policy, Logger: cfg.log}
-	for _, a := range cfg.backends {
-		if err := p.RegisterStatic(a, 1); err != nil {
-			return err
-		}
-	}
-	store := restoreRegistry(cfg, p)                     // registry from the parent or --state-file
-	ln, err := cfg.handover.listen("listen", cfg.listen) // inherited after an upgrade
+	p, err := newPool(cfg)
 	if err != nil {
-		return fmt.Errorf("listen %s: %w", cfg.listen, err)
+		return err
 	}
-	adminLn, err := cfg.handover.listen("admin", cfg.admin)
+	store := restoreRegistry(cfg, p) // registry from the parent or --state-file
+	ln, adminLn, err := cfg.handover.listenBoth(cfg.listen, cfg.admin)
 	if err != nil {
-		ln.Close()
-		return fmt.Errorf("admin listen %s: %w", cfg.admin, err)
+		return err
 	}
-	srv := &listener.Server{Picker: p, ConnectTimeout: cfg.connectTimeout, Retries: cfg.retries, Logger: cfg.log}
-	closeOperating, err := cfg.operating.apply(srv, cfg.log) // flags_operating.go: PROXY protocol, access log
+	obs, err := newObservers(cfg, p)
 	if err != nil {
 		ln.Close()
 		adminLn.Close()
 		return err
 	}
-	defer closeOperating()
-	api := &admin.API{Registry: p, TrustedProxies: cfg.trusted, Logger: cfg.log}
-	cfg.sec.apply(cfg.log, p, api, ln.Addr(), adminLn.Addr())
-	cfg.resilience.apply(p, srv, api)
-	if err := wireOperating(cfg, p, srv, api, ln, adminLn); err != nil {
-		ln.Close()
-		adminLn.Close()
-		return err
-	}
+	defer obs.closeLog()
+	srv := newServer(cfg, p, obs.list)
+	api := newAPI(cfg, p, srv, obs.metrics, ln.Addr(), adminLn.Addr())
+	cfg.sec.warnOpenAdmin(cfg.log, adminLn.Addr())
 
 	bg, cancelBg := context.WithCancel(context.Background())
 	defer cancelBg()
-	go p.RunSweeper(bg, cfg.sweep)
-	go cfg.resilience.runChecks(bg, p, cfg.connectTimeout)
+	go p.Maintain(bg, maintenance(cfg))
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
 	adminSrv := &adminServer{addr: cfg.admin, handler: api.Handler(), errc: errc} // pausable for upgrades
 	adminSrv.serve(adminLn)
 	cfg.log.Info("fulcrum serving", "listen", ln.Addr().String(), "admin", adminLn.Addr().String(),
 		"balance", cfg.policy.Name(), "static_backends", len(cfg.backends))
-	// Persistence and upgrades.
 	if store != nil {
 		go store.run(bg)
 		defer store.flush()

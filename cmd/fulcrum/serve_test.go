@@ -148,26 +148,6 @@ func (in *instance) states(t *testing.T) map[string]string {
 	return m
 }
 
-// echoServer echoes on a loopback port until the test ends.
-func echoServer(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); io.Copy(c, c) }()
-		}
-	}()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 func roundTrip(addr string) error {
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
@@ -189,7 +169,7 @@ func roundTrip(addr string) error {
 }
 
 func TestHeartbeatExpiryAndRevivalEndToEnd(t *testing.T) {
-	port := echoServer(t)
+	port := startBackend(t, echoHandler).port()
 	in := startFulcrum(t, []string{"FULCRUM_TTL=1s"}, "--sweep-interval", "30s")
 	key := fmt.Sprintf("127.0.0.1:%d", port)
 	if r := in.admin(t, fmt.Sprintf("/upstream/add?port=%d", port)); r["server"] != key {
@@ -212,8 +192,8 @@ func TestHeartbeatExpiryAndRevivalEndToEnd(t *testing.T) {
 }
 
 func TestStaticBackendAndSweep(t *testing.T) {
-	static := echoServer(t)
-	dynamic := echoServer(t)
+	static := startBackend(t, echoHandler).port()
+	dynamic := startBackend(t, echoHandler).port()
 	in := startFulcrum(t, nil, "--backend", fmt.Sprintf("127.0.0.1:%d", static), "--ttl", "300ms", "--sweep-interval", "50ms")
 	in.admin(t, fmt.Sprintf("/upstream/add?port=%d", dynamic))
 	waitFor(t, "expired backend swept", func() bool { return len(in.states(t)) == 1 })

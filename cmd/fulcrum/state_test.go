@@ -1,8 +1,6 @@
 package main
 
 import (
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -12,7 +10,7 @@ import (
 
 func newTestStore(t *testing.T) (*stateStore, *pool.Pool, string) {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := quiet
 	path := filepath.Join(t.TempDir(), "state.json")
 	p := &pool.Pool{Logger: log}
 	s := newStateStore(path, p, log)

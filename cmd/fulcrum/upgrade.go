@@ -48,16 +48,19 @@ type handover struct {
 	hup     chan os.Signal
 }
 
-// upgraderTaken is set once a serve in this process has taken tableflip's Upgrader, of which a
-// process may have only one. A second serve in the same process (in-process tests) runs
-// without upgrades.
-var upgraderTaken atomic.Bool
+// upgrades hands tableflip's Upgrader, of which a process may have only one, to the first
+// serve that asks: main makes one for the process and passes it in. A second serve in the same
+// process (in-process tests) runs without upgrades. A nil *upgrades grants none.
+type upgrades struct {
+	taken atomic.Bool
+}
+
+func (u *upgrades) take() bool { return u != nil && u.taken.CompareAndSwap(false, true) }
 
 // newHandover starts listening for SIGHUP and takes over the sockets of a parent process, if
-// this process is an upgrade. It returns nil (no upgrades) when another serve in this process
-// already has the Upgrader.
-func newHandover(cfg *config) (*handover, error) {
-	if !upgraderTaken.CompareAndSwap(false, true) {
+// this process is an upgrade. It returns nil (no upgrades) when u grants none.
+func newHandover(cfg *config, u *upgrades) (*handover, error) {
+	if !u.take() {
 		cfg.log.Debug("SIGHUP upgrades are off: another serve in this process has them")
 		return nil, nil
 	}
@@ -128,6 +131,18 @@ func (h *handover) exit() <-chan struct{} {
 		return nil
 	}
 	return h.upg.Exit()
+}
+
+// listenBoth opens (or inherits) the balanced and the admin listener.
+func (h *handover) listenBoth(listen, adminAddr string) (ln, adminLn net.Listener, err error) {
+	if ln, err = h.listen("listen", listen); err != nil {
+		return nil, nil, fmt.Errorf("listen %s: %w", listen, err)
+	}
+	if adminLn, err = h.listen("admin", adminAddr); err != nil {
+		ln.Close()
+		return nil, nil, fmt.Errorf("admin listen %s: %w", adminAddr, err)
+	}
+	return ln, adminLn, nil
 }
 
 // restore imports the parent's registry snapshot into p; it reports whether there was one.

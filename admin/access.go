@@ -14,7 +14,7 @@ import (
 	"github.com/fulcrumlb/fulcrum/pool"
 )
 
-// Security is the admin API's access policy. Its zero value admits what it must to stay
+// Security is the admin API's access rules. Its zero value admits what it must to stay
 // useful and refuses what is always dangerous: no token (so a remote caller may register,
 // heartbeat or remove only its own address, and a loopback caller any host), any backend
 // network, no loop check (no own address known), no rate limit.
@@ -142,56 +142,95 @@ func (s *Security) isSelf(ip netip.Addr, port int) bool {
 	return false
 }
 
+// authorize applies every access rule that needs no registry change, in order, so that the
+// answer is the first rule broken: the address-only rule (403), for an add naming an address
+// literal the backend address rules (403), then the client's rate limit (429). On success it
+// returns the refund of the token it took: a request refused later (its name resolves to a
+// refused address, say) costs nothing.
+func (a *API) authorize(req *request) (refund func(), err error) {
+	a.Security.init()
+	if err := a.checkCaller(req); err != nil {
+		return nil, err
+	}
+	if req.op == opAdd && req.addr.IP.IsValid() {
+		if err := a.Security.checkBackend(req.addr.IP, req.addr.Port); err != nil {
+			return nil, err
+		}
+	}
+	lim := a.Security.limiter
+	if lim == nil || a.freeHeartbeat(req) {
+		return func() {}, nil
+	}
+	refund, ok := lim.take(req.client)
+	if !ok {
+		return nil, &statusError{http.StatusTooManyRequests, "rate limit exceeded for " + req.client.String()}
+	}
+	return refund, nil
+}
+
+// freeHeartbeat reports whether an add is a heartbeat of a registered backend spaced at least
+// heartbeatFree after the previous one: those cost no rate-limit token. The look-up decides
+// only the charge; whether the backend is known is decided again, under the registry's lock,
+// when the heartbeat is applied.
+func (a *API) freeHeartbeat(req *request) bool {
+	if req.op != opAdd {
+		return false
+	}
+	st, ok := a.Registry.Lookup(req.addr.Key())
+	return ok && st.State != pool.StateRemoved && time.Since(st.LastHeartbeat) >= heartbeatFree
+}
+
 // checkCaller applies the address-only rule: without a token, a caller may name only its own
-// address, unless it is on this machine's loopback. client is the caller as judged through
-// trusted proxies; peer is the TCP peer.
-func (a *API) checkCaller(client, peer netip.Addr, t target) error {
+// address, unless it is on this machine's loopback.
+func (a *API) checkCaller(req *request) error {
 	if a.Security.Token != "" {
 		return nil // the middleware has checked it: a token holder may name any host
 	}
+	client := req.client
 	if client.IsLoopback() {
-		if peer.IsLoopback() {
+		if req.peer.IsLoopback() {
 			return nil // the operator on this machine
 		}
 		return forbidden("client %s: a loopback address forwarded by a remote proxy", client)
 	}
-	ip, err := netip.ParseAddr(t.addr.Host)
-	if err != nil || normalize(ip) != client {
+	if req.addr.IP != client {
 		return forbidden("host %s: without --admin-token a caller may name only its own address (%s)",
-			t.addr.Host, client)
+			req.addr.Host, client)
 	}
 	return nil
 }
 
-// checkTarget applies the address rules to a backend being registered. An IP literal is
-// checked as it is; a name is resolved once and every address must pass, the first being the
-// one stored and dialed. A backend already known keeps the address checked when it came.
-func (a *API) checkTarget(ctx context.Context, t *target, known bool) error {
-	if ip, err := netip.ParseAddr(t.addr.Host); err == nil {
-		t.addr.IP = normalize(ip)
-		return a.Security.checkBackend(t.addr.IP, t.addr.Port)
+// resolveBackend gives a new backend named by a host name the address it will be dialed at:
+// the name is resolved once and every address must pass the backend address rules, the first
+// being the one stored and dialed.
+func (a *API) resolveBackend(ctx context.Context, addr *pool.Address) error {
+	if addr.IP.IsValid() {
+		return nil // an address literal: authorize has checked it
 	}
-	if known {
-		return nil
-	}
-	ips, err := a.resolve(ctx, t.addr.Host)
+	ips, err := a.resolve(ctx, addr.Host)
 	if err != nil {
 		return err
 	}
 	for _, ip := range ips {
-		if err := a.Security.checkBackend(ip, t.addr.Port); err != nil {
-			return fmt.Errorf("host %s resolves to a refused address: %w", t.addr.Host, err)
+		if err := a.Security.checkBackend(ip, addr.Port); err != nil {
+			return fmt.Errorf("host %s resolves to a refused address: %w", addr.Host, err)
 		}
 	}
-	t.addr.IP = normalize(ips[0])
+	addr.IP = normalize(ips[0])
 	return nil
 }
 
-// writeRegisterError answers a failed Register: a full registry is 429, anything else 400.
-func writeRegisterError(w http.ResponseWriter, err error) {
-	if errors.Is(err, pool.ErrRegistryFull) {
-		writeError(w, http.StatusTooManyRequests, err.Error())
-		return
+// registryError gives a registry's error about the backend key the status it is answered
+// with: an unknown backend is 404, a full registry 429, anything else (a weight out of range)
+// 400.
+func registryError(key string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, pool.ErrUnknownBackend):
+		return &statusError{http.StatusNotFound, "backend " + key + " is not registered"}
+	case errors.Is(err, pool.ErrRegistryFull):
+		return &statusError{http.StatusTooManyRequests, err.Error()}
 	}
-	writeError(w, http.StatusBadRequest, err.Error())
+	return err
 }

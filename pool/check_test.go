@@ -1,22 +1,19 @@
-package listener
+package pool
 
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/fulcrumlb/fulcrum/pool"
 )
 
-// listen accepts and closes connections on addr until the test ends.
-func hcListen(t *testing.T, addr string) net.Listener {
+// closingListener accepts and closes connections on addr until the test ends: a backend that
+// passes a TCP check.
+func closingListener(t *testing.T, addr string) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -37,9 +34,9 @@ func hcListen(t *testing.T, addr string) net.Listener {
 	return ln
 }
 
-func hcRegister(t *testing.T, p *pool.Pool, addr string) {
+func registerStatic(t *testing.T, p *Pool, addr string) {
 	t.Helper()
-	a, err := pool.ParseAddress(addr)
+	a, err := ParseAddress(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,31 +45,29 @@ func hcRegister(t *testing.T, p *pool.Pool, addr string) {
 	}
 }
 
-func hcState(p *pool.Pool, key string) pool.State {
-	for _, s := range p.Snapshot() {
-		if s.Key == key {
-			return s.State
-		}
+func stateOf(p *Pool, key string) State {
+	if s, ok := p.Lookup(key); ok {
+		return s.State
 	}
 	return ""
 }
 
-// run starts c until the test ends.
-func hcRun(t *testing.T, c *HealthChecker) {
+// maintain runs p.Maintain until the test ends.
+func maintain(t *testing.T, p *Pool, m Maintenance) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); c.Run(ctx) }()
+	go func() { defer close(done); p.Maintain(ctx, m) }()
 	t.Cleanup(func() { cancel(); <-done })
 }
 
 func TestChecksMarkDownAndUp(t *testing.T) {
-	p := &pool.Pool{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	live := hcListen(t, "127.0.0.1:0").Addr().String()
-	dead := hcListen(t, "127.0.0.1:0")
+	p := &Pool{Logger: quiet, HealthFall: 3, HealthRise: 2}
+	live := closingListener(t, "127.0.0.1:0").Addr().String()
+	dead := closingListener(t, "127.0.0.1:0")
 	deadAddr := dead.Addr().String()
 	dead.Close()
-	hcRegister(t, p, live)
-	hcRegister(t, p, deadAddr)
+	registerStatic(t, p, live)
+	registerStatic(t, p, deadAddr)
 
 	var checks atomic.Int64
 	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -82,23 +77,23 @@ func TestChecksMarkDownAndUp(t *testing.T) {
 		var d net.Dialer
 		return d.DialContext(ctx, network, addr)
 	}
-	hcRun(t, &HealthChecker{Targets: p, Interval: 10 * time.Millisecond, Timeout: time.Second, Fall: 3, Rise: 2, Dial: dial})
-	resEventually(t, "dead backend down", func() bool { return hcState(p, deadAddr) == pool.StateDown })
+	maintain(t, p, Maintenance{Checks: HealthCheck{Interval: 10 * time.Millisecond, Timeout: time.Second, Dial: dial}})
+	resEventually(t, func() bool { return stateOf(p, deadAddr) == StateDown })
 	if n := checks.Load(); n < 3 {
 		t.Fatalf("down after %d checks, want fall=3", n)
 	}
-	if s := hcState(p, live); s != pool.StateStatic {
+	if s := stateOf(p, live); s != StateStatic {
 		t.Fatalf("live backend is %s", s)
 	}
-	hcListen(t, deadAddr) // the backend comes back on its port
-	resEventually(t, "revived backend up", func() bool { return hcState(p, deadAddr) == pool.StateStatic })
+	closingListener(t, deadAddr) // the backend comes back on its port
+	resEventually(t, func() bool { return stateOf(p, deadAddr) == StateStatic })
 }
 
 func TestConcurrencyIsBounded(t *testing.T) {
-	p := &pool.Pool{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	p := &Pool{Logger: quiet, HealthFall: 1}
 	const n, limit = 40, 4
 	for i := 1; i <= n; i++ {
-		if err := p.RegisterStatic(pool.Address{Host: "10.0.0.1", Port: i}, 1); err != nil {
+		if err := p.RegisterStatic(Address{Host: "10.0.0.1", Port: i}, 1); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -117,33 +112,34 @@ func TestConcurrencyIsBounded(t *testing.T) {
 		mu.Unlock()
 		return nil, errors.New("refused")
 	}
-	c := &HealthChecker{Targets: p, Concurrency: limit, Fall: 1, Dial: dial}
 	done := make(chan struct{})
-	go func() { defer close(done); c.Round(context.Background()) }()
-	resEventually(t, "checks in flight", func() bool { mu.Lock(); defer mu.Unlock(); return inFlight == limit })
+	go func() {
+		defer close(done)
+		p.CheckRound(context.Background(), HealthCheck{Concurrency: limit, Dial: dial})
+	}()
+	resEventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return inFlight == limit })
 	close(gate)
 	<-done
 	if peak != limit || total != n {
 		t.Fatalf("%d checks, at most %d at once; want %d, at most %d", total, peak, n, limit)
 	}
 	for _, s := range p.Snapshot() {
-		if s.State != pool.StateDown {
+		if s.State != StateDown {
 			t.Fatalf("%s is %s after a failed check with fall=1", s.Key, s.State)
 		}
 	}
 }
 
 func TestPickingDuringSlowChecks(t *testing.T) {
-	p := &pool.Pool{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	p.RegisterStatic(pool.Address{Host: "10.0.0.1", Port: 1}, 1)
+	p := &Pool{Logger: quiet}
+	p.RegisterStatic(Address{Host: "10.0.0.1", Port: 1}, 1)
 	gate := make(chan struct{})
 	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
 		<-gate
 		return nil, errors.New("refused")
 	}
-	c := &HealthChecker{Targets: p, Dial: dial}
 	done := make(chan struct{})
-	go func() { defer close(done); c.Round(context.Background()) }()
+	go func() { defer close(done); p.CheckRound(context.Background(), HealthCheck{Dial: dial}) }()
 	for range 100 { // a check hangs; picks go on
 		b, err := p.Acquire(netip.Addr{}, nil)
 		if err != nil {
@@ -153,4 +149,14 @@ func TestPickingDuringSlowChecks(t *testing.T) {
 	}
 	close(gate)
 	<-done
+}
+
+// TestMaintainSweeps: the same loop that checks also forgets expired backends.
+func TestMaintainSweeps(t *testing.T) {
+	p := &Pool{Logger: quiet, TTL: time.Millisecond}
+	if _, err := p.Register(Address{Host: "10.0.0.1", Port: 1}, 1); err != nil {
+		t.Fatal(err)
+	}
+	maintain(t, p, Maintenance{SweepInterval: 5 * time.Millisecond})
+	resEventually(t, func() bool { return p.Len() == 0 })
 }

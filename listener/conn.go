@@ -1,0 +1,217 @@
+package listener
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"runtime/debug"
+	"sync/atomic"
+	"time"
+
+	"github.com/fulcrumlb/fulcrum/pool"
+)
+
+// conn owns one client connection from accept to close. Its goroutine runs serve; CloseBackend
+// and a forced Shutdown reach it from other goroutines through picked and backend.
+type conn struct {
+	srv     *Server
+	client  *net.TCPConn
+	picked  atomic.Pointer[pool.Backend] // the backend being dialed or served; nil before the pick
+	backend atomic.Pointer[net.TCPConn]  // the dialed socket; nil until a dial succeeds
+	info    ConnInfo                     // owned by serve's goroutine
+	counted bool                         // info.Backend's count is held: serve's goroutine only
+}
+
+// serve is the connection's whole life, top to bottom: the inbound PROXY header (when the
+// server accepts them), connect (pick, dial, retries), proxy until both directions end, then
+// end: release the backend's count and untrack the connection.
+func (c *conn) serve() {
+	defer c.end()
+	c.info = ConnInfo{Client: addrPort(c.client.RemoteAddr()), Local: addrPort(c.client.LocalAddr()), Start: time.Now()}
+	var rest []byte // client bytes read past an inbound PROXY header: they belong to the backend
+	var err error
+	if c.srv.ProxyProtocol.accepts() {
+		rest, err = c.srv.readProxyHeader(c.client, &c.info) // proxyproto.go
+	}
+	if err == nil {
+		err = c.connect()
+	}
+	if err != nil {
+		c.reject(err)
+		return
+	}
+	c.proxy(rest)
+}
+
+// end runs last, whatever happened. A panic is a bug in one connection that must not take the
+// balancer down with every other one: it is logged and the connection's sockets closed. Then
+// the count is released: the sockets are closed by now, so the count covered the connection's
+// whole life.
+func (c *conn) end() {
+	if v := recover(); v != nil {
+		c.srv.logger().Error("panic serving connection", "client", c.client.RemoteAddr(), "panic", v, "stack", string(debug.Stack()))
+		c.client.Close()
+		if b := c.backend.Load(); b != nil {
+			b.Close()
+		}
+	}
+	if c.counted {
+		c.srv.release(c.info.Backend)
+	}
+	c.srv.untrack(c)
+}
+
+// connect picks a backend and dials it, trying up to Retries other backends when a dial fails.
+// On success the backend's count is held (c.counted) until end; on failure nothing is held.
+func (c *conn) connect() error {
+	s := c.srv
+	client := c.info.Client.Addr()
+	var tried []*pool.Backend
+	for attempt := 0; attempt <= s.Retries; attempt++ {
+		b, err := s.acquire(client, tried)
+		if err != nil {
+			s.noBackend(c.info.Client, attempt, err)
+			return err
+		}
+		c.picked.Store(b)
+		bc, err := s.dial(b)
+		s.Picker.ReportDial(b, err)
+		if err == nil {
+			c.backend.Store(bc)
+			c.info.Backend, c.counted = b, true
+			return nil
+		}
+		s.release(b)
+		s.dialFailed(b, client, err)
+		tried = append(tried, b)
+	}
+	s.stats.Failed.Add(1)
+	return fmt.Errorf("listener: %d dials failed", len(tried))
+}
+
+// proxy moves the bytes until both directions have ended and both sockets are closed. A
+// batching meter hands on its last bytes even after a panic.
+func (c *conn) proxy(rest []byte) {
+	s := c.srv
+	var m Meter
+	if s.Observer != nil {
+		if m = s.Observer.Opened(&c.info); m != nil {
+			defer m.Flush()
+		}
+	}
+	backend := c.backend.Load()
+	var t Traffic
+	if s.ProxyProtocol.Send != 0 || len(rest) > 0 {
+		t = s.joinWithPrefix(c.client, backend, &c.info, rest, m) // proxyproto.go
+	} else {
+		t = s.dataPath().Join(c.client, backend, m)
+	}
+	if s.Observer != nil {
+		s.Observer.Closed(&c.info, t)
+	}
+}
+
+// reject closes a client that never reached a backend.
+func (c *conn) reject(err error) {
+	if c.srv.Observer != nil {
+		c.srv.Observer.Rejected(c.info.Client, err)
+	}
+	c.client.Close()
+}
+
+// reset closes both sockets with a reset, including a backend still being dialed (its client
+// socket is closed, so the connection ends as soon as the dial returns).
+func (c *conn) reset() {
+	c.client.SetLinger(0) // fails only on a closed socket, which needs nothing more
+	c.client.Close()
+	if b := c.backend.Load(); b != nil {
+		b.SetLinger(0)
+		b.Close()
+	}
+}
+
+// acquire picks a backend. When every backend is full the client waits up to QueueTimeout for
+// a slot; Shutdown's final cancel ends the wait too.
+func (s *Server) acquire(client netip.Addr, tried []*pool.Backend) (*pool.Backend, error) {
+	b, err := s.Picker.Acquire(client, tried)
+	if !errors.Is(err, pool.ErrFull) || s.QueueTimeout <= 0 {
+		return b, err
+	}
+	ctx, cancel := context.WithTimeout(s.baseCtx, s.QueueTimeout)
+	defer cancel()
+	return s.Picker.AcquireWait(ctx, client, tried)
+}
+
+func (s *Server) release(b *pool.Backend) {
+	if err := s.Picker.Release(b); err != nil {
+		s.stats.ReleaseBugs.Add(1)
+		s.logger().Error("connection count out of step", "backend", b.Key(), "err", err)
+	}
+}
+
+func (s *Server) noBackend(client netip.AddrPort, attempt int, err error) {
+	if errors.Is(err, pool.ErrFull) {
+		s.stats.QueueDrops.Add(1)
+		s.logNoPeer.Do(func() {
+			s.logger().Warn("every backend is full; closing client", "client", client, "err", err)
+		})
+		return
+	}
+	if attempt > 0 {
+		s.stats.Failed.Add(1) // tried some, none left to try
+		return
+	}
+	s.stats.Rejected.Add(1)
+	s.logNoPeer.Do(func() { s.logger().Warn("rejecting client", "client", client, "err", err) })
+}
+
+func (s *Server) dialFailed(b *pool.Backend, client netip.Addr, err error) {
+	s.stats.DialErrors.Add(1)
+	if s.Observer != nil {
+		s.Observer.DialFailed(b, err)
+	}
+	s.logDialErr.Do(func() { s.logger().Warn("backend dial failed", "backend", b.Key(), "client", client, "err", err) })
+}
+
+// dialed is the outcome of one dial.
+type dialed struct {
+	conn *net.TCPConn
+	err  error
+}
+
+// dial connects to b on a short-lived goroutine of its own. A dial grows its goroutine's stack
+// to 8 KiB or more; the connection's goroutine, which may then sit idle for hours, would keep
+// that stack for its whole life (measured: 11.8 against 15.6 KiB per idle connection).
+func (s *Server) dial(b *pool.Backend) (*net.TCPConn, error) {
+	done := make(chan dialed, 1)
+	go s.dialInto(b, done)
+	d := <-done
+	return d.conn, d.err
+}
+
+// dialInto is the dial's goroutine, named so stack dumps say what it is; it ends when the
+// dial does (bounded by ConnectTimeout and by a forced Shutdown).
+func (s *Server) dialInto(b *pool.Backend, done chan<- dialed) {
+	c, err := s.dialNow(b)
+	done <- dialed{c, err}
+}
+
+func (s *Server) dialNow(b *pool.Backend) (*net.TCPConn, error) {
+	ctx, cancel := context.WithTimeout(s.baseCtx, s.connectTimeout())
+	defer cancel()
+	// No TCP keepalive: Go's default costs four setsockopt calls per dial, and the idle
+	// timeout already ends dead connections.
+	d := net.Dialer{KeepAlive: -1}
+	c, err := d.DialContext(ctx, "tcp", b.DialAddress())
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", b.DialAddress(), err)
+	}
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		c.Close()
+		return nil, errors.New("dial: not a TCP connection")
+	}
+	return tc, nil
+}
