@@ -2,6 +2,7 @@ package etcdreg
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -57,5 +58,25 @@ func TestAuthenticatedUser(t *testing.T) {
 	if bad, err := Open(cfg); err == nil {
 		bad.Close()
 		t.Fatal("Open with a wrong password succeeded")
+	}
+}
+
+// Members that serve clients over TLS and require a client certificate: a Store configured
+// with the CA, certificate and key heartbeats and watches; one without a client certificate
+// cannot, and says etcd is unavailable rather than hanging.
+func TestTLSWithClientCertificates(t *testing.T) {
+	c := etcdtest.StartTLS(t, 3)
+	withTLS := func(cfg *Config) { cfg.CACert, cfg.Cert, cfg.Key = c.TLS.CA, c.TLS.ClientCert, c.TLS.ClientKey }
+	a, b := openStore(t, c, "/fulcrum", 2*time.Second, withTLS), openStore(t, c, "/fulcrum", 2*time.Second, withTLS)
+	atB := watch(t, b)
+	beat(t, a, "web", "127.0.0.1:8080", 1)
+	beat(t, a, "web", "127.0.0.1:8080", 0)
+	waitFor(t, time.Second, "the backend at B", func() bool { _, ok := atB.get("web", "127.0.0.1:8080"); return ok })
+
+	anonymous := openStore(t, c, "/fulcrum", 2*time.Second, func(cfg *Config) { cfg.CACert = c.TLS.CA })
+	start := time.Now()
+	_, err := anonymous.Heartbeat(context.Background(), "web", "127.0.0.1:8081", 1)
+	if !errors.Is(err, ErrUnavailable) || time.Since(start) > anonymous.cfg.requestTimeout()+time.Second {
+		t.Fatalf("heartbeat without a client certificate: %v after %v, want ErrUnavailable", err, time.Since(start))
 	}
 }

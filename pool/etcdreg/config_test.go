@@ -1,19 +1,14 @@
 package etcdreg
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fulcrumlb/fulcrum/pool/etcdreg/etcdtest"
 )
 
 func TestParseURL(t *testing.T) {
@@ -112,7 +107,11 @@ func TestLeaseSecondsRoundUp(t *testing.T) {
 
 func TestTLSConfig(t *testing.T) {
 	dir := t.TempDir()
-	certFile, keyFile := writeSelfSigned(t, dir)
+	files, err := etcdtest.NewTLSFiles(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile := files.ClientCert, files.ClientKey
 	bogus := filepath.Join(dir, "bogus.pem")
 	if err := os.WriteFile(bogus, []byte("not pem"), 0o600); err != nil {
 		t.Fatal(err)
@@ -121,7 +120,7 @@ func TestTLSConfig(t *testing.T) {
 	if none != nil || err != nil {
 		t.Fatalf("no TLS files: %v, %v; want no TLS", none, err)
 	}
-	conf, err := Config{CACert: certFile, Cert: certFile, Key: keyFile}.tlsConfig()
+	conf, err := Config{CACert: files.CA, Cert: certFile, Key: keyFile}.tlsConfig()
 	if err != nil || conf.RootCAs == nil || len(conf.Certificates) != 1 {
 		t.Fatalf("CA, cert and key: %v, %+v", err, conf)
 	}
@@ -140,40 +139,6 @@ func TestTLSConfig(t *testing.T) {
 				t.Fatalf("tlsConfig() = %v, want an error saying %q", err, tc.says)
 			}
 		})
-	}
-}
-
-// writeSelfSigned writes a self-signed certificate for 127.0.0.1 and its key.
-func writeSelfSigned(t *testing.T, dir string) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "etcd"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	writePEM(t, certFile, "CERTIFICATE", der)
-	writePEM(t, keyFile, "EC PRIVATE KEY", keyDER)
-	return certFile, keyFile
-}
-
-func writePEM(t *testing.T, path, kind string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
 	}
 }
 

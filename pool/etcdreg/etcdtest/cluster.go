@@ -15,7 +15,9 @@ package etcdtest
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -33,17 +35,41 @@ const Binary = "/usr/bin/etcd"
 // Cluster is a set of etcd members that know each other.
 type Cluster struct {
 	Nodes []*Node
+	TLS   *TLSFiles // the files a client needs (StartTLS); nil: plain connections
 }
 
 // Start starts an n-member cluster and waits until every member is healthy. It skips the test
 // when Binary is missing, and kills every member when the test ends.
 func Start(t testing.TB, n int) *Cluster {
 	t.Helper()
+	return start(t, n, nil)
+}
+
+// StartTLS is Start with members that serve clients over TLS only and require a client
+// certificate; Cluster.TLS names the files a client needs.
+func StartTLS(t testing.TB, n int) *Cluster {
+	t.Helper()
+	files, err := NewTLSFiles(t.TempDir())
+	if err != nil {
+		t.Fatalf("etcd test certificates: %v", err)
+	}
+	return start(t, n, files)
+}
+
+func start(t testing.TB, n int, files *TLSFiles) *Cluster {
+	t.Helper()
 	if _, err := os.Stat(Binary); err != nil {
 		t.Skipf("etcd cluster tests need %s (apt-get install etcd-server): %v", Binary, err)
 	}
+	var clientTLS *tls.Config
+	if files != nil {
+		var err error
+		if clientTLS, err = files.clientConfig(); err != nil {
+			t.Fatalf("etcd test certificates: %v", err)
+		}
+	}
 	ports := freePorts(t, 2*n)
-	c := &Cluster{}
+	c := &Cluster{TLS: files}
 	var initial []string
 	for i := range n {
 		nd := &Node{
@@ -51,13 +77,14 @@ func Start(t testing.TB, n int) *Cluster {
 			Endpoint: fmt.Sprintf("127.0.0.1:%d", ports[2*i]),
 			peerURL:  fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1]),
 			dir:      t.TempDir(),
+			tls:      clientTLS,
 		}
 		c.Nodes = append(c.Nodes, nd)
 		initial = append(initial, nd.Name+"="+nd.peerURL)
 	}
 	token := fmt.Sprintf("fulcrum-test-%d", ports[0])
 	for _, nd := range c.Nodes {
-		nd.args = nd.flags(strings.Join(initial, ","), token)
+		nd.args = nd.flags(strings.Join(initial, ","), token, files)
 		nd.Start(t)
 	}
 	t.Cleanup(func() { c.cleanup(t) })
@@ -203,21 +230,25 @@ func freePorts(t testing.TB, n int) []int {
 
 // healthy asks the member's /health endpoint, which answers true when the member has a
 // leader and can serve a read.
-func healthy(endpoint string) bool {
-	hc := http.Client{Timeout: time.Second}
-	resp, err := hc.Get("http://" + endpoint + "/health")
+func healthy(endpoint string, conf *tls.Config) bool {
+	scheme := "http"
+	if conf != nil {
+		scheme = "https"
+	}
+	hc := http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: conf}}
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Get(scheme + "://" + endpoint + "/health")
 	if err != nil {
 		return false
 	}
 	defer resp.Body.Close()
-	var body [64]byte
-	n, _ := resp.Body.Read(body[:])
-	return resp.StatusCode == http.StatusOK && strings.Contains(string(body[:n]), `"true"`)
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+	return err == nil && resp.StatusCode == http.StatusOK && strings.Contains(string(body), `"true"`)
 }
 
 // status returns the member's ID and the leader it knows (0: none).
-func status(endpoint string) (id, leader uint64, err error) {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: time.Second, Logger: zap.NewNop()})
+func status(endpoint string, conf *tls.Config) (id, leader uint64, err error) {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, TLS: conf, DialTimeout: time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		return 0, 0, err
 	}

@@ -2,6 +2,7 @@ package etcdtest
 
 import (
 	"bytes"
+	"crypto/tls"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,8 +19,9 @@ type Node struct {
 	Endpoint string // client address, 127.0.0.1:PORT
 
 	peerURL string
-	dir     string   // the data directory and the log file
-	args    []string // command line, the same at every start
+	dir     string      // the data directory and the log file
+	args    []string    // command line, the same at every start
+	tls     *tls.Config // how a client reaches it; nil: plain HTTP
 
 	mu     sync.Mutex    // guards cmd and exited
 	cmd    *exec.Cmd     // the running process; nil before the first start
@@ -30,12 +32,19 @@ type Node struct {
 // 7 s to hand over and exit.
 const stopTimeout = 20 * time.Second
 
-func (nd *Node) flags(initialCluster, token string) []string {
-	return []string{
+func (nd *Node) flags(initialCluster, token string, files *TLSFiles) []string {
+	scheme := "http://"
+	var secure []string
+	if files != nil {
+		scheme = "https://"
+		secure = []string{"--cert-file", files.serverCert, "--key-file", files.serverKey,
+			"--trusted-ca-file", files.CA, "--client-cert-auth"}
+	}
+	return append(secure,
 		"--name", nd.Name,
 		"--data-dir", filepath.Join(nd.dir, "data"),
-		"--listen-client-urls", "http://" + nd.Endpoint,
-		"--advertise-client-urls", "http://" + nd.Endpoint,
+		"--listen-client-urls", scheme+nd.Endpoint,
+		"--advertise-client-urls", scheme+nd.Endpoint,
 		"--listen-peer-urls", nd.peerURL,
 		"--initial-advertise-peer-urls", nd.peerURL,
 		"--initial-cluster", initialCluster,
@@ -44,7 +53,7 @@ func (nd *Node) flags(initialCluster, token string) []string {
 		"--logger", "zap",
 		"--log-outputs", "stderr",
 		"--log-level", "warn",
-	}
+	)
 }
 
 // Start starts the member's process; it does not wait for health (Cluster.WaitHealthy does).
@@ -94,7 +103,7 @@ func (nd *Node) Running() bool {
 }
 
 // Healthy reports whether the member answers /health with true.
-func (nd *Node) Healthy() bool { return nd.Running() && healthy(nd.Endpoint) }
+func (nd *Node) Healthy() bool { return nd.Running() && healthy(nd.Endpoint, nd.tls) }
 
 // Stop sends SIGTERM and waits for the exit, sending SIGKILL after stopTimeout. Stopping a
 // member that is not running does nothing.
@@ -129,7 +138,7 @@ func (nd *Node) signal(t testing.TB, sig syscall.Signal, wait time.Duration) {
 }
 
 // status returns the member's ID and the leader it follows (0: none known), asked of the member.
-func (nd *Node) status() (id, leader uint64, err error) { return status(nd.Endpoint) }
+func (nd *Node) status() (id, leader uint64, err error) { return status(nd.Endpoint, nd.tls) }
 
 func (nd *Node) proc() (*exec.Cmd, chan struct{}) {
 	nd.mu.Lock()
