@@ -29,7 +29,7 @@ type conn struct {
 // end: release the backend's count and untrack the connection.
 func (c *conn) serve() {
 	defer c.end()
-	c.info = ConnInfo{Client: addrPort(c.client.RemoteAddr()), Local: addrPort(c.client.LocalAddr()), Start: time.Now()}
+	c.info = ConnInfo{Service: c.srv.Service, Client: addrPort(c.client.RemoteAddr()), Local: addrPort(c.client.LocalAddr()), Start: time.Now()}
 	var rest []byte // client bytes read past an inbound PROXY header: they belong to the backend
 	var err error
 	if c.srv.ProxyProtocol.accepts() {

@@ -9,6 +9,7 @@ import (
 
 // ConnInfo describes one proxied connection, from the dial to the close.
 type ConnInfo struct {
+	Service string         // the Server's Service: the name of the service the client came to
 	Client  netip.AddrPort // the client's address (from a trusted PROXY header, if any)
 	Peer    netip.AddrPort // the TCP peer, when a PROXY header named another Client; else zero
 	Local   netip.AddrPort // the address the client connected to

@@ -42,6 +42,15 @@ type Server struct {
 	QueueTimeout time.Duration
 	// ProxyProtocol reads and writes PROXY protocol headers (proxyproto.go); zero means none.
 	ProxyProtocol ProxyProtocol
+	// Service names the service these listeners balance, for observers (ConnInfo.Service);
+	// empty means the balancer has one service.
+	Service string
+	// Limit is a MaxConns cap shared with other Servers of the same balancer; nil means the
+	// Server's own cap of MaxConns (MaxConns is ignored when Limit is set).
+	Limit *ConnLimit
+	// Totals is where the Server counts its Stats; nil means a count of its own. Servers of
+	// one balancer share one, so its totals cover every service.
+	Totals *Stats
 
 	mu        sync.Mutex // guards which listeners and connections exist: listeners, conns, forced
 	listeners map[net.Listener]struct{}
@@ -57,9 +66,9 @@ type Server struct {
 	initOnce   sync.Once
 	done       chan struct{} // closed when Shutdown begins
 	doneOnce   sync.Once
-	slots      chan struct{} // one token per connection served; nil when MaxConns is 0
+	limit      *ConnLimit // Limit, or one made from MaxConns; nil when there is no cap
 
-	stats          Stats
+	stats          *Stats // Totals, or the Server's own
 	logNoPeer      rate.Sometimes
 	logDialErr     rate.Sometimes
 	logAccept      rate.Sometimes
@@ -79,7 +88,10 @@ type Stats struct {
 }
 
 // Stats returns the server's counters.
-func (s *Server) Stats() *Stats { return &s.stats }
+func (s *Server) Stats() *Stats {
+	s.init()
+	return s.stats
+}
 
 func (s *Server) init() {
 	s.initOnce.Do(func() {
@@ -90,8 +102,13 @@ func (s *Server) init() {
 		s.logLimit = rate.Sometimes{Interval: time.Second}
 		s.logProxyHeader = rate.Sometimes{Interval: time.Second}
 		s.done = make(chan struct{})
-		if s.MaxConns > 0 {
-			s.slots = make(chan struct{}, s.MaxConns)
+		s.limit = s.Limit
+		if s.limit == nil {
+			s.limit = NewConnLimit(s.MaxConns)
+		}
+		s.stats = s.Totals
+		if s.stats == nil {
+			s.stats = new(Stats)
 		}
 	})
 }

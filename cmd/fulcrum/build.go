@@ -17,19 +17,41 @@ import (
 // The constructors below turn the parsed configuration into complete values; run calls them
 // in order and nothing is set on a value after it is built.
 
-// newPool builds the registry with its static backends.
-func newPool(cfg *config) (*pool.Pool, error) {
+// service is one running service: its configuration, pool, server and listeners.
+type service struct {
+	cfg  serviceConfig
+	pool *pool.Pool
+	srv  *listener.Server
+	lns  []net.Listener
+}
+
+// newPools builds every service's registry with its static backends.
+func newPools(cfg *config) ([]*service, error) {
+	out := make([]*service, 0, len(cfg.services))
+	for _, sc := range cfg.services {
+		p, err := newPool(cfg, sc)
+		if err != nil {
+			return nil, fmt.Errorf("service %s: %w", sc.name, err)
+		}
+		out = append(out, &service{cfg: sc, pool: p})
+	}
+	return out, nil
+}
+
+// newPool builds one service's registry with its static backends.
+func newPool(cfg *config, sc serviceConfig) (*pool.Pool, error) {
+	tc := sc.traffic
 	p := &pool.Pool{
 		TTL:                cfg.ttl,
-		Policy:             cfg.policy,
-		Logger:             cfg.log,
+		Policy:             sc.policy,
+		Logger:             cfg.log.With("service", sc.name),
 		MaxBackends:        cfg.sec.maxBackends,
-		SlowStart:          cfg.resilience.slowStart,
-		MaxConnsPerBackend: cfg.resilience.maxPerConn,
-		HealthFall:         cfg.resilience.healthFall,
-		HealthRise:         cfg.resilience.healthRise,
+		SlowStart:          tc.slowStart,
+		MaxConnsPerBackend: tc.maxPerConn,
+		HealthFall:         tc.healthFall,
+		HealthRise:         tc.healthRise,
 	}
-	for _, a := range cfg.backends {
+	for _, a := range sc.backends {
 		if err := p.RegisterStatic(a, 1); err != nil {
 			return nil, err
 		}
@@ -37,12 +59,12 @@ func newPool(cfg *config) (*pool.Pool, error) {
 	return p, nil
 }
 
-// maintenance is the pool's background work: sweeps and, unless off, active health checks
+// maintenance is a service's background work: sweeps and, unless off, active health checks
 // (each bounded by the connect timeout).
-func maintenance(cfg *config) pool.Maintenance {
+func maintenance(cfg *config, sc serviceConfig) pool.Maintenance {
 	return pool.Maintenance{
 		SweepInterval: cfg.sweep,
-		Checks:        pool.HealthCheck{Interval: cfg.resilience.healthInterval, Timeout: cfg.connectTimeout},
+		Checks:        pool.HealthCheck{Interval: sc.traffic.healthInterval, Timeout: sc.traffic.connectTimeout},
 	}
 }
 
@@ -90,26 +112,49 @@ func openAccessLog(path string, log *slog.Logger) (io.Writer, func(), error) {
 	}, nil
 }
 
-// newServer builds the data plane over the pool.
-func newServer(cfg *config, p *pool.Pool, obs listener.Observer) *listener.Server {
+// shared is what every service's server shares: the --max-conns cap and the running totals.
+type shared struct {
+	limit  *listener.ConnLimit
+	totals *listener.Stats
+}
+
+func newShared(cfg *config) shared {
+	return shared{limit: listener.NewConnLimit(cfg.resilience.maxConns), totals: new(listener.Stats)}
+}
+
+// newServer builds one service's data plane over its pool.
+func newServer(cfg *config, sc serviceConfig, p *pool.Pool, obs listener.Observer, sh shared) *listener.Server {
+	tc := sc.traffic
 	return &listener.Server{
 		Picker:         p,
-		ConnectTimeout: cfg.connectTimeout,
-		Retries:        cfg.retries,
-		Logger:         cfg.log,
+		Service:        sc.name,
+		ConnectTimeout: tc.connectTimeout,
+		Retries:        tc.retries,
+		Logger:         cfg.log.With("service", sc.name),
 		Observer:       obs,
-		MaxConns:       cfg.resilience.maxConns,
-		QueueTimeout:   cfg.resilience.queueTimeout,
-		DataPath:       listener.Splice{IdleTimeout: cfg.resilience.idleTimeout},
-		ProxyProtocol:  cfg.operating.proxy,
+		Limit:          sh.limit,
+		Totals:         sh.totals,
+		QueueTimeout:   tc.queueTimeout,
+		DataPath:       listener.Splice{IdleTimeout: tc.idleTimeout},
+		ProxyProtocol:  tc.proxy,
 	}
 }
 
-// newAPI builds the admin API. listen and adminAddr are the bound listeners' addresses: the
-// loop check needs them and the status page shows them.
-func newAPI(cfg *config, p *pool.Pool, srv *listener.Server, m *admin.Metrics, listen, adminAddr net.Addr) *admin.API {
+// newAPI builds the admin API over every service. adminAddr is the admin listener's bound
+// address: the loop check needs it and every service's listen address, and the status page
+// shows them.
+func newAPI(cfg *config, services []*service, m *admin.Metrics, sh shared, adminAddr net.Addr) *admin.API {
+	def := services[0]
+	var listen []string
+	self := addrPorts(adminAddr)
+	for _, s := range services {
+		for _, ln := range s.lns {
+			listen = append(listen, ln.Addr().String())
+			self = append(self, addrPorts(ln.Addr())...)
+		}
+	}
 	return &admin.API{
-		Registry:       p,
+		Registry:       def.pool,
 		TrustedProxies: cfg.trusted,
 		Logger:         cfg.log,
 		Security: admin.Security{
@@ -118,16 +163,16 @@ func newAPI(cfg *config, p *pool.Pool, srv *listener.Server, m *admin.Metrics, l
 			AllowBackends: cfg.sec.allow,
 			Rate:          cfg.sec.rate,
 			Burst:         cfg.sec.burst,
-			Self:          addrPorts(listen, adminAddr), // for the loop check
+			Self:          self, // for the loop check
 		},
-		CloseBackend: srv.CloseBackend,
+		CloseBackend: def.srv.CloseBackend,
 		Metrics:      m,
 		Overview: &admin.Overview{
-			Listen:  []string{listen.String()},
+			Listen:  listen,
 			Admin:   adminAddr.String(),
 			Version: appVersion(),
 			Started: time.Now(),
-			Stats:   srv.Stats(),
+			Stats:   sh.totals,
 		},
 	}
 }

@@ -14,6 +14,9 @@ import (
 // configFlag names the flag that points at the YAML config file; it cannot itself be set there.
 const configFlag = "config"
 
+// servicesKey is the config file's one key that is not a flag: the list of services.
+const servicesKey = "services"
+
 // withConfigFile returns flags with each one replaced by its altsrc counterpart, so that serve's
 // Before hook can fill it from the config file when neither the command line nor the
 // environment set it. Every helper adds its own flags to serveFlags, so this goes by type: a
@@ -83,7 +86,8 @@ func loadConfigFile(flags []cli.Flag) cli.BeforeFunc {
 	}
 }
 
-// readConfigFile parses a flat YAML map whose keys are long flag names. Unknown keys are an
+// readConfigFile parses a YAML map whose keys are long flag names (and services, a list that
+// services.go reads). Unknown keys are an
 // error (a misspelt key must not be silently ignored), and a few natural spellings are accepted:
 // a scalar where a list is expected is a list of one, and a number or bool where a string is
 // expected is its text.
@@ -98,9 +102,12 @@ func readConfigFile(path string, flags []cli.Flag) (altsrc.InputSourceContext, e
 	}
 	values := make(map[any]any, len(raw))
 	for key, v := range raw {
+		if key == servicesKey {
+			continue // not a flag: parseServices reads it (services.go)
+		}
 		f := flagNamed(flags, key)
 		if f == nil || key == configFlag {
-			return nil, fmt.Errorf("config file %s: unknown key %q (keys are serve's long flag names: %s)", path, key, strings.Join(flagNames(flags), ", "))
+			return nil, fmt.Errorf("config file %s: unknown key %q (keys are serve's long flag names and services: %s)", path, key, strings.Join(flagNames(flags), ", "))
 		}
 		values[key] = normalize(f, v)
 	}

@@ -56,15 +56,16 @@ func TestMetricsFlag(t *testing.T) {
 func TestObserversAndAPI(t *testing.T) {
 	for _, on := range []bool{true, false} {
 		t.Run(map[bool]string{true: "metrics", false: "no-metrics"}[on], func(t *testing.T) {
-			p := &pool.Pool{Logger: quiet}
 			ln, adminLn := opsLoopback(t), opsLoopback(t)
-			cfg := &config{metrics: on, sec: &securityConfig{}, log: p.Logger}
-			obs, err := newObservers(cfg, p)
+			cfg := &config{metrics: on, sec: &securityConfig{}, log: quiet}
+			svc := &service{cfg: defaultService(cfg), pool: &pool.Pool{Logger: quiet}, lns: []net.Listener{ln}}
+			obs, err := newObservers(cfg, svc.pool)
 			if err != nil {
 				t.Fatal(err)
 			}
-			srv := newServer(cfg, p, obs.list)
-			api := newAPI(cfg, p, srv, obs.metrics, ln.Addr(), adminLn.Addr())
+			sh := newShared(cfg)
+			svc.srv = newServer(cfg, svc.cfg, svc.pool, obs.list, sh)
+			api := newAPI(cfg, []*service{svc}, obs.metrics, sh, adminLn.Addr())
 			if !slices.ContainsFunc(obs.list, func(o listener.Observer) bool { return o == listener.BackendBytes{} }) {
 				t.Fatal("no BackendBytes observer: backends' byte totals would not be counted")
 			}

@@ -63,7 +63,7 @@ func TestAccessLogObserver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := newServer(cfg, p, obs.list)
+	srv := newServer(cfg, defaultService(cfg), p, obs.list, newShared(cfg))
 	if len(obs.list) != 3 || obs.list[1] != listener.Observer(obs.metrics) || srv.ProxyProtocol.Send != 2 {
 		t.Fatalf("observers %#v, proxy %+v", obs.list, srv.ProxyProtocol)
 	}

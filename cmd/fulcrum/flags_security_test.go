@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fulcrumlb/fulcrum/listener"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/time/rate"
 )
@@ -165,12 +166,11 @@ func TestOpenAdminWarning(t *testing.T) {
 		sc := &securityConfig{token: c.token, maxBackends: 3}
 		sc.warnOpenAdmin(log, adminAddr)
 		cfg := &config{sec: sc, log: log}
-		p, err := newPool(cfg)
+		p, err := newPool(cfg, defaultService(cfg))
 		if err != nil {
 			t.Fatal(err)
 		}
-		api := newAPI(cfg, p, newServer(cfg, p, nil), nil, listen, adminAddr)
-		rules := &api.Security
+		rules := &newAPI(cfg, []*service{{pool: p, srv: &listener.Server{}, lns: []net.Listener{fakeListener{listen}}}}, nil, newShared(cfg), adminAddr).Security
 		warned := strings.Contains(buf.String(), "address-only rule") && strings.Contains(buf.String(), "admin="+c.admin)
 		if warned != c.warn {
 			t.Errorf("admin %s token %q: warned %v: %s", c.admin, c.token, warned, buf.String())
@@ -290,3 +290,10 @@ func echoServerDual(t *testing.T) string {
 	}
 	return b.addr()
 }
+
+// fakeListener is a net.Listener that only has an address: newAPI reads nothing else.
+type fakeListener struct{ addr net.Addr }
+
+func (f fakeListener) Accept() (net.Conn, error) { return nil, net.ErrClosed }
+func (f fakeListener) Close() error              { return nil }
+func (f fakeListener) Addr() net.Addr            { return f.addr }

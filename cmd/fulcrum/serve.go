@@ -5,17 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
 	"slices"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/fulcrumlb/fulcrum/listener"
 	"github.com/fulcrumlb/fulcrum/pool"
 )
 
@@ -30,6 +32,7 @@ func serveFlags() []cli.Flag {
 		operatingFlags(), // flags_operating.go: config file, PROXY protocol, access log
 		metricsFlags(),   // flags_operating_metrics.go: --metrics
 		persistFlags(),   // state.go, upgrade.go: --state-file, --pid-file
+		serviceFlags(),   // services.go: --service
 	)
 }
 
@@ -39,7 +42,7 @@ func coreFlags() []cli.Flag {
 		&cli.StringFlag{Name: "admin", Value: "127.0.0.1:9090", Usage: "admin HTTP `ADDR` (a separate socket)", EnvVars: env("ADMIN")},
 		&cli.DurationFlag{Name: "ttl", Value: 60 * time.Second, Usage: "a backend whose last heartbeat is older gets no new connections", EnvVars: env("TTL")},
 		&cli.DurationFlag{Name: "sweep-interval", Value: 10 * time.Second, Usage: "how often expired backends are removed", EnvVars: env("SWEEP_INTERVAL")},
-		&cli.StringSliceFlag{Name: "backend", Usage: "static backend `HOST:PORT`, never expires (repeatable)", EnvVars: env("BACKEND")},
+		&cli.StringSliceFlag{Name: "backend", Usage: "static backend `HOST:PORT` of the default service, or NAME=HOST:PORT of service NAME; never expires (repeatable)", EnvVars: env("BACKEND")},
 		&cli.DurationFlag{Name: "connect-timeout", Value: 5 * time.Second, Usage: "timeout of one dial to a backend", EnvVars: env("CONNECT_TIMEOUT")},
 		&cli.IntFlag{Name: "retries", Value: 2, Usage: "other backends to try after a failed dial", EnvVars: env("RETRIES")},
 		&cli.DurationFlag{Name: "drain-timeout", Value: 30 * time.Second, Usage: "on SIGINT/SIGTERM, how long established connections may run on", EnvVars: env("DRAIN_TIMEOUT")},
@@ -68,8 +71,8 @@ type config struct {
 	connectTimeout time.Duration
 	drainTimeout   time.Duration
 	retries        int
-	backends       []pool.Address
 	policy         pool.Policy
+	services       []serviceConfig // services.go: [0] is the default service
 	trusted        []netip.Prefix
 	log            *slog.Logger
 	sec            *securityConfig
@@ -99,13 +102,6 @@ func parseConfig(c *cli.Context) (*config, error) {
 	if cfg.policy, err = pool.ParsePolicy(c.String("balance")); err != nil {
 		return nil, fmt.Errorf("--balance: %w", err)
 	}
-	for _, b := range c.StringSlice("backend") {
-		a, err := pool.ParseAddress(b)
-		if err != nil {
-			return nil, fmt.Errorf("--backend: %w", err)
-		}
-		cfg.backends = append(cfg.backends, a)
-	}
 	if cfg.sec, err = parseSecurity(c); err != nil {
 		return nil, err
 	}
@@ -119,7 +115,13 @@ func parseConfig(c *cli.Context) (*config, error) {
 	if cfg.operating, err = parseOperating(c); err != nil {
 		return nil, err
 	}
-	return cfg, cfg.check()
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	if cfg.services, err = parseServices(c, cfg); err != nil {
+		return nil, err
+	}
+	return cfg, nil
 }
 
 func (cfg *config) check() error {
@@ -156,35 +158,40 @@ func serve(c *cli.Context, u *upgrades) error {
 // run serves until ctx ends, then drains for up to cfg.drainTimeout. It builds every part
 // from cfg, then starts them.
 func run(ctx context.Context, cfg *config) error {
-	p, err := newPool(cfg)
+	services, err := newPools(cfg)
 	if err != nil {
 		return err
 	}
-	store := restoreRegistry(cfg, p) // registry from the parent or --state-file
-	ln, adminLn, err := cfg.handover.listenBoth(cfg.listen, cfg.admin)
+	store := restoreRegistry(cfg, services) // registry from the parent or --state-file
+	adminLn, err := listenAll(cfg, services)
 	if err != nil {
 		return err
 	}
-	obs, err := newObservers(cfg, p)
+	obs, err := newObservers(cfg, services[0].pool)
 	if err != nil {
-		ln.Close()
-		adminLn.Close()
+		closeAll(services, adminLn)
 		return err
 	}
 	defer obs.closeLog()
-	srv := newServer(cfg, p, obs.list)
-	api := newAPI(cfg, p, srv, obs.metrics, ln.Addr(), adminLn.Addr())
+	sh := newShared(cfg)
+	for _, s := range services {
+		s.srv = newServer(cfg, s.cfg, s.pool, obs.list, sh)
+	}
+	api := newAPI(cfg, services, obs.metrics, sh, adminLn.Addr())
 	cfg.sec.warnOpenAdmin(cfg.log, adminLn.Addr())
 
 	bg, cancelBg := context.WithCancel(context.Background())
 	defer cancelBg()
-	go p.Maintain(bg, maintenance(cfg))
-	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(ln) }()
+	errc := make(chan error, 1+listenerCount(services))
+	for _, s := range services {
+		go s.pool.Maintain(bg, maintenance(cfg, s.cfg))
+		for _, ln := range s.lns {
+			go func() { errc <- s.srv.Serve(ln) }()
+		}
+	}
 	adminSrv := &adminServer{addr: cfg.admin, handler: api.Handler(), errc: errc} // pausable for upgrades
 	adminSrv.serve(adminLn)
-	cfg.log.Info("fulcrum serving", "listen", ln.Addr().String(), "admin", adminLn.Addr().String(),
-		"balance", cfg.policy.Name(), "static_backends", len(cfg.backends))
+	logServing(cfg, services, adminLn)
 	if store != nil {
 		go store.run(bg)
 		defer store.flush()
@@ -192,7 +199,7 @@ func run(ctx context.Context, cfg *config) error {
 	if err := cfg.handover.ready(); err != nil {
 		cfg.log.Error("cannot signal readiness; upgrades disabled", "err", err)
 	}
-	go cfg.handover.watch(bg, p, adminSrv, store)
+	go cfg.handover.watch(bg, services, adminSrv, store)
 
 	select {
 	case <-ctx.Done():
@@ -200,16 +207,95 @@ func run(ctx context.Context, cfg *config) error {
 	case err := <-errc:
 		return fmt.Errorf("server stopped: %w", err)
 	}
-	return drain(srv, adminSrv.server(), cfg)
+	return drain(services, adminSrv.server(), cfg)
 }
 
-func drain(srv *listener.Server, adminSrv *http.Server, cfg *config) error {
-	cfg.log.Info("shutting down: draining connections", "active", srv.ActiveConns(), "timeout", cfg.drainTimeout)
+// listenAll opens (or inherits after an upgrade) every service's listeners and the admin
+// listener. On failure it closes what it opened.
+func listenAll(cfg *config, services []*service) (adminLn net.Listener, err error) {
+	for _, s := range services {
+		for i, addr := range s.cfg.listen {
+			ln, err := cfg.handover.listen(listenRole(s.cfg.name, i), addr)
+			if err != nil {
+				closeAll(services, nil)
+				return nil, fmt.Errorf("service %s: listen %s: %w", s.cfg.name, addr, err)
+			}
+			s.lns = append(s.lns, ln)
+		}
+	}
+	if adminLn, err = cfg.handover.listen("admin", cfg.admin); err != nil {
+		closeAll(services, nil)
+		return nil, fmt.Errorf("admin listen %s: %w", cfg.admin, err)
+	}
+	return adminLn, nil
+}
+
+// listenRole names a listener for the upgrade hand-over; the default service's first keeps
+// the name it had before there were services, so an upgrade from such a process finds it.
+func listenRole(service string, i int) string {
+	if service == pool.DefaultService && i == 0 {
+		return "listen"
+	}
+	return fmt.Sprintf("service-%s-%d", service, i)
+}
+
+func closeAll(services []*service, adminLn net.Listener) {
+	for _, s := range services {
+		for _, ln := range s.lns {
+			ln.Close()
+		}
+		s.lns = nil
+	}
+	if adminLn != nil {
+		adminLn.Close()
+	}
+}
+
+func listenerCount(services []*service) int {
+	n := 0
+	for _, s := range services {
+		n += len(s.lns)
+	}
+	return n
+}
+
+func logServing(cfg *config, services []*service, adminLn net.Listener) {
+	def := services[0]
+	static := 0
+	for _, s := range services {
+		static += len(s.cfg.backends)
+	}
+	cfg.log.Info("fulcrum serving", "listen", def.lns[0].Addr().String(), "admin", adminLn.Addr().String(),
+		"balance", def.cfg.policy.Name(), "static_backends", static, "services", len(services))
+	for _, s := range services[1:] {
+		var addrs []string
+		for _, ln := range s.lns {
+			addrs = append(addrs, ln.Addr().String())
+		}
+		cfg.log.Info("service serving", "service", s.cfg.name, "listen", strings.Join(addrs, ","),
+			"balance", s.cfg.policy.Name(), "static_backends", len(s.cfg.backends))
+	}
+}
+
+// drain stops every service's server at once, letting established connections run on for up
+// to cfg.drainTimeout, then stops the admin API.
+func drain(services []*service, adminSrv *http.Server, cfg *config) error {
+	active := 0
+	for _, s := range services {
+		active += s.srv.ActiveConns()
+	}
+	cfg.log.Info("shutting down: draining connections", "active", active, "timeout", cfg.drainTimeout)
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.drainTimeout)
 	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
-		cfg.log.Warn("drain timeout: closed remaining connections", "err", err)
+	var wg sync.WaitGroup
+	for _, s := range services {
+		wg.Go(func() {
+			if err := s.srv.Shutdown(ctx); err != nil {
+				cfg.log.Warn("drain timeout: closed remaining connections", "service", s.cfg.name, "err", err)
+			}
+		})
 	}
+	wg.Wait()
 	actx, acancel := context.WithTimeout(context.Background(), time.Second)
 	defer acancel()
 	if err := adminSrv.Shutdown(actx); err != nil {

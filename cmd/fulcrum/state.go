@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,22 +30,37 @@ func persistFlags() []cli.Flag {
 // stateVersion is the format of state files and handover snapshots.
 const stateVersion = 1
 
-// stateDoc is a state file or a handover snapshot.
+// stateDoc is a state file or a handover snapshot: the default service's backends under
+// "backends" (as before there were services), every other service's under "services".
 type stateDoc struct {
-	Version  int           `json:"version"`
-	Saved    time.Time     `json:"saved"`
-	Backends []pool.Record `json:"backends"`
+	Version  int                      `json:"version"`
+	Saved    time.Time                `json:"saved"`
+	Backends []pool.Record            `json:"backends"`
+	Services map[string][]pool.Record `json:"services,omitempty"`
 }
 
-func encodeState(recs []pool.Record) ([]byte, error) {
-	b, err := json.MarshalIndent(stateDoc{Version: stateVersion, Saved: time.Now().UTC(), Backends: recs}, "", " ")
+func encodeState(services []*service) ([]byte, error) {
+	doc := stateDoc{Version: stateVersion, Saved: time.Now().UTC(), Backends: []pool.Record{}}
+	for _, s := range services {
+		recs := s.pool.Export()
+		if s.cfg.name == pool.DefaultService {
+			doc.Backends = recs
+			continue
+		}
+		if doc.Services == nil {
+			doc.Services = make(map[string][]pool.Record)
+		}
+		doc.Services[s.cfg.name] = recs
+	}
+	b, err := json.MarshalIndent(doc, "", " ")
 	if err != nil {
 		return nil, fmt.Errorf("encode state: %w", err)
 	}
 	return append(b, '\n'), nil
 }
 
-func decodeState(data []byte) ([]pool.Record, error) {
+// decodeState returns the records of every service in a state document, by service name.
+func decodeState(data []byte) (map[string][]pool.Record, error) {
 	var doc stateDoc
 	if err := json.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("decode state: %w", err)
@@ -52,7 +68,14 @@ func decodeState(data []byte) ([]pool.Record, error) {
 	if doc.Version != stateVersion {
 		return nil, fmt.Errorf("decode state: version %d, want %d", doc.Version, stateVersion)
 	}
-	return doc.Backends, nil
+	out := map[string][]pool.Record{pool.DefaultService: doc.Backends}
+	for name, recs := range doc.Services {
+		if _, err := pool.ParseServiceName(name); err != nil || name == pool.DefaultService {
+			return nil, fmt.Errorf("decode state: service %q: not a service name", name)
+		}
+		out[name] = recs
+	}
+	return out, nil
 }
 
 // stateStore keeps --state-file in step with the pool. Membership, weight and state changes
@@ -60,9 +83,9 @@ func decodeState(data []byte) ([]pool.Record, error) {
 // change is on disk; heartbeat-only changes mark the file stale and run saves them at most once
 // a second. Concurrent changes share saves: a save covers every change made before it exported.
 type stateStore struct {
-	path string
-	pool *pool.Pool
-	log  *slog.Logger
+	path     string
+	services []*service
+	log      *slog.Logger
 
 	changes atomic.Uint64 // bumped after every change
 
@@ -72,8 +95,8 @@ type stateStore struct {
 	failed bool       // the last save failed (logged once per failure streak)
 }
 
-func newStateStore(path string, p *pool.Pool, log *slog.Logger) *stateStore {
-	return &stateStore{path: path, pool: p, log: log}
+func newStateStore(path string, services []*service, log *slog.Logger) *stateStore {
+	return &stateStore{path: path, services: services, log: log}
 }
 
 // onChange is the pool's OnChange hook.
@@ -93,7 +116,7 @@ func (s *stateStore) saveCovering(n uint64) {
 		return
 	}
 	covered := s.changes.Load() // every change up to here is visible to Export below
-	data, err := encodeState(s.pool.Export())
+	data, err := encodeState(s.services)
 	if err == nil {
 		err = writeFileAtomic(s.path, data)
 	}
@@ -190,7 +213,7 @@ func syncDir(dir string) error {
 // loadStateFile restores the registry saved at path. A missing file is a first start. A file
 // that cannot be read, decoded or imported is logged as an error and moved aside to
 // PATH.corrupt-<unix time>: the balancer starts empty rather than not at all.
-func loadStateFile(path string, p *pool.Pool, log *slog.Logger) {
+func loadStateFile(path string, services []*service, log *slog.Logger) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		log.Info("no state file yet; starting empty", "path", path)
@@ -198,7 +221,7 @@ func loadStateFile(path string, p *pool.Pool, log *slog.Logger) {
 	}
 	var n int
 	if err == nil {
-		n, err = importState(p, data)
+		n, err = importState(services, data, log)
 	}
 	if err != nil {
 		quarantine(path, err, log)
@@ -216,29 +239,47 @@ func quarantine(path string, cause error, log *slog.Logger) {
 	log.Error("state file unusable; moved aside, starting empty", "path", path, "moved_to", aside, "err", cause)
 }
 
-// restoreRegistry fills a fresh pool, before it serves: from the parent process's snapshot
-// after an upgrade, otherwise from --state-file. It then returns the store that keeps the
-// state file in step (nil without --state-file), already attached to the pool.
-func restoreRegistry(cfg *config, p *pool.Pool) *stateStore {
-	if !cfg.handover.restore(p) && cfg.stateFile != "" {
-		loadStateFile(cfg.stateFile, p, cfg.log)
+// restoreRegistry fills the fresh pools, before they serve: from the parent process's
+// snapshot after an upgrade, otherwise from --state-file. It then returns the store that keeps
+// the state file in step (nil without --state-file), already attached to every pool.
+func restoreRegistry(cfg *config, services []*service) *stateStore {
+	if !cfg.handover.restore(services) && cfg.stateFile != "" {
+		loadStateFile(cfg.stateFile, services, cfg.log)
 	}
 	if cfg.stateFile == "" {
 		return nil
 	}
-	s := newStateStore(cfg.stateFile, p, cfg.log)
-	p.OnChange = s.onChange
+	s := newStateStore(cfg.stateFile, services, cfg.log)
+	for _, svc := range services {
+		svc.pool.OnChange = s.onChange
+	}
 	s.changes.Add(1)
 	s.flush() // the file now says what this process serves
 	return s
 }
 
-// importState decodes a saved or inherited registry and loads it into p; it returns how many
-// backends it restored.
-func importState(p *pool.Pool, data []byte) (int, error) {
-	recs, err := decodeState(data)
+// importState decodes a saved or inherited registry and loads each service's records into
+// its pool; it returns how many backends it restored. A service no longer configured loses
+// its backends, with a warning that names them.
+func importState(services []*service, data []byte, log *slog.Logger) (int, error) {
+	byService, err := decodeState(data)
 	if err != nil {
 		return 0, err
 	}
-	return p.Import(recs)
+	total := 0
+	for name, recs := range byService {
+		i := slices.IndexFunc(services, func(s *service) bool { return s.cfg.name == name })
+		if i < 0 {
+			if len(recs) > 0 {
+				log.Warn("state names a service that is not configured; its backends are dropped", "service", name, "backends", len(recs))
+			}
+			continue
+		}
+		n, err := services[i].pool.Import(recs)
+		if err != nil {
+			return total, fmt.Errorf("service %s: %w", name, err)
+		}
+		total += n
+	}
+	return total, nil
 }

@@ -13,7 +13,7 @@ func newTestStore(t *testing.T) (*stateStore, *pool.Pool, string) {
 	log := quiet
 	path := filepath.Join(t.TempDir(), "state.json")
 	p := &pool.Pool{Logger: log}
-	s := newStateStore(path, p, log)
+	s := newStateStore(path, []*service{{cfg: serviceConfig{name: pool.DefaultService}, pool: p}}, log)
 	p.OnChange = s.onChange
 	return s, p, path
 }
@@ -27,12 +27,12 @@ func savedKeys(t *testing.T, path string) map[string]bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	recs, err := decodeState(data)
+	byService, err := decodeState(data)
 	if err != nil {
 		t.Fatal(err)
 	}
 	keys := map[string]bool{}
-	for _, r := range recs {
+	for _, r := range byService[pool.DefaultService] {
 		keys[pool.Address{Host: r.Host, Port: r.Port}.Key()] = true
 	}
 	return keys

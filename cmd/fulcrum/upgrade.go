@@ -20,7 +20,6 @@ import (
 	"github.com/cloudflare/tableflip"
 
 	"github.com/fulcrumlb/fulcrum/admin"
-	"github.com/fulcrumlb/fulcrum/pool"
 )
 
 // Zero-downtime upgrades. On SIGHUP the running process starts its successor (the binary at
@@ -133,20 +132,9 @@ func (h *handover) exit() <-chan struct{} {
 	return h.upg.Exit()
 }
 
-// listenBoth opens (or inherits) the balanced and the admin listener.
-func (h *handover) listenBoth(listen, adminAddr string) (ln, adminLn net.Listener, err error) {
-	if ln, err = h.listen("listen", listen); err != nil {
-		return nil, nil, fmt.Errorf("listen %s: %w", listen, err)
-	}
-	if adminLn, err = h.listen("admin", adminAddr); err != nil {
-		ln.Close()
-		return nil, nil, fmt.Errorf("admin listen %s: %w", adminAddr, err)
-	}
-	return ln, adminLn, nil
-}
-
-// restore imports the parent's registry snapshot into p; it reports whether there was one.
-func (h *handover) restore(p *pool.Pool) bool {
+// restore imports the parent's registry snapshot into the services' pools; it reports whether
+// there was one.
+func (h *handover) restore(services []*service) bool {
 	if h == nil || !h.upg.HasParent() {
 		return false
 	}
@@ -159,7 +147,7 @@ func (h *handover) restore(p *pool.Pool) bool {
 	data, err := readInherited(f)
 	var n int
 	if err == nil {
-		n, err = importState(p, data)
+		n, err = importState(services, data, h.log)
 	}
 	if err != nil {
 		h.log.Error("upgrade: registry from the previous process unusable", "err", err)
@@ -184,7 +172,7 @@ func readInherited(f *os.File) ([]byte, error) {
 }
 
 // watch upgrades on every SIGHUP until ctx ends or an upgrade succeeds.
-func (h *handover) watch(ctx context.Context, p *pool.Pool, as *adminServer, store *stateStore) {
+func (h *handover) watch(ctx context.Context, services []*service, as *adminServer, store *stateStore) {
 	if h == nil {
 		return
 	}
@@ -195,7 +183,7 @@ func (h *handover) watch(ctx context.Context, p *pool.Pool, as *adminServer, sto
 		case <-h.exit():
 			return
 		case <-h.hup:
-			if err := h.upgrade(ctx, p, as, store); err != nil {
+			if err := h.upgrade(ctx, services, as, store); err != nil {
 				h.log.Error("upgrade failed; still serving", "err", err)
 				continue
 			}
@@ -207,7 +195,7 @@ func (h *handover) watch(ctx context.Context, p *pool.Pool, as *adminServer, sto
 
 // upgrade pauses the admin API, hands the registry and the sockets to a successor and waits
 // until it is ready. On failure the admin API serves again.
-func (h *handover) upgrade(ctx context.Context, p *pool.Pool, as *adminServer, store *stateStore) error {
+func (h *handover) upgrade(ctx context.Context, services []*service, as *adminServer, store *stateStore) error {
 	h.log.Info("SIGHUP: starting the successor process")
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	resume, err := as.pause(pctx)
@@ -218,7 +206,7 @@ func (h *handover) upgrade(ctx context.Context, p *pool.Pool, as *adminServer, s
 	if store != nil {
 		store.freeze()
 	}
-	err = h.addSnapshot(p)
+	err = h.addSnapshot(services)
 	if err == nil {
 		err = h.upg.Upgrade()
 	}
@@ -234,9 +222,10 @@ func (h *handover) upgrade(ctx context.Context, p *pool.Pool, as *adminServer, s
 	return nil
 }
 
-// addSnapshot writes the registry to an unlinked temporary file that the successor inherits.
-func (h *handover) addSnapshot(p *pool.Pool) error {
-	data, err := encodeState(p.Export())
+// addSnapshot writes every service's registry to an unlinked temporary file that the
+// successor inherits.
+func (h *handover) addSnapshot(services []*service) error {
+	data, err := encodeState(services)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,295 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"gopkg.in/yaml.v3"
+
+	"github.com/fulcrumlb/fulcrum/listener"
+	"github.com/fulcrumlb/fulcrum/pool"
+)
+
+// Several services in one balancer. The top-level flags define the service named "default";
+// --service NAME=ADDR adds one that listens on ADDR with the top-level options, and the config
+// file's services: list adds services with options of their own. Services are configured
+// here and nowhere else: a heartbeat can join a service, never create one.
+
+// serviceConfig is one balanced service: its name, where it listens, and its own pool and
+// traffic options.
+type serviceConfig struct {
+	name     string
+	listen   []string
+	policy   pool.Policy
+	backends []pool.Address // static
+	traffic  trafficConfig
+}
+
+// trafficConfig is what each service may set for itself; what it does not set it takes from
+// the top-level flags.
+type trafficConfig struct {
+	connectTimeout time.Duration
+	retries        int
+	maxPerConn     int
+	queueTimeout   time.Duration
+	idleTimeout    time.Duration
+	slowStart      time.Duration
+	healthInterval time.Duration
+	healthFall     int
+	healthRise     int
+	proxy          listener.ProxyProtocol
+}
+
+func (tc trafficConfig) check() error {
+	rc := resilienceConfig{healthInterval: tc.healthInterval, healthFall: tc.healthFall, healthRise: tc.healthRise,
+		slowStart: tc.slowStart, maxPerConn: tc.maxPerConn, queueTimeout: tc.queueTimeout, idleTimeout: tc.idleTimeout}
+	switch {
+	case tc.connectTimeout <= 0:
+		return errors.New("--connect-timeout must be positive")
+	case tc.retries < 0:
+		return errors.New("--retries must not be negative")
+	case tc.proxy.HeaderTimeout <= 0:
+		return errors.New("--proxy-header-timeout must be positive")
+	}
+	return rc.check()
+}
+
+// serviceFlags are the flags that add services.
+func serviceFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringSliceFlag{Name: "service", Usage: "add a service `NAME=ADDR` listening on ADDR with the top-level options (repeatable; a name given twice listens on both); --backend NAME=HOST:PORT adds its static backends", EnvVars: env("SERVICE")},
+	}
+}
+
+// defaultService is the service the top-level flags define.
+func defaultService(cfg *config) serviceConfig {
+	rc := cfg.resilience
+	return serviceConfig{
+		name:   pool.DefaultService,
+		listen: []string{cfg.listen},
+		policy: cfg.policy,
+		traffic: trafficConfig{
+			connectTimeout: cfg.connectTimeout, retries: cfg.retries,
+			maxPerConn: rc.maxPerConn, queueTimeout: rc.queueTimeout, idleTimeout: rc.idleTimeout,
+			slowStart: rc.slowStart, healthInterval: rc.healthInterval, healthFall: rc.healthFall,
+			healthRise: rc.healthRise, proxy: cfg.operating.proxy,
+		},
+	}
+}
+
+// parseServices builds every service: default from the top-level flags, then the config
+// file's services: list, then --service flags; then it gives each --backend to its service.
+func parseServices(c *cli.Context, cfg *config) ([]serviceConfig, error) {
+	services := []serviceConfig{defaultService(cfg)}
+	if path := c.String(configFlag); path != "" {
+		fromFile, err := readServicesFile(path, services[0])
+		if err != nil {
+			return nil, err
+		}
+		services = append(services, fromFile...)
+	}
+	var err error
+	for _, v := range c.StringSlice("service") {
+		if services, err = addServiceFlag(services, v); err != nil {
+			return nil, err
+		}
+	}
+	for _, v := range c.StringSlice("backend") {
+		if err := addBackendFlag(services, v); err != nil {
+			return nil, err
+		}
+	}
+	return services, nil
+}
+
+// addServiceFlag applies one --service NAME=ADDR.
+func addServiceFlag(services []serviceConfig, v string) ([]serviceConfig, error) {
+	name, addr, ok := strings.Cut(v, "=")
+	if !ok || addr == "" {
+		return nil, fmt.Errorf("--service %q: want NAME=ADDR", v)
+	}
+	if _, err := pool.ParseServiceName(name); err != nil {
+		return nil, fmt.Errorf("--service: %w", err)
+	}
+	if name == pool.DefaultService {
+		return nil, fmt.Errorf("--service %q: the default service listens on --listen", v)
+	}
+	i := slices.IndexFunc(services, func(s serviceConfig) bool { return s.name == name })
+	if i < 0 {
+		s := services[0] // the top-level options
+		s.name, s.listen, s.backends = name, nil, nil
+		services = append(services, s)
+		i = len(services) - 1
+	}
+	services[i].listen = append(services[i].listen, addr)
+	return services, nil
+}
+
+// addBackendFlag applies one --backend [NAME=]HOST:PORT.
+func addBackendFlag(services []serviceConfig, v string) error {
+	name, hostPort, named := strings.Cut(v, "=")
+	if !named {
+		name, hostPort = pool.DefaultService, v
+	}
+	a, err := pool.ParseAddress(hostPort)
+	if err != nil {
+		return fmt.Errorf("--backend %q: %w", v, err)
+	}
+	i := slices.IndexFunc(services, func(s serviceConfig) bool { return s.name == name })
+	if i < 0 {
+		return fmt.Errorf("--backend %q: no service named %q (define it with --service or in the config file)", v, name)
+	}
+	services[i].backends = append(services[i].backends, a)
+	return nil
+}
+
+// serviceSpec is one item of the config file's services: list. A nil option is not set: the
+// service takes the top-level value.
+type serviceSpec struct {
+	Name                string         `yaml:"name"`
+	Listen              stringList     `yaml:"listen"`
+	Balance             string         `yaml:"balance"`
+	Backends            stringList     `yaml:"backends"`
+	ConnectTimeout      *time.Duration `yaml:"connect-timeout"`
+	Retries             *int           `yaml:"retries"`
+	MaxConnsPerBackend  *int           `yaml:"max-conns-per-backend"`
+	QueueTimeout        *time.Duration `yaml:"queue-timeout"`
+	IdleTimeout         *time.Duration `yaml:"idle-timeout"`
+	SlowStart           *time.Duration `yaml:"slow-start"`
+	HealthInterval      *time.Duration `yaml:"health-interval"`
+	HealthFall          *int           `yaml:"health-fall"`
+	HealthRise          *int           `yaml:"health-rise"`
+	ProxyProtocol       *string        `yaml:"proxy-protocol"`
+	AcceptProxyProtocol stringList     `yaml:"accept-proxy-protocol"`
+	ProxyHeaderTimeout  *time.Duration `yaml:"proxy-header-timeout"`
+}
+
+// stringList is a YAML list of strings that may also be written as one scalar.
+type stringList []string
+
+func (l *stringList) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		*l = stringList{n.Value}
+		return nil
+	}
+	var list []string
+	if err := n.Decode(&list); err != nil {
+		return err
+	}
+	*l = list
+	return nil
+}
+
+// readServicesFile reads the services: list of the config file, if it has one. Unknown keys
+// are errors, as everywhere in the file.
+func readServicesFile(path string, top serviceConfig) ([]serviceConfig, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config file: %w", err)
+	}
+	var doc struct {
+		Services yaml.Node `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(data, &doc); err != nil || doc.Services.Kind == 0 {
+		return nil, nil // not a map (readConfigFile says so), or no services: list
+	}
+	var specs []serviceSpec
+	dec := yaml.NewDecoder(bytes.NewReader(mustEncode(&doc.Services)))
+	dec.KnownFields(true)
+	if err := dec.Decode(&specs); err != nil {
+		return nil, fmt.Errorf("config file %s: services: %w", path, err)
+	}
+	var out []serviceConfig
+	for i, spec := range specs {
+		s, err := spec.build(top)
+		if err != nil {
+			return nil, fmt.Errorf("config file %s: services[%d]: %w", path, i, err)
+		}
+		if s.name == pool.DefaultService || slices.ContainsFunc(out, func(o serviceConfig) bool { return o.name == s.name }) {
+			return nil, fmt.Errorf("config file %s: services[%d]: service %q defined twice (the default service is the top level)", path, i, s.name)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func mustEncode(n *yaml.Node) []byte {
+	b, err := yaml.Marshal(n)
+	if err != nil {
+		panic(fmt.Sprintf("re-encoding a parsed YAML node: %v", err)) // a node yaml itself parsed
+	}
+	return b
+}
+
+// build turns a services: item into a service, taking what it leaves unset from top.
+func (spec serviceSpec) build(top serviceConfig) (serviceConfig, error) {
+	s := serviceConfig{policy: top.policy, traffic: top.traffic}
+	var err error
+	if s.name, err = pool.ParseServiceName(spec.Name); err != nil {
+		return s, err
+	}
+	if len(spec.Listen) == 0 {
+		return s, fmt.Errorf("service %s: listen: at least one address", s.name)
+	}
+	s.listen = spec.Listen
+	if spec.Balance != "" {
+		if s.policy, err = pool.ParsePolicy(spec.Balance); err != nil {
+			return s, fmt.Errorf("service %s: balance: %w", s.name, err)
+		}
+	}
+	for _, b := range spec.Backends {
+		a, err := pool.ParseAddress(b)
+		if err != nil {
+			return s, fmt.Errorf("service %s: backends: %w", s.name, err)
+		}
+		s.backends = append(s.backends, a)
+	}
+	if err := spec.applyTraffic(&s.traffic); err != nil {
+		return s, fmt.Errorf("service %s: %w", s.name, err)
+	}
+	return s, s.traffic.check()
+}
+
+func (spec serviceSpec) applyTraffic(tc *trafficConfig) error {
+	setIf(&tc.connectTimeout, spec.ConnectTimeout)
+	setIf(&tc.retries, spec.Retries)
+	setIf(&tc.maxPerConn, spec.MaxConnsPerBackend)
+	setIf(&tc.queueTimeout, spec.QueueTimeout)
+	setIf(&tc.idleTimeout, spec.IdleTimeout)
+	setIf(&tc.slowStart, spec.SlowStart)
+	setIf(&tc.healthInterval, spec.HealthInterval)
+	setIf(&tc.healthFall, spec.HealthFall)
+	setIf(&tc.healthRise, spec.HealthRise)
+	setIf(&tc.proxy.HeaderTimeout, spec.ProxyHeaderTimeout)
+	if spec.ProxyProtocol != nil {
+		v, err := listener.ParseProxyVersion(*spec.ProxyProtocol)
+		if err != nil {
+			return fmt.Errorf("proxy-protocol: %w", err)
+		}
+		tc.proxy.Send = v
+	}
+	if spec.AcceptProxyProtocol != nil {
+		tc.proxy.Accept = nil
+		for _, s := range spec.AcceptProxyProtocol {
+			p, err := netip.ParsePrefix(s)
+			if err != nil {
+				return fmt.Errorf("accept-proxy-protocol %q: %w", s, err)
+			}
+			tc.proxy.Accept = append(tc.proxy.Accept, p.Masked())
+		}
+	}
+	return nil
+}
+
+func setIf[T any](dst *T, v *T) {
+	if v != nil {
+		*dst = *v
+	}
+}

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"io"
+	"net"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fulcrumlb/fulcrum/pool"
+)
+
+// parseServeArgs runs serve's flag parsing and parseConfig on args.
+func parseServeArgs(t *testing.T, args ...string) (*config, error) {
+	t.Helper()
+	c, err := serveContext(t, args...)
+	if err != nil {
+		return nil, err
+	}
+	return parseConfig(c)
+}
+
+func serviceNamed(cfg *config, name string) *serviceConfig {
+	i := slices.IndexFunc(cfg.services, func(s serviceConfig) bool { return s.name == name })
+	if i < 0 {
+		return nil
+	}
+	return &cfg.services[i]
+}
+
+func TestServiceFlags(t *testing.T) {
+	cfg, err := parseServeArgs(t, "--listen", "127.0.0.1:7000", "--retries", "4",
+		"--service", "db=127.0.0.1:7001", "--service", "db=127.0.0.1:7002", "--service", "cache=127.0.0.1:7003",
+		"--backend", "10.0.0.1:80", "--backend", "db=10.0.0.2:5432", "--backend", "db=10.0.0.3:5432")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.services) != 3 || cfg.services[0].name != pool.DefaultService {
+		t.Fatalf("services %+v", cfg.services)
+	}
+	def, db, cache := cfg.services[0], serviceNamed(cfg, "db"), serviceNamed(cfg, "cache")
+	if !slices.Equal(def.listen, []string{"127.0.0.1:7000"}) || len(def.backends) != 1 || def.backends[0].Key() != "10.0.0.1:80" {
+		t.Errorf("default %+v", def)
+	}
+	if !slices.Equal(db.listen, []string{"127.0.0.1:7001", "127.0.0.1:7002"}) || len(db.backends) != 2 || db.backends[1].Key() != "10.0.0.3:5432" {
+		t.Errorf("db %+v", db)
+	}
+	if len(cache.backends) != 0 || cache.traffic.retries != 4 || cache.policy.Name() != "leastconn" {
+		t.Errorf("cache does not take the top-level options: %+v", cache)
+	}
+}
+
+func TestServiceFlagErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--service", "db"}, "NAME=ADDR"},
+		{[]string{"--service", "DB=127.0.0.1:1"}, "service name"},
+		{[]string{"--service", strings.Repeat("x", 64) + "=127.0.0.1:1"}, "service name"},
+		{[]string{"--service", "default=127.0.0.1:1"}, "--listen"},
+		{[]string{"--backend", "nosuch=10.0.0.1:80"}, `no service named "nosuch"`},
+		{[]string{"--service", "db=127.0.0.1:1", "--backend", "db=10.0.0.1"}, "--backend"},
+	} {
+		if _, err := parseServeArgs(t, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v, want one containing %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+func TestServicesFromConfigFile(t *testing.T) {
+	path := writeConfig(t, `
+listen: 127.0.0.1:7000
+connect-timeout: 3s
+retries: 1
+services:
+  - name: db
+    listen: [127.0.0.1:7001, 127.0.0.1:7002]
+    balance: p2c
+    backends: [10.0.0.2:5432]
+    connect-timeout: 1s
+    max-conns-per-backend: 10
+    idle-timeout: 5m
+    proxy-protocol: v2
+    accept-proxy-protocol: 10.1.0.0/16
+    health-fall: 5
+  - name: web
+    listen: 127.0.0.1:7003
+`)
+	cfg, err := parseServeArgs(t, "--config", path, "--service", "cache=127.0.0.1:7004")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, web := serviceNamed(cfg, "db"), serviceNamed(cfg, "web")
+	if db == nil || web == nil || serviceNamed(cfg, "cache") == nil || len(cfg.services) != 4 {
+		t.Fatalf("services %+v", cfg.services)
+	}
+	tc := db.traffic
+	if len(db.listen) != 2 || db.policy.Name() != "p2c" || len(db.backends) != 1 || tc.connectTimeout != time.Second ||
+		tc.retries != 1 || tc.maxPerConn != 10 || tc.idleTimeout != 5*time.Minute || tc.proxy.Send != 2 ||
+		len(tc.proxy.Accept) != 1 || tc.healthFall != 5 || tc.healthRise != 2 {
+		t.Errorf("db %+v", db)
+	}
+	if !slices.Equal(web.listen, []string{"127.0.0.1:7003"}) || web.traffic.connectTimeout != 3*time.Second || web.policy.Name() != "leastconn" {
+		t.Errorf("web does not take the top-level options: %+v", web)
+	}
+}
+
+func TestServicesConfigFileErrors(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"services:\n  - name: db\n", "listen"},
+		{"services:\n  - name: Db\n    listen: 127.0.0.1:1\n", "service name"},
+		{"services:\n  - name: db\n    listen: 127.0.0.1:1\n    colour: red\n", "colour"},
+		{"services:\n  - name: db\n    listen: 127.0.0.1:1\n  - name: db\n    listen: 127.0.0.1:2\n", "defined twice"},
+		{"services:\n  - name: default\n    listen: 127.0.0.1:1\n", "defined twice"},
+		{"services:\n  - name: db\n    listen: 127.0.0.1:1\n    balance: random\n", "balance"},
+		{"services:\n  - name: db\n    listen: 127.0.0.1:1\n    retries: -1\n", "--retries"},
+		{"services:\n  - name: db\n    listen: 127.0.0.1:1\n    connect-timeout: soon\n", "services"},
+		{"services: db\n", "services"},
+	} {
+		_, err := parseServeArgs(t, "--config", writeConfig(t, tc.yaml))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want one containing %q", tc.yaml, err, tc.want)
+		}
+	}
+}
+
+// nameHandler answers every connection with name and closes.
+func nameHandler(name string) func(net.Conn) error {
+	return func(c net.Conn) error {
+		defer c.Close()
+		_, err := io.WriteString(c, name)
+		return err
+	}
+}
+
+func readAll(t *testing.T, addr string) string {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	b, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestServicesRouteApart: each service's port reaches only its own backends.
+func TestServicesRouteApart(t *testing.T) {
+	web, db := startBackend(t, nameHandler("web")), startBackend(t, nameHandler("db"))
+	dbAddr := resFreeAddr(t)
+	listen, _ := resServe(t, "--backend", web.addr(), "--service", "db="+dbAddr, "--backend", "db="+db.addr(), "--health-interval", "0")
+	for range 3 {
+		if got := readAll(t, listen); got != "web" {
+			t.Fatalf("default service reached %q", got)
+		}
+		if got := readAll(t, dbAddr); got != "db" {
+			t.Fatalf("db service reached %q", got)
+		}
+	}
+}
+
+// TestStateCarriesServices: a state document holds every service's backends and gives each
+// back to its own service; a service no longer configured is dropped, not misplaced.
+func TestStateCarriesServices(t *testing.T) {
+	mk := func(names ...string) []*service {
+		var out []*service
+		for _, n := range names {
+			out = append(out, &service{cfg: serviceConfig{name: n}, pool: &pool.Pool{Logger: quiet}})
+		}
+		return out
+	}
+	from := mk(pool.DefaultService, "db", "gone")
+	a := pool.Address{Host: "10.0.0.1", Port: 80}
+	for _, s := range from {
+		s.pool.Register(a, 1) // the same address in every service
+	}
+	from[1].pool.Register(pool.Address{Host: "10.0.0.2", Port: 5432}, 3)
+	data, err := encodeState(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := mk(pool.DefaultService, "db")
+	n, err := importState(to, data, quiet)
+	if err != nil || n != 3 {
+		t.Fatalf("imported %d, %v; want 3", n, err)
+	}
+	if to[0].pool.Len() != 1 || to[1].pool.Len() != 2 {
+		t.Fatalf("default has %d, db %d backends", to[0].pool.Len(), to[1].pool.Len())
+	}
+	if st, ok := to[1].pool.Lookup("10.0.0.2:5432"); !ok || st.Weight != 3 {
+		t.Fatalf("db backend %+v", st)
+	}
+	if _, err := decodeState([]byte(`{"version":1,"backends":[],"services":{"Bad Name":[]}}`)); err == nil {
+		t.Fatal("a malformed service name in a state document was accepted")
+	}
+}
