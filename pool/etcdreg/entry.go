@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/fulcrumlb/fulcrum/pool"
 )
 
 // Entry is one backend as etcd holds it, under Prefix/Service/HostPort.
@@ -48,18 +50,10 @@ func decodeValue(b []byte) (value, error) {
 // ErrInvalid marks a service name or backend address that cannot be a key.
 var ErrInvalid = errors.New("etcdreg: invalid key")
 
-// maxServiceLen is the longest service name.
-const maxServiceLen = 63
-
-// checkService accepts 1 to 63 characters of a-z, 0-9, '-', '_' and '.'.
+// checkService accepts the names pool.ParseServiceName accepts.
 func checkService(s string) error {
-	if s == "" || len(s) > maxServiceLen {
-		return fmt.Errorf("%w: service name %q: want 1 to %d characters", ErrInvalid, s, maxServiceLen)
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
-			return fmt.Errorf("%w: service name %q: character %q not allowed", ErrInvalid, s, r)
-		}
+	if _, err := pool.ParseServiceName(s); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return nil
 }

@@ -10,11 +10,14 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/fulcrumlb/fulcrum/pool"
 )
 
 // ErrUnavailable marks a call that etcd did not answer in time, or answered that it cannot
-// serve (no leader, no quorum). The call may or may not have taken effect.
-var ErrUnavailable = errors.New("etcdreg: etcd unavailable")
+// serve (no leader, no quorum). The call may or may not have taken effect. It is
+// pool.ErrUnavailable, so that callers of a pool.Registry recognise it.
+var ErrUnavailable = pool.ErrUnavailable
 
 // health is whether etcd answered the last call. Every call reports its outcome; the first
 // failure after a success logs the loss once, the first success after a failure logs the
