@@ -31,6 +31,9 @@ type API struct {
 	// Overview adds listeners, uptime and listener totals to /upstream/status for the status
 	// page; nil means those fields are left out.
 	Overview *Overview
+	// Shared is the registry shared with other balancers, whose kind and health the status
+	// and metrics report; nil means Registry is this process's own (in memory).
+	Shared SharedRegistry
 }
 
 // Handler returns the API's routes.
@@ -155,7 +158,10 @@ type statusReply struct {
 	Servers   []server `json:"servers"`
 	Total     int      `json:"total"`
 	Timestamp float64  `json:"timestamp"`
-	*overview          // listeners, uptime, listener totals: only when API.Overview is set
+	// The registry's kind and health: with an Overview or a shared registry (registryState).
+	Registry        *string `json:"registry,omitempty"`
+	RegistryHealthy *bool   `json:"registry_healthy,omitempty"`
+	*overview               // listeners, uptime, listener totals: only when API.Overview is set
 }
 
 func (a *API) status(w http.ResponseWriter, r *http.Request) {
@@ -177,6 +183,10 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 			BytesIn:       s.BytesIn,
 			BytesOut:      s.BytesOut,
 		})
+	}
+	if a.Overview != nil || a.Shared != nil {
+		st := a.registryState()
+		reply.Registry, reply.RegistryHealthy = &st.Registry, &st.RegistryHealthy
 	}
 	reply.overview = a.Overview.fields()
 	writeJSON(w, http.StatusOK, reply)
