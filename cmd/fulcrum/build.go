@@ -42,7 +42,7 @@ func newPools(cfg *config) ([]*service, error) {
 func newPool(cfg *config, sc serviceConfig) (*pool.Pool, error) {
 	tc := sc.traffic
 	p := &pool.Pool{
-		TTL:                cfg.ttl,
+		TTL:                cfg.localTTL(), // registry.go: 0 when etcd expires backends
 		Policy:             sc.policy,
 		Logger:             cfg.log.With("service", sc.name),
 		MaxBackends:        cfg.sec.maxBackends,
@@ -142,8 +142,8 @@ func newServer(cfg *config, sc serviceConfig, p *pool.Pool, obs listener.Observe
 
 // newAPI builds the admin API over every service. adminAddr is the admin listener's bound
 // address: the loop check needs it and every service's listen address, and the status page
-// shows them.
-func newAPI(cfg *config, services []*service, m *admin.Metrics, sh shared, adminAddr net.Addr) *admin.API {
+// shows them. reg is the etcd registry, nil for the in-memory one.
+func newAPI(cfg *config, services []*service, m *admin.Metrics, sh shared, adminAddr net.Addr, reg *sharedRegistry) *admin.API {
 	def := services[0]
 	var listen []string
 	self := addrPorts(adminAddr)
@@ -154,7 +154,8 @@ func newAPI(cfg *config, services []*service, m *admin.Metrics, sh shared, admin
 		}
 	}
 	return &admin.API{
-		Registry:       def.pool,
+		Registry:       reg.registry(def),
+		Shared:         reg.health(),
 		TrustedProxies: cfg.trusted,
 		Logger:         cfg.log,
 		Security: admin.Security{

@@ -65,7 +65,7 @@ func TestObserversAndAPI(t *testing.T) {
 			}
 			sh := newShared(cfg)
 			svc.srv = newServer(cfg, svc.cfg, svc.pool, obs.list, sh)
-			api := newAPI(cfg, []*service{svc}, obs.metrics, sh, adminLn.Addr())
+			api := newAPI(cfg, []*service{svc}, obs.metrics, sh, adminLn.Addr(), nil)
 			if !slices.ContainsFunc(obs.list, func(o listener.Observer) bool { return o == listener.BackendBytes{} }) {
 				t.Fatal("no BackendBytes observer: backends' byte totals would not be counted")
 			}

@@ -80,6 +80,9 @@ func (s *Store) Close() error {
 	return err
 }
 
+// Kind names the registry: "etcd".
+func (s *Store) Kind() string { return "etcd" }
+
 // Healthy reports whether etcd answered the last call (a write, a read or the periodic probe).
 func (s *Store) Healthy() bool {
 	up, _ := s.health.healthy()
