@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fulcrumlb/fulcrum/pool"
 	"github.com/fulcrumlb/fulcrum/pool/etcdreg/etcdtest"
 )
 
@@ -50,8 +51,10 @@ func BenchmarkHeartbeat(b *testing.B) {
 	}
 }
 
-// signalSink tells, for each backend it is waiting for, when it arrives.
+// signalSink applies what it receives to a local pool through a Mirror and tells, for each
+// backend it is waiting for, when it became routable there.
 type signalSink struct {
+	mirror  *Mirror
 	mu      sync.Mutex
 	waiting map[string]chan time.Time // hostport → told the arrival time once
 }
@@ -64,9 +67,13 @@ func (s *signalSink) expect(hostport string) chan time.Time {
 	return ch
 }
 
-func (s *signalSink) Resync([]Entry)        {}
-func (s *signalSink) Delete(string, string) {}
+func (s *signalSink) Resync(all []Entry)              { s.mirror.Resync(all) }
+func (s *signalSink) Delete(service, hostport string) { s.mirror.Delete(service, hostport) }
 func (s *signalSink) Upsert(e Entry) {
+	s.mirror.Upsert(e)
+	if st, ok := s.mirror.Pools[e.Service].Lookup(e.HostPort); !ok || st.State != pool.StateUp {
+		return
+	}
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -77,12 +84,13 @@ func (s *signalSink) Upsert(e Entry) {
 }
 
 // BenchmarkPropagation measures how long a new backend's first heartbeat at instance A takes
-// to reach the sink of instance B, from the call's start: p50 and p99 over b.N backends
-// (run it with -benchtime=500x or so).
+// to become routable in instance B's pool, from the call's start: p50 and p99 over b.N
+// backends (run it with -benchtime=500x or so).
 func BenchmarkPropagation(b *testing.B) {
 	c := etcdtest.Start(b, 3)
 	a, other := openStore(b, c, "/prop", 30*time.Second), openStore(b, c, "/prop", 30*time.Second)
-	sk := &signalSink{waiting: map[string]chan time.Time{}}
+	sk := &signalSink{waiting: map[string]chan time.Time{},
+		mirror: &Mirror{Pools: map[string]*pool.Pool{"web": {Logger: quiet}}, Logger: quiet}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
