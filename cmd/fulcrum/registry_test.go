@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fulcrumlb/fulcrum/pool"
+	"github.com/fulcrumlb/fulcrum/pool/etcdreg"
 	"github.com/fulcrumlb/fulcrum/pool/etcdreg/etcdtest"
 )
 
@@ -244,6 +247,9 @@ func TestEtcdOutageKeepsRoutingAndConverges(t *testing.T) {
 	if took := time.Since(start); took > 5*time.Second {
 		t.Fatalf("add with etcd down answered after %v", took)
 	}
+	if body, _, _ := adminGet(bs[0].admn, "/metrics"); !strings.Contains(string(body), `fulcrum_registry_healthy{registry="etcd"} 0`) {
+		t.Error("fulcrum_registry_healthy does not say etcd is lost")
+	}
 	eventually(t, 3*ttl, "an outage longer than the TTL", func() bool { return time.Since(down) > ttl+time.Second })
 	for _, b := range bs {
 		if err := echoes(b.listen); err != nil {
@@ -264,6 +270,40 @@ func TestEtcdOutageKeepsRoutingAndConverges(t *testing.T) {
 			st := status(t, b.admn)
 			return st[be.addr()].State == "up" && st[other.addr()].State == "up"
 		})
+		lost, back := strings.Count(b.log(), "etcd registry lost"), strings.Count(b.log(), "etcd registry back")
+		if lost != 1 || back != 1 {
+			t.Errorf("%s logged the loss %d times and the recovery %d times, want once each", b.listen, lost, back)
+		}
+	}
+}
+
+// Keys carry the service: a backend registered for db by another instance reaches db's
+// listener only, and a key for a service this balancer does not serve is ignored.
+func TestEtcdRegistryKeysCarryTheService(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	dbAddr := resFreeAddr(t)
+	b := startBalancer(t, "--registry", c.URL("/fulcrum"), "--ttl", "5s", "--service", "db="+dbAddr, "--health-interval", "0")
+	web, db, other := startBackend(t, nameHandler("web")), startBackend(t, nameHandler("db")), startBackend(t, nameHandler("other"))
+	cfg, err := etcdreg.ParseURL(c.URL("/fulcrum"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.TTL, cfg.Logger = 5*time.Second, quiet
+	st, err := etcdreg.Open(cfg) // another balancer, as far as b can tell
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for service, be := range map[string]*backend{pool.DefaultService: web, "db": db, "cache": other} {
+		if _, err := st.Heartbeat(context.Background(), service, be.addr(), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, time.Second, "each service routed to its own backend", func() bool {
+		return readAll(t, b.listen) == "web" && readAll(t, dbAddr) == "db"
+	})
+	if _, ok := status(t, b.admn)[other.addr()]; ok {
+		t.Fatal("a backend of a service this balancer does not serve got in")
 	}
 }
 
