@@ -8,7 +8,11 @@
 //	st, err := etcdreg.Open(cfg)
 //	if err != nil { ... }
 //	defer st.Close()
-//	go st.Watch(ctx, sink)                 // sink: the local pools (see Sink)
+//	pools := map[string]*pool.Pool{"web": web} // local pools with no TTL: expiry is etcd's
+//	go st.Watch(ctx, &etcdreg.Mirror{Pools: pools})
+//	api := &admin.API{Registry: st.Service("web", web), Shared: st} // writes go to etcd first
+//
+// or, below the pool.Registry seam:
 //
 //	created, err := st.Heartbeat(ctx, "web", "10.0.0.7:8080", 0)
 //	if errors.Is(err, etcdreg.ErrUnavailable) { ... } // answer 503: etcd cannot take it now
@@ -50,6 +54,13 @@
 // full TTL, so a backend that keeps heartbeating through the outage (its heartbeats failing)
 // is renewed again once etcd is back and never leaves; one that stopped leaves a TTL after
 // etcd's return.
+//
+// # Wiring
+//
+// Mirror is the Sink a balancer uses: it keeps each service's local pool equal to etcd and
+// never touches static backends. Shared is a service's pool.Registry for the admin API: a
+// change goes to etcd first and reaches the local pool only once etcd has taken it; a call
+// etcd cannot answer fails with pool.ErrUnavailable (which ErrUnavailable is).
 //
 // The package does not pick backends, count connections, check health or validate a
 // backend's address beyond what keeps the key layout intact: connection counts and health
