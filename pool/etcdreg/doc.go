@@ -35,7 +35,9 @@
 // does not hold, or whose lease answers with a TTL of 0, is created again with a new lease in
 // a transaction that succeeds only if the key does not exist. When two instances race, the
 // loser takes the winner's lease and revokes its own, so a backend has one lease however many
-// instances it heartbeats to.
+// instances it heartbeats to. While the Store's Watch runs, what the Store knows of the keys it
+// heartbeats follows etcd: a key deleted by hand is created again at its next heartbeat, and a
+// weight changed at another instance is compared with the one the next heartbeat brings.
 //
 // # Watching
 //

@@ -184,6 +184,17 @@ func (s *Store) forget(key string, lease int64) {
 	s.mu.Unlock()
 }
 
+// observe updates what this instance knows of a key it heartbeats from a change seen in
+// etcd; keys it does not heartbeat stay unknown.
+func (s *Store) observe(key string, lease int64, weight int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if k, ok := s.known[key]; ok {
+		k.lease, k.weight = lease, weight
+		s.known[key] = k
+	}
+}
+
 // forgetStale drops keys not heartbeaten here for a TTL: their lease has run out unless
 // another instance renews it, and the next heartbeat here will read the key again.
 func (s *Store) forgetStale(now time.Time) {

@@ -265,3 +265,34 @@ func TestCloseEndsEveryGoroutine(t *testing.T) {
 	}
 	goleak.VerifyNone(t, before)
 }
+
+// A key deleted behind the Stores' backs (etcdctl del) is created again by the next heartbeat,
+// though its lease is still alive: the watch tells the Store the key is gone.
+func TestKeyDeletedByHandIsCreatedAgain(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	cli := rawClient(t, c)
+	a := openStore(t, c, "/fulcrum", 5*time.Second)
+	atA := watch(t, a)
+	beat(t, a, "web", "127.0.0.1:8080", 1)
+	waitFor(t, time.Second, "the backend at A", func() bool { _, ok := atA.get("web", "127.0.0.1:8080"); return ok })
+	if _, err := cli.Delete(context.Background(), "/fulcrum/web/127.0.0.1:8080"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Second, "the deletion at A", func() bool { _, ok := atA.get("web", "127.0.0.1:8080"); return !ok })
+	if !beat(t, a, "web", "127.0.0.1:8080", 0) {
+		t.Fatal("the heartbeat after a deletion renewed a lease that holds no key")
+	}
+	waitFor(t, time.Second, "the backend back at A", func() bool { _, ok := atA.get("web", "127.0.0.1:8080"); return ok })
+}
+
+// The weight is the one the backend last sent, whichever instance received it.
+func TestWeightFollowsTheLastHeartbeat(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	a, b := openStore(t, c, "/fulcrum", 5*time.Second), openStore(t, c, "/fulcrum", 5*time.Second)
+	atA, _ := watch(t, a), watch(t, b)
+	beat(t, a, "web", "127.0.0.1:8080", 3)
+	beat(t, b, "web", "127.0.0.1:8080", 5)
+	waitFor(t, time.Second, "weight 5 at A", func() bool { e, _ := atA.get("web", "127.0.0.1:8080"); return e.Weight == 5 })
+	beat(t, a, "web", "127.0.0.1:8080", 3)
+	waitFor(t, time.Second, "weight 3 again at A", func() bool { e, _ := atA.get("web", "127.0.0.1:8080"); return e.Weight == 3 })
+}

@@ -78,7 +78,7 @@ func (s *Store) list(ctx context.Context, sink Sink) (int64, error) {
 func (s *Store) follow(ctx context.Context, sink Sink, rev int64) error {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	events := s.client.Watch(wctx, s.cfg.Prefix+"/", clientv3.WithPrefix(), clientv3.WithRev(rev))
+	events := s.client.Watch(wctx, s.cfg.Prefix+"/", clientv3.WithPrefix(), clientv3.WithRev(rev), clientv3.WithPrevKV())
 	_, changed := s.health.healthy()
 	for {
 		select {
@@ -102,21 +102,30 @@ func (s *Store) follow(ctx context.Context, sink Sink, rev int64) error {
 	}
 }
 
-// deliver hands one watch response's events to the sink.
+// deliver hands one watch response's events to the sink, and brings what this Store knows of
+// the keys it heartbeats up to date: a key deleted (by anyone, however) is read again at its
+// next heartbeat, and a key rewritten elsewhere is renewed under its new lease and compared
+// with its new weight.
 func (s *Store) deliver(sink Sink, events []*clientv3.Event) {
 	for _, ev := range events {
+		key := string(ev.Kv.Key)
 		if ev.Type == clientv3.EventTypeDelete {
-			service, hostport, err := splitKey(s.cfg.Prefix, string(ev.Kv.Key))
-			if err == nil {
+			var lease int64 // without the previous value, whatever lease it had
+			if ev.PrevKv != nil {
+				lease = ev.PrevKv.Lease
+			}
+			s.forget(key, lease)
+			if service, hostport, err := splitKey(s.cfg.Prefix, key); err == nil {
 				sink.Delete(service, hostport)
 			}
 			continue
 		}
 		e, err := entryOf(s.cfg.Prefix, ev.Kv.Key, ev.Kv.Value)
 		if err != nil {
-			s.cfg.logger().Warn("etcd registry: unreadable key skipped", "key", string(ev.Kv.Key), "err", err)
+			s.cfg.logger().Warn("etcd registry: unreadable key skipped", "key", key, "err", err)
 			continue
 		}
+		s.observe(key, ev.Kv.Lease, e.Weight)
 		sink.Upsert(e)
 	}
 }
