@@ -176,7 +176,7 @@ func (a *API) freeHeartbeat(req *request) bool {
 	if req.op != opAdd {
 		return false
 	}
-	st, ok := a.Registry.Lookup(req.addr.Key())
+	st, ok := req.svc.Registry.Lookup(req.addr.Key())
 	return ok && st.State != pool.StateRemoved && time.Since(st.LastHeartbeat) >= heartbeatFree
 }
 

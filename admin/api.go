@@ -11,10 +11,15 @@ import (
 	"github.com/fulcrumlb/fulcrum/pool"
 )
 
-// API serves the admin endpoints over a Registry. Registry must be set; every other field's
-// zero value is documented.
+// API serves the admin endpoints over the registries of one or more services. Services, or
+// for a balancer of one service Registry, must be set; every other field's zero value is
+// documented.
 type API struct {
-	// Registry holds the backends.
+	// Services are the services whose backends the API manages; a mutating request's service
+	// parameter picks one (absent: "default"). Empty means one service, "default", over
+	// Registry and CloseBackend, listening on Overview.Listen.
+	Services []Service
+	// Registry holds the backends when Services is empty; ignored otherwise.
 	Registry pool.Registry
 	// TrustedProxies are the peers whose X-Forwarded-For and X-Real-IP are believed; nil
 	// means none: the TCP peer is always the caller.
@@ -24,7 +29,8 @@ type API struct {
 	// Security is the access policy: token, address rules, rate limit (see Security).
 	Security Security
 	// CloseBackend resets the established connections to a backend, for remove?force=1, and
-	// returns how many; nil means force=1 only removes.
+	// returns how many, when Services is empty (ignored otherwise); nil means force=1 only
+	// removes.
 	CloseBackend func(key string) int
 	// Metrics counts heartbeats and serves GET /metrics; nil means metrics are off (404).
 	Metrics *Metrics
@@ -95,23 +101,24 @@ func (a *API) add(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !created {
-		a.Metrics.Heartbeat(req.addr.Key())
+		a.Metrics.Heartbeat(req.svc.Name, req.addr.Key())
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"success": true, "server": req.addr.Key()})
+	writeJSON(w, http.StatusOK, map[string]any{"success": true, "server": req.addr.Key(), "service": req.svc.Name})
 }
 
 // register refreshes a registered backend in one locked call. Any other (new, removed, or
 // forgotten since authorize looked) goes through the backend address rules, its name resolved
 // once, before the registry adds it.
 func (a *API) register(ctx context.Context, req *request) (created bool, err error) {
-	known, err := a.Registry.Heartbeat(req.addr.Key(), req.weight)
+	reg := req.svc.Registry
+	known, err := reg.Heartbeat(req.addr.Key(), req.weight)
 	if err != nil || known {
 		return false, registryError(req.addr.Key(), err)
 	}
 	if err := a.resolveBackend(ctx, &req.addr); err != nil {
 		return false, err
 	}
-	created, err = a.Registry.Register(req.addr, req.weight)
+	created, err = reg.Register(req.addr, req.weight)
 	return created, registryError(req.addr.Key(), err)
 }
 
@@ -123,72 +130,16 @@ func (a *API) remove(w http.ResponseWriter, r *http.Request) {
 	}
 	key := req.addr.Key()
 	if err == nil {
-		err = registryError(key, a.Registry.Deregister(key))
+		err = registryError(key, req.svc.Registry.Deregister(key))
 	}
 	if err != nil {
 		a.writeRequestError(w, r, err)
 		return
 	}
-	reply := map[string]any{"success": true, "removed": key}
-	if n := a.closeForced(req.force, key); n >= 0 {
+	reply := map[string]any{"success": true, "removed": key, "service": req.svc.Name}
+	if n := a.closeForced(&req); n >= 0 {
 		reply["closed"] = n
 	}
-	writeJSON(w, http.StatusOK, reply)
-}
-
-// server is one entry of /upstream/status. The field names are the API's since its first
-// version: heartbeat scripts and dashboards read them.
-type server struct {
-	Host          string  `json:"host"`
-	Address       string  `json:"address"` // the IP dialed: resolved once when host is a name
-	Port          int     `json:"port"`
-	Weight        int     `json:"weight"`
-	ConnCount     int64   `json:"conn_count"`
-	TotalConns    uint64  `json:"total_conns"`
-	LastHeartbeat float64 `json:"last_heartbeat"`
-	CreatedTime   float64 `json:"created_time"`
-	State         string  `json:"state"`
-	LastError     string  `json:"last_error"`      // the last failed dial or check; "" if none
-	LastErrorTime float64 `json:"last_error_time"` // unix seconds; 0 if none
-	BytesIn       uint64  `json:"bytes_in"`        // client → backend, all connections so far
-	BytesOut      uint64  `json:"bytes_out"`       // backend → client
-}
-
-type statusReply struct {
-	Servers   []server `json:"servers"`
-	Total     int      `json:"total"`
-	Timestamp float64  `json:"timestamp"`
-	// The registry's kind and health: with an Overview or a shared registry (registryState).
-	Registry        *string `json:"registry,omitempty"`
-	RegistryHealthy *bool   `json:"registry_healthy,omitempty"`
-	*overview               // listeners, uptime, listener totals: only when API.Overview is set
-}
-
-func (a *API) status(w http.ResponseWriter, r *http.Request) {
-	snap := a.Registry.Snapshot()
-	reply := statusReply{Servers: make([]server, 0, len(snap)), Total: len(snap), Timestamp: unixSeconds(time.Now())}
-	for _, s := range snap {
-		reply.Servers = append(reply.Servers, server{
-			Host:          s.Address.Host,
-			Address:       s.Address.DialHost(),
-			Port:          s.Address.Port,
-			Weight:        s.Weight,
-			ConnCount:     s.Active,
-			TotalConns:    s.Total,
-			LastHeartbeat: unixSeconds(s.LastHeartbeat),
-			CreatedTime:   unixSeconds(s.Created),
-			State:         string(s.State),
-			LastError:     s.LastError,
-			LastErrorTime: unixSecondsOrZero(s.LastErrorTime),
-			BytesIn:       s.BytesIn,
-			BytesOut:      s.BytesOut,
-		})
-	}
-	if a.Overview != nil || a.Shared != nil {
-		st := a.registryState()
-		reply.Registry, reply.RegistryHealthy = &st.Registry, &st.RegistryHealthy
-	}
-	reply.overview = a.Overview.fields()
 	writeJSON(w, http.StatusOK, reply)
 }
 

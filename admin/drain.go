@@ -20,29 +20,32 @@ func (a *API) setDraining(w http.ResponseWriter, r *http.Request, on bool) {
 	if err == nil {
 		_, err = a.authorize(&req)
 	}
-	key := req.addr.Key()
-	op, field := a.Registry.Undrain, "undrained"
-	if on {
-		op, field = a.Registry.Drain, "draining"
-	}
-	if err == nil {
-		err = registryError(key, op(key))
-	}
 	if err != nil {
 		a.writeRequestError(w, r, err)
 		return
 	}
-	a.logger().Info("admin: "+field, "backend", key)
-	writeJSON(w, http.StatusOK, map[string]any{"success": true, field: key})
+	key, reg := req.addr.Key(), req.svc.Registry
+	op, field := reg.Undrain, "undrained"
+	if on {
+		op, field = reg.Drain, "draining"
+	}
+	if err := registryError(key, op(key)); err != nil {
+		a.writeRequestError(w, r, err)
+		return
+	}
+	a.logger().Info("admin: "+field, "service", req.svc.Name, "backend", key)
+	writeJSON(w, http.StatusOK, map[string]any{"success": true, field: key, "service": req.svc.Name})
 }
 
 // closeForced resets the established connections of a removed backend when the request says
-// force=1, and reports how many it closed (-1: not forced, or no CloseBackend hook).
-func (a *API) closeForced(force bool, key string) int {
-	if !force || a.CloseBackend == nil {
+// force=1, and reports how many it closed (-1: not forced, or no CloseBackend hook for the
+// request's service).
+func (a *API) closeForced(req *request) int {
+	if !req.force || req.svc.CloseBackend == nil {
 		return -1
 	}
-	n := a.CloseBackend(key)
-	a.logger().Info("admin: closed connections of removed backend", "backend", key, "closed", n)
+	key := req.addr.Key()
+	n := req.svc.CloseBackend(key)
+	a.logger().Info("admin: closed connections of removed backend", "service", req.svc.Name, "backend", key, "closed", n)
 	return n
 }

@@ -38,6 +38,10 @@ func FuzzParseTarget(f *testing.F) {
 		{false, "port=80&port=81", "127.0.0.1:1", ""},
 		{true, "host=198.51.100.7&port=80", "203.0.113.5:1", ""},
 		{true, "port=80", "[2001:db8::1]:1", ""},
+		{false, "service=default&host=198.51.100.7&port=80", "127.0.0.1:1", ""},
+		{false, "service=db&port=80", "127.0.0.1:1", ""},
+		{false, "service=Db%2F&port=80", "127.0.0.1:1", ""},
+		{true, "service=default&service=default&host=198.51.100.7&port=80", "127.0.0.1:1", ""},
 	}
 	for _, s := range seeds {
 		f.Add(s.remove, s.query, s.remote, s.xff)

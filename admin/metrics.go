@@ -4,8 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	gometrics "github.com/hashicorp/go-metrics"
@@ -21,37 +21,38 @@ import (
 // Metrics instruments fulcrum with go-metrics and serves what it gathered at GET /metrics in
 // the Prometheus text format, through go-metrics' Prometheus sink. It is a listener.Observer
 // (see metrics_observer.go) for the data path's events, counts heartbeats for the admin API,
-// and reads connection and registry gauges from the Registry when scraped, so they are exact
-// and cost nothing between scrapes.
+// and reads connection and registry gauges from each service's Registry when scraped, so they
+// are exact and cost nothing between scrapes.
 //
-// Every name starts with "fulcrum_". Totals have no label; the per-backend series of the same
-// measure are named "fulcrum_backend_..." and carry backend="host:port". A backend's series
-// stay until the process ends (a forgotten backend's active gauge drops to 0).
+// Every name starts with "fulcrum_". Totals over every service have no label. The series of
+// one service are named "fulcrum_service_..." and carry service="NAME"; those of one backend
+// are named "fulcrum_backend_..." and carry service="NAME" and backend="host:port", so the
+// same address in two services has two series. A backend's series stay until the process
+// ends (a forgotten backend's active gauge drops to 0).
 //
 // The sink creates a series on its first update by a load and a store that are not one atomic
 // step, so two first updates at once would lose one. Metrics therefore creates every series
-// under a lock: totals are declared up front, a backend's counters are created at 0 when it is
-// first seen, and its first duration sample and each new rejection reason are taken one at a time.
+// under a lock: totals and configured services' series are declared up front, a backend's
+// counters are created at 0 when it is first seen, and its first duration sample and each new
+// rejection reason are taken one at a time. A service's routed connections and bytes, which
+// every connection adds to, are atomic counters that a collector of their own reads when
+// scraped (metrics_traffic.go).
 type Metrics struct {
-	registry pool.Registry
-	m        *gometrics.Metrics
-	handler  http.Handler
-	series   sync.Map // backend key → *backendSeries
-	reasons  sync.Map // rejection error text → its reason label value
-	open     sync.Map // *connMeter of every open connection, flushed before each scrape
+	services   []Service // configured; the gauges read their registries
+	m          *gometrics.Metrics
+	handler    http.Handler
+	backends   sync.Map // seriesKey → *backendSeries
+	svcs       sync.Map // service name → *serviceSeries
+	reasons    sync.Map // rejection error text → its reason label value
+	svcReasons sync.Map // seriesKey{service, reason label} → that service's rejection labels
+	open       sync.Map // *connMeter of every open connection, flushed before each scrape
 
-	mu      sync.Mutex      // creates series; guards the fields below
-	gauged  map[string]bool // backends with an active-connections series
-	nReason int             // distinct reason label values, capped at maxReasons
+	mu      sync.Mutex         // creates series; guards the fields below
+	gauged  map[seriesKey]bool // backends with an active-connections series
+	nReason int                // distinct reason label values, capped at maxReasons
 }
 
-// backendSeries is one backend's label set, and whether its duration summary exists yet.
-type backendSeries struct {
-	labels []gometrics.Label
-	timed  atomic.Bool
-}
-
-// The go-metrics keys; the service name "fulcrum" is put in front of each.
+// The go-metrics keys; the name "fulcrum" is put in front of each.
 var (
 	keyActive      = []string{"connections", "active"}
 	keyRouted      = []string{"connections", "routed", "total"}
@@ -62,6 +63,11 @@ var (
 	keyDuration    = []string{"connection", "duration", "seconds"}
 	keyBackends    = []string{"registry", "backends"}
 	keyHeartbeats  = []string{"heartbeats", "total"}
+	keySActive     = []string{"service", "connections", "active"}
+	keySBackends   = []string{"service", "backends"}
+	keySRejected   = []string{"service", "connections", "rejected", "total"}
+	keySDialFailed = []string{"service", "dial", "failures", "total"}
+	keySHeartbeats = []string{"service", "heartbeats", "total"}
 	keyBActive     = []string{"backend", "connections", "active"}
 	keyBRouted     = []string{"backend", "connections", "routed", "total"}
 	keyBDialFailed = []string{"backend", "dial", "failures", "total"}
@@ -72,7 +78,8 @@ var (
 )
 
 const (
-	serviceName = "fulcrum"
+	// metricsPrefix starts every name; go-metrics calls it the service name.
+	metricsPrefix = "fulcrum"
 	// maxReasons bounds the reason label of rejections: reasons come from error texts, and
 	// a label must not grow without limit. Later new reasons are counted as "other".
 	maxReasons = 16
@@ -86,75 +93,139 @@ const (
 // knownReasons are declared up front, at 0, so that dashboards and alerts find them.
 var knownReasons = []string{ReasonNoBackend, ReasonLimit, ReasonProxyHeader}
 
-// NewMetrics returns Metrics whose gauges read reg. Its Prometheus registry is its own, with
-// the Go runtime and process collectors beside fulcrum's series.
+// NewMetrics returns Metrics for a balancer of one service, "default", whose gauges read reg.
 func NewMetrics(reg pool.Registry) (*Metrics, error) {
-	pr := prometheus.NewRegistry()
-	if err := pr.Register(collectors.NewGoCollector()); err != nil {
-		return nil, fmt.Errorf("metrics: register go collector: %w", err)
+	return NewServiceMetrics([]Service{{Name: pool.DefaultService, Registry: reg}})
+}
+
+// NewServiceMetrics returns Metrics for the services given, whose gauges read each service's
+// Registry (a nil Registry has no gauges). Only Name and Registry are read; names must be valid
+// and distinct. Its Prometheus registry is its own, with the Go runtime and process collectors
+// beside fulcrum's series.
+func NewServiceMetrics(services []Service) (*Metrics, error) {
+	names := make([]string, 0, len(services))
+	for _, s := range services {
+		if _, err := pool.ParseServiceName(s.Name); err != nil {
+			return nil, fmt.Errorf("metrics: %w", err)
+		}
+		if slices.Contains(names, s.Name) {
+			return nil, fmt.Errorf("metrics: service %q given twice", s.Name)
+		}
+		names = append(names, s.Name)
 	}
-	if err := pr.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
-		return nil, fmt.Errorf("metrics: register process collector: %w", err)
+	mt := &Metrics{
+		services: slices.Clone(services),
+		gauged:   make(map[seriesKey]bool),
+		nReason:  len(knownReasons),
+	}
+	var err error
+	if mt.m, mt.handler, err = newSink(names, newTrafficCollector(&mt.svcs)); err != nil {
+		return nil, err
+	}
+	for _, r := range knownReasons {
+		mt.reasons.Store(r, r)
+		for _, name := range names {
+			mt.svcReasons.Store(seriesKey{name, r}, serviceReasonLabels(name, r))
+		}
+	}
+	for _, name := range names {
+		mt.svcs.Store(name, &serviceSeries{labels: serviceLabels(name)})
+	}
+	return mt, nil
+}
+
+// newSink builds go-metrics over a Prometheus sink whose registry holds the runtime and
+// process collectors, the services' traffic, and the series declared up front for the
+// services named.
+func newSink(services []string, traffic prometheus.Collector) (*gometrics.Metrics, http.Handler, error) {
+	pr := prometheus.NewRegistry()
+	for _, c := range []struct {
+		name string
+		c    prometheus.Collector
+	}{
+		{"go", collectors.NewGoCollector()},
+		{"process", collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})},
+		{"service traffic", traffic},
+	} {
+		if err := pr.Register(c.c); err != nil {
+			return nil, nil, fmt.Errorf("metrics: register %s collector: %w", c.name, err)
+		}
 	}
 	sink, err := promsink.NewPrometheusSinkFrom(promsink.PrometheusOpts{
 		Name:               "fulcrum_go_metrics_sink",
 		Registerer:         pr,
 		Expiration:         0, // counters must not vanish and restart while a backend idles
-		GaugeDefinitions:   gaugeDefinitions(),
-		CounterDefinitions: counterDefinitions(),
+		GaugeDefinitions:   gaugeDefinitions(services),
+		CounterDefinitions: counterDefinitions(services),
 		SummaryDefinitions: summaryDefinitions(),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("metrics: prometheus sink: %w", err)
+		return nil, nil, fmt.Errorf("metrics: prometheus sink: %w", err)
 	}
 	m, err := gometrics.New(&gometrics.Config{
-		ServiceName:      serviceName,
+		ServiceName:      metricsPrefix,
 		TimerGranularity: time.Second, // durations in seconds
 		FilterDefault:    true,
 	}, sink)
 	if err != nil {
-		return nil, fmt.Errorf("metrics: %w", err)
+		return nil, nil, fmt.Errorf("metrics: %w", err)
 	}
-	mt := &Metrics{
-		registry: reg,
-		m:        m,
-		handler:  promhttp.HandlerFor(pr, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}),
-		gauged:   make(map[string]bool),
-		nReason:  len(knownReasons),
-	}
-	for _, r := range knownReasons {
-		mt.reasons.Store(r, r)
-	}
-	return mt, nil
+	return m, promhttp.HandlerFor(pr, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}), nil
 }
 
 // promName is a key as the Prometheus sink spells it, for the definitions' help texts.
-func promName(key []string) []string { return append([]string{serviceName}, key...) }
+func promName(key []string) []string { return append([]string{metricsPrefix}, key...) }
 
-// The totals are declared up front: they are exposed at 0 from the start, carry help texts,
-// and never expire. Per-backend series appear with their backend's first event; the sink
-// gives those their own name as help.
-func gaugeDefinitions() []promsink.GaugeDefinition {
-	return []promsink.GaugeDefinition{
+// The totals and the series of configured services are declared up front: they are exposed
+// at 0 from the start, carry help texts, and never expire. Per-backend series appear with
+// their backend's first event; the sink gives those their own name as help.
+func gaugeDefinitions(services []string) []promsink.GaugeDefinition {
+	defs := []promsink.GaugeDefinition{
 		{Name: promName(keyActive), Help: "Connections counted on a backend now (dialing or proxying)."},
 		{Name: promName(keyBackends), Help: "Backends in the registry, live or not."},
 	}
+	for _, s := range services {
+		defs = append(defs,
+			promsink.GaugeDefinition{Name: promName(keySActive), ConstLabels: serviceLabels(s),
+				Help: "Connections counted on the service's backends now."},
+			promsink.GaugeDefinition{Name: promName(keySBackends), ConstLabels: serviceLabels(s),
+				Help: "Backends in the service's registry, live or not."})
+	}
+	return defs
 }
 
-func counterDefinitions() []promsink.CounterDefinition {
-	defs := make([]promsink.CounterDefinition, 0, 8+len(knownReasons))
+func counterDefinitions(services []string) []promsink.CounterDefinition {
+	defs := make([]promsink.CounterDefinition, 0, 5+len(knownReasons)+len(services)*(2+len(knownReasons)))
 	for _, r := range knownReasons {
 		defs = append(defs, promsink.CounterDefinition{Name: promName(keyRejected),
 			Help:        "Clients closed without reaching a backend, by reason.",
 			ConstLabels: []gometrics.Label{{Name: "reason", Value: r}}})
 	}
-	return append(defs, []promsink.CounterDefinition{
+	defs = append(defs, []promsink.CounterDefinition{
 		{Name: promName(keyRouted), Help: "Connections proxied to a backend (dial succeeded)."},
 		{Name: promName(keyDialFailed), Help: "Failed dials to backends, retries included."},
 		{Name: promName(keyBytesIn), Help: "Bytes carried client to backend."},
 		{Name: promName(keyBytesOut), Help: "Bytes carried backend to client."},
 		{Name: promName(keyHeartbeats), Help: "Admin add calls for backends already registered."},
 	}...)
+	for _, s := range services {
+		defs = append(defs, serviceCounterDefinitions(s)...)
+	}
+	return defs
+}
+
+func serviceCounterDefinitions(service string) []promsink.CounterDefinition {
+	labels := serviceLabels(service)
+	defs := []promsink.CounterDefinition{
+		{Name: promName(keySDialFailed), ConstLabels: labels, Help: "Failed dials to the service's backends, retries included."},
+		{Name: promName(keySHeartbeats), ConstLabels: labels, Help: "Admin add calls for the service's backends already registered."},
+	}
+	for _, r := range knownReasons {
+		defs = append(defs, promsink.CounterDefinition{Name: promName(keySRejected),
+			ConstLabels: serviceReasonLabels(service, r),
+			Help:        "Clients of the service closed without reaching a backend, by reason."})
+	}
+	return defs
 }
 
 func summaryDefinitions() []promsink.SummaryDefinition {
@@ -173,96 +244,67 @@ func (m *Metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	m.handler.ServeHTTP(w, r)
 }
 
-// refreshGauges sets the active-connection and registry-size gauges from a registry snapshot.
-// A backend gone from the registry since the last scrape has its gauge set to 0.
+// refreshGauges sets the active-connection and registry-size gauges of every service and
+// backend, and their totals, from one snapshot of each service's registry. A backend gone from
+// its registry since the last scrape has its gauge set to 0.
 func (m *Metrics) refreshGauges() {
-	snap := m.registry.Snapshot()
+	snaps := make([][]pool.Status, len(m.services))
+	for i, svc := range m.services {
+		if svc.Registry != nil {
+			snaps[i] = svc.Registry.Snapshot()
+		}
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var total int64
-	now := make(map[string]bool, len(snap))
-	for _, s := range snap {
-		total += s.Active
-		now[s.Key] = true
-		m.m.SetPrecisionGaugeWithLabels(keyBActive, float64(s.Active), m.backendLocked(s.Key).labels)
+	var active, backends int64
+	now := make(map[seriesKey]bool, len(m.gauged))
+	for i, svc := range m.services {
+		if svc.Registry == nil {
+			continue
+		}
+		var svcActive int64
+		for _, s := range snaps[i] {
+			svcActive += s.Active
+			k := seriesKey{svc.Name, s.Key}
+			now[k] = true
+			m.m.SetPrecisionGaugeWithLabels(keyBActive, float64(s.Active), m.backendLocked(k).labels)
+		}
+		labels := m.serviceLocked(svc.Name).labels
+		m.m.SetPrecisionGaugeWithLabels(keySActive, float64(svcActive), labels)
+		m.m.SetPrecisionGaugeWithLabels(keySBackends, float64(len(snaps[i])), labels)
+		active += svcActive
+		backends += int64(len(snaps[i]))
 	}
-	for key := range m.gauged {
-		if !now[key] {
-			m.m.SetPrecisionGaugeWithLabels(keyBActive, 0, m.backendLocked(key).labels)
+	for k := range m.gauged {
+		if !now[k] {
+			m.m.SetPrecisionGaugeWithLabels(keyBActive, 0, m.backendLocked(k).labels)
 		}
 	}
 	m.gauged = now
-	m.m.SetPrecisionGauge(keyActive, float64(total))
-	m.m.SetPrecisionGauge(keyBackends, float64(len(snap)))
+	m.m.SetPrecisionGauge(keyActive, float64(active))
+	m.m.SetPrecisionGauge(keyBackends, float64(backends))
 }
 
-// backend returns the series of the backend with key, creating its counters at 0 on first sight.
-func (m *Metrics) backend(key string) *backendSeries {
-	if bs, ok := m.series.Load(key); ok {
-		return bs.(*backendSeries)
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.backendLocked(key)
-}
-
-// backendLocked is backend for a caller that holds m.mu.
-func (m *Metrics) backendLocked(key string) *backendSeries {
-	if bs, ok := m.series.Load(key); ok {
-		return bs.(*backendSeries)
-	}
-	bs := &backendSeries{labels: []gometrics.Label{{Name: "backend", Value: key}}}
-	for _, k := range [][]string{keyBRouted, keyBDialFailed, keyBBytesIn, keyBBytesOut, keyBHeartbeats} {
-		m.m.IncrCounterWithLabels(k, 0, bs.labels)
-	}
-	m.series.Store(key, bs)
-	return bs
-}
-
-// duration adds a backend's connection lifetime; its first sample creates the summary, alone.
-func (m *Metrics) duration(bs *backendSeries, start time.Time) {
-	if bs.timed.Load() {
-		m.m.MeasureSinceWithLabels(keyBDuration, start, bs.labels)
-		return
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.m.MeasureSinceWithLabels(keyBDuration, start, bs.labels)
-	bs.timed.Store(true)
-}
-
-// Heartbeat counts an admin add call for a backend that was already registered. On a nil
-// *Metrics (metrics turned off) it does nothing.
-func (m *Metrics) Heartbeat(key string) {
+// Heartbeat counts an admin add call for a backend of service ("" means "default") that was
+// already registered. On a nil *Metrics (metrics turned off) it does nothing.
+func (m *Metrics) Heartbeat(service, key string) {
 	if m == nil {
 		return
 	}
-	m.m.IncrCounterWithLabels(keyBHeartbeats, 1, m.backend(key).labels)
+	bs := m.backend(serviceOrDefault(service), key)
+	m.m.IncrCounterWithLabels(keyBHeartbeats, 1, bs.labels)
+	m.m.IncrCounterWithLabels(keySHeartbeats, 1, bs.svc.labels)
 	m.m.IncrCounter(keyHeartbeats, 1)
 }
 
-// rejected counts a rejection under its reason: one of the known reasons, otherwise the text
-// of the innermost wrapped error; at most maxReasons label values, later new texts as "other".
-// A reason seen before costs no lock.
-func (m *Metrics) rejected(err error) {
-	text := reasonText(err)
-	if label, ok := m.reasons.Load(text); ok {
-		m.m.IncrCounterWithLabels(keyRejected, 1, []gometrics.Label{{Name: "reason", Value: label.(string)}})
-		return
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	label := text
-	if v, ok := m.reasons.Load(text); ok {
-		label = v.(string)
-	} else if m.nReason >= maxReasons {
-		label = "other"
-	} else {
-		m.nReason++
-	}
-	// The first count of a new label value creates its series, under the lock.
+// rejected counts a rejection under its reason, in total and, when service is not "", on the
+// service's series.
+func (m *Metrics) rejected(service string, err error) {
+	label := m.reasonLabel(reasonText(err))
 	m.m.IncrCounterWithLabels(keyRejected, 1, []gometrics.Label{{Name: "reason", Value: label}})
-	m.reasons.Store(text, label)
+	if service != "" {
+		m.m.IncrCounterWithLabels(keySRejected, 1, m.serviceReason(service, label))
+	}
 }
 
 func reasonText(err error) string {

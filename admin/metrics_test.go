@@ -339,7 +339,7 @@ func TestMetricsStartNoGoroutine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.Heartbeat("127.0.0.1:1")
+	m.Heartbeat("", "127.0.0.1:1")
 	m.Rejected(netip.AddrPort{}, pool.ErrNoBackend)
 	rec := httptest.NewRecorder()
 	m.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))

@@ -104,11 +104,17 @@ func opsDeadAddress(t testing.TB) pool.Address {
 // opsProxy runs a listener.Server over p with obs on loopback; it is shut down at cleanup.
 func opsProxy(t testing.TB, p *pool.Pool, obs listener.Observer) (string, *listener.Server) {
 	t.Helper()
+	return opsServiceProxy(t, "", p, obs)
+}
+
+// opsServiceProxy is opsProxy for the Server of a named service.
+func opsServiceProxy(t testing.TB, service string, p *pool.Pool, obs listener.Observer) (string, *listener.Server) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &listener.Server{Picker: p, Observer: obs, Logger: quiet, ConnectTimeout: 5 * time.Second}
+	srv := &listener.Server{Service: service, Picker: p, Observer: obs, Logger: quiet, ConnectTimeout: 5 * time.Second}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	t.Cleanup(func() {

@@ -24,6 +24,7 @@ const (
 // request is a parsed add, remove, drain or undrain request: everything the handler acts on.
 type request struct {
 	op     op
+	svc    *Service     // the service named by the service parameter; default when absent
 	addr   pool.Address // IP set when the host is an address literal; a name is resolved later
 	weight int          // 0: not given (add only)
 	force  bool         // remove only: also reset the backend's connections
@@ -36,13 +37,17 @@ var errTooLarge = errors.New("request body too large")
 
 // parseRequest reads a mutating request's parameters (the token has been checked by the guard
 // middleware): a syntax error is a 400, a body too large a 413. An empty host is the caller's
-// own address. Unknown parameters are ignored.
+// own address. A malformed service name is a 400, an unknown service a 404. Unknown parameters
+// are ignored.
 func (a *API) parseRequest(r *http.Request, o op) (request, error) {
-	form, err := readForm(r)
+	form, err := readForm(r, "service", "host", "port", "weight", "force")
 	if err != nil {
 		return request{}, err
 	}
 	req := request{op: o}
+	if req.svc, err = a.service(form.Get("service")); err != nil {
+		return request{}, err
+	}
 	if req.peer, req.client, err = a.caller(r); err != nil {
 		return request{}, err
 	}
@@ -53,9 +58,9 @@ func (a *API) parseRequest(r *http.Request, o op) (request, error) {
 }
 
 // readForm parses the query and a form body. A malformed escape such as %zz is an error, never
-// dropped, and so is a parameter given twice (in the query, the body, or both), which could
-// otherwise mean one thing to a proxy and another here.
-func readForm(r *http.Request) (url.Values, error) {
+// dropped, and so is any of the single parameters given twice (in the query, the body, or
+// both), which could otherwise mean one thing to a proxy and another here.
+func readForm(r *http.Request, single ...string) (url.Values, error) {
 	if err := r.ParseForm(); err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
@@ -63,7 +68,7 @@ func readForm(r *http.Request) (url.Values, error) {
 		}
 		return nil, fmt.Errorf("bad parameters: %w", err)
 	}
-	for _, name := range []string{"host", "port", "weight", "force"} {
+	for _, name := range single {
 		if len(r.Form[name]) > 1 {
 			return nil, fmt.Errorf("parameter %s given more than once", name)
 		}

@@ -223,3 +223,130 @@ func opsScreenshot(t *testing.T, ctx context.Context) {
 		t.Error(err)
 	}
 }
+
+// opsServicesPage is what the rendered status page shows of services.
+type opsServicesPage struct {
+	opsPage
+	Filter  bool     `json:"filter"`  // the service filter shows
+	Options []string `json:"options"` // its values, "" being every service
+	Legend  []string `json:"legend"`
+}
+
+const opsReadServicesPage = `({
+	header: Array.from(document.querySelectorAll("#backends thead th"), th => th.textContent),
+	rows: Array.from(document.querySelectorAll("#backends tbody tr"), tr => Array.from(tr.cells, td => td.textContent)),
+	summary: document.getElementById("summary").textContent,
+	lines: document.querySelectorAll("#chart polyline").length,
+	empty: !document.getElementById("empty").hidden,
+	filter: !document.getElementById("filter-bar").hidden,
+	options: Array.from(document.querySelectorAll("#service-filter option"), o => o.value),
+	legend: Array.from(document.querySelectorAll("#legend li"), li => li.textContent),
+})`
+
+// rowsByService maps "service backend" to the Active cell, for a table with a Service column.
+func (p opsServicesPage) rowsByService() map[string]string {
+	out := map[string]string{}
+	for _, r := range p.Rows {
+		if len(r) == len(opsColumns)+1 {
+			out[r[0]+" "+r[1]] = r[3]
+		}
+	}
+	return out
+}
+
+func opsWaitServicesPage(t *testing.T, ctx context.Context, what string, cond func(opsServicesPage) bool) opsServicesPage {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		page, err := chromedp.Run(ctx, chromedp.Evaluate[opsServicesPage](opsReadServicesPage))
+		if err != nil {
+			t.Fatalf("read the page: %v", err)
+		}
+		if cond(page) {
+			return page
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s; the page shows %+v", what, page)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestStatusPageServicesInBrowser: with two services sharing a backend address, the table has
+// a Service column and a row per (service, backend), and the filter narrows the table, the
+// legend and the chart to one service.
+func TestStatusPageServicesInBrowser(t *testing.T) {
+	ctx := opsBrowser(t)
+	shared, own := opsEcho(t), opsEcho(t)
+	pools := svcPools("db", "web")
+	for _, reg := range []struct {
+		svc string
+		a   pool.Address
+	}{{"db", shared}, {"web", shared}, {"web", own}} {
+		if err := pools[reg.svc].RegisterStatic(reg.a, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dbProxy, _ := opsServiceProxy(t, "db", pools["db"], listener.BackendBytes{})
+	webProxy, _ := opsServiceProxy(t, "web", pools["web"], listener.BackendBytes{})
+	opsHold(t, dbProxy)
+	opsHold(t, dbProxy)
+	opsHold(t, webProxy)
+	base := opsAdmin(t, &admin.API{Logger: quiet, Services: []admin.Service{
+		{Name: "db", Listen: []string{dbProxy}, Registry: pools["db"]},
+		{Name: "web", Listen: []string{webProxy}, Registry: pools["web"]},
+	}})
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/")); err != nil {
+		t.Fatalf("navigate to %s: %v", base, err)
+	}
+	want := map[string]string{"db " + shared.Key(): "2", "web " + shared.Key(): "1", "web " + own.Key(): "0"}
+	page := opsWaitServicesPage(t, ctx, "a row per service and backend", func(p opsServicesPage) bool {
+		return opsMapsEqual(p.rowsByService(), want)
+	})
+	if wantHeader := append([]string{"Service"}, opsColumns...); !slices.Equal(page.Header, wantHeader) {
+		t.Errorf("header %q, want %q", page.Header, wantHeader)
+	}
+	if !page.Filter || !slices.Equal(page.Options, []string{"", "db", "web"}) {
+		t.Errorf("filter shown %v with options %q, want every service, db and web", page.Filter, page.Options)
+	}
+	if page.Lines != 3 || len(page.Legend) != 3 || !strings.Contains(page.Summary, "2 services") {
+		t.Errorf("%d chart lines, legend %q, summary %q; want 3, 3 and 2 services", page.Lines, page.Legend, page.Summary)
+	}
+	opsScreenshot(t, ctx)
+
+	pick := `(() => { const f = document.getElementById("service-filter"); f.value = "web"; f.dispatchEvent(new Event("change")); return f.value; })()`
+	if v, err := chromedp.Run(ctx, chromedp.Evaluate[string](pick)); err != nil || v != "web" {
+		t.Fatalf("choose web in the filter: %q, %v", v, err)
+	}
+	delete(want, "db "+shared.Key())
+	page = opsWaitServicesPage(t, ctx, "web's rows alone", func(p opsServicesPage) bool {
+		return opsMapsEqual(p.rowsByService(), want)
+	})
+	if page.Lines != 2 || len(page.Legend) != 2 {
+		t.Errorf("with web chosen: %d chart lines, legend %q; want web's two", page.Lines, page.Legend)
+	}
+	for _, item := range page.Legend {
+		if !strings.HasPrefix(item, "web/") {
+			t.Errorf("legend item %q is not web's", item)
+		}
+	}
+	// The choice holds across refreshes.
+	refreshed := opsRefreshes(t, ctx) + 2
+	opsWaitServicesPage(t, ctx, "two more refreshes", func(p opsServicesPage) bool {
+		return opsRefreshes(t, ctx) >= refreshed && opsMapsEqual(p.rowsByService(), want)
+	})
+}
+
+// opsRefreshes is how many times the page has redrawn from a fresh status.
+func opsRefreshes(t *testing.T, ctx context.Context) int {
+	t.Helper()
+	n, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.dataset.refreshes || "0"`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	i, err := strconv.Atoi(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return i
+}

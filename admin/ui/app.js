@@ -1,5 +1,7 @@
 // fulcrum status page: polls upstream/status every second and redraws the summary, the
-// backends table and a chart of active connections per backend. No libraries, no other hosts.
+// backends table and a chart of active connections per backend. With several services the
+// table gains a Service column and a filter picks one service for the table and the chart.
+// No libraries, no other hosts.
 "use strict";
 
 const refreshMs = 1000;
@@ -9,9 +11,11 @@ const palette = ["#2f6fdf", "#e4572e", "#17a398", "#f3a712", "#8e44ad", "#5b8c2a
 
 const chart = document.getElementById("chart");
 const svgNS = chart.namespaceURI; // the SVG namespace, taken from the page itself
-const history = []; // {t, active: {key: n}}, oldest first
-const colors = new Map(); // backend key -> colour, in order of first appearance
+const history = []; // {t, active: {id: n}}, oldest first; id is seriesId(s)
+const colors = new Map(); // series id -> colour, in order of first appearance
+const filter = document.getElementById("service-filter");
 let refreshes = 0;
+let last = null; // the last status, redrawn at once when the filter changes
 
 function el(tag, text, cls) {
   const e = document.createElement(tag);
@@ -23,6 +27,20 @@ function el(tag, text, cls) {
 function backendKey(s) {
   return s.host.includes(":") ? `[${s.host}]:${s.port}` : `${s.host}:${s.port}`;
 }
+
+// A backend is one address in one service: the same address may serve two services.
+const serviceOf = (s) => s.service || "default";
+const seriesId = (s) => `${serviceOf(s)} ${backendKey(s)}`;
+const serviceOfId = (id) => id.slice(0, id.indexOf(" "));
+
+// several is whether the balancer runs more than one service: only then is the service shown.
+const several = (st) => Array.isArray(st.services) && st.services.length > 1;
+
+// label names a backend in the legend: with several services, by service and address.
+const label = (st, s) => several(st) ? `${serviceOf(s)}/${backendKey(s)}` : backendKey(s);
+
+// shown is whether the filter lets a backend (or a series id's service) through.
+const shown = (service) => filter.value === "" || filter.value === service;
 
 function formatBytes(n) {
   const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
@@ -58,6 +76,7 @@ function renderSummary(st) {
   if (st.listen) parts.push(`listening on ${st.listen.join(", ") || "—"}`);
   if (st.admin) parts.push(`admin ${st.admin}`);
   if (st.uptime_seconds !== undefined) parts.push(`up ${formatAge(st.uptime_seconds)}`);
+  if (several(st)) parts.push(`${st.services.length} services`);
   parts.push(`${st.total} backend${st.total === 1 ? "" : "s"}` + (stateText ? ` (${stateText})` : ""));
   parts.push(`${num(sum("conn_count"))} active`);
   parts.push(`${num(sum("total_conns"))} total`);
@@ -70,11 +89,44 @@ function renderSummary(st) {
   document.getElementById("summary").textContent = parts.join(" · ");
 }
 
+// renderFilter offers each service, keeping the choice made; it shows only with several.
+function renderFilter(st) {
+  const bar = document.getElementById("filter-bar");
+  bar.hidden = !several(st);
+  const names = several(st) ? st.services.map((v) => v.name) : [];
+  const chosen = names.includes(filter.value) ? filter.value : "";
+  const options = [el("option", "all services")];
+  options[0].value = "";
+  for (const v of several(st) ? st.services : []) {
+    const o = el("option", `${v.name} (${v.backends} backend${v.backends === 1 ? "" : "s"}, ${num(v.active)} active)`);
+    o.value = v.name;
+    options.push(o);
+  }
+  filter.replaceChildren(...options);
+  filter.value = chosen;
+}
+
+// renderHeader adds the Service column before Backend with several services, and takes it
+// away again with one.
+function renderHeader(st) {
+  const row = document.querySelector("#backends thead tr");
+  const has = row.cells[0].dataset.column === "service";
+  if (several(st) && !has) {
+    const th = el("th", "Service");
+    th.dataset.column = "service";
+    row.prepend(th);
+  } else if (!several(st) && has) {
+    row.cells[0].remove();
+  }
+  document.getElementById("backends").classList.toggle("with-service", several(st));
+}
+
 function renderTable(st) {
-  const rows = st.servers.map((s) => {
+  const rows = st.servers.filter((s) => shown(serviceOf(s))).map((s) => {
     const key = backendKey(s);
     const tr = el("tr");
     tr.dataset.backend = key;
+    tr.dataset.service = serviceOf(s);
     const age = s.state === "static" ? "—" : formatAge(st.timestamp - s.last_heartbeat);
     const cells = [
       el("td", key),
@@ -88,6 +140,7 @@ function renderTable(st) {
     ];
     cells[4].title = `${num(s.bytes_in)} bytes`;
     cells[5].title = `${num(s.bytes_out)} bytes`;
+    if (several(st)) cells.unshift(el("td", serviceOf(s), "service"));
     tr.append(...cells);
     return tr;
   });
@@ -117,7 +170,9 @@ function renderChart(now) {
   chart.setAttribute("viewBox", `0 0 ${W} ${H}`);
   const plotW = W - left - 4, plotH = H - top - bottom;
   let peak = 0;
-  for (const h of history) for (const v of Object.values(h.active)) peak = Math.max(peak, v);
+  for (const h of history) {
+    for (const [id, v] of Object.entries(h.active)) if (shown(serviceOfId(id))) peak = Math.max(peak, v);
+  }
   const ymax = niceMax(peak);
   const x = (t) => left + plotW * (1 - (now - t) / windowSec);
   const y = (v) => top + plotH * (1 - v / ymax);
@@ -131,6 +186,7 @@ function renderChart(now) {
   nodes.push(svg("text", { class: "axis", x: left, y: H - 3 }, `−${windowSec}s`));
   nodes.push(svg("text", { class: "axis", x: W - 4, y: H - 3, "text-anchor": "end" }, "now"));
   for (const key of colors.keys()) {
+    if (!shown(serviceOfId(key))) continue;
     const samples = history.filter((h) => key in h.active);
     if (samples.length === 0) continue;
     const pts = samples.map((h) => `${x(h.t).toFixed(1)},${y(h.active[key]).toFixed(1)}`);
@@ -142,12 +198,11 @@ function renderChart(now) {
 }
 
 function renderLegend(st) {
-  const items = st.servers.map((s) => {
-    const key = backendKey(s);
+  const items = st.servers.filter((s) => shown(serviceOf(s))).map((s) => {
     const li = el("li");
     const sw = el("span", undefined, "swatch");
-    sw.style.background = colorOf(key);
-    li.append(sw, el("span", `${key}: ${s.conn_count}`));
+    sw.style.background = colorOf(seriesId(s));
+    li.append(sw, el("span", `${label(st, s)}: ${s.conn_count}`));
     return li;
   });
   document.getElementById("legend").replaceChildren(...items);
@@ -156,9 +211,9 @@ function renderLegend(st) {
 function record(st) {
   const active = {};
   for (const s of st.servers) {
-    const key = backendKey(s);
-    colorOf(key);
-    active[key] = s.conn_count;
+    const id = seriesId(s);
+    colorOf(id);
+    active[id] = s.conn_count;
   }
   history.push({ t: st.timestamp, active });
   while (history.length > 0 && history[0].t < st.timestamp - windowSec) history.shift();
@@ -174,10 +229,8 @@ async function refresh() {
     if (!res.ok) throw new Error(`upstream/status: HTTP ${res.status}`);
     const st = await res.json();
     record(st);
-    renderSummary(st);
-    renderTable(st);
-    renderLegend(st);
-    renderChart(st.timestamp);
+    last = st;
+    render(st);
     errBox.hidden = true;
     refreshes++;
     document.body.dataset.refreshes = String(refreshes);
@@ -189,4 +242,14 @@ async function refresh() {
   }
 }
 
+function render(st) {
+  renderSummary(st);
+  renderFilter(st);
+  renderHeader(st);
+  renderTable(st);
+  renderLegend(st);
+  renderChart(st.timestamp);
+}
+
+filter.addEventListener("change", () => { if (last) render(last); });
 refresh();

@@ -144,7 +144,6 @@ func newServer(cfg *config, sc serviceConfig, p *pool.Pool, obs listener.Observe
 // address: the loop check needs it and every service's listen address, and the status page
 // shows them. reg is the etcd registry, nil for the in-memory one.
 func newAPI(cfg *config, services []*service, m *admin.Metrics, sh shared, adminAddr net.Addr, reg *sharedRegistry) *admin.API {
-	def := services[0]
 	var listen []string
 	self := addrPorts(adminAddr)
 	for _, s := range services {
@@ -154,7 +153,7 @@ func newAPI(cfg *config, services []*service, m *admin.Metrics, sh shared, admin
 		}
 	}
 	return &admin.API{
-		Registry:       reg.registry(def),
+		Services:       adminServices(services, reg),
 		Shared:         reg.health(),
 		TrustedProxies: cfg.trusted,
 		Logger:         cfg.log,
@@ -166,8 +165,7 @@ func newAPI(cfg *config, services []*service, m *admin.Metrics, sh shared, admin
 			Burst:         cfg.sec.burst,
 			Self:          self, // for the loop check
 		},
-		CloseBackend: def.srv.CloseBackend,
-		Metrics:      m,
+		Metrics: m,
 		Overview: &admin.Overview{
 			Listen:  listen,
 			Admin:   adminAddr.String(),
@@ -176,6 +174,30 @@ func newAPI(cfg *config, services []*service, m *admin.Metrics, sh shared, admin
 			Stats:   sh.totals,
 		},
 	}
+}
+
+// adminServices are the services as the admin API manages them, each over its registry: its
+// pool, or its pool shared through etcd.
+func adminServices(services []*service, reg *sharedRegistry) []admin.Service {
+	out := make([]admin.Service, 0, len(services))
+	for _, s := range services {
+		var listen []string
+		for _, ln := range s.lns {
+			listen = append(listen, ln.Addr().String())
+		}
+		balance := "" // not known
+		if s.cfg.policy != nil {
+			balance = s.cfg.policy.Name()
+		}
+		out = append(out, admin.Service{
+			Name:         s.cfg.name,
+			Listen:       listen,
+			Balance:      balance,
+			Registry:     reg.registry(s),
+			CloseBackend: s.srv.CloseBackend,
+		})
+	}
+	return out
 }
 
 func addrPorts(addrs ...net.Addr) []netip.AddrPort {

@@ -14,11 +14,14 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/fulcrumlb/fulcrum/pool"
 )
 
 // The admin client: the subcommands that talk to a running balancer's admin API (status, add,
-// remove, drain, undrain, heartbeat). They share --admin and --token, read from FULCRUM_ADMIN_URL
-// and FULCRUM_ADMIN_TOKEN, and turn an API error ({"error": "..."}) into a non-zero exit.
+// remove, drain, undrain, heartbeat). They share --admin, --token and --service, read from
+// FULCRUM_ADMIN_URL, FULCRUM_ADMIN_TOKEN and FULCRUM_SERVICE, and turn an API error
+// ({"error": "..."}) into a non-zero exit.
 
 // defaultAdminURL is where serve's default --admin listens.
 const defaultAdminURL = "http://127.0.0.1:9090"
@@ -28,7 +31,21 @@ func clientFlags() []cli.Flag {
 		&cli.StringFlag{Name: "admin", Value: defaultAdminURL, Usage: "the balancer's admin API `URL` (http://host:port, or host:port)", EnvVars: []string{"FULCRUM_ADMIN_URL"}},
 		&cli.StringFlag{Name: "token", Usage: "sent as \"Authorization: Bearer `TOKEN`\"", EnvVars: []string{"FULCRUM_ADMIN_TOKEN"}},
 		&cli.DurationFlag{Name: "timeout", Value: 10 * time.Second, Usage: "timeout of one admin API request", EnvVars: []string{"FULCRUM_ADMIN_TIMEOUT"}},
+		&cli.StringFlag{Name: "service", Usage: "the `NAME` of the service to act on or list; empty means the balancer's default service (status: every service)", EnvVars: []string{"FULCRUM_SERVICE"}},
 	}
+}
+
+// serviceParams are the parameters naming the service --service chose: none when it is empty,
+// so that the balancer applies its default. A name the balancer would refuse is refused here.
+func serviceParams(c *cli.Context) (url.Values, error) {
+	name := c.String("service")
+	if name == "" {
+		return url.Values{}, nil
+	}
+	if _, err := pool.ParseServiceName(name); err != nil {
+		return nil, fmt.Errorf("--service: %w", err)
+	}
+	return url.Values{"service": {name}}, nil
 }
 
 // adminClient calls one balancer's admin API.
@@ -169,7 +186,12 @@ func changeCommand(name, usage, done string, withWeight bool) *cli.Command {
 			if err != nil {
 				return err
 			}
-			params := url.Values{"host": {c.String("host")}, "port": {strconv.Itoa(c.Int("port"))}}
+			params, err := serviceParams(c)
+			if err != nil {
+				return err
+			}
+			params.Set("host", c.String("host"))
+			params.Set("port", strconv.Itoa(c.Int("port")))
 			if c.IsSet("weight") {
 				params.Set("weight", strconv.Itoa(c.Int("weight")))
 			}
@@ -177,7 +199,7 @@ func changeCommand(name, usage, done string, withWeight bool) *cli.Command {
 			if err != nil {
 				return fmt.Errorf("%s: %w", name, err)
 			}
-			fmt.Fprintln(c.App.Writer, done, replyServer(reply, params))
+			fmt.Fprintln(c.App.Writer, done, replyServer(reply, params)+inService(params))
 			return nil
 		},
 	}
@@ -192,6 +214,14 @@ func replyServer(reply map[string]any, params url.Values) string {
 		}
 	}
 	return net.JoinHostPort(params.Get("host"), params.Get("port"))
+}
+
+// inService is " in service NAME" when the request named one, so that the line says where.
+func inService(params url.Values) string {
+	if name := params.Get("service"); name != "" {
+		return " in service " + name
+	}
+	return ""
 }
 
 func clientCommands() []*cli.Command {

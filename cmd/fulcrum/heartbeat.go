@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/fulcrumlb/fulcrum/pool"
 )
 
 // The heartbeat agent: `fulcrum heartbeat` keeps one backend registered with a balancer, for
@@ -59,7 +61,7 @@ func heartbeat(c *cli.Context) error {
 // agent heartbeats one backend.
 type agent struct {
 	client   *adminClient
-	params   url.Values // host, port and weight of /upstream/add
+	params   url.Values // service (when given), host, port and weight of /upstream/add
 	interval time.Duration
 	log      *slog.Logger
 	server   string // "host:port" the balancer answered the last add with
@@ -77,7 +79,12 @@ func newAgent(c *cli.Context) (*agent, error) {
 	if c.Duration("interval") <= 0 {
 		return nil, errors.New("--interval must be positive")
 	}
-	params := url.Values{"host": {c.String("host")}, "port": {strconv.Itoa(c.Int("port"))}}
+	params, err := serviceParams(c)
+	if err != nil {
+		return nil, err
+	}
+	params.Set("host", c.String("host"))
+	params.Set("port", strconv.Itoa(c.Int("port")))
 	if c.IsSet("weight") {
 		params.Set("weight", strconv.Itoa(c.Int("weight")))
 	}
@@ -124,7 +131,7 @@ func (a *agent) beat(ctx context.Context) error {
 	}
 	server := replyServer(reply, a.params)
 	if server != a.server {
-		a.log.Info("registered", "server", server, "admin", a.client.base.Redacted(), "interval", a.interval)
+		a.log.Info("registered", "server", server, "service", a.service(), "admin", a.client.base.Redacted(), "interval", a.interval)
 		a.server = server
 		return nil
 	}
@@ -132,13 +139,25 @@ func (a *agent) beat(ctx context.Context) error {
 	return nil
 }
 
-// deregister removes the backend, named as the balancer named it (so an empty --host removes
-// the same address it registered). A failure is logged, not fatal: the balancer's TTL will
-// retire the backend anyway.
+// service is the service the agent's backend is in, for its logs.
+func (a *agent) service() string {
+	if name := a.params.Get("service"); name != "" {
+		return name
+	}
+	return pool.DefaultService
+}
+
+// deregister removes the backend from its service, named as the balancer named it (so an empty
+// --host removes the same address it registered). A failure is logged, not fatal: the
+// balancer's TTL will retire the backend anyway.
 func (a *agent) deregister() {
-	params := url.Values{"host": {a.params.Get("host")}, "port": {a.params.Get("port")}}
-	if host, port, err := net.SplitHostPort(a.server); err == nil {
-		params = url.Values{"host": {host}, "port": {port}}
+	host, port := a.params.Get("host"), a.params.Get("port")
+	if h, p, err := net.SplitHostPort(a.server); err == nil {
+		host, port = h, p
+	}
+	params := url.Values{"host": {host}, "port": {port}}
+	if name := a.params.Get("service"); name != "" {
+		params.Set("service", name)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -146,7 +165,7 @@ func (a *agent) deregister() {
 	var ae *apiError
 	switch {
 	case err == nil:
-		a.log.Info("deregistered", "server", net.JoinHostPort(params.Get("host"), params.Get("port")))
+		a.log.Info("deregistered", "server", net.JoinHostPort(host, port), "service", a.service())
 	case errors.As(err, &ae) && ae.Status == http.StatusNotFound:
 		a.log.Info("not registered; nothing to deregister", "err", err)
 	default:

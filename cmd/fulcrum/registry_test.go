@@ -305,6 +305,27 @@ func TestEtcdRegistryKeysCarryTheService(t *testing.T) {
 	if _, ok := status(t, b.admn)[other.addr()]; ok {
 		t.Fatal("a backend of a service this balancer does not serve got in")
 	}
+
+	// Through the admin API of another balancer, with the service parameter.
+	a := startBalancer(t, "--registry", c.URL("/fulcrum"), "--ttl", "5s", "--service", "db="+resFreeAddr(t), "--health-interval", "0")
+	db2 := startBackend(t, nameHandler("db2"))
+	host, port, _ := net.SplitHostPort(db2.addr())
+	if body, code, err := adminGet(a.admn, "/upstream/add?service=db&host="+host+"&port="+port); err != nil || code != http.StatusOK {
+		t.Fatalf("add to db at A: %d %v %s", code, err, body)
+	}
+	if _, code, _ := adminGet(a.admn, "/upstream/drain?service=db&host="+host+"&port="+port); code != http.StatusOK {
+		t.Fatalf("drain in db at A: %d", code)
+	}
+	eventually(t, time.Second, "db's new backend, drained, at B", func() bool {
+		return status(t, b.admn)[db2.addr()].State == "draining"
+	})
+	if _, code, _ := adminGet(b.admn, "/upstream/remove?service=db&host="+host+"&port="+port); code != http.StatusOK {
+		t.Fatalf("remove from db at B: %d", code)
+	}
+	eventually(t, time.Second, "db's backend removed at A", func() bool {
+		_, ok := status(t, a.admn)[db2.addr()]
+		return !ok
+	})
 }
 
 func TestEtcdRegistryRefusesShortTTL(t *testing.T) {

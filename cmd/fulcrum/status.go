@@ -11,19 +11,25 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/fulcrumlb/fulcrum/pool"
 )
 
 func statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "status",
-		Usage: "list the balancer's backends as a table (or the raw JSON of /upstream/status)",
+		Usage: "list the balancer's backends as a table (or the raw JSON of /upstream/status); --service lists one service's",
 		Flags: append(clientFlags(), &cli.BoolFlag{Name: "json", Usage: "print the admin API's JSON as it came"}),
 		Action: func(c *cli.Context) error {
 			ac, err := newAdminClient(c)
 			if err != nil {
 				return err
 			}
-			body, err := ac.call(c.Context, http.MethodGet, "/upstream/status", nil)
+			params, err := serviceParams(c)
+			if err != nil {
+				return err
+			}
+			body, err := ac.call(c.Context, http.MethodGet, "/upstream/status", params)
 			if err != nil {
 				return fmt.Errorf("status: %w", err)
 			}
@@ -43,6 +49,7 @@ func statusCommand() *cli.Command {
 // statusReply is the part of /upstream/status the table shows.
 type statusReply struct {
 	Servers []struct {
+		Service       string  `json:"service"`
 		Host          string  `json:"host"`
 		Port          int     `json:"port"`
 		Weight        int     `json:"weight"`
@@ -53,18 +60,30 @@ type statusReply struct {
 	} `json:"servers"`
 	Total     int     `json:"total"`
 	Timestamp float64 `json:"timestamp"`
+	Services  []struct {
+		Name string `json:"name"`
+	} `json:"services"` // those listed; a balancer from before services sends none
 }
 
-// printStatus writes the aligned table. Heartbeat ages are taken against the reply's own
-// timestamp, so a clock difference between here and the balancer does not skew them.
+// printStatus writes the aligned table, with a SERVICE column when more than one service is
+// listed. Heartbeat ages are taken against the reply's own timestamp, so a clock difference
+// between here and the balancer does not skew them.
 func printStatus(w io.Writer, st statusReply) error {
+	several := len(st.Services) > 1
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "BACKEND\tSTATE\tWEIGHT\tACTIVE\tTOTAL\tHEARTBEAT AGE")
+	header := "BACKEND\tSTATE\tWEIGHT\tACTIVE\tTOTAL\tHEARTBEAT AGE"
+	if several {
+		header = "SERVICE\t" + header
+	}
+	fmt.Fprintln(tw, header)
 	var active int64
 	for _, s := range st.Servers {
 		age := "-"
 		if s.State != "static" {
 			age = secondsAge(st.Timestamp - s.LastHeartbeat)
+		}
+		if several {
+			fmt.Fprintf(tw, "%s\t", s.Service)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\n",
 			net.JoinHostPort(s.Host, strconv.Itoa(s.Port)), s.State, s.Weight, s.ConnCount, s.TotalConns, age)
@@ -73,8 +92,20 @@ func printStatus(w io.Writer, st statusReply) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "%s, %s\n", plural(len(st.Servers), "backend"), plural(int(active), "active connection"))
+	_, err := fmt.Fprintf(w, "%s%s, %s\n", statusScope(st), plural(len(st.Servers), "backend"), plural(int(active), "active connection"))
 	return err
+}
+
+// statusScope starts the footer: how many services were listed when several were, the
+// service's name when one other than the default was.
+func statusScope(st statusReply) string {
+	switch {
+	case len(st.Services) > 1:
+		return plural(len(st.Services), "service") + ", "
+	case len(st.Services) == 1 && st.Services[0].Name != pool.DefaultService:
+		return "service " + st.Services[0].Name + ": "
+	}
+	return ""
 }
 
 func plural(n int, what string) string {

@@ -1,0 +1,141 @@
+package admin
+
+import (
+	"sync/atomic"
+	"time"
+
+	gometrics "github.com/hashicorp/go-metrics"
+
+	"github.com/fulcrumlb/fulcrum/pool"
+)
+
+// seriesKey names a backend's series (a service and a backend key), or a service's rejection
+// series (a service and a reason label).
+type seriesKey struct {
+	service, name string
+}
+
+// serviceSeries is one service's label set and the traffic counted on every connection.
+type serviceSeries struct {
+	labels  []gometrics.Label // service=NAME
+	traffic serviceTraffic
+}
+
+// backendSeries is one backend's label set, its service's, and whether its duration summary
+// exists yet.
+type backendSeries struct {
+	labels []gometrics.Label // service=NAME, backend=host:port, always in this order
+	svc    *serviceSeries
+	timed  atomic.Bool
+}
+
+// The sink tells series apart by their labels in the order given, so each label set is built
+// in one place.
+func serviceLabels(service string) []gometrics.Label {
+	return []gometrics.Label{{Name: "service", Value: service}}
+}
+
+func serviceReasonLabels(service, reason string) []gometrics.Label {
+	return []gometrics.Label{{Name: "service", Value: service}, {Name: "reason", Value: reason}}
+}
+
+func serviceOrDefault(service string) string {
+	if service == "" {
+		return pool.DefaultService
+	}
+	return service
+}
+
+// backend returns the series of a service's backend, creating its counters at 0 on first sight.
+func (m *Metrics) backend(service, key string) *backendSeries {
+	if bs, ok := m.backends.Load(seriesKey{service, key}); ok {
+		return bs.(*backendSeries)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.backendLocked(seriesKey{service, key})
+}
+
+// backendLocked is backend for a caller that holds m.mu.
+func (m *Metrics) backendLocked(k seriesKey) *backendSeries {
+	if bs, ok := m.backends.Load(k); ok {
+		return bs.(*backendSeries)
+	}
+	bs := &backendSeries{
+		labels: []gometrics.Label{{Name: "service", Value: k.service}, {Name: "backend", Value: k.name}},
+		svc:    m.serviceLocked(k.service),
+	}
+	for _, key := range [][]string{keyBRouted, keyBDialFailed, keyBBytesIn, keyBBytesOut, keyBHeartbeats} {
+		m.m.IncrCounterWithLabels(key, 0, bs.labels)
+	}
+	m.backends.Store(k, bs)
+	return bs
+}
+
+// serviceLocked returns a service's series; m.mu is held. A configured service's were
+// declared up front; one the Metrics was not told of has its counters created at 0 here.
+func (m *Metrics) serviceLocked(service string) *serviceSeries {
+	if ss, ok := m.svcs.Load(service); ok {
+		return ss.(*serviceSeries)
+	}
+	ss := &serviceSeries{labels: serviceLabels(service)}
+	for _, key := range [][]string{keySDialFailed, keySHeartbeats} {
+		m.m.IncrCounterWithLabels(key, 0, ss.labels)
+	}
+	m.svcs.Store(service, ss)
+	return ss
+}
+
+// duration adds a backend's connection lifetime; its first sample creates the summary, alone.
+func (m *Metrics) duration(bs *backendSeries, start time.Time) {
+	if bs.timed.Load() {
+		m.m.MeasureSinceWithLabels(keyBDuration, start, bs.labels)
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.m.MeasureSinceWithLabels(keyBDuration, start, bs.labels)
+	bs.timed.Store(true)
+}
+
+// reasonLabel is the reason label of a rejection's text: one of the known reasons, otherwise
+// the text itself; at most maxReasons label values, later new texts as "other". The total's
+// series of a new label is created, at 0, before the label is handed out. A text seen before
+// costs no lock.
+func (m *Metrics) reasonLabel(text string) string {
+	if label, ok := m.reasons.Load(text); ok {
+		return label.(string)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if label, ok := m.reasons.Load(text); ok {
+		return label.(string)
+	}
+	label := text
+	if m.nReason >= maxReasons {
+		label = "other"
+	} else {
+		m.nReason++
+	}
+	m.m.IncrCounterWithLabels(keyRejected, 0, []gometrics.Label{{Name: "reason", Value: label}})
+	m.reasons.Store(text, label)
+	return label
+}
+
+// serviceReason returns the labels of a service's rejection series for a reason label,
+// creating the series at 0 on first use.
+func (m *Metrics) serviceReason(service, label string) []gometrics.Label {
+	k := seriesKey{service, label}
+	if labels, ok := m.svcReasons.Load(k); ok {
+		return labels.([]gometrics.Label)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if labels, ok := m.svcReasons.Load(k); ok {
+		return labels.([]gometrics.Label)
+	}
+	labels := serviceReasonLabels(service, label)
+	m.m.IncrCounterWithLabels(keySRejected, 0, labels)
+	m.svcReasons.Store(k, labels)
+	return labels
+}
