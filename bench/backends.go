@@ -22,6 +22,10 @@ const (
 	// ModeSource: the backend writes bulk data until the client half-closes, then closes;
 	// the client receives exactly what the backend counted as sourced.
 	ModeSource byte = 'r'
+	// ModeRequest: the backend reads a request of 80 bytes (the mode byte included), writes
+	// a 64-byte reply and closes, so the client sees the reply and then the FIN: a short
+	// request/response connection, as in HTTP/1.0.
+	ModeRequest byte = 'q'
 	// ModeHold: the backend answers with one byte (ModeHold) and then waits for EOF, so the
 	// client knows the connection reached a backend.
 	ModeHold byte = 'h'
@@ -35,6 +39,9 @@ type Backends interface {
 	Stats() ([]BackendStats, error)
 	// Close stops the backends and their connections. Calling it twice is safe.
 	Close() error
+	// PID is the process the backends run in, whose CPU the timed loads report; 0 when they
+	// run in this process (their CPU is then part of the client's).
+	PID() int
 }
 
 // BackendStats are one backend's counters since it started.
@@ -99,6 +106,9 @@ func (ss *Servers) Addrs() []string {
 	}
 	return out
 }
+
+// PID implements Backends: the servers run in this process.
+func (ss *Servers) PID() int { return 0 }
 
 // Stats implements Backends.
 func (ss *Servers) Stats() ([]BackendStats, error) {
@@ -184,6 +194,8 @@ func (ss *Servers) serveBackendConn(s *server, c net.Conn) {
 		s.sunk.Add(n)
 	case ModeSource:
 		source(c, &s.sourced)
+	case ModeRequest:
+		answer(c)
 	case ModeHold:
 		if _, err := c.Write(mode[:]); err == nil {
 			io.Copy(io.Discard, c)
@@ -210,6 +222,16 @@ func echo(c net.Conn, first byte) {
 			return
 		}
 	}
+}
+
+// answer reads the rest of a ModeRequest request and writes the reply; the caller's close
+// then sends the FIN. The request is read whole first, so the close sends no reset.
+func answer(c net.Conn) {
+	buf := [requestSize]byte{ModeRequest}
+	if _, err := io.ReadFull(c, buf[1:]); err != nil {
+		return
+	}
+	c.Write(buf[:replySize]) // the mode byte and the request's next 63 bytes
 }
 
 // sink counts bytes until EOF and replies with the count.

@@ -83,7 +83,7 @@ func startFulcrum(t *testing.T, bs Backends) Target {
 		Counts: FulcrumCounts(api.Listener.Addr().String())}
 }
 
-var smokeConfig = Config{Duration: 700 * time.Millisecond, Conns: 4, Hold: 200}
+var smokeConfig = Config{Duration: 700 * time.Millisecond, Conns: 4, Workers: 4, PingConns: 4, Hold: 200}
 
 // runParsed runs one scenario and returns its result as parsed back from its JSON line.
 func runParsed(t *testing.T, r *Runner, scenario string) Result {
@@ -136,19 +136,28 @@ func TestScenariosThroughFulcrum(t *testing.T) {
 	r := &Runner{Backends: bs, Target: startFulcrum(t, bs), Config: smokeConfig}
 	t.Run(Throughput, func(t *testing.T) {
 		res := runParsed(t, r, Throughput)
-		positive(t, res, "upload_mb_s", "download_mb_s", "upload_bytes", "download_bytes")
+		positive(t, res, "upload_mb_s", "download_mb_s", "upload_bytes", "download_bytes",
+			"cpu_us_per_mb_up", "cpu_us_per_mb_down", "cpu_pct_up", "cpu_pct_down")
 		equal(t, res, "upload_bytes", "sink_bytes")
 		equal(t, res, "download_bytes", "source_bytes")
 		if len(res.Notes) != 0 {
 			t.Errorf("notes: %q", res.Notes)
 		}
 	})
-	for _, sc := range []struct{ name, rate, count string }{
-		{Connrate, "conns_per_s", "transactions"}, {Latency, "requests_per_s", "requests"},
+	for _, sc := range []struct {
+		name, rate, count, perOp string
+		conns                    int
+	}{
+		{Connrate, "conns_per_s", "transactions", "cpu_us_per_conn", 4},
+		{Latency, "requests_per_s", "requests", "cpu_us_per_req", 4},
+		{Latency1, "requests_per_s", "requests", "cpu_us_per_req", 1},
 	} {
 		t.Run(sc.name, func(t *testing.T) {
 			res := runParsed(t, r, sc.name)
-			positive(t, res, sc.rate, sc.count, "p50_us", "p99_us", "p999_us")
+			positive(t, res, sc.rate, sc.count, "p50_us", "p99_us", "p999_us", sc.perOp, "cpu_pct", "client_cpu_pct")
+			if res.Conns != sc.conns {
+				t.Errorf("conns = %d, want %d", res.Conns, sc.conns)
+			}
 			ordered(t, res, "p50_us", "p99_us", "p999_us")
 			if res.Metrics["errors"] != 0 {
 				t.Errorf("errors: %v %q", res.Metrics["errors"], res.Notes)
@@ -193,7 +202,10 @@ func TestDirect(t *testing.T) {
 	r := &Runner{Backends: bs, Target: Target{Name: Direct, Addr: bs.Addrs()[0], Direct: true},
 		Config: Config{Duration: 300 * time.Millisecond, Conns: 2, Hold: 50}}
 	res := runParsed(t, r, Connrate)
-	positive(t, res, "conns_per_s")
+	positive(t, res, "conns_per_s", "client_cpu_pct")
+	if _, ok := res.Metrics["cpu_us_per_conn"]; ok || len(res.Notes) != 0 {
+		t.Errorf("direct connrate: %v %q, want no balancer CPU and no note", res.Metrics, res.Notes)
+	}
 	res = runParsed(t, r, Idle)
 	if _, ok := res.Metrics["rss_per_conn_kib"]; ok || res.Metrics["held"] != 50 {
 		t.Errorf("direct idle: %v, want 50 held and no balancer memory", res.Metrics)
@@ -226,6 +238,15 @@ func TestBackendModes(t *testing.T) {
 		got := make([]byte, len(req))
 		if _, err := io.ReadFull(c, got); err != nil || string(got) != string(req) {
 			t.Fatalf("echo: %q %v", got, err)
+		}
+	})
+	t.Run("request", func(t *testing.T) {
+		c := dialT(t, addr)
+		c.Write(transactRequest()[:30]) // the backend waits for the whole request
+		c.Write(transactRequest()[30:])
+		got, err := io.ReadAll(c)
+		if err != nil || len(got) != replySize || got[0] != ModeRequest {
+			t.Fatalf("reply %q %v, want %d bytes starting with %q and then EOF", got, err, replySize, ModeRequest)
 		}
 	})
 	t.Run("sink", func(t *testing.T) {

@@ -19,12 +19,16 @@ var chartMetrics = []struct {
 	{Connrate, "p99_us", "conn p99 ↓"},
 	{Latency, "requests_per_s", "ping-pong req/s ↑"},
 	{Latency, "p99_us", "ping-pong p99 ↓"},
+	{Latency1, "requests_per_s", "1-conn req/s ↑"},
+	{Connrate, "cpu_us_per_conn", "CPU/conn ↓"},
+	{Latency, "cpu_us_per_req", "CPU/req ↓"},
 	{Idle, "rss_per_conn_kib", "idle KiB/conn ↓"},
 }
 
 var chartColors = []color.Color{
 	color.RGBA{0x99, 0x99, 0x99, 0xff}, color.RGBA{0x1f, 0x77, 0xb4, 0xff},
 	color.RGBA{0xff, 0x7f, 0x0e, 0xff}, color.RGBA{0x2c, 0xa0, 0x2c, 0xff},
+	color.RGBA{0x94, 0x67, 0xbd, 0xff},
 }
 
 // WriteChart draws every peer's medians relative to HAProxy's (or to direct's when HAProxy
@@ -64,7 +68,7 @@ func (r *Report) WriteChart(path string) error {
 	p.Add(plotter.NewGrid())
 	p.Legend.Top = true
 	p.Y.Max = top * 1.3 // room for the legend above the tallest bar
-	if err := p.Save(24*vg.Centimeter, 12*vg.Centimeter, path); err != nil {
+	if err := p.Save(30*vg.Centimeter, 12*vg.Centimeter, path); err != nil {
 		return fmt.Errorf("bench: save chart: %w", err)
 	}
 	return nil

@@ -120,7 +120,7 @@ func (cb *ChildBackends) Stats() ([]BackendStats, error) {
 	return st, nil
 }
 
-// PID is the child's process id.
+// PID implements Backends: the child's process id.
 func (cb *ChildBackends) PID() int { return cb.cmd.Process.Pid }
 
 // Close implements Backends: EOF on its stdin stops the child; it is killed if it lingers.

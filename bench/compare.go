@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,12 +17,33 @@ import (
 const (
 	Direct  = "direct"
 	Fulcrum = "fulcrum"
-	HAProxy = "haproxy"
-	Nginx   = "nginx"
+	// FulcrumGoroutine is fulcrum with --data-plane=goroutine appended to its arguments, to
+	// set the goroutine data plane beside the default one in the same run.
+	FulcrumGoroutine = "fulcrum-goroutine"
+	HAProxy          = "haproxy"
+	Nginx            = "nginx"
 )
 
-// Peers are every target a comparison knows.
-var Peers = []string{Direct, Fulcrum, HAProxy, Nginx}
+// Peers are every target a comparison knows, in run order.
+var Peers = []string{Direct, Fulcrum, FulcrumGoroutine, HAProxy, Nginx}
+
+// DefaultPeers are the peers a comparison runs when none is named; FulcrumGoroutine joins
+// them when the fulcrum binary has a --data-plane flag (withPlanes).
+var DefaultPeers = []string{Direct, Fulcrum, HAProxy, Nginx}
+
+// withPlanes puts FulcrumGoroutine after Fulcrum in peers when exe's serve command has a
+// --data-plane flag, so that a default comparison sets both planes side by side.
+func withPlanes(exe string, peers []string) []string {
+	i := slices.Index(peers, Fulcrum)
+	if i < 0 || slices.Contains(peers, FulcrumGoroutine) {
+		return peers
+	}
+	out, _ := exec.Command(exe, "serve", "--help").CombinedOutput()
+	if !strings.Contains(string(out), "--data-plane") {
+		return peers
+	}
+	return slices.Insert(slices.Clone(peers), i+1, FulcrumGoroutine)
+}
 
 // CompareConfig describes one comparison. Exe must be set; the other fields' zero values are
 // documented.
@@ -32,7 +54,8 @@ type CompareConfig struct {
 	Backends int
 	// Scenarios to run; nil means all.
 	Scenarios []string
-	// Peers to compare; nil means all of Peers. Peers that are not installed are skipped.
+	// Peers to compare; nil means DefaultPeers (with FulcrumGoroutine when Exe has a
+	// --data-plane flag). Peers that are not installed are skipped.
 	Peers []string
 	// Rounds of interleaved runs; zero means 3 (fewer than 3 are raised to 3).
 	Rounds int
@@ -58,7 +81,7 @@ func (cc *CompareConfig) defaults() {
 		cc.Scenarios = Scenarios
 	}
 	if len(cc.Peers) == 0 {
-		cc.Peers = Peers
+		cc.Peers = withPlanes(cc.Exe, DefaultPeers)
 	}
 	cc.Rounds = max(cc.Rounds, 3)
 	if cc.Out == nil {
@@ -127,7 +150,7 @@ func Compare(ctx context.Context, cc CompareConfig) (*Report, error) {
 	if err := cc.rounds(ctx, bs, peers, rep); err != nil {
 		return rep, err
 	}
-	rep.Finished = time.Now()
+	rep.Finished, rep.Machine.LoadAvgEnd = time.Now(), loadAvg()
 	return rep, nil
 }
 
@@ -136,20 +159,7 @@ func Compare(ctx context.Context, cc CompareConfig) (*Report, error) {
 func (cc *CompareConfig) startPeers(dir string, backends []string, rep *Report) []*peer {
 	var out []*peer
 	for _, name := range cc.Peers {
-		var start func() (*Process, Target, error)
-		switch name {
-		case Direct:
-		case Fulcrum:
-			start = func() (*Process, Target, error) { return StartFulcrum(cc.Exe, backends, cc.FulcrumArgs...) }
-		case HAProxy:
-			start = func() (*Process, Target, error) { return StartHAProxy(dir, backends) }
-		case Nginx:
-			start = func() (*Process, Target, error) { return StartNginx(dir, backends) }
-		default:
-			start = func() (*Process, Target, error) {
-				return nil, Target{}, fmt.Errorf("unknown peer %q (want one of %s)", name, strings.Join(Peers, ", "))
-			}
-		}
+		start := peerStart(name, cc.Exe, dir, backends, cc.FulcrumArgs)
 		p, t, err := (*Process)(nil), Target{Name: Direct, Addr: backends[0], Direct: true}, error(nil)
 		if start != nil {
 			p, t, err = start()
@@ -166,6 +176,31 @@ func (cc *CompareConfig) startPeers(dir string, backends []string, rep *Report) 
 		out = append(out, &peer{target: t, proc: p, start: start})
 	}
 	return out
+}
+
+// peerStart is how to start peer name in front of backends, with its configuration files in
+// dir and fulcrumArgs appended to fulcrum's command line; nil for direct.
+func peerStart(name, exe, dir string, backends, fulcrumArgs []string) func() (*Process, Target, error) {
+	switch name {
+	case Direct:
+		return nil
+	case Fulcrum:
+		return func() (*Process, Target, error) { return StartFulcrum(exe, backends, fulcrumArgs...) }
+	case FulcrumGoroutine:
+		args := append(slices.Clone(fulcrumArgs), "--data-plane=goroutine")
+		return func() (*Process, Target, error) {
+			p, t, err := StartFulcrum(exe, backends, args...)
+			t.Name = FulcrumGoroutine
+			return p, t, err
+		}
+	case HAProxy:
+		return func() (*Process, Target, error) { return StartHAProxy(dir, backends) }
+	case Nginx:
+		return func() (*Process, Target, error) { return StartNginx(dir, backends) }
+	}
+	return func() (*Process, Target, error) {
+		return nil, Target{}, fmt.Errorf("unknown peer %q (want one of %s)", name, strings.Join(Peers, ", "))
+	}
 }
 
 // commonHold is the number of connections every peer can hold, so that idle and balance

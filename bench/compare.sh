@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Builds fulcrum and compares it with direct, HAProxy and nginx on this machine:
+# Builds fulcrum and compares it with direct, HAProxy and nginx on this machine (and fulcrum
+# on its goroutine data plane, when serve has --data-plane):
 #   bench/compare.sh [flags of `fulcrum bench compare`]   e.g. --rounds 5 --duration 3s
+#   bench/compare.sh --peer fulcrum --peer haproxy --fulcrum-arg=--data-plane=epoll
 # Peers that are not installed are skipped (apt-get install -y haproxy nginx libnginx-mod-stream).
 # Writes bench/RESULTS.md and bench/RESULTS.png unless --out says otherwise.
 set -euo pipefail

@@ -43,8 +43,13 @@ func lookPeer(name string) (string, error) {
 }
 
 func installHint(name string) string {
-	if name == "nginx" {
+	switch name {
+	case "nginx":
 		return "nginx libnginx-mod-stream"
+	case "redis-benchmark":
+		return "redis-tools"
+	case "pgbench":
+		return "postgresql-client"
 	}
 	return name
 }

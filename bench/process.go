@@ -27,10 +27,17 @@ type Process struct {
 
 // startProcess runs exe args; its output is kept in memory (bounded by the process's short life).
 func startProcess(name, exe string, args ...string) (*Process, error) {
-	cmd := exec.Command(exe, args...)
+	return startCmd(name, exec.Command(exe, args...))
+}
+
+// startCmd starts cmd as a child that dies with the bench, keeping its output in memory.
+func startCmd(name string, cmd *exec.Cmd) (*Process, error) {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive the bench
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL // never outlive the bench
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("bench: start %s: %w", name, err)
 	}

@@ -15,7 +15,9 @@ import (
 type Report struct {
 	Machine           Machine
 	Command           string
-	Config            Config
+	Config            Config // the load of a comparison; zero for real clients
+	Load              string // what the load was, when Config does not say
+	Title             string // the report's heading; empty: "fulcrum side by side: " and the targets
 	Rounds            int
 	Targets           []string // peers that ran, in run order
 	Results           []Result
@@ -34,6 +36,8 @@ type Machine struct {
 	HAProxy string
 	Nginx   string
 	LoadAvg string // /proc/loadavg at the start: a busy machine makes every figure provisional
+	// LoadAvgEnd is /proc/loadavg when the comparison finished; empty when not read.
+	LoadAvgEnd string
 }
 
 // DescribeMachine reads the CPU, kernel and peer versions of this machine.
@@ -50,14 +54,23 @@ func DescribeMachine() Machine {
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.Kernel = strings.TrimSpace(string(b))
 	}
-	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		if f := strings.Fields(string(b)); len(f) >= 3 {
-			m.LoadAvg = strings.Join(f[:3], " ")
-		}
-	}
+	m.LoadAvg = loadAvg()
 	m.HAProxy = peerVersion("haproxy", "-v")
 	m.Nginx = peerVersion("nginx", "-v")
 	return m
+}
+
+// loadAvg is the 1, 5 and 15 minute load averages; empty when /proc does not say.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func peerVersion(name, flag string) string {
@@ -100,7 +113,7 @@ func (r *Report) has(target string) bool { return slices.Contains(r.Targets, tar
 // scenarios are the scenarios with at least one result, in the standard order.
 func (r *Report) scenarios() []string {
 	var out []string
-	for _, sc := range Scenarios {
+	for _, sc := range append(slices.Clone(Scenarios), RealSuites...) {
 		if slices.ContainsFunc(r.Results, func(res Result) bool { return res.Scenario == sc }) {
 			out = append(out, sc)
 		}
@@ -108,11 +121,13 @@ func (r *Report) scenarios() []string {
 	return out
 }
 
-// ratioColumns are the "a ÷ b" columns of the summary: fulcrum against HAProxy and against
-// direct, and nginx against HAProxy.
+// ratioColumns are the "a ÷ b" columns of the summary: fulcrum (and its goroutine plane)
+// against HAProxy and against direct, the two planes against each other, and nginx against
+// HAProxy.
 func (r *Report) ratioColumns() [][2]string {
 	var out [][2]string
-	for _, c := range [][2]string{{Fulcrum, HAProxy}, {Fulcrum, Direct}, {Nginx, HAProxy}} {
+	for _, c := range [][2]string{{Fulcrum, HAProxy}, {FulcrumGoroutine, HAProxy}, {Fulcrum, FulcrumGoroutine},
+		{Fulcrum, Direct}, {Nginx, HAProxy}} {
 		if r.has(c[0]) && r.has(c[1]) {
 			out = append(out, c)
 		}
@@ -122,22 +137,50 @@ func (r *Report) ratioColumns() [][2]string {
 
 // table is the summary: one row per key metric, medians per target, then ratios.
 func (r *Report) table() [][]string {
-	head := []string{"scenario", "metric"}
-	head = append(head, r.Targets...)
+	return r.metricTable(r.Targets, r.ratioColumns(), func(m Metric) bool { return m.Key }, r.cell)
+}
+
+// cpuTable is the balancers' CPU: per operation and as a share of a core, with the spread
+// over the rounds, and the load generator's share beside it.
+func (r *Report) cpuTable() [][]string {
+	var targets []string
+	for _, t := range r.Targets {
+		if t != Direct {
+			targets = append(targets, t)
+		}
+	}
+	var cols [][2]string
 	for _, c := range r.ratioColumns() {
+		if c[1] != Direct { // direct has no balancer CPU
+			cols = append(cols, c)
+		}
+	}
+	return r.metricTable(targets, cols, func(m Metric) bool { return isCPUMetric(m.Name) }, r.spreadCell)
+}
+
+func isCPUMetric(name string) bool {
+	return strings.HasPrefix(name, "cpu_") || strings.HasPrefix(name, "client_cpu_") || strings.HasPrefix(name, "backends_cpu_")
+}
+
+// metricTable has a head row, then one row per chosen metric that some run reported:
+// a cell per target, then the ratio columns cols.
+func (r *Report) metricTable(targets []string, cols [][2]string, choose func(Metric) bool, cell func(sc, t, metric string) string) [][]string {
+	head := []string{"scenario", "metric"}
+	head = append(head, targets...)
+	for _, c := range cols {
 		head = append(head, c[0]+" ÷ "+c[1])
 	}
 	rows := [][]string{head}
 	for _, sc := range r.scenarios() {
 		for _, m := range Metrics[sc] {
-			if !m.Key {
+			if !choose(m) || !r.reported(sc, m.Name) {
 				continue
 			}
 			row := []string{sc, metricLabel(m)}
-			for _, t := range r.Targets {
-				row = append(row, r.cell(sc, t, m.Name))
+			for _, t := range targets {
+				row = append(row, cell(sc, t, m.Name))
 			}
-			for _, c := range r.ratioColumns() {
+			for _, c := range cols {
 				if v, ok := r.ratio(sc, m.Name, c[0], c[1]); ok {
 					row = append(row, fmt.Sprintf("%.2f", v))
 				} else {
@@ -148,6 +191,14 @@ func (r *Report) table() [][]string {
 		}
 	}
 	return rows
+}
+
+// reported says whether any run of scenario sc has the metric.
+func (r *Report) reported(sc, metric string) bool {
+	return slices.ContainsFunc(r.Results, func(res Result) bool {
+		_, ok := res.Metrics[metric]
+		return res.Scenario == sc && ok
+	})
 }
 
 func metricLabel(m Metric) string {
@@ -169,26 +220,62 @@ func (r *Report) cell(sc, target, metric string) string {
 	return formatValue(v)
 }
 
-// WriteText prints the summary table with aligned columns.
-func (r *Report) WriteText(w io.Writer) {
-	rows := r.table()
-	widths := make([]int, len(rows[0]))
-	for _, row := range rows {
-		for i, c := range row {
-			widths[i] = max(widths[i], len([]rune(c)))
-		}
+// spreadCell is the median with the lowest and highest run: "120 (110–135)".
+func (r *Report) spreadCell(sc, target, metric string) string {
+	v, ok := r.Median(sc, target, metric)
+	if !ok {
+		return "–"
 	}
-	fmt.Fprintf(w, "\nmedians of %d rounds (↑ higher is better, ↓ lower is better):\n", r.Rounds)
-	for _, row := range rows {
-		for i, c := range row {
-			fmt.Fprintf(w, "%-*s  ", widths[i], c)
+	lo, hi := r.span(sc, target, metric)
+	if lo == hi {
+		return formatValue(v)
+	}
+	return fmt.Sprintf("%s (%s–%s)", formatValue(v), formatValue(lo), formatValue(hi))
+}
+
+// span is the lowest and highest value of a metric over the rounds.
+func (r *Report) span(sc, target, metric string) (lo, hi float64) {
+	first := true
+	for _, res := range r.Results {
+		v, ok := res.Metrics[metric]
+		if res.Scenario != sc || res.Target != target || !ok {
+			continue
 		}
-		fmt.Fprintln(w)
+		if first {
+			lo, hi, first = v, v, false
+		}
+		lo, hi = min(lo, v), max(hi, v)
+	}
+	return lo, hi
+}
+
+// WriteText prints the summary table and the CPU table with aligned columns.
+func (r *Report) WriteText(w io.Writer) {
+	fmt.Fprintf(w, "\nmedians of %d rounds (↑ higher is better, ↓ lower is better):\n", r.Rounds)
+	writeTextTable(w, r.table())
+	if cpu := r.cpuTable(); len(cpu) > 1 {
+		fmt.Fprintf(w, "\nbalancer CPU, median (lowest–highest) of %d rounds:\n", r.Rounds)
+		writeTextTable(w, cpu)
 	}
 	for _, s := range r.Skipped {
 		fmt.Fprintln(w, s)
 	}
 	for _, e := range r.Errors {
 		fmt.Fprintln(w, "error:", e)
+	}
+}
+
+func writeTextTable(w io.Writer, rows [][]string) {
+	widths := make([]int, len(rows[0]))
+	for _, row := range rows {
+		for i, c := range row {
+			widths[i] = max(widths[i], len([]rune(c)))
+		}
+	}
+	for _, row := range rows {
+		for i, c := range row {
+			fmt.Fprintf(w, "%-*s  ", widths[i], c)
+		}
+		fmt.Fprintln(w)
 	}
 }

@@ -44,13 +44,15 @@ func TestPeerConfigs(t *testing.T) {
 // sampleReport is a comparison of three rounds with made-up figures.
 func sampleReport() *Report {
 	r := &Report{Rounds: 3, Targets: []string{Direct, Fulcrum, HAProxy}, Started: time.Unix(0, 0), Finished: time.Unix(300, 0),
-		Machine: Machine{CPUs: 2, CPU: "Test CPU"}, Command: "fulcrum bench compare"}
+		Machine: Machine{CPUs: 2, CPU: "Test CPU", LoadAvg: "1.00 2.00 3.00", LoadAvgEnd: "4.00 5.00 6.00"}, Command: "fulcrum bench compare"}
 	for round := 1; round <= 3; round++ {
 		f := float64(round)
 		r.Results = append(r.Results,
 			Result{Scenario: Connrate, Target: Direct, Round: round, Metrics: map[string]float64{"conns_per_s": 1000 * f, "p99_us": 100}},
-			Result{Scenario: Connrate, Target: Fulcrum, Round: round, Metrics: map[string]float64{"conns_per_s": 500 * f, "p99_us": 300}},
-			Result{Scenario: Connrate, Target: HAProxy, Round: round, Metrics: map[string]float64{"conns_per_s": 250 * f, "p99_us": 200}},
+			Result{Scenario: Connrate, Target: Fulcrum, Round: round, Metrics: map[string]float64{"conns_per_s": 500 * f, "p99_us": 300,
+				"cpu_us_per_conn": 100 * f, "cpu_pct": 80}},
+			Result{Scenario: Connrate, Target: HAProxy, Round: round, Metrics: map[string]float64{"conns_per_s": 250 * f, "p99_us": 200,
+				"cpu_us_per_conn": 100, "cpu_pct": 40 * f}},
 			Result{Scenario: Idle, Target: Fulcrum, Round: round, Metrics: map[string]float64{"rss_per_conn_kib": 10}},
 		)
 	}
@@ -72,11 +74,47 @@ func TestReportMediansAndRatios(t *testing.T) {
 	md := b.String()
 	for _, want := range []string{"| scenario | metric | direct | fulcrum | haproxy | fulcrum ÷ haproxy | fulcrum ÷ direct |",
 		"| connrate | conns_per_s (conn/s) ↑ | 2000 | 1000 | 500 | 2.00 | 0.50 |", "![relative to HAProxy](RESULTS.png)",
-		"connection rate ≥ HAProxy's: **yes**", "ping-pong p99 ≤ HAProxy's: not measured",
-		"idle connection ≤ 16 KiB of RSS: **yes**", "Test CPU"} {
+		"| connrate | cpu_us_per_conn (µs CPU/conn) ↓ | – | 200 | 100 | 2.00 | – |",
+		"## Balancer CPU", "| scenario | metric | fulcrum | haproxy | fulcrum ÷ haproxy |\n",
+		"| connrate | cpu_us_per_conn (µs CPU/conn) ↓ | 200 (100–300) | 100 | 2.00 |\n",
+		"| connrate | cpu_pct (% of a core) ↓ | 80 | 80 (40–120) | 1.00 |\n",
+		"connections/s ≥ HAProxy's: **yes** (fulcrum 1000, bound 500)", "CPU per connection ≤ HAProxy's: **no** (fulcrum 200, bound 100)",
+		"idle memory per connection ≤ HAProxy's: not measured",
+		"Test CPU", "- Load average at start: 1.00 2.00 3.00; at the end: 4.00 5.00 6.00 (1, 5, 15 min"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
 		}
+	}
+	if strings.Contains(md, "| idle | open_s") || strings.Contains(md, "ping-pong") {
+		t.Errorf("a metric or target of a scenario that did not run is shown:\n%s", md)
+	}
+	var text strings.Builder
+	r.WriteText(&text)
+	for _, want := range []string{"medians of 3 rounds", "balancer CPU, median (lowest–highest) of 3 rounds:", "200 (100–300)"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("text lacks %q:\n%s", want, text.String())
+		}
+	}
+}
+
+// TestReportTwoPlanes: with the goroutine plane beside the default one, the ratios set each
+// against HAProxy and against each other.
+func TestReportTwoPlanes(t *testing.T) {
+	r := &Report{Rounds: 3, Targets: []string{Fulcrum, FulcrumGoroutine, HAProxy}}
+	for round := 1; round <= 3; round++ {
+		for name, v := range map[string]float64{Fulcrum: 300, FulcrumGoroutine: 150, HAProxy: 200} {
+			r.Results = append(r.Results, Result{Scenario: Latency1, Target: name, Round: round,
+				Metrics: map[string]float64{"requests_per_s": v}})
+		}
+	}
+	rows := r.table()
+	want := []string{"scenario", "metric", Fulcrum, FulcrumGoroutine, HAProxy,
+		"fulcrum ÷ haproxy", "fulcrum-goroutine ÷ haproxy", "fulcrum ÷ fulcrum-goroutine"}
+	if strings.Join(rows[0], "|") != strings.Join(want, "|") {
+		t.Fatalf("head %q, want %q", rows[0], want)
+	}
+	if got := strings.Join(rows[1][5:], " "); got != "1.50 0.75 2.00" {
+		t.Errorf("ratios %q, want 1.50 0.75 2.00", got)
 	}
 }
 
@@ -89,5 +127,36 @@ func TestWriteChart(t *testing.T) {
 		if st, err := os.Stat(path); err != nil || st.Size() < 1000 {
 			t.Fatalf("%s: %v %v", name, st, err)
 		}
+	}
+}
+
+// TestWithPlanes: the goroutine plane joins the default peers only when the binary has a
+// --data-plane flag, right after fulcrum.
+func TestWithPlanes(t *testing.T) {
+	script := func(help string) string {
+		path := filepath.Join(t.TempDir(), "fulcrum")
+		if err := os.WriteFile(path, []byte("#!/bin/sh\necho '"+help+"'\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	with, without := script("--listen ADDR  --data-plane epoll|goroutine"), script("--listen ADDR")
+	for _, tc := range []struct {
+		name, exe   string
+		peers, want []string
+	}{
+		{"has the flag", with, DefaultPeers, []string{Direct, Fulcrum, FulcrumGoroutine, HAProxy, Nginx}},
+		{"lacks the flag", without, DefaultPeers, DefaultPeers},
+		{"no fulcrum", with, []string{HAProxy}, []string{HAProxy}},
+		{"already there", with, []string{FulcrumGoroutine, Fulcrum}, []string{FulcrumGoroutine, Fulcrum}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := withPlanes(tc.exe, tc.peers); strings.Join(got, " ") != strings.Join(tc.want, " ") {
+				t.Errorf("withPlanes = %v, want %v", got, tc.want)
+			}
+		})
+	}
+	if strings.Join(DefaultPeers, " ") != "direct fulcrum haproxy nginx" {
+		t.Errorf("DefaultPeers changed: %v", DefaultPeers)
 	}
 }

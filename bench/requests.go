@@ -3,52 +3,26 @@ package bench
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
-	"sync"
 	"time"
 )
 
-// msgSize is the size of a request and of its reply in connrate and latency.
+// msgSize is the size of a latency message and of its echo.
 const msgSize = 64
 
-// worker is one client goroutine's outcome.
+// Sizes of a ModeRequest transaction: the request (mode byte included) and the reply.
+const (
+	requestSize = 80
+	replySize   = 64
+)
+
+// worker is what one light client loop did.
 type worker struct {
 	samples  []time.Duration
 	errs     int
 	firstErr error
 }
 
-// runWorkers runs fn on Conns goroutines until the duration ends and gathers their samples.
-func (r *Runner) runWorkers(ctx context.Context, label string, fn func(ctx context.Context, end time.Time, w *worker)) load {
-	n := r.Config.conns()
-	stop := r.progress(label, r.Config.duration())
-	defer stop()
-	start := time.Now()
-	end := start.Add(r.Config.duration())
-	ws := make([]worker, n)
-	var wg sync.WaitGroup
-	for i := range ws {
-		wg.Add(1)
-		go func(w *worker) { // requestWorker: ends at end
-			defer wg.Done()
-			fn(ctx, end, w)
-		}(&ws[i])
-	}
-	wg.Wait()
-	secs := time.Since(start).Seconds()
-	l := load{secs: secs, conns: n}
-	for i := range ws {
-		l.samples = append(l.samples, ws[i].samples...)
-		l.errs += ws[i].errs
-		if l.firstErr == nil {
-			l.firstErr = ws[i].firstErr
-		}
-	}
-	return l
-}
-
-// load is what all workers of one run did together.
+// load is what all loops of one run did together.
 type load struct {
 	samples  []time.Duration
 	errs     int
@@ -64,69 +38,71 @@ func (w *worker) fail(err error) {
 	}
 }
 
-// connrate: each worker loops connect → 64-byte request → 64-byte reply → close.
+// connrate: Workers clients each loop connect → 80-byte request → 64-byte reply → the
+// server's FIN → close.
 func (r *Runner) connrate(ctx context.Context) (Result, error) {
-	l := r.runWorkers(ctx, "connrate", func(ctx context.Context, end time.Time, w *worker) {
-		req, reply := request(), make([]byte, msgSize)
-		for time.Now().Before(end) && ctx.Err() == nil {
-			t0 := time.Now()
-			if err := r.transaction(ctx, req, reply); err != nil {
-				w.fail(err)
-				continue
-			}
-			w.samples = append(w.samples, time.Since(t0))
-			r.ops.Add(1)
-		}
-	})
-	return l.result("conns_per_s", "transactions")
+	return r.lightRun(ctx, Connrate, transact, r.Config.workers(), "conns_per_s", "transactions", "cpu_us_per_conn")
 }
 
-func (r *Runner) transaction(ctx context.Context, req, reply []byte) error {
-	c, err := dial(ctx, r.Target.Addr)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(grace))
-	if _, err := c.Write(req); err != nil {
-		return fmt.Errorf("request: %w", err)
-	}
-	if _, err := io.ReadFull(c, reply); err != nil {
-		return fmt.Errorf("reply: %w", err)
-	}
-	return nil
-}
-
-// latency: each worker keeps one connection and ping-pongs 64-byte messages on it.
+// latency: PingConns persistent connections ping-pong 64-byte messages.
 func (r *Runner) latency(ctx context.Context) (Result, error) {
-	l := r.runWorkers(ctx, "latency", func(ctx context.Context, end time.Time, w *worker) {
-		c, err := dial(ctx, r.Target.Addr)
-		if err != nil {
-			w.fail(err)
-			return
-		}
-		defer c.Close()
-		c.SetDeadline(end.Add(grace))
-		r.pingPong(ctx, c, end, w)
-	})
-	return l.result("requests_per_s", "requests")
+	return r.lightRun(ctx, Latency, pingPong, r.Config.pingConns(), "requests_per_s", "requests", "cpu_us_per_req")
 }
 
-func (r *Runner) pingPong(ctx context.Context, c net.Conn, end time.Time, w *worker) {
-	req, reply := request(), make([]byte, msgSize)
-	for time.Now().Before(end) && ctx.Err() == nil {
-		t0 := time.Now()
-		if _, err := c.Write(req); err != nil {
-			w.fail(fmt.Errorf("ping: %w", err))
-			return
-		}
-		if _, err := io.ReadFull(c, reply); err != nil {
-			w.fail(fmt.Errorf("pong: %w", err))
-			return
-		}
-		w.samples = append(w.samples, time.Since(t0))
-		r.ops.Add(1)
+// latency1: one persistent connection ping-pongs 64-byte messages: the round trip alone.
+func (r *Runner) latency1(ctx context.Context) (Result, error) {
+	return r.lightRun(ctx, Latency1, pingPong, 1, "requests_per_s", "requests", "cpu_us_per_req")
+}
+
+// lightRun runs the light client for Duration and measures the balancer's CPU over the
+// same window: from before the first connect to after the last connection closed.
+func (r *Runner) lightRun(ctx context.Context, label string, kind clientKind, conns int, rate, count, perOp string) (Result, error) {
+	stop := r.progress(label, r.Config.duration())
+	cpu := r.startCPU()
+	start := time.Now()
+	end := start.Add(r.Config.duration())
+	l, err := runLight(ctx, lightLoad{kind: kind, addr: r.Target.Addr, conns: conns, loops: r.Config.clientLoops(),
+		end: end, giveUp: end.Add(grace), ops: &r.ops})
+	use := cpu.stop()
+	stop()
+	if err != nil {
+		return Result{}, err
 	}
+	res, err := l.result(rate, count)
+	if err != nil {
+		return Result{}, err
+	}
+	use.addTo(res.Metrics, perOp, res.Metrics[count], "")
+	r.noteNoCPU(&res)
+	return res, nil
+}
+
+// startCPU opens a CPU window over the balancer (none for direct) and the backends.
+func (r *Runner) startCPU() cpuWindow {
+	pid := r.Target.PID
+	if r.Target.Direct {
+		pid = 0
+	}
+	var backends []int
+	if p := r.Backends.PID(); p != 0 {
+		backends = append(backends, p)
+	}
+	return startCPU(pid, backends...)
+}
+
+// noteNoCPU says why a balancer's result has no CPU figure.
+func (r *Runner) noteNoCPU(res *Result) {
+	if _, ok := res.Metrics["cpu_pct"]; !ok && !r.Target.Direct {
+		res.Notes = append(res.Notes, "no balancer process known: no CPU figure")
+	}
+}
+
+// transactRequest is an 80-byte ModeRequest request.
+func transactRequest() []byte {
+	b := request()
+	b = append(b, b[:requestSize-msgSize]...)
+	b[0] = ModeRequest
+	return b
 }
 
 // request is a 64-byte message that starts with ModeEcho, so a backend echoes it whole.

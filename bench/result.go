@@ -14,12 +14,13 @@ const (
 	Throughput = "throughput"
 	Connrate   = "connrate"
 	Latency    = "latency"
+	Latency1   = "latency1"
 	Idle       = "idle"
 	Balance    = "balance"
 )
 
 // Scenarios lists every scenario in the order they run.
-var Scenarios = []string{Throughput, Connrate, Latency, Idle, Balance}
+var Scenarios = []string{Throughput, Connrate, Latency, Latency1, Idle, Balance}
 
 // Result is what one scenario measured against one target. Its JSON form is one line of
 // `fulcrum bench --json`.
@@ -44,18 +45,24 @@ type Metric struct {
 var Metrics = map[string][]Metric{
 	Throughput: {
 		{"upload_mb_s", "MB/s", true, true}, {"download_mb_s", "MB/s", true, true},
+		{"cpu_us_per_mb_up", "µs CPU/MB", false, true}, {"cpu_us_per_mb_down", "µs CPU/MB", false, true},
+		{"cpu_pct_up", "% of a core", false, false}, {"cpu_pct_down", "% of a core", false, false},
+		{"client_cpu_pct_up", "% of a core", false, false}, {"client_cpu_pct_down", "% of a core", false, false},
+		{"backends_cpu_pct_up", "% of a core", false, false}, {"backends_cpu_pct_down", "% of a core", false, false},
 		{"upload_bytes", "B", true, false}, {"sink_bytes", "B", true, false},
 		{"download_bytes", "B", true, false}, {"source_bytes", "B", true, false},
 	},
-	Connrate: {
-		{"conns_per_s", "conn/s", true, true}, {"p50_us", "µs", false, true},
-		{"p99_us", "µs", false, true}, {"p999_us", "µs", false, true},
+	Connrate: requestMetrics("conns_per_s", "conn/s", "cpu_us_per_conn", "µs CPU/conn", "transactions"),
+	Latency:  requestMetrics("requests_per_s", "req/s", "cpu_us_per_req", "µs CPU/req", "requests"),
+	Latency1: requestMetrics("requests_per_s", "req/s", "cpu_us_per_req", "µs CPU/req", "requests"),
+	Wrk:      requestMetrics("requests_per_s", "req/s", "cpu_us_per_req", "µs CPU/req", "requests"),
+	Redis: append(requestMetrics("requests_per_s", "req/s", "cpu_us_per_req", "µs CPU/req", "requests"),
+		Metric{"set_rps", "req/s", true, false}, Metric{"get_rps", "req/s", true, false}),
+	Pgbench: {
+		{"tps", "txn/s", true, true}, {"latency_avg_us", "µs", false, true},
+		{"cpu_us_per_txn", "µs CPU/txn", false, true}, {"cpu_pct", "% of a core", false, false},
+		{"client_cpu_pct", "% of a core", false, false}, {"backends_cpu_pct", "% of a core", false, false},
 		{"transactions", "", true, false}, {"errors", "", false, false},
-	},
-	Latency: {
-		{"requests_per_s", "req/s", true, true}, {"p50_us", "µs", false, true},
-		{"p99_us", "µs", false, true}, {"p999_us", "µs", false, true},
-		{"requests", "", true, false}, {"errors", "", false, false},
 	},
 	Idle: {
 		{"open_s", "s", false, true}, {"rss_per_conn_kib", "KiB", false, true},
@@ -68,6 +75,18 @@ var Metrics = map[string][]Metric{
 		{"backend_min", "", true, false}, {"backend_max", "", false, false},
 		{"held", "", true, false},
 	},
+}
+
+// requestMetrics are the metrics of a load of small operations: a rate, percentiles of one
+// operation's time, the balancer's CPU per operation and both sides' share of a core.
+func requestMetrics(rate, rateUnit, perOp, perOpUnit, count string) []Metric {
+	return []Metric{
+		{rate, rateUnit, true, true}, {"p50_us", "µs", false, true},
+		{"p99_us", "µs", false, true}, {"p999_us", "µs", false, true},
+		{perOp, perOpUnit, false, true}, {"cpu_pct", "% of a core", false, false},
+		{"client_cpu_pct", "% of a core", false, false}, {"backends_cpu_pct", "% of a core", false, false},
+		{count, "", true, false}, {"errors", "", false, false},
+	}
 }
 
 // JSON is the result as one line of JSON.

@@ -20,9 +20,10 @@ type Target struct {
 	// Direct means Addr is one of the backends itself, with no balancer: balance is skipped
 	// and idle reports no balancer memory.
 	Direct bool
-	// PID is the balancer's process, whose memory (with its children's) idle measures and
-	// whose open-file limit bounds how many connections idle and balance hold; zero means
-	// unknown: no memory figure, and this process's limit is assumed.
+	// PID is the balancer's process, whose memory (with its children's) idle measures, whose
+	// CPU (with its children's) the timed loads measure, and whose open-file limit bounds how
+	// many connections idle and balance hold; zero means unknown: no memory or CPU figure,
+	// and this process's limit is assumed.
 	PID int
 	// FDsPerConn is how many descriptors one held connection costs the process at PID (or this
 	// process when PID is zero); zero means 2 (client side and backend side).
@@ -34,9 +35,12 @@ type Target struct {
 
 // Config sizes the scenarios. Zero values mean the defaults in brackets.
 type Config struct {
-	Duration time.Duration // how long each timed load runs [3s]
-	Conns    int           // connections or workers of throughput, connrate and latency [8]
-	Hold     int           // connections idle and balance hold [10000], clamped to the fd limits
+	Duration    time.Duration // how long each timed load runs [3s]
+	Conns       int           // throughput's connections [8]
+	Workers     int           // connrate's clients, each one connection at a time [16]
+	PingConns   int           // latency's persistent connections [32]; latency1 has one
+	ClientLoops int           // OS threads of the connrate and latency client [1]
+	Hold        int           // connections idle and balance hold [10000], clamped to the fd limits
 }
 
 func (c Config) duration() time.Duration {
@@ -51,6 +55,27 @@ func (c Config) conns() int {
 		return c.Conns
 	}
 	return 8
+}
+
+func (c Config) workers() int {
+	if c.Workers > 0 {
+		return c.Workers
+	}
+	return 16
+}
+
+func (c Config) pingConns() int {
+	if c.PingConns > 0 {
+		return c.PingConns
+	}
+	return 32
+}
+
+func (c Config) clientLoops() int {
+	if c.ClientLoops > 0 {
+		return c.ClientLoops
+	}
+	return 1
 }
 
 func (c Config) hold() int {
@@ -91,6 +116,8 @@ func (r *Runner) Run(ctx context.Context, scenario string) (Result, error) {
 		res, err = r.connrate(ctx)
 	case Latency:
 		res, err = r.latency(ctx)
+	case Latency1:
+		res, err = r.latency1(ctx)
 	case Idle:
 		res, err = r.idle(ctx)
 	case Balance:

@@ -21,11 +21,15 @@ func (r *Runner) throughput(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	cpu := r.startCPU()
 	up, upSecs, err := r.bulk(ctx, "upload", uploadConn)
+	upCPU := cpu.stop()
 	if err != nil {
 		return Result{}, err
 	}
+	cpu = r.startCPU()
 	down, downSecs, err := r.bulk(ctx, "download", downloadConn)
+	downCPU := cpu.stop()
 	if err != nil {
 		return Result{}, err
 	}
@@ -39,6 +43,11 @@ func (r *Runner) throughput(ctx context.Context) (Result, error) {
 		"upload_bytes": float64(up), "sink_bytes": float64(sunk),
 		"download_bytes": float64(down), "source_bytes": float64(sourced),
 	}}
+	upCPU.addTo(res.Metrics, "cpu_us_per_mb_up", float64(up)/1e6, "_up")
+	downCPU.addTo(res.Metrics, "cpu_us_per_mb_down", float64(down)/1e6, "_down")
+	if _, ok := res.Metrics["cpu_pct_up"]; !ok && !r.Target.Direct {
+		res.Notes = append(res.Notes, "no balancer process known: no CPU figure")
+	}
 	if up != sunk || down != sourced {
 		res.Notes = append(res.Notes, fmt.Sprintf("byte counts differ: sent %d, sinks counted %d; received %d, sources wrote %d", up, sunk, down, sourced))
 	}

@@ -37,6 +37,9 @@ type Backend struct {
 	lastHeartbeat time.Time
 	static        bool // immutable
 	removed       bool
+	// What a pick writes, and the health flags it reads, fill the next line.
+	total  uint64
+	health health // draining, passive and active health (health.go)
 
 	addr     Address // immutable, as are the fields up to hash
 	key      string
@@ -44,14 +47,17 @@ type Backend struct {
 	hash     uint64 // xxhash of key, for rendezvous hashing
 
 	weight  int
-	total   uint64
 	created time.Time
-	health  health // draining, passive and active health (health.go)
-	ramp    ramp   // slow start (slowstart.go)
+	ramp    ramp // slow start (slowstart.go)
 
 	// Atomic, outside Pool.mu: the data path adds to them per chunk without taking the lock.
 	bytesIn  atomic.Uint64 // client → backend
 	bytesOut atomic.Uint64 // backend → client
+
+	// Pads the struct to 384 bytes, a size class of whole cache lines: every Backend then
+	// starts a line, so its pick fields take two lines and no other backend's byte counters
+	// share them (TestBackendFillsWholeCacheLines).
+	_ [32]byte
 }
 
 func newBackend(a Address, weight int, static bool, now time.Time) *Backend {

@@ -11,7 +11,10 @@
 //
 // Picking and counting happen under one lock, so a burst of concurrent connections spreads
 // exactly. Live backends sit in an indexed heap ordered by active/weight, which keeps a pick
-// and a release at O(log n) however large the pool grows.
+// and a release at O(log n) however large the pool grows. P2C and Maglev pick without it and
+// switch its order off: for them the live backends are a plain slice and a pick is O(1).
+// Maglev reads a lookup table that a builder goroutine rebuilds, off the pick path, when
+// membership or weights change (maglev.go, maglev_ring.go); WaitTable waits for it.
 //
 // A backend that misses its heartbeat for TTL is never picked again (checked at pick time) and
 // is forgotten by Sweep once its last connection has ended; until then it stays listed, so a

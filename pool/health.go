@@ -22,6 +22,7 @@ type health struct {
 
 	down       bool          // no new connections until a trial dial or a check brings it back
 	byChecks   bool          // down because active checks failed: only checks bring it back
+	atLimit    bool          // out of the live heap only because of MaxConnsPerBackend
 	backoff    time.Duration // the current passive backoff; 0 once a dial succeeds
 	retryAt    time.Time     // when the passive backoff ends
 	retryIndex int           // position in Pool.retry; -1 when not waiting out a backoff
@@ -31,8 +32,6 @@ type health struct {
 
 	lastErr     string
 	lastErrTime time.Time
-
-	atLimit bool // out of the live heap only because of MaxConnsPerBackend
 }
 
 // eligible reports whether b may take new connections at now, ignoring its connection limit.

@@ -16,6 +16,8 @@ type Policy interface {
 	// Name is the policy's --balance name.
 	Name() string
 	pick(c *candidates, client netip.Addr) *Backend
+	// ordered reports whether the policy needs the live backends kept in heap order.
+	ordered() bool
 }
 
 // The policies fulcrum offers.
@@ -29,16 +31,21 @@ var (
 	// Hash keeps each client address on one backend by rendezvous hashing; only the clients of
 	// a backend that leaves move. It falls back to LeastConn when its choice is excluded.
 	Hash Policy = rendezvous{}
+	// Maglev keeps each client address on one backend through a lookup table: O(1) per pick
+	// however large the pool, at the cost of a table rebuilt when membership changes
+	// (maglev.go). When its choice cannot take the connection it falls back to the least
+	// loaded backend, as Hash does, or in pools of more than 64 live backends to P2C.
+	Maglev Policy = maglev{}
 )
 
 // ParsePolicy returns the policy with the given --balance name.
 func ParsePolicy(name string) (Policy, error) {
-	for _, p := range []Policy{LeastConn, P2C, Hash} {
+	for _, p := range []Policy{LeastConn, P2C, Hash, Maglev} {
 		if p.Name() == name {
 			return p, nil
 		}
 	}
-	return nil, fmt.Errorf("pool: unknown balance policy %q (want leastconn, p2c or hash)", name)
+	return nil, fmt.Errorf("pool: unknown balance policy %q (want leastconn, p2c, hash or maglev)", name)
 }
 
 // candidates is the view a policy picks from: the live heap, and what makes a live backend
@@ -50,7 +57,8 @@ type candidates struct {
 	now     time.Time
 	ttl     time.Duration
 	exclude []*Backend
-	stale   []*Backend // expired backends met while picking; the pool prunes them after
+	stale   []*Backend   // expired backends met while picking; the pool prunes them after
+	table   *maglevTable // the Maglev lookup table; nil until built or for other policies
 }
 
 func (c *candidates) usable(b *Backend) bool {
@@ -71,12 +79,18 @@ func (leastConn) Name() string { return "leastconn" }
 
 func (leastConn) pick(c *candidates, _ netip.Addr) *Backend { return c.lightest() }
 
+func (leastConn) ordered() bool { return true }
+
 type powerOfTwo struct{}
 
 func (powerOfTwo) Name() string { return "p2c" }
 
+// ordered is false: p2c draws from the live backends as a dense slice, so a pick and a
+// release cost O(1) with no heap to keep; only its rare fall-back to the lightest is O(n).
+func (powerOfTwo) ordered() bool { return false }
+
 func (powerOfTwo) pick(c *candidates, _ netip.Addr) *Backend {
-	n := len(c.live)
+	n := len(c.live.items)
 	if n < 2 {
 		return c.lightest()
 	}
@@ -85,7 +99,7 @@ func (powerOfTwo) pick(c *candidates, _ netip.Addr) *Backend {
 	if j >= i {
 		j++
 	}
-	a, b := c.live[i], c.live[j]
+	a, b := c.live.items[i], c.live.items[j]
 	if lighter(b, a) {
 		a, b = b, a
 	}
@@ -101,6 +115,8 @@ func (powerOfTwo) pick(c *candidates, _ netip.Addr) *Backend {
 type rendezvous struct{}
 
 func (rendezvous) Name() string { return "hash" }
+
+func (rendezvous) ordered() bool { return true }
 
 // pick scores every backend that may take connections against the client and takes the
 // highest score: O(n), which is what rendezvous hashing costs. A backend at its connection
@@ -127,7 +143,7 @@ func (rendezvous) pick(c *candidates, client netip.Addr) *Backend {
 			}
 		}
 	} else {
-		for _, b := range c.live {
+		for _, b := range c.live.items {
 			consider(b)
 		}
 	}

@@ -104,6 +104,7 @@ type Pool struct {
 	seq      uint64              // counts picks; orders ties between equally loaded backends
 	picking  candidates          // scratch for acquire
 	retry    retryHeap           // passively downed backends, by the end of their backoff
+	ring     maglevRing          // the Maglev policy's lookup table (maglev.go)
 	ramps    rampSet             // backends whose slow start is under way
 	full     int                 // backends kept out of live only by MaxConnsPerBackend
 	waiters  []waiter            // AcquireWait callers queued for a free slot, oldest first
@@ -262,15 +263,19 @@ func (p *Pool) Acquire(client netip.Addr, exclude []*Backend) (*Backend, error) 
 func (p *Pool) acquire(now time.Time, client netip.Addr, exclude []*Backend) (*Backend, error) {
 	p.endBackoffs(now)
 	p.stepRamps(now)
-	for len(p.live) > 0 && p.live[0].expired(now, p.TTL) {
-		p.live.remove(p.live[0])
+	policy := p.policy()
+	p.live.setOrdered(policy.ordered())
+	for len(p.live.items) > 0 && p.live.items[0].expired(now, p.TTL) {
+		p.tableExpired(p.live.items[0])
+		p.live.remove(p.live.items[0])
 	}
 	// The candidates live in the pool, reused under the lock: passed to the policy interface,
 	// a local one would escape and cost an allocation per pick.
 	c := &p.picking
-	*c = candidates{live: p.live, all: p.backends, anyFull: p.full > 0, now: now, ttl: p.TTL, exclude: exclude, stale: c.stale[:0]}
-	b := p.policy().pick(c, client)
+	*c = candidates{live: p.live, all: p.backends, anyFull: p.full > 0, now: now, ttl: p.TTL, exclude: exclude, stale: c.stale[:0], table: p.currentTable(policy)}
+	b := policy.pick(c, client)
 	for _, s := range c.stale {
+		p.tableExpired(s)
 		if s.index >= 0 {
 			p.live.remove(s)
 		}
@@ -291,7 +296,7 @@ func (p *Pool) acquire(now time.Time, client netip.Addr, exclude []*Backend) (*B
 		b.health.trialing = true // its backoff ended: this connection is its one trial
 	}
 	p.place(b, now)
-	if len(p.waiters) > 0 && len(p.live) > 0 {
+	if len(p.waiters) > 0 && len(p.live.items) > 0 {
 		p.wakeOne() // room is left: pass the turn on to the next queued caller
 	}
 	return b, nil
@@ -334,6 +339,7 @@ func (p *Pool) Sweep() int {
 		if b.index >= 0 {
 			p.logger().Info("backend expired", "backend", b.key, "active", b.active)
 		}
+		p.tableExpired(b)
 		p.place(b, now)
 		p.forgetIfIdle(b, now)
 	}

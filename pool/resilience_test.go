@@ -400,8 +400,8 @@ func TestMaxConnsPerBackend(t *testing.T) {
 	for _, b := range held[2:] {
 		p.Release(b)
 	}
-	if p.full != 0 || len(p.live) != 2 {
-		t.Fatalf("after release: %d full, %d live", p.full, len(p.live))
+	if p.full != 0 || len(p.live.items) != 2 {
+		t.Fatalf("after release: %d full, %d live", p.full, len(p.live.items))
 	}
 }
 

@@ -120,6 +120,9 @@ func (p *Pool) Import(recs []Record) (int, error) {
 		p.place(b, now) // pickable unless draining or expired
 		added++
 	}
+	if added > 0 {
+		p.tableChanged()
+	}
 	return added, nil
 }
 
@@ -164,6 +167,9 @@ func (p *Pool) changed(kind ChangeKind) {
 // unlockChanged releases p.mu and then reports *kind, if it is set (>= 0). Methods that change
 // the registry defer it in place of p.mu.Unlock.
 func (p *Pool) unlockChanged(kind *ChangeKind) {
+	if *kind == ChangeMembership || *kind == ChangeWeight {
+		p.tableChanged()
+	}
 	p.mu.Unlock()
 	if *kind > noChange {
 		p.changed(*kind)

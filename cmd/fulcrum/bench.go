@@ -29,7 +29,7 @@ func benchCommand() *cli.Command {
 			"HAProxy and nginx in interleaved rounds.",
 		Flags:       append(loadFlags(3), benchFlags()...),
 		Action:      runBench,
-		Subcommands: []*cli.Command{compareCommand(), backendsCommand()},
+		Subcommands: []*cli.Command{compareCommand(), realCommand(), backendsCommand()},
 	}
 }
 
@@ -38,11 +38,14 @@ func loadFlags(defaultSecs int) []cli.Flag {
 	return []cli.Flag{
 		&cli.StringSliceFlag{Name: "scenario", Usage: "scenario to run (repeatable): " + strings.Join(bench.Scenarios, ", ") + " (default: all)"},
 		&cli.DurationFlag{Name: "duration", Value: secs(defaultSecs), Usage: "how long each timed load runs"},
-		&cli.IntFlag{Name: "conns", Value: 8, Usage: "connections or workers of throughput, connrate and latency"},
+		&cli.IntFlag{Name: "conns", Value: 8, Usage: "throughput's connections"},
+		&cli.IntFlag{Name: "workers", Value: 16, Usage: "connrate's clients, each one connection at a time"},
+		&cli.IntFlag{Name: "ping-conns", Value: 32, Usage: "latency's persistent connections (latency1 has one)"},
+		&cli.IntFlag{Name: "client-threads", Value: 1, Usage: "OS threads of the connrate and latency client"},
 		&cli.IntFlag{Name: "hold", Value: 10000, Usage: "connections idle and balance hold (clamped to what the open-file limits fit)"},
 		&cli.IntFlag{Name: "backends", Value: 4, Usage: "how many bench backends to start"},
 		&cli.BoolFlag{Name: "json", Usage: "print one JSON object per result line"},
-		&cli.StringSliceFlag{Name: "fulcrum-arg", Hidden: true, Usage: "extra argument for the fulcrum the bench starts (repeatable), e.g. --fulcrum-arg=--cpuprofile=cpu.out"},
+		&cli.StringSliceFlag{Name: "fulcrum-arg", Usage: "extra serve argument for the fulcrum the bench starts (repeatable), e.g. --fulcrum-arg=--data-plane=epoll"},
 	}
 }
 
@@ -50,6 +53,7 @@ func benchFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "target", Usage: "an already-running balancer `ADDR` in front of the bench's backends"},
 		&cli.StringFlag{Name: "target-admin", Usage: "fulcrum admin `ADDR` of --target, to check its counts in balance"},
+		&cli.IntFlag{Name: "target-pid", Usage: "process `PID` of --target, to measure its CPU and memory"},
 		&cli.IntSliceFlag{Name: "backend-ports", Usage: "ports for the bench's backends (with --target: the ports the balancer forwards to)"},
 		&cli.BoolFlag{Name: "direct", Usage: "connect straight to one backend: the reference"},
 	}
@@ -61,12 +65,61 @@ func compareCommand() *cli.Command {
 		Usage: "run every scenario against direct, fulcrum, HAProxy and nginx in interleaved rounds",
 		Flags: append(loadFlags(3),
 			&cli.IntFlag{Name: "rounds", Value: 5, Usage: "interleaved rounds (at least 3)"},
-			&cli.StringSliceFlag{Name: "peer", Usage: "peer to compare (repeatable): " + strings.Join(bench.Peers, ", ") + " (default: all installed)"},
+			&cli.StringSliceFlag{Name: "peer", Usage: "peer to compare (repeatable): " + strings.Join(bench.Peers, ", ") +
+				" (default: " + strings.Join(bench.DefaultPeers, ", ") + ", those installed, and fulcrum-goroutine when serve has --data-plane)"},
 			&cli.StringFlag{Name: "out", Value: filepath.Join("bench", "RESULTS.md"), Usage: "Markdown report `FILE` (empty: none)"},
 			&cli.StringFlag{Name: "chart", Usage: "chart `FILE`, .png or .svg (default: the report's name with .png)"},
 		),
 		Action: runCompare,
 	}
+}
+
+func realCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "real",
+		Usage: "run wrk, redis-benchmark and pgbench through fulcrum and HAProxy to two real servers each",
+		Description: "Uses the tools and servers it finds (wrk + nginx, redis-benchmark + redis-server, pgbench +\n" +
+			"PostgreSQL); installs nothing. A suite whose tools are missing is skipped with the reason.",
+		Flags: []cli.Flag{
+			&cli.StringSliceFlag{Name: "suite", Usage: "suite to run (repeatable): " + strings.Join(bench.RealSuites, ", ") + " (default: all)"},
+			&cli.StringSliceFlag{Name: "peer", Usage: "balancer (repeatable): fulcrum, fulcrum-goroutine, haproxy, nginx (default: fulcrum, haproxy, and fulcrum-goroutine when serve has --data-plane)"},
+			&cli.IntFlag{Name: "rounds", Value: 3, Usage: "interleaved rounds (at least 3)"},
+			&cli.DurationFlag{Name: "duration", Value: secs(3), Usage: "how long wrk and pgbench run"},
+			&cli.IntFlag{Name: "redis-requests", Value: 1_000_000, Usage: "redis-benchmark's requests per test (SET, GET)"},
+			&cli.IntFlag{Name: "client-threads", Value: 1, Usage: "threads of wrk, redis-benchmark and pgbench"},
+			&cli.StringSliceFlag{Name: "fulcrum-arg", Usage: "extra serve argument for the fulcrum the bench starts (repeatable)"},
+			&cli.StringFlag{Name: "out", Value: filepath.Join("bench", "RESULTS-real.md"), Usage: "Markdown report `FILE` (empty: none)"},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON object per run"},
+		},
+		Action: runReal,
+	}
+}
+
+func runReal(c *cli.Context) error {
+	for _, s := range c.StringSlice("suite") {
+		if !contains(bench.RealSuites, s) {
+			return fmt.Errorf("--suite %q: want one of %s", s, strings.Join(bench.RealSuites, ", "))
+		}
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own binary: %w", err)
+	}
+	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	rep, err := bench.RunReal(ctx, bench.RealConfig{
+		Exe: exe, Suites: c.StringSlice("suite"), Peers: c.StringSlice("peer"), Rounds: c.Int("rounds"),
+		Duration: c.Duration("duration"), RedisRequests: c.Int("redis-requests"), Threads: c.Int("client-threads"),
+		FulcrumArgs: c.StringSlice("fulcrum-arg"), Out: os.Stdout, JSON: c.Bool("json"), Command: commandLine(),
+	})
+	if rep == nil || len(rep.Results) == 0 {
+		return errors.Join(err, errors.New("no run completed"))
+	}
+	rep.WriteText(os.Stdout)
+	if werr := writeMarkdown(c.String("out"), rep, ""); werr != nil {
+		return errors.Join(err, werr)
+	}
+	return err
 }
 
 func backendsCommand() *cli.Command {
@@ -85,9 +138,11 @@ func backendsCommand() *cli.Command {
 }
 
 func loadConfig(c *cli.Context) (bench.Config, []string, error) {
-	cfg := bench.Config{Duration: c.Duration("duration"), Conns: c.Int("conns"), Hold: c.Int("hold")}
-	if cfg.Duration <= 0 || cfg.Conns <= 0 || cfg.Hold <= 0 || c.Int("backends") <= 0 {
-		return cfg, nil, errors.New("--duration, --conns, --hold and --backends must be positive")
+	cfg := bench.Config{Duration: c.Duration("duration"), Conns: c.Int("conns"), Workers: c.Int("workers"),
+		PingConns: c.Int("ping-conns"), ClientLoops: c.Int("client-threads"), Hold: c.Int("hold")}
+	if cfg.Duration <= 0 || cfg.Conns <= 0 || cfg.Workers <= 0 || cfg.PingConns <= 0 || cfg.ClientLoops <= 0 ||
+		cfg.Hold <= 0 || c.Int("backends") <= 0 {
+		return cfg, nil, errors.New("--duration, --conns, --workers, --ping-conns, --client-threads, --hold and --backends must be positive")
 	}
 	scenarios := c.StringSlice("scenario")
 	for _, s := range scenarios {
@@ -164,7 +219,7 @@ func benchTarget(c *cli.Context, exe string, backends []string, r *bench.Runner)
 		if len(c.IntSlice("backend-ports")) == 0 {
 			fmt.Fprintln(os.Stderr, "warning: --target without --backend-ports: the balancer must forward to", strings.Join(backends, " "))
 		}
-		r.Target = bench.Target{Name: "target", Addr: c.String("target")}
+		r.Target = bench.Target{Name: "target", Addr: c.String("target"), PID: c.Int("target-pid")}
 		if a := c.String("target-admin"); a != "" {
 			r.Target.Counts = bench.FulcrumCounts(a)
 		}
@@ -268,22 +323,35 @@ func writeReport(c *cli.Context, rep *bench.Report) error {
 	if err := rep.WriteChart(chart); err != nil {
 		return err
 	}
+	fmt.Println("wrote", chart)
 	rel, err := filepath.Rel(filepath.Dir(out), chart)
 	if err != nil {
 		rel = chart
+	}
+	return writeMarkdown(out, rep, rel)
+}
+
+// writeMarkdown writes rep to out (nothing when out is empty), with chart (relative to out)
+// when not empty.
+func writeMarkdown(out string, rep *bench.Report, chart string) error {
+	if out == "" {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return fmt.Errorf("write report: %w", err)
 	}
 	f, err := os.Create(out)
 	if err != nil {
 		return fmt.Errorf("write report: %w", err)
 	}
-	if err := rep.WriteMarkdown(f, rel); err != nil {
+	if err := rep.WriteMarkdown(f, chart); err != nil {
 		f.Close()
 		return fmt.Errorf("write report %s: %w", out, err)
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("write report %s: %w", out, err)
 	}
-	fmt.Printf("wrote %s and %s\n", out, chart)
+	fmt.Println("wrote", out)
 	return nil
 }
 

@@ -41,6 +41,9 @@ func TestBenchCommand(t *testing.T) {
 		if len(results) != 3 {
 			t.Fatalf("%d result lines, want 3:\n%s", len(results), out)
 		}
+		if m := results[0].Metrics; !(m["cpu_us_per_conn"] > 0) || !(m["backends_cpu_pct"] > 0) || !(m["client_cpu_pct"] > 0) {
+			t.Errorf("connrate against a child fulcrum and child backends lacks a CPU figure: %v", m)
+		}
 		if v := results[1].Metrics["rss_per_conn_kib"]; results[1].Scenario != bench.Idle || v == 0 {
 			t.Errorf("idle against a child fulcrum has no memory figure: %+v", results[1])
 		}
@@ -69,6 +72,98 @@ func TestBenchCommand(t *testing.T) {
 			t.Errorf("%d latency runs, want 3 rounds × 2 peers:\n%s", n, out)
 		}
 	})
+}
+
+// TestBenchReal runs `fulcrum bench real` for each suite whose tools are installed, through
+// fulcrum and HAProxy, and checks that every run has its rate and the balancer's CPU.
+func TestBenchReal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs real servers")
+	}
+	exe := buildBench(t)
+	need := map[string][]string{"wrk": {"wrk", "nginx"}, "redis": {"redis-benchmark", "redis-server"}, "pgbench": {"pgbench"}}
+	args := []string{"bench", "real", "--json", "--rounds", "3", "--duration", "1s", "--redis-requests", "20000"}
+	var suites []string
+	for _, s := range []string{"wrk", "redis", "pgbench"} {
+		if installed(need[s]...) {
+			suites = append(suites, s)
+			args = append(args, "--suite", s)
+		}
+	}
+	if len(suites) == 0 || !installed("haproxy") {
+		t.Skip("no real client with its server, or no haproxy, is installed")
+	}
+	md := filepath.Join(t.TempDir(), "real.md")
+	var stderr bytes.Buffer
+	cmd := exec.Command(exe, append(args, "--out", md)...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("bench real: %v\n%s\n%s", err, out, stderr.String())
+	}
+	runs := map[string]int{}
+	for _, line := range strings.Split(string(out), "\n") {
+		var r bench.Result
+		if json.Unmarshal([]byte(line), &r) != nil || r.Scenario == "" {
+			continue
+		}
+		runs[r.Scenario]++
+		rate, perOp := r.Metrics["requests_per_s"], r.Metrics["cpu_us_per_req"]
+		if r.Scenario == "pgbench" {
+			rate, perOp = r.Metrics["tps"], r.Metrics["cpu_us_per_txn"]
+		}
+		if !(rate > 0) || !(perOp > 0) || r.Conns == 0 {
+			t.Errorf("run %+v: want a rate, the balancer's CPU per operation and the connections", r)
+		}
+	}
+	text, _ := os.ReadFile(md)
+	if !strings.HasPrefix(string(text), "# Real clients through fulcrum, haproxy, two servers behind each\n") {
+		t.Errorf("report heading:\n%s", text)
+	}
+	for _, s := range suites {
+		if runs[s] == 0 && strings.Contains(string(out), "skipping "+s+": ") {
+			t.Logf("%s skipped, as it says: %s", s, out) // e.g. PostgreSQL without a user to run as
+			continue
+		}
+		if runs[s] != 6 {
+			t.Errorf("%s: %d runs, want 3 rounds × 2 balancers\n%s", s, runs[s], out)
+		}
+		if !strings.Contains(string(text), "| "+s+" | ") {
+			t.Errorf("report has no %s rows:\n%s", s, text)
+		}
+	}
+}
+
+// TestBenchComparePlanes: the fulcrum-goroutine peer runs fulcrum with
+// --data-plane=goroutine when serve has that flag, and is skipped with the reason when not.
+func TestBenchComparePlanes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	exe := buildBench(t)
+	help, _ := exec.Command(exe, "serve", "--help").CombinedOutput()
+	planes := strings.Contains(string(help), "--data-plane")
+	out, err := exec.Command(exe, "bench", "compare", "--peer", "fulcrum-goroutine", "--peer", "direct", "--rounds", "3",
+		"--duration", "200ms", "--scenario", "latency1", "--out", "").CombinedOutput()
+	runs := strings.Count(string(out), "latency1   fulcrum-goroutine round")
+	switch {
+	case planes && (err != nil || runs != 3):
+		t.Errorf("serve has --data-plane: want 3 runs of fulcrum-goroutine, got %d (%v):\n%s", runs, err, out)
+	case !planes && (err != nil || runs != 0 || !strings.Contains(string(out), "skipping fulcrum-goroutine: ")):
+		t.Errorf("serve lacks --data-plane: want fulcrum-goroutine skipped with the reason (%v):\n%s", err, out)
+	}
+}
+
+// installed says whether every named program is in PATH or /usr/sbin.
+func installed(names ...string) bool {
+	for _, n := range names {
+		if _, err := exec.LookPath(n); err != nil {
+			if _, err := os.Stat(filepath.Join("/usr/sbin", n)); err != nil {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func parseResultLines(t *testing.T, out []byte) []bench.Result {

@@ -71,31 +71,65 @@ func maintenance(cfg *config, sc serviceConfig) pool.Maintenance {
 // observers is everything that hears the data plane's connections: backends' byte totals
 // (always: two atomic adds per chunk), metrics (unless --metrics=false) and the access log.
 type observers struct {
-	list     listener.Observers
-	metrics  *admin.Metrics // nil with --metrics=false
-	closeLog func()         // closes the access log; call it once the server has shut down
+	metrics   *admin.Metrics    // nil with --metrics=false
+	accessLog listener.Observer // nil without --access-log
+	closeLog  func()            // closes the access log; call it once the servers have shut down
 }
 
-func newObservers(cfg *config, p *pool.Pool) (*observers, error) {
-	o := &observers{list: listener.Observers{listener.BackendBytes{}}, closeLog: func() {}}
+func newObservers(cfg *config, services []*service) (*observers, error) {
+	o := &observers{closeLog: func() {}}
 	if cfg.metrics {
-		m, err := admin.NewMetrics(p)
+		m, err := admin.NewServiceMetrics(adminServices(services, nil))
 		if err != nil {
 			return nil, fmt.Errorf("--metrics: %w", err)
 		}
 		o.metrics = m
-		o.list = append(o.list, m)
 	}
 	if path := cfg.operating.accessLog; path != "" {
 		w, closeLog, err := openAccessLog(path, cfg.log)
 		if err != nil {
 			return nil, err
 		}
-		o.list = append(o.list, listener.NewAccessLog(w))
+		o.accessLog = listener.NewAccessLog(w)
 		o.closeLog = closeLog
 	}
 	return o, nil
 }
+
+// forService is the observer list of one service's server: metrics need to know the service
+// of a rejection or a failed dial, which carry no ConnInfo.
+func (o *observers) forService(name string) listener.Observers {
+	list := listener.Observers{listener.BackendBytes{}}
+	if o.metrics != nil {
+		list = append(list, o.metrics.ForService(name))
+	}
+	if o.accessLog != nil {
+		list = append(list, o.accessLog)
+	}
+	return list
+}
+
+// adminServices is how the admin API and the metrics see the services, each over its
+// registry: its pool, or with reg (the etcd registry) its pool shared through etcd. The
+// metrics only read, so the pools serve them (reg nil).
+func adminServices(services []*service, reg *sharedRegistry) []admin.Service {
+	out := make([]admin.Service, 0, len(services))
+	for _, s := range services {
+		var listen []string
+		for _, ln := range s.lns {
+			listen = append(listen, ln.Addr().String())
+		}
+		out = append(out, admin.Service{
+			Name: s.cfg.name, Listen: listen, Balance: s.cfg.policy.Name(),
+			Registry: reg.registry(s), CloseBackend: s.closeBackend,
+		})
+	}
+	return out
+}
+
+// closeBackend resets the connections to one backend of the service (remove?force=1). The
+// admin API serves only once every service has its server.
+func (s *service) closeBackend(key string) int { return s.srv.CloseBackend(key) }
 
 func openAccessLog(path string, log *slog.Logger) (io.Writer, func(), error) {
 	if path == "-" {
@@ -144,6 +178,7 @@ func newServer(cfg *config, sc serviceConfig, p *pool.Pool, obs listener.Observe
 // address: the loop check needs it and every service's listen address, and the status page
 // shows them. reg is the etcd registry, nil for the in-memory one.
 func newAPI(cfg *config, services []*service, m *admin.Metrics, sh shared, adminAddr net.Addr, reg *sharedRegistry) *admin.API {
+	def := services[0]
 	var listen []string
 	self := addrPorts(adminAddr)
 	for _, s := range services {
@@ -153,6 +188,7 @@ func newAPI(cfg *config, services []*service, m *admin.Metrics, sh shared, admin
 		}
 	}
 	return &admin.API{
+		Registry:       reg.registry(def),
 		Services:       adminServices(services, reg),
 		Shared:         reg.health(),
 		TrustedProxies: cfg.trusted,
@@ -165,7 +201,8 @@ func newAPI(cfg *config, services []*service, m *admin.Metrics, sh shared, admin
 			Burst:         cfg.sec.burst,
 			Self:          self, // for the loop check
 		},
-		Metrics: m,
+		CloseBackend: def.closeBackend,
+		Metrics:      m,
 		Overview: &admin.Overview{
 			Listen:  listen,
 			Admin:   adminAddr.String(),
@@ -174,30 +211,6 @@ func newAPI(cfg *config, services []*service, m *admin.Metrics, sh shared, admin
 			Stats:   sh.totals,
 		},
 	}
-}
-
-// adminServices are the services as the admin API manages them, each over its registry: its
-// pool, or its pool shared through etcd.
-func adminServices(services []*service, reg *sharedRegistry) []admin.Service {
-	out := make([]admin.Service, 0, len(services))
-	for _, s := range services {
-		var listen []string
-		for _, ln := range s.lns {
-			listen = append(listen, ln.Addr().String())
-		}
-		balance := "" // not known
-		if s.cfg.policy != nil {
-			balance = s.cfg.policy.Name()
-		}
-		out = append(out, admin.Service{
-			Name:         s.cfg.name,
-			Listen:       listen,
-			Balance:      balance,
-			Registry:     reg.registry(s),
-			CloseBackend: s.srv.CloseBackend,
-		})
-	}
-	return out
 }
 
 func addrPorts(addrs ...net.Addr) []netip.AddrPort {

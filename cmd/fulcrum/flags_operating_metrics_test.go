@@ -57,16 +57,17 @@ func TestObserversAndAPI(t *testing.T) {
 	for _, on := range []bool{true, false} {
 		t.Run(map[bool]string{true: "metrics", false: "no-metrics"}[on], func(t *testing.T) {
 			ln, adminLn := opsLoopback(t), opsLoopback(t)
-			cfg := &config{metrics: on, sec: &securityConfig{}, log: quiet}
+			cfg := &config{metrics: on, sec: &securityConfig{}, log: quiet, policy: pool.LeastConn}
 			svc := &service{cfg: defaultService(cfg), pool: &pool.Pool{Logger: quiet}, lns: []net.Listener{ln}}
-			obs, err := newObservers(cfg, svc.pool)
+			obs, err := newObservers(cfg, []*service{svc})
 			if err != nil {
 				t.Fatal(err)
 			}
 			sh := newShared(cfg)
-			svc.srv = newServer(cfg, svc.cfg, svc.pool, obs.list, sh)
+			list := obs.forService(svc.cfg.name)
+			svc.srv = newServer(cfg, svc.cfg, svc.pool, list, sh)
 			api := newAPI(cfg, []*service{svc}, obs.metrics, sh, adminLn.Addr(), nil)
-			if !slices.ContainsFunc(obs.list, func(o listener.Observer) bool { return o == listener.BackendBytes{} }) {
+			if !slices.ContainsFunc(list, func(o listener.Observer) bool { return o == listener.BackendBytes{} }) {
 				t.Fatal("no BackendBytes observer: backends' byte totals would not be counted")
 			}
 			if (api.Metrics != nil) != on {

@@ -58,23 +58,25 @@ func TestAccessLogObserver(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "access.log")
 	os.WriteFile(path, []byte("{\"earlier\":true}\n"), 0o600)
 	p := &pool.Pool{Logger: quiet}
-	cfg := &config{metrics: true, log: quiet, operating: operatingConfig{accessLog: path, proxy: listener.ProxyProtocol{Send: 2}}}
-	obs, err := newObservers(cfg, p)
+	cfg := &config{metrics: true, log: quiet, policy: pool.LeastConn, operating: operatingConfig{accessLog: path, proxy: listener.ProxyProtocol{Send: 2}}}
+	svcs := []*service{{cfg: defaultService(cfg), pool: p}}
+	obs, err := newObservers(cfg, svcs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := newServer(cfg, defaultService(cfg), p, obs.list, newShared(cfg))
-	if len(obs.list) != 3 || obs.list[1] != listener.Observer(obs.metrics) || srv.ProxyProtocol.Send != 2 {
-		t.Fatalf("observers %#v, proxy %+v", obs.list, srv.ProxyProtocol)
+	list := obs.forService(pool.DefaultService)
+	srv := newServer(cfg, defaultService(cfg), p, list, newShared(cfg))
+	if len(list) != 3 || obs.metrics == nil || list[2] != obs.accessLog || srv.ProxyProtocol.Send != 2 {
+		t.Fatalf("observers %#v, proxy %+v", list, srv.ProxyProtocol)
 	}
-	obs.list[2].Rejected(netip.MustParseAddrPort("192.0.2.1:5"), os.ErrClosed)
+	list[2].Rejected(netip.MustParseAddrPort("192.0.2.1:5"), os.ErrClosed)
 	obs.closeLog()
 	b, _ := os.ReadFile(path)
 	if lines := strings.Split(strings.TrimSpace(string(b)), "\n"); len(lines) != 2 || lines[0] != `{"earlier":true}` || !strings.Contains(lines[1], `"client":"192.0.2.1:5"`) {
 		t.Errorf("access log file:\n%s", b)
 	}
 	cfg.operating.accessLog = filepath.Join(path, "not-a-dir", "x")
-	if _, err := newObservers(cfg, p); err == nil || !strings.Contains(err.Error(), "--access-log") {
+	if _, err := newObservers(cfg, svcs); err == nil || !strings.Contains(err.Error(), "--access-log") {
 		t.Errorf("unopenable access log: %v", err)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/fulcrumlb/fulcrum/listener"
+	"github.com/fulcrumlb/fulcrum/pool"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/time/rate"
 )
@@ -165,12 +166,12 @@ func TestOpenAdminWarning(t *testing.T) {
 		listen, _ := net.ResolveTCPAddr("tcp", "[::]:8000")
 		sc := &securityConfig{token: c.token, maxBackends: 3}
 		sc.warnOpenAdmin(log, adminAddr)
-		cfg := &config{sec: sc, log: log}
+		cfg := &config{sec: sc, log: log, policy: pool.LeastConn}
 		p, err := newPool(cfg, defaultService(cfg))
 		if err != nil {
 			t.Fatal(err)
 		}
-		rules := &newAPI(cfg, []*service{{pool: p, srv: &listener.Server{}, lns: []net.Listener{fakeListener{listen}}}}, nil, newShared(cfg), adminAddr, nil).Security
+		rules := &newAPI(cfg, []*service{{cfg: defaultService(cfg), pool: p, srv: &listener.Server{}, lns: []net.Listener{fakeListener{listen}}}}, nil, newShared(cfg), adminAddr, nil).Security
 		warned := strings.Contains(buf.String(), "address-only rule") && strings.Contains(buf.String(), "admin="+c.admin)
 		if warned != c.warn {
 			t.Errorf("admin %s token %q: warned %v: %s", c.admin, c.token, warned, buf.String())

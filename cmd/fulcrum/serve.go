@@ -48,7 +48,7 @@ func coreFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "connect-timeout", Value: 5 * time.Second, Usage: "timeout of one dial to a backend", EnvVars: env("CONNECT_TIMEOUT")},
 		&cli.IntFlag{Name: "retries", Value: 2, Usage: "other backends to try after a failed dial", EnvVars: env("RETRIES")},
 		&cli.DurationFlag{Name: "drain-timeout", Value: 30 * time.Second, Usage: "on SIGINT/SIGTERM, how long established connections may run on", EnvVars: env("DRAIN_TIMEOUT")},
-		&cli.StringFlag{Name: "balance", Value: "leastconn", Usage: "policy: leastconn, p2c or hash", EnvVars: env("BALANCE")},
+		&cli.StringFlag{Name: "balance", Value: "leastconn", Usage: "policy: leastconn, p2c, hash or maglev", EnvVars: env("BALANCE")},
 		&cli.StringSliceFlag{Name: "trusted-proxy", Usage: "`CIDR` whose X-Forwarded-For/X-Real-IP the admin API believes (repeatable)", EnvVars: env("TRUSTED_PROXY")},
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: env("LOG_LEVEL")},
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json", EnvVars: env("LOG_FORMAT")},
@@ -178,7 +178,7 @@ func run(ctx context.Context, cfg *config) error {
 	if err != nil {
 		return err
 	}
-	obs, err := newObservers(cfg, services[0].pool)
+	obs, err := newObservers(cfg, services)
 	if err != nil {
 		closeAll(services, adminLn)
 		return err
@@ -186,7 +186,7 @@ func run(ctx context.Context, cfg *config) error {
 	defer obs.closeLog()
 	sh := newShared(cfg)
 	for _, s := range services {
-		s.srv = newServer(cfg, s.cfg, s.pool, obs.list, sh)
+		s.srv = newServer(cfg, s.cfg, s.pool, obs.forService(s.cfg.name), sh)
 	}
 	api := newAPI(cfg, services, obs.metrics, sh, adminLn.Addr(), shared)
 	cfg.sec.warnOpenAdmin(cfg.log, adminLn.Addr())

@@ -1,10 +1,15 @@
 package main
 
 import (
+	"encoding/json"
 	"io"
 	"net"
+	"net/url"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -198,5 +203,129 @@ func TestStateCarriesServices(t *testing.T) {
 	}
 	if _, err := decodeState([]byte(`{"version":1,"backends":[],"services":{"Bad Name":[]}}`)); err == nil {
 		t.Fatal("a malformed service name in a state document was accepted")
+	}
+}
+
+// svcStatus is /upstream/status as the service tests read it.
+type svcStatus struct {
+	Servers []struct {
+		Service    string `json:"service"`
+		Host       string `json:"host"`
+		Port       int    `json:"port"`
+		TotalConns uint64 `json:"total_conns"`
+	} `json:"servers"`
+	Services []struct {
+		Name     string   `json:"name"`
+		Listen   []string `json:"listen"`
+		Balance  string   `json:"balance"`
+		Backends int      `json:"backends"`
+	} `json:"services"`
+}
+
+func getStatus(t *testing.T, adm, query string) svcStatus {
+	t.Helper()
+	body, code, err := adminGet(adm, "/upstream/status"+query)
+	if err != nil || code != 200 {
+		t.Fatalf("status%s: %d %v %s", query, code, err, body)
+	}
+	var st svcStatus
+	if err := json.Unmarshal(body, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// serviceListen is the first listen address status gives for a service.
+func serviceListen(t *testing.T, adm, name string) string {
+	t.Helper()
+	for _, s := range getStatus(t, adm, "").Services {
+		if s.Name == name && len(s.Listen) > 0 {
+			return s.Listen[0]
+		}
+	}
+	t.Fatalf("status lists no service %s", name)
+	return ""
+}
+
+func addTo(t *testing.T, adm, service, addr string) {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(addr)
+	q := url.Values{"service": {service}, "host": {host}, "port": {port}}
+	if body, code, err := adminGet(adm, "/upstream/add?"+q.Encode()); err != nil || code != 200 {
+		t.Fatalf("add %s to %s: %d %v %s", addr, service, code, err, body)
+	}
+}
+
+// TestServicesThroughAdmin: a heartbeat joins a named service and is routed only there; the
+// same address in two services is two backends; a service is never created by a heartbeat.
+func TestServicesThroughAdmin(t *testing.T) {
+	shared, db := startBackend(t, nameHandler("shared")), startBackend(t, nameHandler("db"))
+	listen, adm := resServe(t, "--service", "db="+resFreeAddr(t), "--health-interval", "0")
+	dbListen := serviceListen(t, adm, "db")
+	addTo(t, adm, "db", db.addr())
+	addTo(t, adm, "db", shared.addr())
+	addTo(t, adm, pool.DefaultService, shared.addr())
+	for range 4 {
+		if got := readAll(t, listen); got != "shared" {
+			t.Fatalf("default service reached %q", got)
+		}
+	}
+	seen := map[string]bool{}
+	for range 4 {
+		seen[readAll(t, dbListen)] = true
+	}
+	if !seen["db"] || !seen["shared"] || len(seen) != 2 {
+		t.Fatalf("db service reached %v, want both of its backends", seen)
+	}
+	st := getStatus(t, adm, "?service=db")
+	if len(st.Servers) != 2 || st.Servers[0].Service != "db" || st.Servers[1].Service != "db" {
+		t.Fatalf("status?service=db %+v", st.Servers)
+	}
+	totals := map[string]uint64{}
+	for _, s := range getStatus(t, adm, "").Servers {
+		if net.JoinHostPort(s.Host, strconv.Itoa(s.Port)) == shared.addr() {
+			totals[s.Service] = s.TotalConns
+		}
+	}
+	if totals[pool.DefaultService] != 4 || totals["db"] == 0 || totals["db"] == 4 {
+		t.Fatalf("the shared address counted %v: the two services' counts are not apart", totals)
+	}
+	for q, want := range map[string]int{"service=nosuch": 404, "service=Bad%20Name": 400} {
+		if _, code, _ := adminGet(adm, "/upstream/add?"+q+"&host=127.0.0.1&port=9"); code != want {
+			t.Errorf("add with %s: %d, want %d", q, code, want)
+		}
+	}
+	if n := len(getStatus(t, adm, "").Services); n != 2 {
+		t.Fatalf("%d services after a heartbeat to an unknown one, want 2", n)
+	}
+}
+
+// TestServicesSurviveUpgradeAndRestart: a backend that joined a named service at run time is
+// still there, and routed to, after a SIGHUP upgrade and after a restart from the state file.
+func TestServicesSurviveUpgradeAndRestart(t *testing.T) {
+	db := startBackend(t, nameHandler("db"))
+	dir := t.TempDir()
+	pidFile, state := filepath.Join(dir, "fulcrum.pid"), filepath.Join(dir, "state.json")
+	args := []string{"--service", "db=127.0.0.1:0", "--pid-file", pidFile, "--state-file", state, "--health-interval", "0"}
+	b := startBalancer(t, args...)
+	t.Cleanup(func() { stopNewest(t, pidFile) })
+	addTo(t, b.admn, "db", db.addr())
+	dbListen := serviceListen(t, b.admn, "db")
+	eventually(t, 10*time.Second, "the PID file names the balancer", func() bool { return readPID(pidFile) == b.pid() })
+
+	syscall.Kill(b.pid(), syscall.SIGHUP)
+	eventually(t, 30*time.Second, "a successor", func() bool { p := readPID(pidFile); return p != 0 && p != b.pid() })
+	t.Logf("upgraded from pid %d to %d", b.pid(), readPID(pidFile))
+	if got := readAll(t, dbListen); got != "db" {
+		t.Fatalf("after the upgrade the db service reached %q", got)
+	}
+	if st := getStatus(t, b.admn, "?service=db"); len(st.Servers) != 1 {
+		t.Fatalf("after the upgrade db lists %+v", st.Servers)
+	}
+	stopNewest(t, pidFile)
+
+	r := startBalancer(t, "--service", "db=127.0.0.1:0", "--state-file", state, "--health-interval", "0")
+	if got := readAll(t, serviceListen(t, r.admn, "db")); got != "db" {
+		t.Fatalf("after a restart the db service reached %q", got)
 	}
 }
