@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -12,7 +13,7 @@ import (
 
 // find reads a key this instance does not know: another instance may hold it. When etcd has
 // no such key, it creates it. It returns the key's lease and weight, and whether it created it.
-func (s *Store) find(ctx context.Context, key string, weight int) (known, bool, error) {
+func (s *Store) find(ctx context.Context, key string, addr netip.Addr, weight int) (known, bool, error) {
 	resp, err := s.client.Get(ctx, key)
 	if err != nil {
 		return known{}, false, fmt.Errorf("read: %w", err)
@@ -20,19 +21,22 @@ func (s *Store) find(ctx context.Context, key string, weight int) (known, bool, 
 	if len(resp.Kvs) == 1 {
 		return knownOf(resp.Kvs[0]), false, nil
 	}
-	return s.create(ctx, key, weight)
+	return s.create(ctx, key, addr, weight)
 }
 
 // create grants a lease and puts the key with it only if the key does not exist. When another
 // instance created it first, this one adopts the winner's lease and revokes its own, so that a
 // backend has one lease however many instances it heartbeats to.
-func (s *Store) create(ctx context.Context, key string, weight int) (known, bool, error) {
+func (s *Store) create(ctx context.Context, key string, addr netip.Addr, weight int) (known, bool, error) {
 	grant, err := s.client.Grant(ctx, s.cfg.leaseSeconds())
 	if err != nil {
 		return known{}, false, fmt.Errorf("grant lease: %w", err)
 	}
 	lease := int64(grant.ID)
 	v := value{Weight: max(weight, 1), Created: time.Now().UTC()}
+	if addr.IsValid() {
+		v.Address = addr.String()
+	}
 	resp, err := s.client.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
 		Then(clientv3.OpPut(key, v.encode(), clientv3.WithLease(grant.ID))).

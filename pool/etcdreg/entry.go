@@ -19,6 +19,10 @@ type Entry struct {
 	Weight   int       // 1 or more
 	Draining bool      // sticky until undrained, whichever instance drained it
 	Created  time.Time // when the key was created: the backend's first heartbeat
+	// Address is the IP the instance that created the key checked against its backend address
+	// rules and dials, when the host is a name; "" for an address literal, or when unknown.
+	// Every instance dials it, so none resolves the name again.
+	Address string
 }
 
 // value is what a key holds.
@@ -26,6 +30,7 @@ type value struct {
 	Weight   int       `json:"weight"`
 	Draining bool      `json:"draining"`
 	Created  time.Time `json:"created"`
+	Address  string    `json:"address,omitempty"` // Entry.Address
 }
 
 func (v value) encode() string {
@@ -114,5 +119,5 @@ func entryOf(prefix string, key, val []byte) (Entry, error) {
 	if err != nil {
 		return Entry{}, fmt.Errorf("key %s: %w", key, err)
 	}
-	return Entry{Service: service, HostPort: hostport, Weight: v.Weight, Draining: v.Draining, Created: v.Created}, nil
+	return Entry{Service: service, HostPort: hostport, Weight: v.Weight, Draining: v.Draining, Created: v.Created, Address: v.Address}, nil
 }

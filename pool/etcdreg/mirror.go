@@ -16,8 +16,9 @@ import (
 // Keys of a service this instance does not serve are ignored: a heartbeat cannot create a
 // service.
 //
-// A backend registered from etcd is dialed by its host as written (a name is resolved at each
-// dial): the instance that took the registration checked its addresses.
+// A backend named by a host name is dialed at the address the instance that took its
+// registration resolved and checked against its backend address rules (Entry.Address), so no
+// instance resolves the name again.
 type Mirror struct {
 	// Pools are the local pools by service name.
 	Pools map[string]*pool.Pool
@@ -50,6 +51,9 @@ func apply(p *pool.Pool, e Entry) error {
 	a, err := addressOf(e.HostPort)
 	if err != nil {
 		return err
+	}
+	if ip, err := netip.ParseAddr(e.Address); err == nil && !a.IP.IsValid() {
+		a.IP = ip
 	}
 	if _, err := p.Register(a, e.Weight); err != nil {
 		return err

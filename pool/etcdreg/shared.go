@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 
 	"github.com/fulcrumlb/fulcrum/pool"
 )
@@ -39,7 +40,11 @@ func (r *Shared) Register(a pool.Address, weight int) (bool, error) {
 	if _, known := r.local.Lookup(a.Key()); !known && r.local.MaxBackends > 0 && r.local.Len() >= r.local.MaxBackends {
 		return false, fmt.Errorf("%w: %d backends", pool.ErrRegistryFull, r.local.Len())
 	}
-	created, err := r.store.Heartbeat(context.Background(), r.service, a.Key(), weight)
+	var checked netip.Addr // the address the admin API checked, when the host is a name
+	if _, err := netip.ParseAddr(a.Host); err != nil {
+		checked = a.IP
+	}
+	created, err := r.store.Register(context.Background(), r.service, a.Key(), checked, weight)
 	if err != nil {
 		return false, err
 	}

@@ -3,6 +3,7 @@ package etcdreg
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -98,6 +99,24 @@ func TestSharedRegistryAcrossInstances(t *testing.T) {
 	}
 	if a.state("web", static.Key()) != pool.StateStatic {
 		t.Fatal("the mirror touched a static backend")
+	}
+}
+
+// TestNamedBackendDialedAtTheCheckedAddress: a backend named by a host name is dialed, at
+// every instance, at the address the instance that took the registration resolved and
+// checked; no other instance resolves the name (which could now answer a refused address).
+func TestNamedBackendDialedAtTheCheckedAddress(t *testing.T) {
+	c := etcdtest.Start(t, 3)
+	a := startInstance(t, c, 5*time.Second)
+	b := startInstance(t, c, 5*time.Second)
+	named := pool.Address{Host: "svc.test", Port: 80, IP: netip.MustParseAddr("198.51.100.7")}
+	if _, err := a.web().Register(named, 1); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Second, "the backend at B", func() bool { return b.state("web", named.Key()) == pool.StateUp })
+	st, _ := b.pools["web"].Lookup(named.Key())
+	if got := st.Address.DialHost(); got != "198.51.100.7" {
+		t.Fatalf("B dials %s, want the address A checked", got)
 	}
 }
 

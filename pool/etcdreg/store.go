@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -94,6 +95,13 @@ func (s *Store) Healthy() bool {
 // the current weight (1 for a new backend); another weight replaces it. It reports whether
 // this call created the key.
 func (s *Store) Heartbeat(ctx context.Context, service, hostport string, weight int) (created bool, err error) {
+	return s.Register(ctx, service, hostport, netip.Addr{}, weight)
+}
+
+// Register is Heartbeat for a backend whose name the caller resolved and checked: a key it
+// creates carries addr (Entry.Address), which every instance dials. addr is ignored for a
+// backend etcd already holds, and may be the zero Addr.
+func (s *Store) Register(ctx context.Context, service, hostport string, addr netip.Addr, weight int) (created bool, err error) {
 	key, err := keyOf(s.cfg.Prefix, service, hostport)
 	if err != nil {
 		return false, err
@@ -103,7 +111,7 @@ func (s *Store) Heartbeat(ctx context.Context, service, hostport string, weight 
 	}
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.requestTimeout())
 	defer cancel()
-	created, err = s.heartbeat(cctx, key, weight)
+	created, err = s.heartbeat(cctx, key, addr, weight)
 	err = classify(ctx, "heartbeat "+key, err)
 	s.health.report(err)
 	return created, err
@@ -112,11 +120,11 @@ func (s *Store) Heartbeat(ctx context.Context, service, hostport string, weight 
 // maxLeaseTries bounds how often a heartbeat finds the lease it was about to renew gone.
 const maxLeaseTries = 3
 
-func (s *Store) heartbeat(ctx context.Context, key string, weight int) (bool, error) {
+func (s *Store) heartbeat(ctx context.Context, key string, addr netip.Addr, weight int) (bool, error) {
 	for range maxLeaseTries {
 		k, ok := s.lookup(key)
 		if !ok {
-			found, created, err := s.find(ctx, key, weight)
+			found, created, err := s.find(ctx, key, addr, weight)
 			if err != nil || created {
 				return created, err
 			}
