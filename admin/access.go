@@ -221,8 +221,8 @@ func (a *API) resolveBackend(ctx context.Context, addr *pool.Address) error {
 }
 
 // registryError gives a registry's error about the backend key the status it is answered
-// with: an unknown backend is 404, a full registry 429, anything else (a weight out of range)
-// 400.
+// with: an unknown backend is 404, a full registry 429, a shared registry that cannot answer
+// 503, anything else (a weight out of range) 400.
 func registryError(key string, err error) error {
 	switch {
 	case err == nil:
@@ -231,6 +231,8 @@ func registryError(key string, err error) error {
 		return &statusError{http.StatusNotFound, "backend " + key + " is not registered"}
 	case errors.Is(err, pool.ErrRegistryFull):
 		return &statusError{http.StatusTooManyRequests, err.Error()}
+	case errors.Is(err, pool.ErrUnavailable):
+		return &statusError{http.StatusServiceUnavailable, err.Error()}
 	}
 	return err
 }

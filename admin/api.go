@@ -37,6 +37,9 @@ type API struct {
 	// Overview adds listeners, uptime and listener totals to /upstream/status for the status
 	// page; nil means those fields are left out.
 	Overview *Overview
+	// Shared is the registry shared with other balancers, whose kind and health the status
+	// and metrics report; nil means Registry is this process's own (in memory).
+	Shared SharedRegistry
 }
 
 // Handler returns the API's routes.

@@ -42,7 +42,10 @@ type statusReply struct {
 	Total     int              `json:"total"`
 	Timestamp float64          `json:"timestamp"`
 	Services  []serviceSummary `json:"services"`
-	*overview                  // listeners, uptime, listener totals: only when API.Overview is set
+	// The registry's kind and health: with an Overview or a shared registry (registryState).
+	Registry        *string `json:"registry,omitempty"`
+	RegistryHealthy *bool   `json:"registry_healthy,omitempty"`
+	*overview               // listeners, uptime, listener totals: only when API.Overview is set
 }
 
 // status lists the backends of every service, or with ?service=NAME of that one (an empty
@@ -76,6 +79,10 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 			reply.Servers = append(reply.Servers, statusEntry(svc.Name, s))
 		}
 		reply.Services = append(reply.Services, sum)
+	}
+	if a.Overview != nil || a.Shared != nil {
+		st := a.registryState()
+		reply.Registry, reply.RegistryHealthy = &st.Registry, &st.RegistryHealthy
 	}
 	reply.overview = a.Overview.fields()
 	writeJSON(w, http.StatusOK, reply)

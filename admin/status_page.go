@@ -87,6 +87,7 @@ func (a *API) metrics(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "metrics are turned off (--metrics=false)")
 		return
 	}
+	a.Metrics.setRegistry(a.registryState())
 	a.Metrics.ServeHTTP(w, r)
 }
 

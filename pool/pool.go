@@ -18,6 +18,9 @@ var (
 	ErrUnknownBackend = errors.New("pool: backend not registered")
 	ErrNotAcquired    = errors.New("pool: release without a matching acquire")
 	ErrRegistryFull   = errors.New("pool: registry is full")
+	// ErrUnavailable is a shared registry that cannot take a change now (its store does not
+	// answer): the change was not made, or its outcome is unknown; the caller may try again.
+	ErrUnavailable = errors.New("pool: shared registry unavailable")
 )
 
 // Picker is what a data plane needs from a registry. Every method is safe for concurrent use.

@@ -42,7 +42,7 @@ func newPools(cfg *config) ([]*service, error) {
 func newPool(cfg *config, sc serviceConfig) (*pool.Pool, error) {
 	tc := sc.traffic
 	p := &pool.Pool{
-		TTL:                cfg.ttl,
+		TTL:                cfg.localTTL(), // registry.go: 0 when etcd expires backends
 		Policy:             sc.policy,
 		Logger:             cfg.log.With("service", sc.name),
 		MaxBackends:        cfg.sec.maxBackends,
@@ -79,7 +79,7 @@ type observers struct {
 func newObservers(cfg *config, services []*service) (*observers, error) {
 	o := &observers{closeLog: func() {}}
 	if cfg.metrics {
-		m, err := admin.NewServiceMetrics(adminServices(services))
+		m, err := admin.NewServiceMetrics(adminServices(services, nil))
 		if err != nil {
 			return nil, fmt.Errorf("--metrics: %w", err)
 		}
@@ -109,8 +109,10 @@ func (o *observers) forService(name string) listener.Observers {
 	return list
 }
 
-// adminServices is how the admin API and the metrics see the services.
-func adminServices(services []*service) []admin.Service {
+// adminServices is how the admin API and the metrics see the services, each over its
+// registry: its pool, or with reg (the etcd registry) its pool shared through etcd. The
+// metrics only read, so the pools serve them (reg nil).
+func adminServices(services []*service, reg *sharedRegistry) []admin.Service {
 	out := make([]admin.Service, 0, len(services))
 	for _, s := range services {
 		var listen []string
@@ -119,7 +121,7 @@ func adminServices(services []*service) []admin.Service {
 		}
 		out = append(out, admin.Service{
 			Name: s.cfg.name, Listen: listen, Balance: s.cfg.policy.Name(),
-			Registry: s.pool, CloseBackend: s.closeBackend,
+			Registry: reg.registry(s), CloseBackend: s.closeBackend,
 		})
 	}
 	return out
@@ -188,8 +190,8 @@ func newServer(cfg *config, sc serviceConfig, p *pool.Pool, obs listener.Observe
 
 // newAPI builds the admin API over every service. adminAddr is the admin listener's bound
 // address: the loop check needs it and every service's listen address, and the status page
-// shows them.
-func newAPI(cfg *config, services []*service, m *admin.Metrics, sh shared, adminAddr net.Addr) *admin.API {
+// shows them. reg is the etcd registry, nil for the in-memory one.
+func newAPI(cfg *config, services []*service, m *admin.Metrics, sh shared, adminAddr net.Addr, reg *sharedRegistry) *admin.API {
 	def := services[0]
 	var listen []string
 	self := addrPorts(adminAddr)
@@ -200,8 +202,9 @@ func newAPI(cfg *config, services []*service, m *admin.Metrics, sh shared, admin
 		}
 	}
 	return &admin.API{
-		Registry:       def.pool,
-		Services:       adminServices(services),
+		Registry:       reg.registry(def),
+		Services:       adminServices(services, reg),
+		Shared:         reg.health(),
 		TrustedProxies: cfg.trusted,
 		Logger:         cfg.log,
 		Security: admin.Security{

@@ -66,7 +66,7 @@ func TestObserversAndAPI(t *testing.T) {
 			sh := newShared(cfg)
 			list := obs.forService(svc.cfg.name)
 			svc.srv = newServer(cfg, svc.cfg, svc.pool, list, sh)
-			api := newAPI(cfg, []*service{svc}, obs.metrics, sh, adminLn.Addr())
+			api := newAPI(cfg, []*service{svc}, obs.metrics, sh, adminLn.Addr(), nil)
 			if !slices.ContainsFunc(list, func(o listener.Observer) bool { return o == listener.BackendBytes{} }) {
 				t.Fatal("no BackendBytes observer: backends' byte totals would not be counted")
 			}

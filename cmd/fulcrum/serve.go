@@ -19,6 +19,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/fulcrumlb/fulcrum/pool"
+	"github.com/fulcrumlb/fulcrum/pool/etcdreg"
 )
 
 func env(name string) []string { return []string{"FULCRUM_" + name} }
@@ -34,6 +35,7 @@ func serveFlags() []cli.Flag {
 		metricsFlags(),   // flags_operating_metrics.go: --metrics
 		persistFlags(),   // state.go, upgrade.go: --state-file, --pid-file
 		serviceFlags(),   // services.go: --service
+		registryFlags(),  // registry.go: --registry, --etcd-*
 	)
 }
 
@@ -81,6 +83,7 @@ type config struct {
 	dataPlane      dataPlaneConfig // flags_dataplane.go
 	operating      operatingConfig // flags_operating.go
 	metrics        bool            // --metrics
+	registry       *etcdreg.Config // registry.go: --registry etcd://...; nil: in memory
 	// Persistence and upgrades (state.go, upgrade.go).
 	stateFile, pidFile string
 	handover           *handover // nil: plain listeners, no SIGHUP upgrades
@@ -121,6 +124,9 @@ func parseConfig(c *cli.Context) (*config, error) {
 		return nil, err
 	}
 	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	if cfg.registry, err = parseRegistry(c, cfg.ttl); err != nil {
 		return nil, err
 	}
 	if cfg.services, err = parseServices(c, cfg); err != nil {
@@ -167,7 +173,12 @@ func run(ctx context.Context, cfg *config) error {
 	if err != nil {
 		return err
 	}
-	store := restoreRegistry(cfg, services) // registry from the parent or --state-file
+	store := restoreRegistry(cfg, services)   // registry from the parent or --state-file
+	shared, err := startShared(cfg, services) // registry.go: nil unless --registry etcd://
+	if err != nil {
+		return err
+	}
+	defer shared.close()
 	adminLn, err := listenAll(cfg, services)
 	if err != nil {
 		return err
@@ -183,7 +194,7 @@ func run(ctx context.Context, cfg *config) error {
 	for _, s := range services {
 		s.srv = newServer(cfg, s.cfg, s.pool, obs.forService(s.cfg.name), sh)
 	}
-	api := newAPI(cfg, services, obs.metrics, sh, adminLn.Addr())
+	api := newAPI(cfg, services, obs.metrics, sh, adminLn.Addr(), shared)
 	cfg.sec.warnOpenAdmin(cfg.log, adminLn.Addr())
 
 	bg, cancelBg := context.WithCancel(context.Background())

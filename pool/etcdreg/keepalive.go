@@ -1,0 +1,207 @@
+package etcdreg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// errStreamEnded is what a renewal waiting on a keep-alive stream gets when the stream ends.
+var errStreamEnded = errors.New("lease keep-alive stream ended")
+
+// keepAlive renews leases over one LeaseKeepAlive stream shared by every heartbeat of the
+// instance. The client library's KeepAlive renews on its own schedule, whether or not the
+// backend still heartbeats, and KeepAliveOnce opens a stream per call: neither is a heartbeat.
+//
+// A renewal registers a waiter for its lease ID, sends one request, and takes the next
+// response for that ID. The stream is opened by the first renewal that needs it, and replaced
+// when it fails or stays silent past a renewal's deadline.
+type keepAlive struct {
+	leases pb.LeaseClient
+	base   context.Context // the Store's life: ends every stream at Close
+
+	mu  sync.Mutex // guards cur
+	cur *kaStream  // the open stream; nil: none
+}
+
+// kaStream is one stream and the renewals waiting on it. Its receive goroutine owns the
+// receiving side and ends when the stream does (an error, or cancel).
+type kaStream struct {
+	stream   pb.Lease_LeaseKeepAliveClient
+	cancel   context.CancelFunc
+	sendMu   sync.Mutex   // gRPC streams allow one sender at a time
+	lastRecv atomic.Int64 // unix nanoseconds of the last response
+
+	mu      sync.Mutex             // guards waiters and err
+	waiters map[int64][]chan int64 // lease ID → renewals waiting, each told the TTL once
+	err     error                  // why the stream ended; nil while open
+}
+
+// renew sends one keep-alive for lease id and reports whether the lease still exists. A lease
+// that has expired or been revoked answers with a TTL of 0 or less.
+func (k *keepAlive) renew(ctx context.Context, id int64) (alive bool, err error) {
+	for attempt := 0; ; attempt++ {
+		st, err := k.stream(ctx)
+		if err != nil {
+			return false, fmt.Errorf("open lease stream: %w", err)
+		}
+		ttl, broken, err := st.renew(ctx, id)
+		if err == nil {
+			return ttl > 0, nil
+		}
+		if broken {
+			k.retire(st)
+		}
+		if attempt == 1 || ctx.Err() != nil {
+			return false, fmt.Errorf("renew lease %x: %w", id, err)
+		}
+	}
+}
+
+// stream returns the open stream, opening one if there is none. Opening waits at most as long
+// as ctx, but the stream, once open, lives until it fails or the Store closes.
+func (k *keepAlive) stream(ctx context.Context) (*kaStream, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.cur != nil {
+		return k.cur, nil
+	}
+	sctx, cancel := context.WithCancel(clientv3.WithRequireLeader(k.base))
+	stop := context.AfterFunc(ctx, cancel)
+	stream, err := k.leases.LeaseKeepAlive(sctx)
+	if !stop() {
+		err = errors.Join(err, ctx.Err())
+	}
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	st := &kaStream{stream: stream, cancel: cancel, waiters: make(map[int64][]chan int64)}
+	st.lastRecv.Store(time.Now().UnixNano())
+	k.cur = st
+	go st.receive()
+	return st, nil
+}
+
+// retire ends st, if it is still the open stream, so that the next renewal opens another.
+func (k *keepAlive) retire(st *kaStream) {
+	k.mu.Lock()
+	if k.cur == st {
+		k.cur = nil
+	}
+	k.mu.Unlock()
+	st.cancel()
+}
+
+// close ends the open stream; its receive goroutine ends with it.
+func (k *keepAlive) close() {
+	k.mu.Lock()
+	st := k.cur
+	k.cur = nil
+	k.mu.Unlock()
+	if st != nil {
+		st.cancel()
+	}
+}
+
+// renew sends one request for id and waits for its answer, the stream's end or ctx. broken
+// says the stream failed, or stayed silent since the request: it should be replaced.
+func (s *kaStream) renew(ctx context.Context, id int64) (ttl int64, broken bool, err error) {
+	ch, err := s.wait(id)
+	if err != nil {
+		return 0, true, err
+	}
+	sent := time.Now().UnixNano()
+	s.sendMu.Lock()
+	err = s.stream.Send(&pb.LeaseKeepAliveRequest{ID: id})
+	s.sendMu.Unlock()
+	if err != nil {
+		s.drop(id, ch)
+		return 0, true, fmt.Errorf("send: %w", err)
+	}
+	select {
+	case ttl, ok := <-ch:
+		if !ok {
+			return 0, true, s.ended()
+		}
+		return ttl, false, nil
+	case <-ctx.Done():
+		s.drop(id, ch)
+		silent := s.lastRecv.Load() <= sent // when it answers others, only this call ran late
+		return 0, silent, fmt.Errorf("no answer: %w", ctx.Err())
+	}
+}
+
+// wait registers a waiter for id; its channel gets the TTL, or is closed when the stream ends.
+func (s *kaStream) wait(id int64) (chan int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return nil, s.err
+	}
+	ch := make(chan int64, 1)
+	s.waiters[id] = append(s.waiters[id], ch)
+	return ch, nil
+}
+
+// drop forgets a waiter that no longer waits.
+func (s *kaStream) drop(id int64, ch chan int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ws := s.waiters[id]
+	for i, w := range ws {
+		if w == ch {
+			ws = append(ws[:i], ws[i+1:]...)
+			break
+		}
+	}
+	if len(ws) == 0 {
+		delete(s.waiters, id)
+	} else {
+		s.waiters[id] = ws
+	}
+}
+
+func (s *kaStream) ended() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// receive reads responses until the stream ends, handing each to the renewals waiting for its
+// lease; then it fails every renewal still waiting.
+func (s *kaStream) receive() {
+	for {
+		resp, err := s.stream.Recv()
+		if err != nil {
+			s.end(err)
+			return
+		}
+		s.lastRecv.Store(time.Now().UnixNano())
+		s.mu.Lock()
+		for _, ch := range s.waiters[resp.ID] {
+			ch <- resp.TTL
+		}
+		delete(s.waiters, resp.ID)
+		s.mu.Unlock()
+	}
+}
+
+func (s *kaStream) end(err error) {
+	s.cancel()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.err = fmt.Errorf("%w: %w", errStreamEnded, err)
+	for id, ws := range s.waiters {
+		for _, ch := range ws {
+			close(ch)
+		}
+		delete(s.waiters, id)
+	}
+}

@@ -1,0 +1,127 @@
+package etcdreg
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+
+	"github.com/fulcrumlb/fulcrum/pool"
+)
+
+// Mirror is the Sink that keeps each service's local pool equal to what etcd holds: etcd's
+// backends registered with their weight and draining flag, every other runtime backend
+// removed. Static backends (from the configuration) are the instance's own and never touched.
+// Keys of a service this instance does not serve are ignored: a heartbeat cannot create a
+// service.
+//
+// A backend named by a host name is dialed at the address the instance that took its
+// registration resolved and checked against its backend address rules (Entry.Address), so no
+// instance resolves the name again.
+type Mirror struct {
+	// Pools are the local pools by service name.
+	Pools map[string]*pool.Pool
+	// Logger receives entries that cannot be applied; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+var _ Sink = (*Mirror)(nil)
+
+func (m *Mirror) logger() *slog.Logger {
+	if m.Logger != nil {
+		return m.Logger
+	}
+	return slog.Default()
+}
+
+// Upsert registers the backend in its service's pool, or refreshes it there, and sets its
+// draining flag as etcd has it.
+func (m *Mirror) Upsert(e Entry) {
+	p := m.Pools[e.Service]
+	if p == nil {
+		return
+	}
+	if err := apply(p, e); err != nil {
+		m.logger().Warn("etcd registry: entry not applied", "service", e.Service, "backend", e.HostPort, "err", err)
+	}
+}
+
+func apply(p *pool.Pool, e Entry) error {
+	a, err := addressOf(e.HostPort)
+	if err != nil {
+		return err
+	}
+	if ip, err := netip.ParseAddr(e.Address); err == nil && !a.IP.IsValid() {
+		a.IP = ip
+	}
+	if _, err := p.Register(a, e.Weight); err != nil {
+		return err
+	}
+	if e.Draining {
+		return p.Drain(a.Key())
+	}
+	return p.Undrain(a.Key())
+}
+
+// Delete removes the backend from its service's pool; its connections run on.
+func (m *Mirror) Delete(service, hostport string) {
+	p := m.Pools[service]
+	if p == nil {
+		return
+	}
+	a, err := addressOf(hostport)
+	if err != nil {
+		return
+	}
+	if err := p.Deregister(a.Key()); err != nil && !errors.Is(err, pool.ErrUnknownBackend) {
+		m.logger().Warn("etcd registry: removal not applied", "service", service, "backend", hostport, "err", err)
+	}
+}
+
+// Resync applies every entry, then removes from each pool the runtime backends etcd no longer
+// holds.
+func (m *Mirror) Resync(all []Entry) {
+	keep := make(map[string]map[string]bool, len(m.Pools))
+	for name := range m.Pools {
+		keep[name] = make(map[string]bool)
+	}
+	for _, e := range all {
+		if keep[e.Service] == nil {
+			continue
+		}
+		m.Upsert(e)
+		if a, err := addressOf(e.HostPort); err == nil {
+			keep[e.Service][a.Key()] = true
+		}
+	}
+	for name, p := range m.Pools {
+		for _, r := range p.Export() {
+			key := net.JoinHostPort(r.Host, fmt.Sprint(r.Port))
+			if !r.Static && !r.Removed && !keep[name][key] {
+				m.Delete(name, key)
+			}
+		}
+	}
+}
+
+// addressOf reads a backend's host:port as the pool's parsers would from the admin API.
+func addressOf(hostport string) (pool.Address, error) {
+	h, p, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return pool.Address{}, fmt.Errorf("backend %q: %w", hostport, err)
+	}
+	host, err := pool.ParseHost(h)
+	if err != nil {
+		return pool.Address{}, err
+	}
+	port, err := pool.ParsePort(p)
+	if err != nil {
+		return pool.Address{}, err
+	}
+	a := pool.Address{Host: host, Port: port}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		a.IP = ip
+	}
+	return a, nil
+}
