@@ -25,11 +25,12 @@ type service struct {
 	lns  []net.Listener
 }
 
-// newPools builds every service's registry with its static backends.
-func newPools(cfg *config) ([]*service, error) {
+// newPools builds every service's registry with its static backends; log is the pools'
+// logger.
+func newPools(cfg *config, log *slog.Logger) ([]*service, error) {
 	out := make([]*service, 0, len(cfg.services))
 	for _, sc := range cfg.services {
-		p, err := newPool(cfg, sc)
+		p, err := newPool(cfg, sc, log)
 		if err != nil {
 			return nil, fmt.Errorf("service %s: %w", sc.name, err)
 		}
@@ -39,12 +40,12 @@ func newPools(cfg *config) ([]*service, error) {
 }
 
 // newPool builds one service's registry with its static backends.
-func newPool(cfg *config, sc serviceConfig) (*pool.Pool, error) {
+func newPool(cfg *config, sc serviceConfig, log *slog.Logger) (*pool.Pool, error) {
 	tc := sc.traffic
 	p := &pool.Pool{
 		TTL:                cfg.localTTL(), // registry.go: 0 when etcd expires backends
 		Policy:             sc.policy,
-		Logger:             cfg.log.With("service", sc.name),
+		Logger:             log.With("service", sc.name),
 		MaxBackends:        cfg.sec.maxBackends,
 		SlowStart:          tc.slowStart,
 		MaxConnsPerBackend: tc.maxPerConn,

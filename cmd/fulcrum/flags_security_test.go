@@ -167,7 +167,7 @@ func TestOpenAdminWarning(t *testing.T) {
 		sc := &securityConfig{token: c.token, maxBackends: 3}
 		sc.warnOpenAdmin(log, adminAddr)
 		cfg := &config{sec: sc, log: log, policy: pool.LeastConn}
-		p, err := newPool(cfg, defaultService(cfg))
+		p, err := newPool(cfg, defaultService(cfg), log)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -169,16 +169,18 @@ func serve(c *cli.Context, u *upgrades) error {
 // run serves until ctx ends, then drains for up to cfg.drainTimeout. It builds every part
 // from cfg, then starts them.
 func run(ctx context.Context, cfg *config) error {
-	services, err := newPools(cfg)
+	poolLog := newAsyncLog(cfg.log.Handler()) // pools log from event-loop threads too
+	defer poolLog.close()
+	services, err := newPools(cfg, poolLog.logger())
 	if err != nil {
 		return err
 	}
-	store := restoreRegistry(cfg, services)   // registry from the parent or --state-file
-	shared, err := startShared(cfg, services) // registry.go: nil unless --registry etcd://
+	store := restoreRegistry(cfg, services) // registry from the parent or --state-file
+	reg, err := startShared(cfg, services)  // registry.go: nil unless --registry etcd://
 	if err != nil {
 		return err
 	}
-	defer shared.close()
+	defer reg.close()
 	adminLn, err := listenAll(cfg, services)
 	if err != nil {
 		return err
@@ -194,7 +196,7 @@ func run(ctx context.Context, cfg *config) error {
 	for _, s := range services {
 		s.srv = newServer(cfg, s.cfg, s.pool, obs.forService(s.cfg.name), sh)
 	}
-	api := newAPI(cfg, services, obs.metrics, sh, adminLn.Addr(), shared)
+	api := newAPI(cfg, services, obs.metrics, sh, adminLn.Addr(), reg)
 	cfg.sec.warnOpenAdmin(cfg.log, adminLn.Addr())
 
 	bg, cancelBg := context.WithCancel(context.Background())

@@ -1,0 +1,53 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"log/slog"
+)
+
+// TestAsyncLogWritesEverythingByClose: records logged through the queue, with their attributes,
+// are all written once close returns, in order.
+func TestAsyncLogWritesEverythingByClose(t *testing.T) {
+	var buf bytes.Buffer
+	a := newAsyncLog(slog.NewTextHandler(&buf, nil))
+	log := a.logger().With("service", "db")
+	for i := range 100 {
+		log.Info("backend down", "n", i)
+	}
+	a.close()
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 100 || !strings.Contains(lines[0], "service=db") || !strings.Contains(lines[99], "n=99") {
+		t.Fatalf("%d lines:\n%s", len(lines), buf.String())
+	}
+}
+
+// TestAsyncLogNeverBlocks: with the writer stuck, logging still returns; what did not fit is
+// counted and reported at close.
+func TestAsyncLogNeverBlocks(t *testing.T) {
+	gate := make(chan struct{})
+	var buf bytes.Buffer
+	a := newAsyncLog(blockingHandler{Handler: slog.NewTextHandler(&buf, nil), gate: gate})
+	log := a.logger()
+	for range 3 * asyncQueue {
+		log.Info("flood")
+	}
+	close(gate)
+	a.close()
+	if !strings.Contains(buf.String(), "log records dropped") || a.dropped.Load() == 0 {
+		t.Fatalf("no drop reported: %d dropped", a.dropped.Load())
+	}
+}
+
+type blockingHandler struct {
+	slog.Handler
+	gate chan struct{}
+}
+
+func (h blockingHandler) Handle(ctx context.Context, r slog.Record) error {
+	<-h.gate
+	return h.Handler.Handle(ctx, r)
+}
