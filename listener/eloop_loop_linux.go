@@ -40,6 +40,7 @@ type loop struct {
 	accepts       []*loopAccept // every listener of every Server on the loops
 	acceptBackoff time.Duration // after an accept error (EMFILE): 5 ms doubling to 1 s
 	acceptRetryAt time.Time     // zero unless backing off
+	notesWaiting  bool          // closed events wait for the notifier's kick (notifier.kick)
 	quit          bool
 	ran           []task // scratch: the tasks being run
 }
@@ -132,6 +133,7 @@ func (l *loop) run() {
 		}
 		l.runTimers()
 		l.runTasks()
+		l.notesWaiting = l.el.notes.kick(l.now)
 	}
 	l.conns.each(func(c *loopConn) { l.finish(c, errForced, true) })
 	l.runTasks()
@@ -158,8 +160,17 @@ func (l *loop) dispatch(ev unix.EpollEvent) {
 	}
 }
 
-// waitMillis is epoll_wait's timeout: until the next timer, or forever when none is set.
+// waitMillis is epoll_wait's timeout: until the next timer, or forever when none is set; at
+// most kickEvery while closed events wait for the notifier to be woken.
 func (l *loop) waitMillis() int {
+	ms := l.timerMillis()
+	if l.notesWaiting && (ms < 0 || ms > int(kickEvery/time.Millisecond)) {
+		return int(kickEvery / time.Millisecond)
+	}
+	return ms
+}
+
+func (l *loop) timerMillis() int {
 	next := l.timers.next()
 	if !l.acceptRetryAt.IsZero() && (next.IsZero() || l.acceptRetryAt.Before(next)) {
 		next = l.acceptRetryAt

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"runtime/debug"
 	"sync"
+	"time"
 
 	"github.com/fulcrumlb/fulcrum/pool"
 )
@@ -21,6 +22,15 @@ const (
 // Observer events are never dropped (an access log line per connection is a promise).
 const maxQueuedNotices = 4096
 
+// Closed events, one per connection, are the bulk of the notices. Waking the notifier's
+// goroutine for each costs a thread wake-up (futex) per connection, about a tenth of what a
+// short connection costs the balancer; so the loops wake it at most once per kickEvery for
+// them (kick), or at once when kickAt of them wait.
+const (
+	kickEvery = time.Millisecond
+	kickAt    = 256
+)
+
 // notifier runs, on its own goroutine, what a loop must not: Observer calls that may block
 // (the access log writes a file) and log lines. A loop queues a notice under a lock held for
 // an append, never across a system call, and wakes the goroutine through a channel.
@@ -28,11 +38,13 @@ const maxQueuedNotices = 4096
 // Opened and Meter.Moved are not queued: the loop needs the Meter at once, and both are
 // documented not to block. The notifier keeps each connection's order: Closed, then Flush.
 type notifier struct {
-	mu   sync.Mutex // guards queue
-	q    []notice
-	wake chan struct{} // capacity 1: a pending wake-up
-	quit chan struct{}
-	done chan struct{}
+	mu       sync.Mutex // guards q, unwoken and lastKick
+	q        []notice
+	unwoken  bool          // q holds closed events the goroutine was not woken for
+	lastKick time.Time     // when kick last woke the goroutine
+	wake     chan struct{} // capacity 1: a pending wake-up
+	quit     chan struct{}
+	done     chan struct{}
 }
 
 type noticeKind uint8
@@ -83,9 +95,19 @@ func (n *notifier) dialFailed(o Observer, b *pool.Backend, err error) {
 	}
 }
 
+// closed queues a connection's end without waking the goroutine: a loop calls it, and the
+// loops' kick wakes it within kickEvery.
 func (n *notifier) closed(o Observer, info *ConnInfo, t Traffic, m Meter) {
-	if o != nil {
-		n.push(notice{kind: noticeClosed, obs: o, info: info, traffic: t, meter: m}, false)
+	if o == nil {
+		return
+	}
+	n.mu.Lock()
+	n.q = append(n.q, notice{kind: noticeClosed, obs: o, info: info, traffic: t, meter: m})
+	n.unwoken = true
+	urgent := len(n.q) >= kickAt
+	n.mu.Unlock()
+	if urgent {
+		n.signal()
 	}
 }
 
@@ -97,10 +119,32 @@ func (n *notifier) push(x notice, droppable bool) {
 	}
 	n.q = append(n.q, x)
 	n.mu.Unlock()
+	n.signal()
+}
+
+func (n *notifier) signal() {
 	select {
 	case n.wake <- struct{}{}:
 	default:
 	}
+}
+
+// kick wakes the goroutine for closed events queued since its last wake-up, at most once per
+// kickEvery. It reports whether some still wait, so that the loop comes back within kickEvery.
+func (n *notifier) kick(now time.Time) (waiting bool) {
+	n.mu.Lock()
+	if !n.unwoken {
+		n.mu.Unlock()
+		return false
+	}
+	if now.Sub(n.lastKick) < kickEvery {
+		n.mu.Unlock()
+		return true
+	}
+	n.unwoken, n.lastKick = false, now
+	n.mu.Unlock()
+	n.signal()
+	return false
 }
 
 // run is the notifier's goroutine; it ends after stop, once the queue is empty.
@@ -122,6 +166,7 @@ func (n *notifier) swap(batch *[]notice) []notice {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	*batch, n.q = n.q, (*batch)[:0]
+	n.unwoken = false
 	return *batch
 }
 
