@@ -45,7 +45,7 @@ type Metrics struct {
 	svcs       sync.Map // service name → *serviceSeries
 	reasons    sync.Map // rejection error text → its reason label value
 	svcReasons sync.Map // seriesKey{service, reason label} → that service's rejection labels
-	open       sync.Map // *connMeter of every open connection, flushed before each scrape
+	total      traffic  // routed connections and bytes of every service
 
 	mu      sync.Mutex         // creates series; guards the fields below
 	gauged  map[seriesKey]bool // backends with an active-connections series
@@ -55,11 +55,8 @@ type Metrics struct {
 // The go-metrics keys; the name "fulcrum" is put in front of each.
 var (
 	keyActive      = []string{"connections", "active"}
-	keyRouted      = []string{"connections", "routed", "total"}
 	keyRejected    = []string{"connections", "rejected", "total"}
 	keyDialFailed  = []string{"dial", "failures", "total"}
-	keyBytesIn     = []string{"bytes", "in", "total"}
-	keyBytesOut    = []string{"bytes", "out", "total"}
 	keyDuration    = []string{"connection", "duration", "seconds"}
 	keyBackends    = []string{"registry", "backends"}
 	keyHeartbeats  = []string{"heartbeats", "total"}
@@ -69,10 +66,7 @@ var (
 	keySDialFailed = []string{"service", "dial", "failures", "total"}
 	keySHeartbeats = []string{"service", "heartbeats", "total"}
 	keyBActive     = []string{"backend", "connections", "active"}
-	keyBRouted     = []string{"backend", "connections", "routed", "total"}
 	keyBDialFailed = []string{"backend", "dial", "failures", "total"}
-	keyBBytesIn    = []string{"backend", "bytes", "in", "total"}
-	keyBBytesOut   = []string{"backend", "bytes", "out", "total"}
 	keyBDuration   = []string{"backend", "connection", "duration", "seconds"}
 	keyBHeartbeats = []string{"backend", "heartbeats", "total"}
 )
@@ -119,7 +113,7 @@ func NewServiceMetrics(services []Service) (*Metrics, error) {
 		nReason:  len(knownReasons),
 	}
 	var err error
-	if mt.m, mt.handler, err = newSink(names, newTrafficCollector(&mt.svcs)); err != nil {
+	if mt.m, mt.handler, err = newSink(names, newTrafficCollector(&mt.total, &mt.svcs, &mt.backends)); err != nil {
 		return nil, err
 	}
 	for _, r := range knownReasons {
@@ -202,10 +196,7 @@ func counterDefinitions(services []string) []promsink.CounterDefinition {
 			ConstLabels: []gometrics.Label{{Name: "reason", Value: r}}})
 	}
 	defs = append(defs, []promsink.CounterDefinition{
-		{Name: promName(keyRouted), Help: "Connections proxied to a backend (dial succeeded)."},
 		{Name: promName(keyDialFailed), Help: "Failed dials to backends, retries included."},
-		{Name: promName(keyBytesIn), Help: "Bytes carried client to backend."},
-		{Name: promName(keyBytesOut), Help: "Bytes carried backend to client."},
 		{Name: promName(keyHeartbeats), Help: "Admin add calls for backends already registered."},
 	}...)
 	for _, s := range services {
@@ -236,10 +227,6 @@ func summaryDefinitions() []promsink.SummaryDefinition {
 
 // ServeHTTP serves the Prometheus text exposition, after reading the gauges from the registry.
 func (m *Metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	m.open.Range(func(k, _ any) bool {
-		k.(*connMeter).flushPending()
-		return true
-	})
 	m.refreshGauges()
 	m.handler.ServeHTTP(w, r)
 }

@@ -2,10 +2,6 @@ package admin
 
 import (
 	"net/netip"
-	"sync"
-	"time"
-
-	gometrics "github.com/hashicorp/go-metrics"
 
 	"github.com/fulcrumlb/fulcrum/listener"
 	"github.com/fulcrumlb/fulcrum/pool"
@@ -88,12 +84,10 @@ func (m *Metrics) dialFailed(service string, b *pool.Backend) {
 
 func (m *Metrics) opened(service string, c *listener.ConnInfo) listener.Meter {
 	bs := m.backend(service, c.Backend.Key())
-	cm := &connMeter{m: m.m, series: bs, flushed: time.Now(), open: &m.open}
-	m.open.Store(cm, struct{}{})
-	m.m.IncrCounterWithLabels(keyBRouted, 1, bs.labels)
+	bs.traffic.routed.Add(1)
 	bs.svc.traffic.routed.Add(1)
-	m.m.IncrCounter(keyRouted, 1)
-	return cm
+	m.total.routed.Add(1)
+	return connMeter{total: &m.total, series: bs}
 }
 
 func (m *Metrics) closed(service string, c *listener.ConnInfo) {
@@ -101,68 +95,20 @@ func (m *Metrics) closed(service string, c *listener.ConnInfo) {
 	m.m.MeasureSince(keyDuration, c.Start)
 }
 
-// connMeter counts one connection's bytes; the data path calls it once per step (a small
-// message, or a splice chunk) from each direction's goroutine. A go-metrics update costs more
-// than moving a small message, so the bytes are batched and handed on once 256 KiB have
-// gathered or a second has passed, before every scrape of /metrics, and at the end.
+// connMeter counts one connection's bytes on its backend's, its service's and the total
+// series; the data path calls it once per step (a small message, or a splice chunk) from
+// either direction. Three atomic adds: nothing to batch, and exact at every scrape.
 type connMeter struct {
-	m      *gometrics.Metrics
+	total  *traffic
 	series *backendSeries
-
-	open *sync.Map // the Metrics' set of open meters; Flush at the end leaves it
-
-	mu      sync.Mutex // guards the fields below; both directions report
-	in, out int64      // bytes heard and not yet handed on
-	flushed time.Time
 }
-
-const (
-	meterBatch = 256 << 10
-	meterEvery = time.Second
-)
 
 // Moved implements listener.Meter.
-func (cm *connMeter) Moved(up bool, n int64) {
-	cm.mu.Lock()
-	defer cm.mu.Unlock()
-	if up {
-		cm.in += n
-	} else {
-		cm.out += n
-	}
-	if cm.in+cm.out >= meterBatch {
-		cm.flush(time.Now())
-	} else if now := time.Now(); now.Sub(cm.flushed) >= meterEvery {
-		cm.flush(now)
-	}
+func (cm connMeter) Moved(up bool, n int64) {
+	cm.series.traffic.add(up, uint64(n))
+	cm.series.svc.traffic.add(up, uint64(n))
+	cm.total.add(up, uint64(n))
 }
 
-// Flush implements listener.Meter: the connection has ended.
-func (cm *connMeter) Flush() {
-	cm.open.Delete(cm)
-	cm.flushPending()
-}
-
-// flushPending hands on what has gathered.
-func (cm *connMeter) flushPending() {
-	cm.mu.Lock()
-	defer cm.mu.Unlock()
-	cm.flush(time.Now())
-}
-
-// flush hands the gathered bytes to go-metrics; cm.mu is held. A float32 holds every count
-// up to 16 MiB exactly, and a batch stays far below that.
-func (cm *connMeter) flush(now time.Time) {
-	cm.flushed = now
-	if cm.in > 0 {
-		cm.m.IncrCounterWithLabels(keyBBytesIn, float32(cm.in), cm.series.labels)
-		cm.series.svc.traffic.bytesIn.Add(uint64(cm.in))
-		cm.m.IncrCounter(keyBytesIn, float32(cm.in))
-	}
-	if cm.out > 0 {
-		cm.m.IncrCounterWithLabels(keyBBytesOut, float32(cm.out), cm.series.labels)
-		cm.series.svc.traffic.bytesOut.Add(uint64(cm.out))
-		cm.m.IncrCounter(keyBytesOut, float32(cm.out))
-	}
-	cm.in, cm.out = 0, 0
-}
+// Flush implements listener.Meter: nothing is held back.
+func (cm connMeter) Flush() {}

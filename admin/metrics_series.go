@@ -18,15 +18,16 @@ type seriesKey struct {
 // serviceSeries is one service's label set and the traffic counted on every connection.
 type serviceSeries struct {
 	labels  []gometrics.Label // service=NAME
-	traffic serviceTraffic
+	traffic traffic
 }
 
 // backendSeries is one backend's label set, its service's, and whether its duration summary
 // exists yet.
 type backendSeries struct {
-	labels []gometrics.Label // service=NAME, backend=host:port, always in this order
-	svc    *serviceSeries
-	timed  atomic.Bool
+	labels  []gometrics.Label // service=NAME, backend=host:port, always in this order
+	svc     *serviceSeries
+	timed   atomic.Bool
+	traffic traffic
 }
 
 // The sink tells series apart by their labels in the order given, so each label set is built
@@ -65,7 +66,7 @@ func (m *Metrics) backendLocked(k seriesKey) *backendSeries {
 		labels: []gometrics.Label{{Name: "service", Value: k.service}, {Name: "backend", Value: k.name}},
 		svc:    m.serviceLocked(k.service),
 	}
-	for _, key := range [][]string{keyBRouted, keyBDialFailed, keyBBytesIn, keyBBytesOut, keyBHeartbeats} {
+	for _, key := range [][]string{keyBDialFailed, keyBHeartbeats} {
 		m.m.IncrCounterWithLabels(key, 0, bs.labels)
 	}
 	m.backends.Store(k, bs)
