@@ -191,9 +191,16 @@ func opsMapsEqual[V comparable](a, b map[string]V) bool {
 
 func opsWaitPage(t *testing.T, ctx context.Context, what string, cond func(opsPage) bool) opsPage {
 	t.Helper()
+	return waitPageState(t, ctx, what, opsReadPage, cond)
+}
+
+// waitPageState evaluates script in the page until what it returns satisfies cond, or fails
+// the test after 30 s.
+func waitPageState[P any](t *testing.T, ctx context.Context, what, script string, cond func(P) bool) P {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		page, err := chromedp.Run(ctx, chromedp.Evaluate[opsPage](opsReadPage))
+		page, err := chromedp.Run(ctx, chromedp.Evaluate[P](script))
 		if err != nil {
 			t.Fatalf("read the page: %v", err)
 		}
@@ -256,20 +263,7 @@ func (p opsServicesPage) rowsByService() map[string]string {
 
 func opsWaitServicesPage(t *testing.T, ctx context.Context, what string, cond func(opsServicesPage) bool) opsServicesPage {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		page, err := chromedp.Run(ctx, chromedp.Evaluate[opsServicesPage](opsReadServicesPage))
-		if err != nil {
-			t.Fatalf("read the page: %v", err)
-		}
-		if cond(page) {
-			return page
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s; the page shows %+v", what, page)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return waitPageState(t, ctx, what, opsReadServicesPage, cond)
 }
 
 // TestStatusPageServicesInBrowser: with two services sharing a backend address, the table has
