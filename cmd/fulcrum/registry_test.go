@@ -9,9 +9,11 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -346,5 +348,33 @@ func TestEtcdRegistryRefusesShortTTL(t *testing.T) {
 	out, err := exec.Command(fulcrumBin, "serve", "--etcd-user", "lb").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "needs --registry") {
 		t.Errorf("--etcd-user without --registry: %v, %s", err, out)
+	}
+}
+
+// TestEtcdRegistrySurvivesUpgrade: a balancer on etcd upgraded by SIGHUP serves the backends
+// etcd holds, takes their heartbeats, and still sees what another balancer registers.
+func TestEtcdRegistrySurvivesUpgrade(t *testing.T) {
+	const ttl = 3 * time.Second
+	c := etcdtest.Start(t, 3)
+	pidFile := filepath.Join(t.TempDir(), "fulcrum.pid")
+	a := startBalancer(t, "--registry", c.URL("/fulcrum"), "--ttl", ttl.String(), "--pid-file", pidFile)
+	t.Cleanup(func() { stopNewest(t, pidFile) })
+	b := startSharing(t, c, 1, ttl)[0]
+	first, second := startBackend(t, echoHandler), startBackend(t, echoHandler)
+	mustAdmin(t, a, "add", first.addr())
+	eventually(t, 10*time.Second, "the PID file names the balancer", func() bool { return readPID(pidFile) == a.pid() })
+
+	syscall.Kill(a.pid(), syscall.SIGHUP)
+	eventually(t, 30*time.Second, "a successor", func() bool { p := readPID(pidFile); return p != 0 && p != a.pid() })
+	if err := echoes(a.listen); err != nil {
+		t.Fatalf("after the upgrade: %v", err)
+	}
+	mustAdmin(t, a, "add", first.addr()) // a heartbeat, answered by the successor
+	mustAdmin(t, b, "add", second.addr())
+	eventually(t, 2*time.Second, "a backend registered at B after the upgrade", func() bool {
+		return stateAt(t, a, second.addr()) == "up"
+	})
+	if st := readRegistryStatus(t, a.admn); st.Registry != "etcd" || !st.Healthy {
+		t.Fatalf("successor's registry status %+v", st)
 	}
 }
