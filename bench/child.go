@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -67,7 +66,7 @@ var _ Backends = (*ChildBackends)(nil)
 func StartChildBackends(exe string, args ...string) (*ChildBackends, error) {
 	cmd := exec.Command(exe, args...)
 	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive the bench
+	dieWithParent(cmd) // never outlive the bench
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, fmt.Errorf("bench: backends child stdin: %w", err)

@@ -34,10 +34,7 @@ func startProcess(name, exe string, args ...string) (*Process, error) {
 func startCmd(name string, cmd *exec.Cmd) (*Process, error) {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	if cmd.SysProcAttr == nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{}
-	}
-	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL // never outlive the bench
+	dieWithParent(cmd) // never outlive the bench
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("bench: start %s: %w", name, err)
 	}
