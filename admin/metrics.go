@@ -34,9 +34,9 @@ import (
 // step, so two first updates at once would lose one. Metrics therefore creates every series
 // under a lock: totals and configured services' series are declared up front, a backend's
 // counters are created at 0 when it is first seen, and its first duration sample and each new
-// rejection reason are taken one at a time. A service's routed connections and bytes, which
-// every connection adds to, are atomic counters that a collector of their own reads when
-// scraped (metrics_traffic.go).
+// rejection reason are taken one at a time. Routed connections and bytes, which every
+// connection adds to, are each backend's atomic counters, which a collector of their own reads
+// and sums per service and in total when scraped (metrics_traffic.go).
 type Metrics struct {
 	services   []Service // configured; the gauges read their registries
 	m          *gometrics.Metrics
@@ -45,7 +45,6 @@ type Metrics struct {
 	svcs       sync.Map // service name → *serviceSeries
 	reasons    sync.Map // rejection error text → its reason label value
 	svcReasons sync.Map // seriesKey{service, reason label} → that service's rejection labels
-	total      traffic  // routed connections and bytes of every service
 
 	mu      sync.Mutex         // creates series; guards the fields below
 	gauged  map[seriesKey]bool // backends with an active-connections series
@@ -113,7 +112,7 @@ func NewServiceMetrics(services []Service) (*Metrics, error) {
 		nReason:  len(knownReasons),
 	}
 	var err error
-	if mt.m, mt.handler, err = newSink(names, newTrafficCollector(&mt.total, &mt.svcs, &mt.backends)); err != nil {
+	if mt.m, mt.handler, err = newSink(names, newTrafficCollector(&mt.svcs, &mt.backends)); err != nil {
 		return nil, err
 	}
 	for _, r := range knownReasons {

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"net/netip"
+	"time"
 
 	"github.com/fulcrumlb/fulcrum/listener"
 	"github.com/fulcrumlb/fulcrum/pool"
@@ -36,7 +37,7 @@ func (m *Metrics) Opened(c *listener.ConnInfo) listener.Meter {
 
 // Closed implements listener.Observer: records the connection's lifetime.
 func (m *Metrics) Closed(c *listener.ConnInfo, _ listener.Traffic) {
-	m.closed(serviceOrDefault(c.Service), c)
+	m.closed(c)
 }
 
 // ForService returns an observer for the listener.Server of one service ("" means "default"):
@@ -55,7 +56,7 @@ func (o serviceObserver) Rejected(_ netip.AddrPort, err error)       { o.m.rejec
 func (o serviceObserver) DialFailed(b *pool.Backend, _ error)        { o.m.dialFailed(o.service, b) }
 func (o serviceObserver) Opened(c *listener.ConnInfo) listener.Meter { return o.m.opened(o.service, c) }
 func (o serviceObserver) Closed(c *listener.ConnInfo, _ listener.Traffic) {
-	o.m.closed(o.service, c)
+	o.m.closed(c)
 }
 
 // serviceOf is the service a dial failure reported without one is counted on. With one
@@ -85,30 +86,28 @@ func (m *Metrics) dialFailed(service string, b *pool.Backend) {
 func (m *Metrics) opened(service string, c *listener.ConnInfo) listener.Meter {
 	bs := m.backend(service, c.Backend.Key())
 	bs.traffic.routed.Add(1)
-	bs.svc.traffic.routed.Add(1)
-	m.total.routed.Add(1)
-	return connMeter{total: &m.total, series: bs}
+	return &connMeter{m: m, series: bs, start: c.Start}
 }
 
-func (m *Metrics) closed(service string, c *listener.ConnInfo) {
-	m.duration(m.backend(service, c.Backend.Key()), c.Start)
+// closed records the lifetime of a connection in the total; its backend's is recorded by
+// the connection's meter (Flush), which already holds the backend's series.
+func (m *Metrics) closed(c *listener.ConnInfo) {
 	m.m.MeasureSince(keyDuration, c.Start)
 }
 
-// connMeter counts one connection's bytes on its backend's, its service's and the total
-// series; the data path calls it once per step (a small message, or a splice chunk) from
-// either direction. Three atomic adds: nothing to batch, and exact at every scrape.
+// connMeter counts one connection's bytes on its backend's series; the data path calls it
+// once per step (a small message, or a splice chunk) from either direction: one atomic add.
 type connMeter struct {
-	total  *traffic
+	m      *Metrics
 	series *backendSeries
+	start  time.Time
 }
 
 // Moved implements listener.Meter.
-func (cm connMeter) Moved(up bool, n int64) {
+func (cm *connMeter) Moved(up bool, n int64) {
 	cm.series.traffic.add(up, uint64(n))
-	cm.series.svc.traffic.add(up, uint64(n))
-	cm.total.add(up, uint64(n))
 }
 
-// Flush implements listener.Meter: nothing is held back.
-func (cm connMeter) Flush() {}
+// Flush implements listener.Meter: the connection has ended; its lifetime goes to its
+// backend's duration summary.
+func (cm *connMeter) Flush() { cm.m.duration(cm.series, cm.start) }

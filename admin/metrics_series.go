@@ -15,10 +15,9 @@ type seriesKey struct {
 	service, name string
 }
 
-// serviceSeries is one service's label set and the traffic counted on every connection.
+// serviceSeries is one service's label set.
 type serviceSeries struct {
-	labels  []gometrics.Label // service=NAME
-	traffic traffic
+	labels []gometrics.Label // service=NAME
 }
 
 // backendSeries is one backend's label set, its service's, and whether its duration summary

@@ -7,13 +7,28 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// traffic is what every connection adds to its backend's, its service's and the total series:
-// routed connections and bytes each way. They are plain atomic counters read when /metrics is
-// scraped, so a connection pays a few atomic adds and not go-metrics updates (a few
-// allocations each, on the path of every connection and every chunk of bytes), and the
-// numbers are exact at every scrape.
+// traffic is what every connection adds to its backend's series: routed connections and
+// bytes each way. They are plain atomic counters read when /metrics is scraped, so a
+// connection pays one atomic add per chunk and not a go-metrics update (a few allocations
+// each), and the numbers are exact at every scrape. A service's and the total figures are the
+// sums of their backends', taken at scrape: the hot path touches no counter that every
+// connection shares. Backend series are never deleted, so the sums never go down.
+//
+// These are not pool.Backend's byte totals (status bytes_in, bytes_out): those start again
+// when a backend is forgotten and registered anew, and a Prometheus counter must not.
 type traffic struct {
 	routed, bytesIn, bytesOut atomic.Uint64
+}
+
+// trafficSum is a sum of traffic taken at one scrape.
+type trafficSum struct {
+	routed, bytesIn, bytesOut uint64
+}
+
+func (t *trafficSum) add(from *traffic) {
+	t.routed += from.routed.Load()
+	t.bytesIn += from.bytesIn.Load()
+	t.bytesOut += from.bytesOut.Load()
 }
 
 // add counts n bytes one way: up is client to backend.
@@ -44,16 +59,15 @@ func (d trafficDescs) describe(ch chan<- *prometheus.Desc) {
 	ch <- d.bytesOut
 }
 
-func (d trafficDescs) collect(ch chan<- prometheus.Metric, t *traffic, labels ...string) {
-	ch <- prometheus.MustNewConstMetric(d.routed, prometheus.CounterValue, float64(t.routed.Load()), labels...)
-	ch <- prometheus.MustNewConstMetric(d.bytesIn, prometheus.CounterValue, float64(t.bytesIn.Load()), labels...)
-	ch <- prometheus.MustNewConstMetric(d.bytesOut, prometheus.CounterValue, float64(t.bytesOut.Load()), labels...)
+func (d trafficDescs) collect(ch chan<- prometheus.Metric, t trafficSum, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d.routed, prometheus.CounterValue, float64(t.routed), labels...)
+	ch <- prometheus.MustNewConstMetric(d.bytesIn, prometheus.CounterValue, float64(t.bytesIn), labels...)
+	ch <- prometheus.MustNewConstMetric(d.bytesOut, prometheus.CounterValue, float64(t.bytesOut), labels...)
 }
 
 // trafficCollector exposes the total, every service's and every backend's traffic as
 // Prometheus counters. A backend's series stay until the process ends.
 type trafficCollector struct {
-	total    *traffic
 	svcs     *sync.Map // service name → *serviceSeries: the Metrics' own
 	backends *sync.Map // seriesKey → *backendSeries: the Metrics' own
 
@@ -62,9 +76,9 @@ type trafficCollector struct {
 
 var _ prometheus.Collector = trafficCollector{}
 
-func newTrafficCollector(total *traffic, svcs, backends *sync.Map) trafficCollector {
+func newTrafficCollector(svcs, backends *sync.Map) trafficCollector {
 	return trafficCollector{
-		total: total, svcs: svcs, backends: backends,
+		svcs: svcs, backends: backends,
 		totalD: newTrafficDescs("fulcrum_", nil, [3]string{
 			"Connections proxied to a backend (dial succeeded).",
 			"Bytes carried client to backend.",
@@ -87,16 +101,29 @@ func (c trafficCollector) Describe(ch chan<- *prometheus.Desc) {
 	c.backendD.describe(ch)
 }
 
-// Collect implements prometheus.Collector.
+// Collect implements prometheus.Collector: every backend's series, and every service's and
+// the total as their sums (a service with no backend yet at 0).
 func (c trafficCollector) Collect(ch chan<- prometheus.Metric) {
-	c.totalD.collect(ch, c.total)
-	c.svcs.Range(func(k, v any) bool {
-		c.serviceD.collect(ch, &v.(*serviceSeries).traffic, k.(string))
+	var total trafficSum
+	services := map[string]*trafficSum{}
+	c.svcs.Range(func(k, _ any) bool {
+		services[k.(string)] = new(trafficSum)
 		return true
 	})
 	c.backends.Range(func(k, v any) bool {
-		key := k.(seriesKey)
-		c.backendD.collect(ch, &v.(*backendSeries).traffic, key.service, key.name)
+		key, t := k.(seriesKey), &v.(*backendSeries).traffic
+		var one trafficSum
+		one.add(t)
+		c.backendD.collect(ch, one, key.service, key.name)
+		if services[key.service] == nil {
+			services[key.service] = new(trafficSum)
+		}
+		services[key.service].add(t)
+		total.add(t)
 		return true
 	})
+	for name, sum := range services {
+		c.serviceD.collect(ch, *sum, name)
+	}
+	c.totalD.collect(ch, total)
 }

@@ -18,9 +18,9 @@ type DataPath interface {
 // can move before the connection ends. Moved is called from both directions' goroutines.
 type Meter interface {
 	Moved(up bool, n int64) // up: client → backend
-	// Flush hands on what a batching meter holds (counting every small message on a shared
-	// metrics registry would cost more than moving it). It is called once, after both
-	// directions have ended (just after Observer.Closed).
+	// Flush is called once, after both directions have ended (just after Observer.Closed):
+	// a meter records there what covers the whole connection (metrics: its lifetime on the
+	// backend it measured), or hands on what it batched.
 	Flush()
 }
 

@@ -69,8 +69,10 @@ func maintenance(cfg *config, sc serviceConfig) pool.Maintenance {
 	}
 }
 
-// observers is everything that hears the data plane's connections: backends' byte totals
-// (always: two atomic adds per chunk), metrics (unless --metrics=false) and the access log.
+// observers is everything that hears the data plane's connections: backends' byte totals for
+// status (always: an atomic add per chunk), metrics (unless --metrics=false: another, kept
+// apart because a Prometheus counter must not start again when a backend is forgotten and
+// registered anew) and the access log.
 type observers struct {
 	metrics   *admin.Metrics    // nil with --metrics=false
 	accessLog listener.Observer // nil without --access-log
