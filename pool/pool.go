@@ -147,7 +147,7 @@ func (p *Pool) RegisterStatic(a Address, weight int) error {
 }
 
 func (p *Pool) register(a Address, weight int, static bool) (bool, error) {
-	if err := checkWeight(weight); err != nil {
+	if err := CheckWeight(weight); err != nil {
 		return false, err
 	}
 	now := p.now()
@@ -177,7 +177,7 @@ func (p *Pool) register(a Address, weight int, static bool) (bool, error) {
 
 // Heartbeat implements Registry.
 func (p *Pool) Heartbeat(key string, weight int) (bool, error) {
-	if err := checkWeight(weight); err != nil {
+	if err := CheckWeight(weight); err != nil {
 		return false, err
 	}
 	now := p.now()
@@ -212,7 +212,9 @@ func (p *Pool) refresh(b *Backend, weight int, now time.Time) ChangeKind {
 	return kind
 }
 
-func checkWeight(weight int) error {
+// CheckWeight accepts a weight that Register and Heartbeat take: 0 (keep the current one) up
+// to MaxWeight.
+func CheckWeight(weight int) error {
 	if weight < 0 || weight > MaxWeight {
 		return fmt.Errorf("pool: weight %d outside 1..%d", weight, MaxWeight)
 	}

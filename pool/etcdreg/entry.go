@@ -46,8 +46,8 @@ func decodeValue(b []byte) (value, error) {
 	if err := json.Unmarshal(b, &v); err != nil {
 		return v, fmt.Errorf("value %q: %w", b, err)
 	}
-	if v.Weight < 1 {
-		return v, fmt.Errorf("value %q: weight %d below 1", b, v.Weight)
+	if err := pool.CheckWeight(v.Weight); err != nil || v.Weight < 1 {
+		return v, fmt.Errorf("value %q: weight %d outside 1..%d", b, v.Weight, pool.MaxWeight)
 	}
 	return v, nil
 }

@@ -48,7 +48,7 @@ func (m *Mirror) Upsert(e Entry) {
 }
 
 func apply(p *pool.Pool, e Entry) error {
-	a, err := addressOf(e.HostPort)
+	a, err := pool.ParseAddress(e.HostPort)
 	if err != nil {
 		return err
 	}
@@ -70,7 +70,7 @@ func (m *Mirror) Delete(service, hostport string) {
 	if p == nil {
 		return
 	}
-	a, err := addressOf(hostport)
+	a, err := pool.ParseAddress(hostport)
 	if err != nil {
 		return
 	}
@@ -91,7 +91,7 @@ func (m *Mirror) Resync(all []Entry) {
 			continue
 		}
 		m.Upsert(e)
-		if a, err := addressOf(e.HostPort); err == nil {
+		if a, err := pool.ParseAddress(e.HostPort); err == nil {
 			keep[e.Service][a.Key()] = true
 		}
 	}
@@ -103,25 +103,4 @@ func (m *Mirror) Resync(all []Entry) {
 			}
 		}
 	}
-}
-
-// addressOf reads a backend's host:port as the pool's parsers would from the admin API.
-func addressOf(hostport string) (pool.Address, error) {
-	h, p, err := net.SplitHostPort(hostport)
-	if err != nil {
-		return pool.Address{}, fmt.Errorf("backend %q: %w", hostport, err)
-	}
-	host, err := pool.ParseHost(h)
-	if err != nil {
-		return pool.Address{}, err
-	}
-	port, err := pool.ParsePort(p)
-	if err != nil {
-		return pool.Address{}, err
-	}
-	a := pool.Address{Host: host, Port: port}
-	if ip, err := netip.ParseAddr(host); err == nil {
-		a.IP = ip
-	}
-	return a, nil
 }

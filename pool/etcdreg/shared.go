@@ -34,17 +34,13 @@ func (s *Store) Service(name string, local *pool.Pool) *Shared {
 // registers it in the local pool, with the dial address the caller resolved. It refuses a new
 // backend the local pool has no room for before anything reaches etcd.
 func (r *Shared) Register(a pool.Address, weight int) (bool, error) {
-	if err := checkWeight(weight); err != nil {
+	if err := pool.CheckWeight(weight); err != nil {
 		return false, err
 	}
 	if _, known := r.local.Lookup(a.Key()); !known && r.local.MaxBackends > 0 && r.local.Len() >= r.local.MaxBackends {
 		return false, fmt.Errorf("%w: %d backends", pool.ErrRegistryFull, r.local.Len())
 	}
-	var checked netip.Addr // the address the admin API checked, when the host is a name
-	if _, err := netip.ParseAddr(a.Host); err != nil {
-		checked = a.IP
-	}
-	created, err := r.store.Register(context.Background(), r.service, a.Key(), checked, weight)
+	created, err := r.store.Register(context.Background(), r.service, a.Key(), checkedIP(a), weight)
 	if err != nil {
 		return false, err
 	}
@@ -57,13 +53,16 @@ func (r *Shared) Register(a pool.Address, weight int) (bool, error) {
 // Heartbeat renews a backend this instance knows (from etcd), in etcd and then locally. An
 // unknown backend is left alone, as pool.Registry says: the caller registers it.
 func (r *Shared) Heartbeat(key string, weight int) (bool, error) {
-	if err := checkWeight(weight); err != nil {
+	if err := pool.CheckWeight(weight); err != nil {
 		return false, err
 	}
-	if st, ok := r.local.Lookup(key); !ok || st.State == pool.StateRemoved {
+	st, ok := r.local.Lookup(key)
+	if !ok || st.State == pool.StateRemoved {
 		return false, nil
 	}
-	if _, err := r.store.Heartbeat(context.Background(), r.service, key, weight); err != nil {
+	// etcd may have lost the key (an outage longer than the lease, a delete the watch has not
+	// brought yet): a key made again carries the address checked when the backend came.
+	if _, err := r.store.Register(context.Background(), r.service, key, checkedIP(st.Address), weight); err != nil {
 		return true, err
 	}
 	return r.local.Heartbeat(key, weight)
@@ -108,9 +107,11 @@ func (r *Shared) change(key string, remote func(context.Context, string, string)
 	return nil
 }
 
-func checkWeight(weight int) error {
-	if weight < 0 || weight > pool.MaxWeight {
-		return fmt.Errorf("pool: weight %d outside 1..%d", weight, pool.MaxWeight)
+// checkedIP is the address the admin API checked for a backend named by a host name, which
+// its etcd value carries (Entry.Address); the zero Addr for an address literal.
+func checkedIP(a pool.Address) netip.Addr {
+	if _, err := netip.ParseAddr(a.Host); err == nil {
+		return netip.Addr{}
 	}
-	return nil
+	return a.IP
 }

@@ -51,7 +51,7 @@ func (in *instance) state(service, key string) pool.State {
 
 func addr(t *testing.T, hostport string) pool.Address {
 	t.Helper()
-	a, err := addressOf(hostport)
+	a, err := pool.ParseAddress(hostport)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,5 +191,30 @@ func TestSharedUnavailableIsPoolErrUnavailable(t *testing.T) {
 	}
 	if in.state("web", key) != pool.StateUp {
 		t.Fatal("the local pool lost or changed its backend while etcd was down")
+	}
+}
+
+// TestHeartbeatRecreatesKeyWithCheckedAddress: a heartbeat of a backend the local pool knows
+// but etcd has lost (a lease that ran out during an outage, a delete the watch has not brought
+// yet) makes the key again with the address checked when the backend came, so that the other
+// instances still dial that address.
+func TestHeartbeatRecreatesKeyWithCheckedAddress(t *testing.T) {
+	c := etcdtest.Start(t, 3)
+	st := openStore(t, c, "/fulcrum", 5*time.Second)
+	local := &pool.Pool{Logger: quiet}
+	named := pool.Address{Host: "svc.test", Port: 80, IP: netip.MustParseAddr("198.51.100.7")}
+	if _, err := local.Register(named, 1); err != nil { // known here, absent from etcd
+		t.Fatal(err)
+	}
+	if known, err := st.Service("web", local).Heartbeat(named.Key(), 0); !known || err != nil {
+		t.Fatalf("heartbeat: known %v, err %v", known, err)
+	}
+	resp, err := rawClient(t, c).Get(context.Background(), "/fulcrum/web/"+named.Key())
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("key not made again: %v %v", resp, err)
+	}
+	e, err := entryOf("/fulcrum", resp.Kvs[0].Key, resp.Kvs[0].Value)
+	if err != nil || e.Address != "198.51.100.7" {
+		t.Fatalf("entry %+v (%v): want the checked address", e, err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fulcrumlb/fulcrum/pool"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -106,8 +107,8 @@ func (s *Store) Register(ctx context.Context, service, hostport string, addr net
 	if err != nil {
 		return false, err
 	}
-	if weight < 0 {
-		return false, fmt.Errorf("%w: weight %d below 0", ErrInvalid, weight)
+	if err := pool.CheckWeight(weight); err != nil {
+		return false, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.requestTimeout())
 	defer cancel()
@@ -213,11 +214,4 @@ func (s *Store) forgetStale(now time.Time) {
 			delete(s.known, key)
 		}
 	}
-}
-
-// Known is how many keys this instance currently renews without reading them first.
-func (s *Store) Known() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.known)
 }

@@ -28,8 +28,11 @@ type Sink interface {
 // prefix at a revision R, hands the list to Resync, watches from R+1, and lists again when the
 // watch is compacted past or ends, and whenever etcd comes back after being unreachable.
 // Expiry is etcd's: a backend leaves the sink when its key is deleted, never by a local clock.
-// Keys or values that cannot be read are logged and skipped.
+// Keys or values that cannot be read are logged and skipped. Close ends it as well.
 func (s *Store) Watch(ctx context.Context, sink Sink) error {
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	defer context.AfterFunc(s.keep.base, stop)() // Close ends the watch too
 	retry := newRetryDelay(100*time.Millisecond, 2*time.Second)
 	for {
 		rev, err := s.list(ctx, sink)
