@@ -5,8 +5,8 @@ package listener
 import (
 	"net/netip"
 	"os"
+	"runtime/debug"
 	"slices"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -75,6 +75,11 @@ func (l *loop) watchListener(a *loopAccept, on bool) {
 // acceptFrom accepts what a listener has queued, up to acceptBatch.
 func (l *loop) acceptFrom(a *loopAccept) {
 	ls := a.ll.srv
+	defer func() { // a bug here must not take the loop, and every connection on it, down
+		if v := recover(); v != nil {
+			ls.log(errorLevel, "panic accepting", "panic", v, "stack", string(debug.Stack()))
+		}
+	}()
 	for i := 0; i < acceptBatch && a.watched; i++ {
 		if !ls.reserve() {
 			l.pauseAtCap(a)
@@ -127,7 +132,7 @@ func (l *loop) resumeAccepting() {
 // until an accept succeeds. Retrying at once would spin on a listener that stays readable.
 func (l *loop) backOffAccepting(ls *loopServer, err error) {
 	ls.stats.AcceptErrs.Add(1)
-	l.acceptBackoff = min(max(2*l.acceptBackoff, 5*time.Millisecond), time.Second)
+	l.acceptBackoff = nextAcceptBackoff(l.acceptBackoff)
 	l.acceptRetryAt = l.now.Add(l.acceptBackoff)
 	for _, a := range l.accepts {
 		l.updateAccepting(a)

@@ -23,7 +23,6 @@ type loopConn struct {
 	info     ConnInfo
 	backend  *pool.Backend // counted on the Picker while non-nil; released exactly once
 	tried    []*pool.Backend
-	attempts int // dials made
 	meter    Meter
 	up, down direction // client → backend, backend → client
 	rest     []byte    // client bytes read past an inbound PROXY header, for the backend
@@ -72,7 +71,6 @@ func (d *direction) queued() bool { return d.off < len(d.pending) || d.inPipe > 
 // tracking one costs no allocation.
 type connList struct {
 	head *loopConn
-	n    int
 }
 
 func (cl *connList) add(c *loopConn) {
@@ -81,7 +79,6 @@ func (cl *connList) add(c *loopConn) {
 		cl.head.prev = c
 	}
 	cl.head = c
-	cl.n++
 }
 
 func (cl *connList) remove(c *loopConn) {
@@ -96,7 +93,6 @@ func (cl *connList) remove(c *loopConn) {
 		c.next.prev = c.prev
 	}
 	c.prev, c.next = nil, nil
-	cl.n--
 }
 
 // each calls f for every connection; f may finish the one it is given.
@@ -182,6 +178,10 @@ func (l *loop) finish(c *loopConn, cause error, reset bool) {
 	}
 	opened := c.state == stateRelaying
 	c.state = stateClosed
+	// Even if what follows panics (an Observer, the Picker), the connection leaves the loop and
+	// gives its slot back; recoverConn's second finish returns at once.
+	defer c.srv.connEnded()
+	defer l.conns.remove(c)
 	l.timers.clear(c)
 	if c.cancel != nil {
 		c.cancel()
@@ -201,13 +201,11 @@ func (l *loop) finish(c *loopConn, cause error, reset bool) {
 		c.srv.release(c.backend)
 		c.backend = nil
 	}
-	l.conns.remove(c)
 	if opened {
 		l.el.notes.closed(c.srv.cfg.Observer, &c.info, Traffic{Up: c.up.n, Down: c.down.n, Err: cause}, c.meter)
 	} else if cause != nil {
 		l.el.notes.rejected(c.srv.cfg.Observer, c.info.Client, cause)
 	}
-	c.srv.connEnded()
 }
 
 // dropPipe gives a direction's pipe back, or closes it if bytes are still in it.

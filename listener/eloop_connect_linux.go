@@ -41,7 +41,7 @@ func (l *loop) noBackend(c *loopConn, err error) {
 		c.srv.logNoPeer.Do(func() {
 			c.srv.log(warnLevel, "every backend is full; closing client", "client", client, "err", err)
 		})
-	case c.attempts > 0:
+	case len(c.tried) > 0:
 		c.srv.stats.Failed.Add(1) // tried some, none left to try
 	default:
 		c.srv.stats.Rejected.Add(1)
@@ -93,7 +93,6 @@ func (l *loop) slotFound(c *loopConn, token uint32, b *pool.Backend, err error) 
 // timeout. A backend named by DNS is looked up off the loop first.
 func (l *loop) dial(c *loopConn, b *pool.Backend) {
 	c.backend = b
-	c.attempts++
 	l.timers.set(c, l.now.Add(c.srv.cfg.connectTimeout()))
 	ap, err := netip.ParseAddrPort(b.DialAddress())
 	if err != nil {
@@ -154,7 +153,8 @@ func (l *loop) dialFailed(c *loopConn, err error) {
 	c.bfd = -1
 	b := c.backend
 	c.backend = nil
-	l.reportDial(c, b, err)
+	// Passive health, on the loop before the next pick: a dead backend is out of picking at once.
+	c.srv.cfg.Picker.ReportDial(b, err)
 	c.srv.release(b)
 	c.srv.stats.DialErrors.Add(1)
 	l.el.notes.dialFailed(c.srv.cfg.Observer, b, err)
@@ -163,19 +163,13 @@ func (l *loop) dialFailed(c *loopConn, err error) {
 		c.srv.log(warnLevel, "backend dial failed", "backend", b.Key(), "client", client, "err", err)
 	})
 	c.tried = append(c.tried, b)
-	if c.attempts <= c.srv.cfg.Retries {
+	if len(c.tried) <= c.srv.cfg.Retries {
 		c.state = stateConnecting // until connect decides otherwise
 		l.connect(c)
 		return
 	}
 	c.srv.stats.Failed.Add(1)
 	l.finish(c, fmt.Errorf("listener: %d dials failed", len(c.tried)), false)
-}
-
-// reportDial tells the Picker how a dial went: its passive health check. It runs on the loop,
-// before the next pick, so that a dead backend is out of picking at once.
-func (l *loop) reportDial(c *loopConn, b *pool.Backend, err error) {
-	c.srv.cfg.Picker.ReportDial(b, err)
 }
 
 // resolve looks a backend's name up on a goroutine (DNS would block the loop) and posts the

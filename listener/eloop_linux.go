@@ -81,15 +81,16 @@ func (el *EventLoops) start() error {
 // every Server on the loops has shut down; calling it twice is safe.
 func (el *EventLoops) Stop() {
 	el.mu.Lock()
-	defer el.mu.Unlock()
-	if el.stopped {
+	if el.stopped || !el.started {
+		el.stopped = true
+		el.mu.Unlock()
 		return
 	}
 	el.stopped = true
-	if !el.started {
-		return
-	}
-	for _, l := range el.loops {
+	loops := el.loops
+	el.mu.Unlock()
+	// Not under el.mu: a loop finishing its last connections may take it (resumeCapped).
+	for _, l := range loops {
 		l.call(func(l *loop) { l.quit = true })
 	}
 	el.running.Wait()

@@ -15,6 +15,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -443,5 +444,38 @@ func TestLoopsShutdownWaitsForConnectionAcceptedAsItBegins(t *testing.T) {
 	z.Close()
 	if err := <-done; err != nil {
 		t.Fatalf("Shutdown: %v", err)
+	}
+}
+
+// releasePanicker is a pool whose first Release panics after giving the count back.
+type releasePanicker struct {
+	*pool.Pool
+	panicked atomic.Bool
+}
+
+func (r *releasePanicker) Release(b *pool.Backend) error {
+	err := r.Pool.Release(b)
+	if r.panicked.CompareAndSwap(false, true) {
+		panic("release")
+	}
+	return err
+}
+
+// TestLoopsPanicInFinishGivesTheSlotBack: a panic while a connection is being finished (in
+// the Picker, here) still takes it off the loop and gives its --max-conns slot back, so the
+// next client is served.
+func TestLoopsPanicInFinishGivesTheSlotBack(t *testing.T) {
+	p := &releasePanicker{Pool: resPool(t, resBackend(t, resEcho))}
+	_, addr := startLoops(t, 1, loopConfig{Picker: p, Limit: NewConnLimit(1)})
+	first := resDial(t, addr)
+	if !resEchoes(t, first, "first") {
+		t.Fatal("no echo on the first connection")
+	}
+	first.Close()
+	resEventually(t, "the first connection finished", func() bool { return p.panicked.Load() })
+	second := resDial(t, addr)
+	defer second.Close()
+	if !resEchoes(t, second, "second") {
+		t.Fatal("the slot of the connection whose finish panicked was never given back")
 	}
 }

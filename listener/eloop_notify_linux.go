@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fulcrumlb/fulcrum/pool"
@@ -38,9 +39,9 @@ const (
 // Opened and Meter.Moved are not queued: the loop needs the Meter at once, and both are
 // documented not to block. The notifier keeps each connection's order: Closed, then Flush.
 type notifier struct {
-	mu       sync.Mutex // guards q, unwoken and lastKick
+	mu       sync.Mutex // guards q and lastKick
 	q        []notice
-	unwoken  bool          // q holds closed events the goroutine was not woken for
+	unwoken  atomic.Bool   // q holds closed events the goroutine was not woken for
 	lastKick time.Time     // when kick last woke the goroutine
 	wake     chan struct{} // capacity 1: a pending wake-up
 	quit     chan struct{}
@@ -103,7 +104,7 @@ func (n *notifier) closed(o Observer, info *ConnInfo, t Traffic, m Meter) {
 	}
 	n.mu.Lock()
 	n.q = append(n.q, notice{kind: noticeClosed, obs: o, info: info, traffic: t, meter: m})
-	n.unwoken = true
+	n.unwoken.Store(true)
 	urgent := len(n.q) >= kickAt
 	n.mu.Unlock()
 	if urgent {
@@ -132,16 +133,16 @@ func (n *notifier) signal() {
 // kick wakes the goroutine for closed events queued since its last wake-up, at most once per
 // kickEvery. It reports whether some still wait, so that the loop comes back within kickEvery.
 func (n *notifier) kick(now time.Time) (waiting bool) {
-	n.mu.Lock()
-	if !n.unwoken {
-		n.mu.Unlock()
+	if !n.unwoken.Load() { // every loop asks on every turn: no shared lock when nothing waits
 		return false
 	}
+	n.mu.Lock()
 	if now.Sub(n.lastKick) < kickEvery {
 		n.mu.Unlock()
 		return true
 	}
-	n.unwoken, n.lastKick = false, now
+	n.unwoken.Store(false)
+	n.lastKick = now
 	n.mu.Unlock()
 	n.signal()
 	return false
@@ -166,7 +167,7 @@ func (n *notifier) swap(batch *[]notice) []notice {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	*batch, n.q = n.q, (*batch)[:0]
-	n.unwoken = false
+	n.unwoken.Store(false)
 	return *batch
 }
 

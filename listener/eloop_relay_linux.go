@@ -15,7 +15,7 @@ import (
 // connection, the PROXY prefix goes first, then both directions flow.
 func (l *loop) connected(c *loopConn) {
 	l.timers.clear(c)
-	l.reportDial(c, c.backend, nil)
+	c.srv.cfg.Picker.ReportDial(c.backend, nil)
 	c.info.Backend = c.backend
 	c.state = stateRelaying
 	if o := c.srv.cfg.Observer; o != nil {

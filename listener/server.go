@@ -201,7 +201,7 @@ func (s *Server) Serve(ln net.Listener) error {
 				return ErrServerClosed
 			}
 			s.stats.AcceptErrs.Add(1)
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			backoff = nextAcceptBackoff(backoff)
 			s.logAccept.Do(func() { s.logger().Error("accept failed", "err", err, "retry_in", backoff) })
 			time.Sleep(backoff)
 			continue
@@ -210,6 +210,11 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.stats.Accepted.Add(1)
 		s.startConn(c)
 	}
+}
+
+// nextAcceptBackoff is the pause after a failed accept: 5 ms, doubling to 1 s (both planes).
+func nextAcceptBackoff(prev time.Duration) time.Duration {
+	return min(max(2*prev, 5*time.Millisecond), time.Second)
 }
 
 func (s *Server) startConn(nc net.Conn) {
