@@ -40,9 +40,7 @@ func (a *API) services() []Service {
 // not a valid service name is a 400; a valid one that is not configured, a 404. Both leave
 // every registry alone.
 func (a *API) service(name string) (*Service, error) {
-	if name == "" {
-		name = pool.DefaultService
-	}
+	name = serviceOrDefault(name)
 	if _, err := pool.ParseServiceName(name); err != nil {
 		return nil, err
 	}

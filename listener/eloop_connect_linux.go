@@ -11,7 +11,6 @@ import (
 	"os"
 	"slices"
 	"strconv"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -125,12 +124,8 @@ func (l *loop) dialAddr(c *loopConn, ap netip.AddrPort) {
 
 // connectDone reads the outcome of the connect.
 func (l *loop) connectDone(c *loopConn, ev uint32) {
-	errno, err := unix.GetsockoptInt(c.bfd, unix.SOL_SOCKET, unix.SO_ERROR)
-	if err == nil && errno != 0 {
-		err = syscall.Errno(errno)
-	}
-	if err != nil {
-		l.dialFailed(c, fmt.Errorf("dial %s: %w", c.backend.DialAddress(), os.NewSyscallError("connect", err)))
+	if err := socketError(c.bfd, "connect"); err != nil {
+		l.dialFailed(c, fmt.Errorf("dial %s: %w", c.backend.DialAddress(), err))
 		return
 	}
 	if ev&unix.EPOLLOUT == 0 {

@@ -41,7 +41,7 @@ func (l *loop) relayEvent(c *loopConn, fromClient bool, ev uint32) {
 		fd, in, out = c.bfd, &c.down, &c.up
 	}
 	if ev&unix.EPOLLERR != 0 {
-		if err := socketError(fd); err != nil {
+		if err := socketError(fd, "read"); err != nil {
 			l.finish(c, err, true)
 			return
 		}
@@ -56,14 +56,15 @@ func (l *loop) relayEvent(c *loopConn, fromClient bool, ev uint32) {
 	}
 }
 
-// socketError is a socket's pending error (SO_ERROR), wrapped for EndReason; nil if none.
-func socketError(fd int) error {
+// socketError is a socket's pending error (SO_ERROR) as a syscall error of op ("read",
+// "connect"), so EndReason and passive health read it as usual; nil if none.
+func socketError(fd int, op string) error {
 	errno, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
 	if err == nil && errno != 0 {
 		err = syscall.Errno(errno)
 	}
 	if err != nil {
-		return os.NewSyscallError("read", err)
+		return os.NewSyscallError(op, err)
 	}
 	return nil
 }

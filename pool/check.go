@@ -25,10 +25,10 @@ type HealthCheck struct {
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
-// CheckRound checks every target once, at most hc.Concurrency at a time, reports each
+// checkRound checks every target once, at most hc.Concurrency at a time, reports each
 // outcome, and returns when all are done or ctx ends.
-func (p *Pool) CheckRound(ctx context.Context, hc HealthCheck) {
-	targets := p.CheckTargets()
+func (p *Pool) checkRound(ctx context.Context, hc HealthCheck) {
+	targets := p.checkTargets()
 	work := make(chan *Backend)
 	var wg sync.WaitGroup
 	for range min(cmp.Or(hc.Concurrency, 64), len(targets)) {

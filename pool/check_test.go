@@ -115,7 +115,7 @@ func TestConcurrencyIsBounded(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		p.CheckRound(context.Background(), HealthCheck{Concurrency: limit, Dial: dial})
+		p.checkRound(context.Background(), HealthCheck{Concurrency: limit, Dial: dial})
 	}()
 	resEventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return inFlight == limit })
 	close(gate)
@@ -133,23 +133,73 @@ func TestConcurrencyIsBounded(t *testing.T) {
 func TestPickingDuringSlowChecks(t *testing.T) {
 	p := &Pool{Logger: quiet}
 	p.RegisterStatic(Address{Host: "10.0.0.1", Port: 1}, 1)
-	gate := make(chan struct{})
+	gate, started := make(chan struct{}), make(chan struct{})
 	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		close(started)
 		<-gate
 		return nil, errors.New("refused")
 	}
 	done := make(chan struct{})
-	go func() { defer close(done); p.CheckRound(context.Background(), HealthCheck{Dial: dial}) }()
-	for range 100 { // a check hangs; picks go on
-		b, err := p.Acquire(netip.Addr{}, nil)
+	go func() { defer close(done); p.checkRound(context.Background(), HealthCheck{Dial: dial}) }()
+	<-started // a check hangs from here on; picks go on
+	picked := make(chan error, 1)
+	go func() {
+		for range 100 {
+			b, err := p.Acquire(netip.Addr{}, nil)
+			if err != nil {
+				picked <- err
+				return
+			}
+			p.Release(b)
+		}
+		picked <- nil
+	}()
+	select {
+	case err := <-picked:
 		if err != nil {
 			t.Fatal(err)
 		}
-		p.Release(b)
+	case <-time.After(10 * time.Second):
+		t.Fatal("picking waited for a hanging health check")
 	}
 	close(gate)
 	<-done
 }
+
+// TestFallCountsRounds: with HealthFall 3, two failed rounds leave a backend up and the third
+// takes it down; with HealthRise 2, one passing round leaves it down and the second brings it
+// back.
+func TestFallCountsRounds(t *testing.T) {
+	p := &Pool{Logger: quiet, HealthFall: 3, HealthRise: 2}
+	registerStatic(t, p, "10.0.0.1:1")
+	var fail atomic.Bool
+	fail.Store(true)
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if fail.Load() {
+			return nil, errors.New("refused")
+		}
+		return closingConn{}, nil
+	}
+	round := func() { p.checkRound(context.Background(), HealthCheck{Dial: dial}) }
+	for i, want := range []State{StateStatic, StateStatic, StateDown} {
+		round()
+		if got := stateOf(p, "10.0.0.1:1"); got != want {
+			t.Fatalf("after failed round %d: %s, want %s", i+1, got, want)
+		}
+	}
+	fail.Store(false)
+	for i, want := range []State{StateDown, StateStatic} {
+		round()
+		if got := stateOf(p, "10.0.0.1:1"); got != want {
+			t.Fatalf("after passing round %d: %s, want %s", i+1, got, want)
+		}
+	}
+}
+
+// closingConn is a connection that a passing check only closes.
+type closingConn struct{ net.Conn }
+
+func (closingConn) Close() error { return nil }
 
 // TestMaintainSweeps: the same loop that checks also forgets expired backends.
 func TestMaintainSweeps(t *testing.T) {

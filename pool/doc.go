@@ -23,7 +23,7 @@
 // Only backends that may take a connection sit in the heap. A failed dial (ReportDial) takes a
 // backend out for a backoff of 1 s doubling to 30 s; a small heap of backoff ends lets Acquire
 // offer it to one trial connection when its backoff is over, without scanning the pool.
-// Active checks (Maintain runs them; ReportCheck counts them against HealthFall and
+// Active checks (Maintain runs them and counts them against HealthFall and
 // HealthRise) take it out after a number of failures
 // and bring it back after a number of passes. Drain takes it out until Undrain, whatever the
 // heartbeats say. MaxConnsPerBackend takes a full backend out until a connection ends, and

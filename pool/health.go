@@ -118,8 +118,9 @@ func (p *Pool) ReportDial(b *Backend, err error) {
 	}
 }
 
-// ReportCheck records an active health check of b: after HealthFall failures in a row b is
-// down until HealthRise passes in a row. One pass also ends a passive backoff early.
+// ReportCheck records an active health check of b (Maintain's, or another checker's): after
+// HealthFall failures in a row b is down until HealthRise passes in a row. One pass also ends
+// a passive backoff early.
 func (p *Pool) ReportCheck(b *Backend, err error) {
 	fall, rise := p.healthFall(), p.healthRise()
 	if err != nil && !BackendFault(err) {
@@ -197,9 +198,9 @@ func (p *Pool) markUp(b *Backend, now time.Time, why string) {
 	p.logger().Info("backend up", "backend", b.key, "by", why)
 }
 
-// CheckTargets lists the backends worth an active health check: every known one that is
+// checkTargets lists the backends worth an active health check: every known one that is
 // neither removed nor expired.
-func (p *Pool) CheckTargets() []*Backend {
+func (p *Pool) checkTargets() []*Backend {
 	now := p.now()
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -52,7 +52,7 @@ func (p *Pool) Maintain(ctx context.Context, m Maintenance) {
 // checkRoundDone runs one check round and closes done; Maintain owns and waits for it.
 func (p *Pool) checkRoundDone(ctx context.Context, hc HealthCheck, done chan struct{}) {
 	defer close(done)
-	p.CheckRound(ctx, hc)
+	p.checkRound(ctx, hc)
 }
 
 func closed(c chan struct{}) bool {

@@ -73,7 +73,8 @@ var (
 type Pool struct {
 	// TTL is how long a heartbeat keeps a backend pickable; zero means forever.
 	TTL time.Duration
-	// Policy chooses among live backends; nil means LeastConn.
+	// Policy chooses among live backends; nil means LeastConn. Set it before first use and
+	// leave it: maglev keeps its table only while it is the policy.
 	Policy Policy
 	// Logger receives membership changes; nil means slog.Default().
 	Logger *slog.Logger

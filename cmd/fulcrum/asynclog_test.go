@@ -5,6 +5,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"log/slog"
 )
@@ -32,8 +33,17 @@ func TestAsyncLogNeverBlocks(t *testing.T) {
 	var buf bytes.Buffer
 	a := newAsyncLog(blockingHandler{Handler: slog.NewTextHandler(&buf, nil), gate: gate})
 	log := a.logger()
-	for range 3 * asyncQueue {
-		log.Info("flood")
+	flooded := make(chan struct{})
+	go func() {
+		defer close(flooded)
+		for range 3 * asyncQueue {
+			log.Info("flood")
+		}
+	}()
+	select {
+	case <-flooded:
+	case <-time.After(10 * time.Second):
+		t.Fatal("logging blocked while the writer was stuck")
 	}
 	close(gate)
 	a.close()

@@ -118,14 +118,19 @@ func (o *observers) forService(name string) listener.Observers {
 func adminServices(services []*service, reg *sharedRegistry) []admin.Service {
 	out := make([]admin.Service, 0, len(services))
 	for _, s := range services {
-		var listen []string
-		for _, ln := range s.lns {
-			listen = append(listen, ln.Addr().String())
-		}
 		out = append(out, admin.Service{
-			Name: s.cfg.name, Listen: listen, Balance: s.cfg.policy.Name(),
+			Name: s.cfg.name, Listen: s.listenAddrs(), Balance: s.cfg.policy.Name(),
 			Registry: reg.registry(s), CloseBackend: s.closeBackend,
 		})
+	}
+	return out
+}
+
+// listenAddrs are the service's bound listen addresses.
+func (s *service) listenAddrs() []string {
+	out := make([]string, 0, len(s.lns))
+	for _, ln := range s.lns {
+		out = append(out, ln.Addr().String())
 	}
 	return out
 }
@@ -199,8 +204,8 @@ func newAPI(cfg *config, services []*service, m *admin.Metrics, sh shared, admin
 	var listen []string
 	self := addrPorts(adminAddr)
 	for _, s := range services {
+		listen = append(listen, s.listenAddrs()...)
 		for _, ln := range s.lns {
-			listen = append(listen, ln.Addr().String())
 			self = append(self, addrPorts(ln.Addr())...)
 		}
 	}

@@ -247,6 +247,7 @@ func startBackend(t *testing.T, handle func(net.Conn) error) *backend {
 
 // startBackendOn serves handle on ln until the test ends.
 func startBackendOn(t *testing.T, ln net.Listener, handle func(net.Conn) error) *backend {
+	t.Helper()
 	b := &backend{ln: ln, open: map[net.Conn]struct{}{}}
 	b.wg.Add(1)
 	go b.acceptLoop(handle)

@@ -288,11 +288,7 @@ func logServing(cfg *config, services []*service, adminLn net.Listener) {
 		"balance", def.cfg.policy.Name(), "static_backends", static, "services", len(services),
 		"data_plane", string(cfg.dataPlane.plane), "loops", cfg.dataPlane.loopCount())
 	for _, s := range services[1:] {
-		var addrs []string
-		for _, ln := range s.lns {
-			addrs = append(addrs, ln.Addr().String())
-		}
-		cfg.log.Info("service serving", "service", s.cfg.name, "listen", strings.Join(addrs, ","),
+		cfg.log.Info("service serving", "service", s.cfg.name, "listen", strings.Join(s.listenAddrs(), ","),
 			"balance", s.cfg.policy.Name(), "static_backends", len(s.cfg.backends))
 	}
 }
