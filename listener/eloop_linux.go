@@ -252,8 +252,10 @@ func (ls *loopServer) addListener(ll *loopListener) error {
 		}
 	}
 	el.mu.Unlock()
+	if !el.each(func(l *loop) { l.addListener(ll) }) {
+		return ErrServerClosed // the loops stopped meanwhile: Serve closes ll, nobody else
+	}
 	ls.listeners = append(ls.listeners, ll)
-	el.each(func(l *loop) { l.addListener(ll) })
 	return nil
 }
 

@@ -26,8 +26,12 @@ type keepAlive struct {
 	leases pb.LeaseClient
 	base   context.Context // the Store's life: ends every stream at Close
 
-	mu  sync.Mutex // guards cur
+	mu  sync.Mutex // guards cur and closed
 	cur *kaStream  // the open stream; nil: none
+	// closed: close has run; no stream opens after it.
+	closed bool
+	// receiving counts the streams' receive goroutines; close waits for them.
+	receiving sync.WaitGroup
 }
 
 // kaStream is one stream and the renewals waiting on it. Its receive goroutine owns the
@@ -72,6 +76,9 @@ func (k *keepAlive) stream(ctx context.Context) (*kaStream, error) {
 	if k.cur != nil {
 		return k.cur, nil
 	}
+	if k.closed {
+		return nil, errors.New("store closed")
+	}
 	sctx, cancel := context.WithCancel(clientv3.WithRequireLeader(k.base))
 	stop := context.AfterFunc(ctx, cancel)
 	stream, err := k.leases.LeaseKeepAlive(sctx)
@@ -85,7 +92,11 @@ func (k *keepAlive) stream(ctx context.Context) (*kaStream, error) {
 	st := &kaStream{stream: stream, cancel: cancel, waiters: make(map[int64][]chan int64)}
 	st.lastRecv.Store(time.Now().UnixNano())
 	k.cur = st
-	go st.receive()
+	k.receiving.Add(1)
+	go func() {
+		defer k.receiving.Done()
+		st.receive()
+	}()
 	return st, nil
 }
 
@@ -99,15 +110,17 @@ func (k *keepAlive) retire(st *kaStream) {
 	st.cancel()
 }
 
-// close ends the open stream; its receive goroutine ends with it.
+// close ends the open stream and waits for every stream's receive goroutine (retired ones
+// were cancelled already) to end.
 func (k *keepAlive) close() {
 	k.mu.Lock()
 	st := k.cur
-	k.cur = nil
+	k.cur, k.closed = nil, true
 	k.mu.Unlock()
 	if st != nil {
 		st.cancel()
 	}
+	k.receiving.Wait()
 }
 
 // renew sends one request for id and waits for its answer, the stream's end or ctx. broken
