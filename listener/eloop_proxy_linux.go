@@ -5,9 +5,7 @@ package listener
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
-	"net"
 	"os"
 
 	proxyproto "github.com/pires/go-proxyproto"
@@ -69,21 +67,9 @@ func (l *loop) judgeHeader(c *loopConn, timedOut bool) {
 	}
 	c.hdr = nil
 	l.timers.clear(c)
-	if !pp.trusts(c.info.Client.Addr()) {
-		if err := untrustedHeader(err); err != nil {
-			l.refuseHeader(c, err)
-			return
-		}
-	} else if err != nil {
-		if errors.Is(err, proxyproto.ErrNoProxyProtocol) || isTimeout(err) {
-			err = ErrProxyHeaderMissing
-		} else {
-			err = fmt.Errorf("PROXY header from %s: %w", c.info.Client, err)
-		}
+	if err := pp.judge(h, err, &c.info); err != nil {
 		l.refuseHeader(c, err)
 		return
-	} else {
-		useProxyHeader(h, &c.info)
 	}
 	c.rest = rest
 	l.connect(c)
@@ -119,8 +105,7 @@ func headerComplete(b []byte) bool {
 // counts them; the header is not.
 func (l *loop) queuePrefix(c *loopConn) error {
 	var p []byte
-	if v := c.srv.cfg.ProxyProtocol.Send; v != 0 {
-		h := proxyproto.HeaderProxyFromAddrs(v, net.TCPAddrFromAddrPort(c.info.Client), net.TCPAddrFromAddrPort(c.info.Local))
+	if h := c.srv.cfg.ProxyProtocol.outbound(&c.info); h != nil {
 		b, err := h.Format()
 		if err != nil {
 			return fmt.Errorf("format proxy header for %s: %w", c.backend.Key(), err)

@@ -94,17 +94,36 @@ func (pp *ProxyProtocol) read(c *net.TCPConn, info *ConnInfo) ([]byte, error) {
 		return nil, fmt.Errorf("PROXY header: %w", err)
 	}
 	rest, _ := br.Peek(br.Buffered()) // cannot fail: the bytes are buffered
+	if err := pp.judge(h, err, info); err != nil {
+		return nil, err
+	}
+	return rest, nil
+}
+
+// judge decides on what reading a client's first bytes found (h and err as proxyproto.Read
+// returns them), on both data planes: a trusted peer's header moves info to the addresses it
+// names; a trusted peer without one, or an untrusted peer with one, is refused (the error);
+// an untrusted peer's plain bytes pass.
+func (pp *ProxyProtocol) judge(h *proxyproto.Header, err error, info *ConnInfo) error {
 	if !pp.trusts(info.Client.Addr()) {
-		return rest, untrustedHeader(err)
+		return untrustedHeader(err)
 	}
 	if err != nil {
 		if errors.Is(err, proxyproto.ErrNoProxyProtocol) || isTimeout(err) {
-			return nil, ErrProxyHeaderMissing
+			return ErrProxyHeaderMissing
 		}
-		return nil, fmt.Errorf("PROXY header from %s: %w", info.Client, err)
+		return fmt.Errorf("PROXY header from %s: %w", info.Client, err)
 	}
 	useProxyHeader(h, info)
-	return rest, nil
+	return nil
+}
+
+// outbound is the header a backend gets before the client's bytes; nil when Send is 0.
+func (pp *ProxyProtocol) outbound(info *ConnInfo) *proxyproto.Header {
+	if pp.Send == 0 {
+		return nil
+	}
+	return proxyproto.HeaderProxyFromAddrs(pp.Send, net.TCPAddrFromAddrPort(info.Client), net.TCPAddrFromAddrPort(info.Local))
 }
 
 // untrustedHeader judges what reading a header from an untrusted peer found: no signature, or
@@ -150,8 +169,7 @@ func unmapped(ap netip.AddrPort) netip.AddrPort {
 // sendProxyPrefix writes to a freshly dialed backend what must precede the spliced stream: the
 // outbound PROXY header (when Send is set) and the client bytes read past the inbound one.
 func (s *Server) sendProxyPrefix(backend *net.TCPConn, info *ConnInfo, rest []byte) error {
-	if v := s.ProxyProtocol.Send; v != 0 {
-		h := proxyproto.HeaderProxyFromAddrs(v, net.TCPAddrFromAddrPort(info.Client), net.TCPAddrFromAddrPort(info.Local))
+	if h := s.ProxyProtocol.outbound(info); h != nil {
 		if _, err := h.WriteTo(backend); err != nil {
 			return fmt.Errorf("write proxy header to %s: %w", backend.RemoteAddr(), err)
 		}
