@@ -166,7 +166,7 @@ func opsSink(t testing.TB) pool.Address {
 }
 
 // BenchmarkObserverPerConnection is the CPU the observers add to one connection with no
-// network in the way: Opened, one chunk each way, Closed.
+// network in the way: Opened, one chunk each way, Closed, Flush.
 func BenchmarkObserverPerConnection(b *testing.B) {
 	p := &pool.Pool{Logger: quiet}
 	addr, err := pool.ParseAddress("127.0.0.1:9")
@@ -190,6 +190,9 @@ func BenchmarkObserverPerConnection(b *testing.B) {
 					m.Moved(true, 1<<20)
 					m.Moved(false, 1<<20)
 					cfg.obs.Closed(c, listener.Traffic{Up: 1 << 20, Down: 1 << 20})
+					if m != nil {
+						m.Flush() // as the data path does, once, after Closed
+					}
 				}
 			})
 		})
