@@ -16,8 +16,9 @@ import (
 )
 
 // The child process of TestAcceptSurvivesEMFILE: a proxy with a soft limit of 64 descriptors.
-// It prints "ADDR <addr>", then answers each line on stdin with
-// "STATS <accept errors> <accepted> <backend state>", and exits when stdin closes.
+// It prints "ADDR <addr>", then answers each line on stdin: "hold" takes one more descriptor
+// (answered "HELD"), anything else "STATS <accept errors> <accepted> <dial errors> <backend
+// state>". It exits when stdin closes.
 func TestHelperEMFILEChild(t *testing.T) {
 	backend := os.Getenv("FULCRUM_EMFILE_BACKEND")
 	if backend == "" {
@@ -43,12 +44,37 @@ func TestHelperEMFILEChild(t *testing.T) {
 	}
 	go s.Serve(ln)
 	fmt.Printf("ADDR %s\n", ln.Addr())
+	var held []*os.File
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
-		st := p.Snapshot()[0].State
-		fmt.Printf("STATS %d %d %s\n", s.Stats().AcceptErrs.Load(), s.Stats().Accepted.Load(), st)
+		if in.Text() == "hold" {
+			held = append(held, holdDescriptor(t))
+			fmt.Println("HELD")
+			continue
+		}
+		st := s.Stats()
+		fmt.Printf("STATS %d %d %d %s\n", st.AcceptErrs.Load(), st.Accepted.Load(), st.DialErrors.Load(), p.Snapshot()[0].State)
 	}
 	s.Shutdown(t.Context())
+	for _, f := range held {
+		f.Close()
+	}
+}
+
+// holdDescriptor opens a descriptor the child keeps. Every descriptor may be taken for a moment
+// by a client whose backend dial is about to fail and free it, so it retries until one is free.
+func holdDescriptor(t *testing.T) *os.File {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		f, err := os.Open(os.DevNull)
+		if err == nil {
+			return f
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hold a descriptor: %v", err)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // emfileChild is the parent's handle on the child process.
@@ -100,18 +126,24 @@ func (ch *emfileChild) line(t *testing.T, prefix string) string {
 }
 
 type childStats struct {
-	acceptErrs, accepted uint64
-	state                string
+	acceptErrs, accepted, dialErrs uint64
+	state                          string
 }
 
 func (ch *emfileChild) stats(t *testing.T) childStats {
 	t.Helper()
 	fmt.Fprintln(ch.in, "stats")
 	var st childStats
-	if _, err := fmt.Sscan(ch.line(t, "STATS "), &st.acceptErrs, &st.accepted, &st.state); err != nil {
+	if _, err := fmt.Sscan(ch.line(t, "STATS "), &st.acceptErrs, &st.accepted, &st.dialErrs, &st.state); err != nil {
 		t.Fatal(err)
 	}
 	return st
+}
+
+func (ch *emfileChild) hold(t *testing.T) {
+	t.Helper()
+	fmt.Fprintln(ch.in, "hold")
+	ch.line(t, "HELD")
 }
 
 // cpuTime is the user+system CPU a process has used, from /proc/PID/stat.
@@ -151,7 +183,22 @@ func testAcceptSurvivesEMFILE(t *testing.T) {
 		}
 		held = append(held, c)
 	}
-	resEventually(t, "child hits EMFILE", func() bool { return ch.stats(t).acceptErrs > 0 })
+	resEventually(t, "child runs out of descriptors", func() bool {
+		st := ch.stats(t)
+		return st.acceptErrs > 0 || st.dialErrs > 0
+	})
+	if ch.stats(t).acceptErrs == 0 {
+		// One descriptor short of the limit (which depends on what else the process has open),
+		// every accept succeeds and the backend's socket(2) fails instead. Take that last
+		// descriptor, so that the next client meets EMFILE at accept.
+		ch.hold(t)
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+		resEventually(t, "child's accept hits EMFILE", func() bool { return ch.stats(t).acceptErrs > 0 })
+	}
 
 	// A measurement window, not synchronisation: count what the accept loop does meanwhile.
 	const window = 2 * time.Second
