@@ -26,8 +26,10 @@ type keepAlive struct {
 	leases pb.LeaseClient
 	base   context.Context // the Store's life: ends every stream at Close
 
-	mu  sync.Mutex // guards cur and closed
+	mu  sync.Mutex // guards cur, opening and closed
 	cur *kaStream  // the open stream; nil: none
+	// opening is closed when the open under way ends; nil: none is under way.
+	opening chan struct{}
 	// closed: close has run; no stream opens after it.
 	closed bool
 	// receiving counts the streams' receive goroutines; close waits for them.
@@ -68,22 +70,49 @@ func (k *keepAlive) renew(ctx context.Context, id int64) (alive bool, err error)
 	}
 }
 
-// stream returns the open stream, opening one if there is none. Opening waits at most as long
-// as ctx, but the stream, once open, lives until it fails or the Store closes.
+// stream returns the open stream, opening one if there is none. The open runs outside mu, so
+// that a slow one (etcd unreachable) holds up no other renewal beyond its own ctx: renewals
+// that arrive meanwhile wait for it, or for their ctx, whichever ends first. The stream, once
+// open, lives until it fails or the Store closes.
 func (k *keepAlive) stream(ctx context.Context) (*kaStream, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.cur != nil {
-		return k.cur, nil
+	for {
+		k.mu.Lock()
+		cur, opening, closed := k.cur, k.opening, k.closed
+		if cur == nil && opening == nil && !closed {
+			k.opening = make(chan struct{})
+		}
+		k.mu.Unlock()
+		switch {
+		case cur != nil:
+			return cur, nil
+		case closed:
+			return nil, errors.New("store closed")
+		case opening == nil:
+			return k.open(ctx)
+		}
+		select {
+		case <-opening: // opened or failed: look again
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
-	if k.closed {
-		return nil, errors.New("store closed")
-	}
+}
+
+// open opens a stream for the renewal that took k.opening, bounded by its ctx, makes it the
+// open one unless the Store closed meanwhile, and wakes the renewals waiting for it.
+func (k *keepAlive) open(ctx context.Context) (*kaStream, error) {
 	sctx, cancel := context.WithCancel(clientv3.WithRequireLeader(k.base))
 	stop := context.AfterFunc(ctx, cancel)
 	stream, err := k.leases.LeaseKeepAlive(sctx)
 	if !stop() {
 		err = errors.Join(err, ctx.Err())
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	close(k.opening)
+	k.opening = nil
+	if err == nil && k.closed {
+		err = errors.New("store closed")
 	}
 	if err != nil {
 		cancel()
@@ -92,7 +121,7 @@ func (k *keepAlive) stream(ctx context.Context) (*kaStream, error) {
 	st := &kaStream{stream: stream, cancel: cancel, waiters: make(map[int64][]chan int64)}
 	st.lastRecv.Store(time.Now().UnixNano())
 	k.cur = st
-	k.receiving.Add(1)
+	k.receiving.Add(1) // under mu and before closed is set: close's Wait comes after
 	go func() {
 		defer k.receiving.Done()
 		st.receive()
