@@ -378,3 +378,45 @@ func TestEtcdRegistrySurvivesUpgrade(t *testing.T) {
 		t.Fatalf("successor's registry status %+v", st)
 	}
 }
+
+// With etcd, --state-file is the last known set for a restart: a balancer that starts while
+// etcd is unreachable routes to the backends it saved (and takes no registration), and once
+// it reaches etcd, etcd's set replaces the saved one.
+func TestEtcdStateFileBridgesARestart(t *testing.T) {
+	const ttl = 2 * time.Second
+	c := etcdtest.Start(t, 3)
+	state := filepath.Join(t.TempDir(), "state.json")
+	withState := func(registry string) *balancer {
+		return startBalancer(t, "--registry", registry, "--ttl", ttl.String(), "--state-file", state)
+	}
+	saved, later := startBackend(t, echoHandler), startBackend(t, echoHandler)
+	a := withState(c.URL("/fulcrum"))
+	mustAdmin(t, a, "add", saved.addr())
+	eventually(t, time.Second, "routable at A", func() bool { return echoes(a.listen) == nil })
+	a.stop(t)
+
+	// Nothing listens at this etcd address: the restart has only the state file.
+	offline := withState(fmt.Sprintf("etcd://127.0.0.1:%d/fulcrum", freePort(t)))
+	if err := echoes(offline.listen); err != nil {
+		t.Fatalf("restarted with etcd unreachable: the saved backend is not routed to: %v", err)
+	}
+	eventually(t, 10*time.Second, "registry_healthy false", func() bool { return !readRegistryStatus(t, offline.admn).Healthy })
+	if _, code, _ := adminOp(offline, "add", later.addr()); code != http.StatusServiceUnavailable {
+		t.Fatalf("add with etcd unreachable: %d, want 503", code)
+	}
+	offline.stop(t)
+
+	// Meanwhile etcd forgot the saved backend (nobody renewed its lease) and took another.
+	other := startSharing(t, c, 1, ttl)[0]
+	mustAdmin(t, other, "add", later.addr())
+	eventually(t, 3*ttl, "the saved backend's lease expired", func() bool {
+		s := stateAt(t, other, saved.addr())
+		return s == "" || s == "removed"
+	})
+	back := withState(c.URL("/fulcrum"))
+	eventually(t, 5*time.Second, "etcd's set at the restarted balancer", func() bool {
+		st := status(t, back.admn)
+		s := st[saved.addr()].State
+		return st[later.addr()].State == "up" && (s == "" || s == "removed")
+	})
+}
