@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# A/B two fulcrum binaries in interleaved rounds: each round starts each binary in front of
+# the same four bench backends and measures it with `fulcrum bench --target --target-pid`
+# (rate, latency and the balancer's CPU per operation from /proc/PID/stat).
+#   bench/ab.sh OLD_BINARY NEW_BINARY [ROUNDS] [SCENARIO] [extra serve arguments...]
+#   e.g. bench/ab.sh /tmp/fulcrum-main /tmp/fulcrum-try 5 connrate --loops 2
+# Prints one result line per binary and round, prefixed with the binary's name.
+set -euo pipefail
+[ $# -ge 2 ] || { sed -n 2,6p "$0"; exit 2; }
+old=$1 new=$2 rounds=${3:-5} scenario=${4:-connrate}
+shift $(( $# < 4 ? $# : 4 ))
+ports=(41001 41002 41003 41004)
+serve_args=() bench_args=()
+for p in "${ports[@]}"; do
+  serve_args+=(--backend "127.0.0.1:$p")
+  bench_args+=(--backend-ports "$p")
+done
+for round in $(seq "$rounds"); do
+  for bin in "$old" "$new"; do
+    "$bin" serve --listen 127.0.0.1:41000 --admin 127.0.0.1:41010 --log-level error \
+      --health-interval 0 "${serve_args[@]}" "$@" &
+    pid=$!
+    # Until its admin port listens, at most 5 s. Not the proxy port: a connection there would
+    # be proxied to a backend not yet started and mark it down.
+    for _ in $(seq 100); do
+      (exec 3<>/dev/tcp/127.0.0.1/41010) 2>/dev/null && break
+      sleep 0.05
+    done
+    "$old" bench --target 127.0.0.1:41000 --target-pid "$pid" "${bench_args[@]}" \
+      --scenario "$scenario" --duration 3s 2>&1 | grep "^$scenario " | sed "s|^|$(basename "$bin") round=$round |"
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+  done
+done
