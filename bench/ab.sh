@@ -9,7 +9,7 @@ set -euo pipefail
 [ $# -ge 2 ] || { sed -n 2,6p "$0"; exit 2; }
 old=$1 new=$2 rounds=${3:-5} scenario=${4:-connrate}
 shift $(( $# < 4 ? $# : 4 ))
-ports=(41001 41002 41003 41004)
+ports=(21001 21002 21003 21004) # below the ephemeral range: no TIME_WAIT of an outgoing connection holds them
 serve_args=() bench_args=()
 for p in "${ports[@]}"; do
   serve_args+=(--backend "127.0.0.1:$p")
@@ -17,16 +17,16 @@ for p in "${ports[@]}"; do
 done
 for round in $(seq "$rounds"); do
   for bin in "$old" "$new"; do
-    "$bin" serve --listen 127.0.0.1:41000 --admin 127.0.0.1:41010 --log-level error \
+    "$bin" serve --listen 127.0.0.1:21000 --admin 127.0.0.1:21010 --log-level error \
       --health-interval 0 "${serve_args[@]}" "$@" &
     pid=$!
     # Until its admin port listens, at most 5 s. Not the proxy port: a connection there would
     # be proxied to a backend not yet started and mark it down.
     for _ in $(seq 100); do
-      (exec 3<>/dev/tcp/127.0.0.1/41010) 2>/dev/null && break
+      (exec 3<>/dev/tcp/127.0.0.1/21010) 2>/dev/null && break
       sleep 0.05
     done
-    "$old" bench --target 127.0.0.1:41000 --target-pid "$pid" "${bench_args[@]}" \
+    "$old" bench --target 127.0.0.1:21000 --target-pid "$pid" "${bench_args[@]}" \
       --scenario "$scenario" --duration 3s 2>&1 | grep "^$scenario " | sed "s|^|$(basename "$bin") round=$round |"
     kill "$pid"
     wait "$pid" 2>/dev/null || true
