@@ -43,46 +43,19 @@ type Config struct {
 	Hold        int           // connections idle and balance hold [10000], clamped to the fd limits
 }
 
-func (c Config) duration() time.Duration {
-	if c.Duration > 0 {
-		return c.Duration
-	}
-	return 3 * time.Second
-}
+func (c Config) duration() time.Duration { return positiveOr(c.Duration, 3*time.Second) }
+func (c Config) conns() int              { return positiveOr(c.Conns, 8) }
+func (c Config) workers() int            { return positiveOr(c.Workers, 16) }
+func (c Config) pingConns() int          { return positiveOr(c.PingConns, 32) }
+func (c Config) clientLoops() int        { return positiveOr(c.ClientLoops, 1) }
+func (c Config) hold() int               { return positiveOr(c.Hold, 10000) }
 
-func (c Config) conns() int {
-	if c.Conns > 0 {
-		return c.Conns
+// positiveOr is v, or def when v is zero or negative (not set).
+func positiveOr[T int | time.Duration](v, def T) T {
+	if v > 0 {
+		return v
 	}
-	return 8
-}
-
-func (c Config) workers() int {
-	if c.Workers > 0 {
-		return c.Workers
-	}
-	return 16
-}
-
-func (c Config) pingConns() int {
-	if c.PingConns > 0 {
-		return c.PingConns
-	}
-	return 32
-}
-
-func (c Config) clientLoops() int {
-	if c.ClientLoops > 0 {
-		return c.ClientLoops
-	}
-	return 1
-}
-
-func (c Config) hold() int {
-	if c.Hold > 0 {
-		return c.Hold
-	}
-	return 10000
+	return def
 }
 
 // Runner runs scenarios against one target with one set of backends. Backends and Target
