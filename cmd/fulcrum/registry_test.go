@@ -34,6 +34,18 @@ func startSharing(t *testing.T, c *etcdtest.Cluster, n int, ttl time.Duration) [
 	return bs
 }
 
+// sharedBackend starts a 3-member cluster and two balancers on it, and registers an echo
+// backend at the first; it returns once the second routes to it.
+func sharedBackend(t *testing.T, ttl time.Duration) (*etcdtest.Cluster, []*balancer, *backend) {
+	t.Helper()
+	c := etcdtest.Start(t, 3)
+	bs := startSharing(t, c, 2, ttl)
+	be := startBackend(t, echoHandler)
+	mustAdmin(t, bs[0], "add", be.addr())
+	eventually(t, time.Second, "routable at B", func() bool { return echoes(bs[1].listen) == nil })
+	return c, bs, be
+}
+
 // echoes makes one connection through the balancer at addr and reports whether a backend
 // echoed it.
 func echoes(addr string) error {
@@ -176,11 +188,7 @@ func heartbeatLoop(bs []*balancer, addr string, interval time.Duration, stop cha
 
 func TestEtcdLeaderKilledNoConnectionFails(t *testing.T) {
 	const ttl = 3 * time.Second
-	c := etcdtest.Start(t, 3)
-	bs := startSharing(t, c, 2, ttl)
-	be := startBackend(t, echoHandler)
-	mustAdmin(t, bs[0], "add", be.addr())
-	eventually(t, time.Second, "routable at B", func() bool { return echoes(bs[1].listen) == nil })
+	c, bs, be := sharedBackend(t, ttl)
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -223,11 +231,7 @@ func TestEtcdLeaderKilledNoConnectionFails(t *testing.T) {
 // get 503 with a JSON error, status says unhealthy; once etcd is back, everything converges.
 func TestEtcdOutageKeepsRoutingAndConverges(t *testing.T) {
 	const ttl = 2 * time.Second
-	c := etcdtest.Start(t, 3)
-	bs := startSharing(t, c, 2, ttl)
-	be := startBackend(t, echoHandler)
-	mustAdmin(t, bs[0], "add", be.addr())
-	eventually(t, time.Second, "routable at B", func() bool { return echoes(bs[1].listen) == nil })
+	c, bs, be := sharedBackend(t, ttl)
 	stop := make(chan struct{})
 	var hbFailed atomic.Int64
 	var wg sync.WaitGroup

@@ -17,6 +17,14 @@ import (
 // quiet is the logger of every test Store.
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
+// twoStores starts a 3-member cluster and opens two Stores on it under one prefix: two
+// balancer instances.
+func twoStores(t *testing.T, ttl time.Duration) (*etcdtest.Cluster, *Store, *Store) {
+	t.Helper()
+	c := etcdtest.Start(t, 3)
+	return c, openStore(t, c, "/fulcrum", ttl), openStore(t, c, "/fulcrum", ttl)
+}
+
 // openStore opens a Store on cluster c under prefix, closed when the test ends. The options
 // change its Config before it opens.
 func openStore(t testing.TB, c *etcdtest.Cluster, prefix string, ttl time.Duration, opts ...func(*Config)) *Store {

@@ -14,9 +14,7 @@ import (
 )
 
 func TestHeartbeatAtOneInstanceSeenAtAnother(t *testing.T) {
-	c := etcdtest.Start(t, 3)
-	a := openStore(t, c, "/fulcrum", 5*time.Second)
-	b := openStore(t, c, "/fulcrum", 5*time.Second)
+	_, a, b := twoStores(t, 5*time.Second)
 	atB := watch(t, b)
 
 	start := time.Now()
@@ -38,10 +36,8 @@ func TestHeartbeatAtOneInstanceSeenAtAnother(t *testing.T) {
 }
 
 func TestHeartbeatAtOtherInstanceRenewsTheSameLease(t *testing.T) {
-	c := etcdtest.Start(t, 3)
+	c, a, b := twoStores(t, 2*time.Second)
 	cli := rawClient(t, c)
-	a := openStore(t, c, "/fulcrum", 2*time.Second)
-	b := openStore(t, c, "/fulcrum", 2*time.Second)
 	atA := watch(t, a)
 
 	beat(t, a, "db", "127.0.0.1:5432", 1)
@@ -61,9 +57,7 @@ func TestHeartbeatAtOtherInstanceRenewsTheSameLease(t *testing.T) {
 
 func TestSilentBackendLeavesEveryInstanceAfterItsTTL(t *testing.T) {
 	const ttl = 2 * time.Second
-	c := etcdtest.Start(t, 3)
-	a := openStore(t, c, "/fulcrum", ttl)
-	b := openStore(t, c, "/fulcrum", ttl)
+	_, a, b := twoStores(t, ttl)
 	atA, atB := watch(t, a), watch(t, b)
 
 	begin := time.Now()
@@ -88,10 +82,8 @@ func TestSilentBackendLeavesEveryInstanceAfterItsTTL(t *testing.T) {
 }
 
 func TestDrainAtOneInstanceSeenAtAnother(t *testing.T) {
-	c := etcdtest.Start(t, 3)
+	c, a, b := twoStores(t, 5*time.Second)
 	cli := rawClient(t, c)
-	a := openStore(t, c, "/fulcrum", 5*time.Second)
-	b := openStore(t, c, "/fulcrum", 5*time.Second)
 	atB := watch(t, b)
 	ctx := context.Background()
 
@@ -118,10 +110,8 @@ func TestDrainAtOneInstanceSeenAtAnother(t *testing.T) {
 }
 
 func TestRemoveAtOneInstanceSeenAtAnother(t *testing.T) {
-	c := etcdtest.Start(t, 3)
+	c, a, b := twoStores(t, 5*time.Second)
 	cli := rawClient(t, c)
-	a := openStore(t, c, "/fulcrum", 5*time.Second)
-	b := openStore(t, c, "/fulcrum", 5*time.Second)
 	atA := watch(t, a)
 	ctx := context.Background()
 
@@ -147,9 +137,7 @@ func TestRemoveAtOneInstanceSeenAtAnother(t *testing.T) {
 }
 
 func TestWeightChangeReachesOtherInstances(t *testing.T) {
-	c := etcdtest.Start(t, 3)
-	a := openStore(t, c, "/fulcrum", 5*time.Second)
-	b := openStore(t, c, "/fulcrum", 5*time.Second)
+	_, a, b := twoStores(t, 5*time.Second)
 	atB := watch(t, b)
 
 	beat(t, a, "web", "[::1]:8080", 1)
