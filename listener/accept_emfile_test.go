@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -78,51 +77,13 @@ func holdDescriptor(t *testing.T) *os.File {
 }
 
 // emfileChild is the parent's handle on the child process.
-type emfileChild struct {
-	cmd *exec.Cmd
-	in  *os.File
-	out *bufio.Scanner
-}
+type emfileChild struct{ *child }
 
 func startEMFILEChild(t *testing.T, backend string) (*emfileChild, string) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperEMFILEChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "FULCRUM_EMFILE_BACKEND="+backend, "FULCRUM_EMFILE_PLANE="+string(planeOf(t)))
-	cmd.Stderr = os.Stderr
-	inR, inW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdin = inR
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	inR.Close()
-	ch := &emfileChild{cmd: cmd, in: inW, out: bufio.NewScanner(stdout)}
-	t.Cleanup(func() {
-		inW.Close()
-		if err := cmd.Wait(); err != nil {
-			t.Errorf("child: %v", err)
-		}
-	})
-	addr := ch.line(t, "ADDR ")
-	return ch, addr
-}
-
-// line returns the rest of the next output line that starts with prefix.
-func (ch *emfileChild) line(t *testing.T, prefix string) string {
-	t.Helper()
-	for ch.out.Scan() {
-		if s, ok := strings.CutPrefix(ch.out.Text(), prefix); ok {
-			return s
-		}
-	}
-	t.Fatalf("child ended before printing %q: %v", prefix, ch.out.Err())
-	return ""
+	ch := &emfileChild{startChild(t, "TestHelperEMFILEChild",
+		"FULCRUM_EMFILE_BACKEND="+backend, "FULCRUM_EMFILE_PLANE="+string(planeOf(t)))}
+	return ch, ch.line(t, "ADDR ")
 }
 
 type childStats struct {

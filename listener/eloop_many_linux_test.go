@@ -12,9 +12,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -139,51 +137,6 @@ func echoIntact(c *net.TCPConn, seed uint64) bool {
 	return bytes.Equal(h.Sum(nil), want[:])
 }
 
-// manyChild is a running helper process.
-type manyChild struct {
-	cmd *exec.Cmd
-	in  io.WriteCloser
-	out *bufio.Scanner
-}
-
-func startManyChild(t *testing.T, env ...string) *manyChild {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperManyChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ch := &manyChild{cmd: cmd, in: in, out: bufio.NewScanner(out)}
-	t.Cleanup(func() {
-		in.Close()
-		if err := cmd.Wait(); err != nil {
-			t.Errorf("child %v: %v", env, err)
-		}
-	})
-	return ch
-}
-
-// line returns the rest of the child's next output line that starts with prefix.
-func (ch *manyChild) line(t *testing.T, prefix string) string {
-	t.Helper()
-	for ch.out.Scan() {
-		if s, ok := strings.CutPrefix(ch.out.Text(), prefix); ok {
-			return s
-		}
-	}
-	t.Fatalf("child ended before printing %q: %v", prefix, ch.out.Err())
-	return ""
-}
-
 // raiseFileLimit lifts the soft descriptor limit to the hard one; it returns the limit.
 func raiseFileLimit(t *testing.T) int {
 	t.Helper()
@@ -213,10 +166,10 @@ func TestLoopsManyConnections(t *testing.T) {
 		n = (limit - 200) / 2
 		t.Logf("descriptor limit %d: %d connections", limit, n)
 	}
-	backend := startManyChild(t, "FULCRUM_MANY_ROLE=backend")
+	backend := startChild(t, "TestHelperManyChild", "FULCRUM_MANY_ROLE=backend")
 	p := resPool(t, backend.line(t, "ADDR "))
 	e, addr := startLoops(t, 2, loopConfig{Picker: p})
-	clients := startManyChild(t, "FULCRUM_MANY_ROLE=clients", "FULCRUM_MANY_N="+strconv.Itoa(n), "FULCRUM_MANY_ADDR="+addr)
+	clients := startChild(t, "TestHelperManyChild", "FULCRUM_MANY_ROLE=clients", "FULCRUM_MANY_N="+strconv.Itoa(n), "FULCRUM_MANY_ADDR="+addr)
 	if open := clients.line(t, "OPEN "); open != strconv.Itoa(n) {
 		t.Fatalf("%s of %d clients connected", open, n)
 	}
