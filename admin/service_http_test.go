@@ -131,12 +131,12 @@ func (st svcStatus) entries() []string {
 	return out
 }
 
-// TestStatusListsServices: with connections held through two services' proxies that share a
-// backend address, the listing names each entry's service, sorted by service then key, the
-// services list counts each service's backends and connections, and ?service= lists one.
-func TestStatusListsServices(t *testing.T) {
-	shared, own := opsEcho(t), opsEcho(t)
-	pools := svcPools("db", "web")
+// twoServicesHeld builds services db and web: they share one backend address (shared) and web
+// has one more (own). Two connections are held through db's proxy and one through web's.
+func twoServicesHeld(t *testing.T) (shared, own pool.Address, pools map[string]*pool.Pool, dbProxy, webProxy string) {
+	t.Helper()
+	shared, own = opsEcho(t), opsEcho(t)
+	pools = svcPools("db", "web")
 	for _, reg := range []struct {
 		svc string
 		a   pool.Address
@@ -145,12 +145,19 @@ func TestStatusListsServices(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	dbProxy, _ := opsServiceProxy(t, "db", pools["db"], listener.BackendBytes{})
-	webProxy, _ := opsServiceProxy(t, "web", pools["web"], listener.BackendBytes{})
-	for range 2 {
-		opsHold(t, dbProxy)
-	}
+	dbProxy, _ = opsServiceProxy(t, "db", pools["db"], listener.BackendBytes{})
+	webProxy, _ = opsServiceProxy(t, "web", pools["web"], listener.BackendBytes{})
+	opsHold(t, dbProxy)
+	opsHold(t, dbProxy)
 	opsHold(t, webProxy)
+	return shared, own, pools, dbProxy, webProxy
+}
+
+// TestStatusListsServices: with connections held through two services' proxies that share a
+// backend address, the listing names each entry's service, sorted by service then key, the
+// services list counts each service's backends and connections, and ?service= lists one.
+func TestStatusListsServices(t *testing.T) {
+	shared, own, pools, dbProxy, webProxy := twoServicesHeld(t)
 	api := &admin.API{Logger: quiet, Services: []admin.Service{ // not in name order
 		{Name: "web", Listen: []string{webProxy}, Balance: "p2c", Registry: pools["web"]},
 		{Name: "db", Listen: []string{dbProxy}, Balance: "leastconn", Registry: pools["db"]},

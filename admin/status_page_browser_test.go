@@ -271,21 +271,7 @@ func opsWaitServicesPage(t *testing.T, ctx context.Context, what string, cond fu
 // legend and the chart to one service.
 func TestStatusPageServicesInBrowser(t *testing.T) {
 	ctx := opsBrowser(t)
-	shared, own := opsEcho(t), opsEcho(t)
-	pools := svcPools("db", "web")
-	for _, reg := range []struct {
-		svc string
-		a   pool.Address
-	}{{"db", shared}, {"web", shared}, {"web", own}} {
-		if err := pools[reg.svc].RegisterStatic(reg.a, 1); err != nil {
-			t.Fatal(err)
-		}
-	}
-	dbProxy, _ := opsServiceProxy(t, "db", pools["db"], listener.BackendBytes{})
-	webProxy, _ := opsServiceProxy(t, "web", pools["web"], listener.BackendBytes{})
-	opsHold(t, dbProxy)
-	opsHold(t, dbProxy)
-	opsHold(t, webProxy)
+	shared, own, pools, dbProxy, webProxy := twoServicesHeld(t)
 	base := opsAdmin(t, &admin.API{Logger: quiet, Services: []admin.Service{
 		{Name: "db", Listen: []string{dbProxy}, Registry: pools["db"]},
 		{Name: "web", Listen: []string{webProxy}, Registry: pools["web"]},
