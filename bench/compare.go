@@ -244,18 +244,11 @@ func (cc *CompareConfig) rounds(ctx context.Context, bs Backends, peers []*peer,
 				}
 				r := Runner{Backends: bs, Target: p.target, Config: cc.Config, Round: round, Progress: cc.Progress, Restart: p.restart}
 				res, err := r.Run(ctx, sc)
+				failure := ""
 				if err != nil {
-					msg := fmt.Sprintf("round %d: %v", round, err)
-					fmt.Fprintln(cc.Out, "error: "+msg)
-					rep.Errors = append(rep.Errors, msg)
-					continue
+					failure = fmt.Sprintf("round %d: %v", round, err)
 				}
-				rep.Results = append(rep.Results, res)
-				if cc.JSON {
-					fmt.Fprintln(cc.Out, res.JSON())
-				} else {
-					fmt.Fprintln(cc.Out, res.Text())
-				}
+				rep.record(cc.Out, cc.JSON, res, failure)
 			}
 		}
 	}

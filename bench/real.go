@@ -165,19 +165,12 @@ func (rc *RealConfig) rounds(ctx context.Context, suites []*realSuite, rep *Repo
 					return err
 				}
 				res, err := runRealOnce(ctx, s, p.target)
-				if err != nil {
-					msg := fmt.Sprintf("round %d: %s through %s: %v", round, s.name, p.target.Name, err)
-					fmt.Fprintln(rc.Out, "error: "+msg)
-					rep.Errors = append(rep.Errors, msg)
-					continue
-				}
 				res.Round = round
-				rep.Results = append(rep.Results, res)
-				if rc.JSON {
-					fmt.Fprintln(rc.Out, res.JSON())
-				} else {
-					fmt.Fprintln(rc.Out, res.Text())
+				failure := ""
+				if err != nil {
+					failure = fmt.Sprintf("round %d: %s through %s: %v", round, s.name, p.target.Name, err)
 				}
+				rep.record(rc.Out, rc.JSON, res, failure)
 			}
 		}
 	}

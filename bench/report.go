@@ -27,6 +27,22 @@ type Report struct {
 	Started, Finished time.Time
 }
 
+// record keeps one run's result, or the message of its failure, and prints it to out as it
+// comes (res as JSON when asJSON).
+func (r *Report) record(out io.Writer, asJSON bool, res Result, failure string) {
+	switch {
+	case failure != "":
+		fmt.Fprintln(out, "error: "+failure)
+		r.Errors = append(r.Errors, failure)
+	case asJSON:
+		r.Results = append(r.Results, res)
+		fmt.Fprintln(out, res.JSON())
+	default:
+		r.Results = append(r.Results, res)
+		fmt.Fprintln(out, res.Text())
+	}
+}
+
 // Machine describes where a comparison ran.
 type Machine struct {
 	CPUs    int
