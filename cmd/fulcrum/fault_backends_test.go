@@ -21,10 +21,9 @@ func testFault_ResetBackend(t *testing.T) {
 	good1, good2 := startBackend(t, serveXfer), startBackend(t, serveXfer)
 	bad := startBackend(t, resetHandler)
 	b := startBalancer(t, "--backend", good1.addr(), "--backend", good2.addr(), "--backend", bad.addr())
-	base := socketCount(b.pid())
 
 	r := runClients(b.listen, 8, 25, 32<<10, 32<<10)
-	settle(t, b, base)
+	settle(t, b)
 	good1.stop() // waits for the handlers, so served is final
 	good2.stop()
 	bad.stop()
@@ -93,10 +92,9 @@ func testFault_BlackholeBackend(t *testing.T) {
 	good := startBackend(t, serveXfer)
 	hole := blackhole(t)
 	b := startBalancer(t, "--backend", good.addr(), "--backend", hole, "--connect-timeout", "250ms", "--retries", "2")
-	base := socketCount(b.pid())
 
 	r := runClients(b.listen, 6, 10, 16<<10, 16<<10)
-	settle(t, b, base)
+	settle(t, b)
 	good.stop()
 	st := status(t, b.admn)
 	t.Logf("blackhole: %d round trips ok, %d failed; dials tried on the blackhole: %d", r.ok.Load(), r.failed.Load(), st[hole].TotalConns)
@@ -117,7 +115,6 @@ func testFault_KilledMidStream(t *testing.T) {
 	healthy := startChildBackends(t, 1)
 	victim := startChildBackends(t, 1)
 	b := startBalancer(t, "--backend", healthy.addrs[0], "--backend", victim.addrs[0], "--retries", "2")
-	base := socketCount(b.pid())
 
 	const held = 20
 	clients := halfSentTransfers(t, b.listen, held)
@@ -133,7 +130,7 @@ func testFault_KilledMidStream(t *testing.T) {
 	}
 	wg.Wait()
 	after := runClients(b.listen, 4, 10, 64<<10, 64<<10)
-	settle(t, b, base)
+	settle(t, b)
 	t.Logf("killed mid-stream: %d held (%d on the victim): %d finished, %d failed; afterwards %d of 40 ok",
 		held, onVictim, r.ok.Load(), r.failed.Load(), after.ok.Load())
 	if r.failed.Load() != onVictim || r.ok.Load() != held-onVictim {
@@ -230,7 +227,6 @@ func testFault_FlappingBackend(t *testing.T) {
 	good := startBackend(t, serveXfer)
 	flap := startFlapper(t, 300*time.Millisecond, 300*time.Millisecond)
 	b := startBalancer(t, "--backend", good.addr(), "--backend", flap.addr, "--retries", "2")
-	base := socketCount(b.pid())
 
 	var r clientRun
 	var wg sync.WaitGroup
@@ -245,7 +241,7 @@ func testFault_FlappingBackend(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	settle(t, b, base)
+	settle(t, b)
 	good.stop()
 	flap.halt()
 	flap.mu.Lock()

@@ -23,7 +23,6 @@ func testFault_5000ConcurrentConnections(t *testing.T) {
 		args = append(args, "--backend", a)
 	}
 	b := startBalancer(t, args...)
-	base := socketCount(b.pid())
 
 	var r clientRun
 	var lastClose atomic.Int64
@@ -77,7 +76,7 @@ func testFault_5000ConcurrentConnections(t *testing.T) {
 	last := time.Unix(0, lastClose.Load())
 	eventually(t, 10*time.Second, "every conn_count back to 0", func() bool { return activeConns(t, b.admn) == 0 })
 	zeroAfter := time.Since(last)
-	settle(t, b, base)
+	settle(t, b)
 	t.Logf("5000 connections: all held after %v (balancer sockets %d, spread %d..%d); %d ok, %d failed; %d MiB each way in %v; counts at 0 %v after the last close",
 		held.Round(time.Millisecond), sockets, lo, hi, r.ok.Load(), r.failed.Load(), n*maxStream>>20, xferTime.Round(time.Millisecond), zeroAfter.Round(time.Millisecond))
 	if r.failed.Load() != 0 || r.ok.Load() != n {

@@ -28,7 +28,6 @@ func testFault_DescriptorStarvation(t *testing.T) {
 	if err := xferRoundTrip(b.listen, 4<<10, 4<<10); err != nil {
 		t.Fatalf("before the episode: %v", err)
 	}
-	base := socketCount(b.pid())
 
 	cpu0, err := cpuTicks(b.pid())
 	if err != nil {
@@ -63,7 +62,7 @@ func testFault_DescriptorStarvation(t *testing.T) {
 	}
 	wall := time.Since(start)
 	share := float64(cpu1-cpu0) / 100 / wall.Seconds()
-	settle(t, b, base)
+	settle(t, b)
 	t.Logf("fd starvation: 1000 attempts (%d dial errors), balancer at %d descriptors of 256; served again %v after release; CPU %.2fs over %v (%.1f%% of one core)",
 		dialErrs, peakFDs, recovered.Round(time.Millisecond), float64(cpu1-cpu0)/100, wall.Round(time.Millisecond), 100*share)
 	if share > 0.5 {
