@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -329,4 +330,41 @@ func opsRefreshes(t *testing.T, ctx context.Context) int {
 		t.Fatal(err)
 	}
 	return i
+}
+
+// registryHealth is a shared registry whose health the test sets.
+type registryHealth struct{ down atomic.Bool }
+
+func (*registryHealth) Kind() string    { return "etcd" }
+func (r *registryHealth) Healthy() bool { return !r.down.Load() }
+
+// TestStatusPageShowsRegistryHealth: with a shared registry, the summary names it, and says so
+// when it stops answering; the in-memory registry is not mentioned.
+func TestStatusPageShowsRegistryHealth(t *testing.T) {
+	ctx := opsBrowser(t)
+	p := &pool.Pool{Logger: quiet}
+	if err := p.RegisterStatic(opsEcho(t), 1); err != nil {
+		t.Fatal(err)
+	}
+	reg := &registryHealth{}
+	shared := opsAdmin(t, &admin.API{Registry: p, Logger: quiet, Shared: reg})
+	if err := chromedp.Do(ctx, chromedp.Navigate(shared+"/")); err != nil {
+		t.Fatalf("navigate to %s: %v", shared, err)
+	}
+	opsWaitPage(t, ctx, "the summary to name the etcd registry", func(p opsPage) bool {
+		return strings.Contains(p.Summary, "registry etcd") && !strings.Contains(p.Summary, "unreachable")
+	})
+	reg.down.Store(true)
+	opsWaitPage(t, ctx, "the summary to say etcd is unreachable", func(p opsPage) bool {
+		return strings.Contains(p.Summary, "registry etcd unreachable")
+	})
+
+	local := opsAdmin(t, &admin.API{Registry: p, Logger: quiet})
+	if err := chromedp.Do(ctx, chromedp.Navigate(local+"/")); err != nil {
+		t.Fatalf("navigate to %s: %v", local, err)
+	}
+	page := opsWaitPage(t, ctx, "the page to render", func(p opsPage) bool { return strings.Contains(p.Summary, "1 backend") })
+	if strings.Contains(page.Summary, "registry") {
+		t.Errorf("summary %q mentions the in-memory registry", page.Summary)
+	}
 }

@@ -76,6 +76,10 @@ function renderSummary(st) {
   if (st.listen) parts.push(`listening on ${st.listen.join(", ") || "—"}`);
   if (st.admin) parts.push(`admin ${st.admin}`);
   if (st.uptime_seconds !== undefined) parts.push(`up ${formatAge(st.uptime_seconds)}`);
+  if (st.registry && st.registry !== "memory") {
+    parts.push(st.registry_healthy ? `registry ${st.registry}`
+      : `registry ${st.registry} unreachable: routing to the last known backends`);
+  }
   if (several(st)) parts.push(`${st.services.length} services`);
   parts.push(`${st.total} backend${st.total === 1 ? "" : "s"}` + (stateText ? ` (${stateText})` : ""));
   parts.push(`${num(sum("conn_count"))} active`);
