@@ -34,6 +34,14 @@ func ParseDataPlane(s string) (DataPlane, error) {
 	return "", fmt.Errorf("data plane %q: want %s or %s", s, PlaneEpoll, PlaneGoroutine)
 }
 
+// Planes lists the data planes this system can run: goroutine everywhere, epoll on Linux.
+func Planes() []DataPlane {
+	if runtime.GOOS == "linux" {
+		return []DataPlane{PlaneGoroutine, PlaneEpoll}
+	}
+	return []DataPlane{PlaneGoroutine}
+}
+
 // DefaultDataPlane is epoll where it exists (Linux), goroutine elsewhere.
 func DefaultDataPlane() DataPlane {
 	if runtime.GOOS == "linux" {

@@ -6,8 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"runtime"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -192,24 +190,6 @@ func (px *proxy) assertNoCounts(t *testing.T) {
 
 func key(b *backend) string { return b.addr().Key() }
 
-// eachPlane runs test once on each data plane this system has, as subtests named for the
-// plane; startProxy reads the plane back with planeOf.
-func eachPlane(t *testing.T, test func(t *testing.T)) {
-	planes := []listener.DataPlane{listener.PlaneGoroutine}
-	if runtime.GOOS == "linux" {
-		planes = append(planes, listener.PlaneEpoll)
-	}
-	for _, p := range planes {
-		t.Run(string(p), test)
-	}
-}
-
-// planeOf is the plane of the eachPlane subtest t runs in (or under); goroutine outside one.
-func planeOf(t *testing.T) listener.DataPlane {
-	for _, part := range strings.Split(t.Name(), "/") {
-		if p, err := listener.ParseDataPlane(part); err == nil {
-			return p
-		}
-	}
-	return listener.PlaneGoroutine
-}
+// eachPlane and planeOf are the package's own (planes_test.go): startProxy reads the plane of
+// the eachPlane subtest back with planeOf.
+var eachPlane, planeOf = listener.EachPlane, listener.PlaneOf

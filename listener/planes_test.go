@@ -1,7 +1,6 @@
 package listener
 
 import (
-	"runtime"
 	"strings"
 	"testing"
 )
@@ -9,16 +8,9 @@ import (
 // eachPlane runs test once on each data plane this system has, as subtests named for the
 // plane; helpers that build a Server read the plane back with planeOf.
 func eachPlane(t *testing.T, test func(t *testing.T)) {
-	for _, p := range testPlanes() {
+	for _, p := range Planes() {
 		t.Run(string(p), test)
 	}
-}
-
-func testPlanes() []DataPlane {
-	if runtime.GOOS == "linux" {
-		return []DataPlane{PlaneGoroutine, PlaneEpoll}
-	}
-	return []DataPlane{PlaneGoroutine}
 }
 
 // planeOf is the plane of the eachPlane subtest t runs in (or under); goroutine outside one.
@@ -30,3 +22,6 @@ func planeOf(t *testing.T) DataPlane {
 	}
 	return PlaneGoroutine
 }
+
+// EachPlane and PlaneOf serve the external tests (package listener_test) too.
+var EachPlane, PlaneOf = eachPlane, planeOf

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"runtime"
 	"strings"
 	"testing"
 
@@ -11,11 +10,7 @@ import (
 // eachPlane runs test once on each data plane this system has, as subtests named for the
 // plane; the helpers that start serve pass the plane on with planeArgs.
 func eachPlane(t *testing.T, test func(t *testing.T)) {
-	planes := []listener.DataPlane{listener.PlaneGoroutine}
-	if runtime.GOOS == "linux" {
-		planes = append(planes, listener.PlaneEpoll)
-	}
-	for _, p := range planes {
+	for _, p := range listener.Planes() {
 		t.Run(string(p), test)
 	}
 }
