@@ -9,7 +9,6 @@ import (
 	"math"
 	"net"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -17,6 +16,8 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+
+	"github.com/fulcrumlb/fulcrum/pool"
 )
 
 // PasswordEnv is the environment variable the etcd password is read from, so that it never
@@ -97,7 +98,7 @@ func parseEndpoint(s string) (string, error) {
 	if host == "" || strings.ContainsAny(host, "/@?#%") {
 		return "", fmt.Errorf("endpoint %q: bad host", s)
 	}
-	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || port[0] == '0' {
+	if _, err := pool.ParsePort(port); err != nil {
 		return "", fmt.Errorf("endpoint %q: port %q outside 1..65535", s, port)
 	}
 	return net.JoinHostPort(host, port), nil

@@ -49,6 +49,7 @@ func TestParseURLRefuses(t *testing.T) {
 		{"port big", "etcd://127.0.0.1:65536/fulcrum", "outside 1..65535"},
 		{"port leading zero", "etcd://127.0.0.1:02379/fulcrum", "outside 1..65535"},
 		{"port name", "etcd://127.0.0.1:etcd/fulcrum", "outside 1..65535"},
+		{"port with a sign", "etcd://127.0.0.1:+2379/fulcrum", "outside 1..65535"},
 		{"empty endpoint", "etcd://127.0.0.1:2379,/fulcrum", "empty endpoint"},
 		{"no host", "etcd://:2379/fulcrum", "bad host"},
 		{"user info", "etcd://u@h:2379/fulcrum", "bad host"},

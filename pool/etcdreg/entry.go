@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"strconv"
 	"strings"
 	"time"
 
@@ -63,18 +61,16 @@ func checkService(s string) error {
 	return nil
 }
 
-// checkHostPort accepts a host without '/' and a port in 1..65535. Finer checks (canonical
-// IPs, host names) are the caller's: this one only keeps the key layout intact.
+// checkHostPort accepts a backend address that pool.ParseAddress reads and that is written
+// the one way Address.Key writes it, so that one backend has one key ("h:080" and "h:+80" are
+// not a second key for "h:80").
 func checkHostPort(s string) error {
-	host, port, err := net.SplitHostPort(s)
+	a, err := pool.ParseAddress(s)
 	if err != nil {
-		return fmt.Errorf("%w: backend %q: %w", ErrInvalid, s, err)
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	if host == "" || strings.ContainsAny(host, "/ ") {
-		return fmt.Errorf("%w: backend %q: bad host", ErrInvalid, s)
-	}
-	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		return fmt.Errorf("%w: backend %q: port outside 1..65535", ErrInvalid, s)
+	if a.Key() != s {
+		return fmt.Errorf("%w: backend %q: not written as %q", ErrInvalid, s, a.Key())
 	}
 	return nil
 }
