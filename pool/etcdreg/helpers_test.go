@@ -172,6 +172,21 @@ func beat(t testing.TB, st *Store, service, hostport string, weight int) bool {
 }
 
 // leaseOf reads the lease holding a key; 0 when the key does not exist.
+// modRevision is the revision that last wrote key; 0 when it does not exist.
+func modRevision(t testing.TB, cli *clientv3.Client, key string) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := cli.Get(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Kvs) == 0 {
+		return 0
+	}
+	return resp.Kvs[0].ModRevision
+}
+
 func leaseOf(t testing.TB, cli *clientv3.Client, key string) int64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

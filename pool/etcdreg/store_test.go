@@ -93,7 +93,11 @@ func TestDrainAtOneInstanceSeenAtAnother(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, time.Second, "drain at B", func() bool { e, _ := atB.get("web", "127.0.0.1:8080"); return e.Draining })
+	written := modRevision(t, cli, "/fulcrum/web/127.0.0.1:8080")
 	beat(t, a, "web", "127.0.0.1:8080", 0) // a heartbeat does not end draining
+	if rev := modRevision(t, cli, "/fulcrum/web/127.0.0.1:8080"); rev != written {
+		t.Fatalf("a heartbeat of weight 0 rewrote the drained key (revision %d → %d)", written, rev)
+	}
 	if e, _ := atB.get("web", "127.0.0.1:8080"); !e.Draining || e.Weight != 2 {
 		t.Fatalf("after a heartbeat B holds %+v, want draining with weight 2", e)
 	}
@@ -137,13 +141,18 @@ func TestRemoveAtOneInstanceSeenAtAnother(t *testing.T) {
 }
 
 func TestWeightChangeReachesOtherInstances(t *testing.T) {
-	_, a, b := twoStores(t, 5*time.Second)
+	c, a, b := twoStores(t, 5*time.Second)
+	cli := rawClient(t, c)
 	atB := watch(t, b)
 
 	beat(t, a, "web", "[::1]:8080", 1)
 	beat(t, b, "web", "[::1]:8080", 7)
 	waitFor(t, time.Second, "weight 7 at B", func() bool { e, _ := atB.get("web", "[::1]:8080"); return e.Weight == 7 })
+	written := modRevision(t, cli, "/fulcrum/web/[::1]:8080")
 	beat(t, a, "web", "[::1]:8080", 0)
+	if rev := modRevision(t, cli, "/fulcrum/web/[::1]:8080"); rev != written {
+		t.Fatalf("a heartbeat of weight 0 rewrote the key (revision %d → %d)", written, rev)
+	}
 	if e, _ := atB.get("web", "[::1]:8080"); e.Weight != 7 {
 		t.Fatalf("weight 0 changed the weight to %d", e.Weight)
 	}
