@@ -218,7 +218,7 @@ func testNoLiveBackendClosesClientAtOnce(t *testing.T) {
 	px := startProxy(t, &pool.Pool{})
 	c := px.dial(t)
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if n, err := c.Read(make([]byte, 1)); n != 0 || err == nil || errors.Is(err, context.DeadlineExceeded) {
+	if n, err := c.Read(make([]byte, 1)); n != 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("read = %d, %v; want the connection closed", n, err)
 	}
 	eventually(t, "rejected count", func() bool { return px.srv.Stats().Rejected.Load() == 1 })
@@ -329,7 +329,7 @@ func testShutdownClosesConnectionsAfterTimeout(t *testing.T) {
 		t.Fatalf("Shutdown = %v, want DeadlineExceeded", err)
 	}
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.ReadAll(c); err != nil && errors.Is(err, context.DeadlineExceeded) {
+	if _, err := io.ReadAll(c); err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatal("client connection still open after forced shutdown")
 	}
 	px.assertNoCounts(t)

@@ -447,7 +447,12 @@ func testIdleTimeout(t *testing.T) {
 			c := resDial(t, addr)
 			tc.client(t, c)
 			if tc.name == "client never reads" {
-				tr := <-obs.closed
+				var tr Traffic
+				select {
+				case tr = <-obs.closed:
+				case <-time.After(15 * time.Second):
+					t.Fatal("the connection of a client that never reads was not closed within 15 s")
+				}
 				if !errors.Is(tr.Err, ErrIdle) {
 					t.Fatalf("closed with %v, want ErrIdle", tr.Err)
 				}
@@ -470,15 +475,22 @@ func testIdleTimeout(t *testing.T) {
 
 func TestNoIdleTimeoutWhenOff(t *testing.T) { eachPlane(t, testNoIdleTimeoutWhenOff) }
 
+// Beside it, the same backend behind a proxy with a 100 ms idle timeout: once that one has
+// closed its idle connection, the one without a timeout, idle as long, must still echo.
 func testNoIdleTimeoutWhenOff(t *testing.T) {
-	p := resPool(t, resBackend(t, resEcho))
-	_, addr := resProxy(t, p, nil)
-	c := resDial(t, addr)
-	if !resEchoes(t, c, "a") {
+	backend := resBackend(t, resEcho)
+	_, addr := resProxy(t, resPool(t, backend), nil)
+	_, timedAddr := resProxy(t, resPool(t, backend), func(s *Server) { s.IdleTimeout = 100 * time.Millisecond })
+	c, timed := resDial(t, addr), resDial(t, timedAddr)
+	if !resEchoes(t, c, "a") || !resEchoes(t, timed, "a") {
 		t.Fatal("no echo")
 	}
 	if w := watchIdle(c, c, 0); w != nil || w.stop() {
 		t.Fatal("a zero IdleTimeout watches")
+	}
+	timed.SetReadDeadline(time.Now().Add(15 * time.Second))
+	if n, err := timed.Read(make([]byte, 1)); n != 0 || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read = %d, %v; want the idle connection closed by its 100 ms timeout", n, err)
 	}
 	if !resEchoes(t, c, "b") {
 		t.Fatal("connection closed with no idle timeout")
