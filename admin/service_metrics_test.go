@@ -71,10 +71,14 @@ func TestServiceMetricsLabels(t *testing.T) {
 	}
 
 	var f opsFamilies
-	opsEventually(t, "the dial failure and the rejection counted", func() bool {
+	// Bytes are counted when a copy step returns, which may be after the echo reached the
+	// client: wait for them too.
+	opsEventually(t, "the dial failure, the rejection and the echoed bytes counted", func() bool {
 		f = opsScrape(t, base)
 		return opsValue(f, "fulcrum_dial_failures_total", nil) == 1 &&
-			opsValue(f, "fulcrum_service_connections_rejected_total", map[string]string{"service": "empty", "reason": admin.ReasonNoBackend}) == 1
+			opsValue(f, "fulcrum_service_connections_rejected_total", map[string]string{"service": "empty", "reason": admin.ReasonNoBackend}) == 1 &&
+			opsValue(f, "fulcrum_service_bytes_in_total", svcOnly("web")) == 2 &&
+			opsValue(f, "fulcrum_service_bytes_out_total", svcOnly("db")) == 1
 	})
 	for _, c := range []struct {
 		name   string

@@ -193,6 +193,8 @@ func TestEtcdLeaderKilledNoConnectionFails(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var hbFailed, connFailed, connOK atomic.Int64
+	stopped := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	defer stopped() // a Fatal below must not leave them running past the test
 	wg.Go(func() { heartbeatLoop(bs, be.addr(), 500*time.Millisecond, stop, &hbFailed) })
 	for _, b := range bs {
 		wg.Go(func() {
@@ -217,8 +219,7 @@ func TestEtcdLeaderKilledNoConnectionFails(t *testing.T) {
 	c.Nodes[leader].Kill(t)
 	killed := time.Now()
 	eventually(t, 3*ttl, "two TTLs after the kill", func() bool { return time.Since(killed) > 2*ttl })
-	close(stop)
-	wg.Wait()
+	stopped()
 	t.Logf("leader killed: %d connections ok, %d failed; %d heartbeats failed", connOK.Load(), connFailed.Load(), hbFailed.Load())
 	for _, b := range bs {
 		if s := stateAt(t, b, be.addr()); s != "up" {
