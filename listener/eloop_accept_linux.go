@@ -110,7 +110,7 @@ func (l *loop) pauseAtCap(a *loopAccept) {
 	l.el.paused.Add(1)
 	l.updateAccepting(a)
 	ls.logLimit.Do(func() {
-		ls.log(warnLevel, "connection limit reached; accepting paused", "max_conns", ls.cfg.Limit.max)
+		ls.log(warnLevel, "connection limit reached; accepting paused", "max_conns", ls.cfg.Limit.Max())
 	})
 	if ls.hasRoom() { // a connection ended before this listener counted as paused
 		l.resumeAccepting()

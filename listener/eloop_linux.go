@@ -326,12 +326,8 @@ func (ls *loopServer) ActiveConns() int { return int(ls.active.Load()) }
 
 // reserve counts one more connection, or reports that the Server is at its cap.
 func (ls *loopServer) reserve() bool {
-	if lim := ls.cfg.Limit; lim != nil {
-		select {
-		case lim.slots <- struct{}{}:
-		default:
-			return false
-		}
+	if lim := ls.cfg.Limit; lim != nil && !lim.tryTake() {
+		return false
 	}
 	ls.active.Add(1)
 	return true
@@ -340,14 +336,14 @@ func (ls *loopServer) reserve() bool {
 // hasRoom reports whether the Server's cap would let one more connection in.
 func (ls *loopServer) hasRoom() bool {
 	lim := ls.cfg.Limit
-	return lim == nil || len(lim.slots) < lim.max
+	return lim == nil || lim.hasRoom()
 }
 
 // connEnded is called by a loop when one of this Server's connections is gone (or a reserved
 // accept failed): it frees the slot and wakes what waits for one.
 func (ls *loopServer) connEnded() {
 	if lim := ls.cfg.Limit; lim != nil {
-		<-lim.slots
+		lim.free()
 	}
 	if ls.active.Add(-1) == 0 && ls.closing.Load() {
 		select {
