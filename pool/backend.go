@@ -53,11 +53,14 @@ type Backend struct {
 	// Atomic, outside Pool.mu: the data path adds to them per chunk without taking the lock.
 	bytesIn  atomic.Uint64 // client → backend
 	bytesOut atomic.Uint64 // backend → client
+	// down mirrors health.down (written with it, under Pool.mu), so that the report of a
+	// successful dial, which changes nothing for a backend that is up, takes no lock.
+	down atomic.Bool
 
 	// Pads the struct to 384 bytes, a size class of whole cache lines: every Backend then
 	// starts a line, so its pick fields take two lines and no other backend's byte counters
 	// share them (TestBackendFillsWholeCacheLines).
-	_ [32]byte
+	_ [28]byte
 }
 
 func newBackend(a Address, weight int, static bool, now time.Time) *Backend {

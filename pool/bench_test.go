@@ -107,3 +107,32 @@ func acquireRelease(b *testing.B, p *pool.Pool, c netip.Addr) {
 		b.Fatal(err)
 	}
 }
+
+// BenchmarkConnectionPoolCost is what a proxied connection asks of the pool on both planes:
+// the pick, the report of its successful dial (passive health), and the release.
+func BenchmarkConnectionPoolCost(b *testing.B) {
+	p := benchPool(b, pool.LeastConn, 1000)
+	one := func(c netip.Addr) {
+		be, err := p.Acquire(c, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		p.ReportDial(be, nil)
+		if err := p.Release(be); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("serial", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			one(clientNo(uint32(i)))
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		var n atomic.Uint32
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				one(clientNo(n.Add(1)))
+			}
+		})
+	})
+}

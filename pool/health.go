@@ -88,6 +88,9 @@ func BackendFault(err error) bool {
 // it back, failure doubles the backoff up to 30 s. Failures of connections that were already
 // dialing when b went down do not double it again. Errors that are not b's fault change nothing.
 func (p *Pool) ReportDial(b *Backend, err error) {
+	if err == nil && !b.down.Load() {
+		return // up: a success has nothing to change (a down backend's backoff is 0 after markUp)
+	}
 	now := p.now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -159,6 +162,7 @@ func (p *Pool) markDown(b *Backend, now time.Time, passive bool, err error) {
 	h := &b.health
 	was := h.down
 	h.down, h.byChecks, h.trialing = true, !passive, false
+	b.down.Store(true)
 	if passive {
 		h.retryAt = now.Add(h.backoff)
 		p.retry.set(b)
@@ -192,6 +196,7 @@ func retryIn(passive bool, d time.Duration) any {
 func (p *Pool) markUp(b *Backend, now time.Time, why string) {
 	h := &b.health
 	h.down, h.byChecks, h.trialing, h.backoff, h.fails = false, false, false, 0, 0
+	b.down.Store(false)
 	p.retry.drop(b)
 	p.startRamp(b, now)
 	p.place(b, now)
