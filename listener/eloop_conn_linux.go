@@ -32,6 +32,9 @@ type loopConn struct {
 	deadline   time.Time // of the current state; see timerHeap
 	timerIndex int
 	lastActive time.Time // the last time a byte moved either way
+	// kern is what the kernel counted on both sockets when the idle deadline last found a
+	// direction stalled on a slow reader; nil until then (most connections never stall).
+	kern *[2]tcpCounters
 
 	cancel context.CancelFunc // ends a queued wait or a name lookup for this connection
 	token  uint32             // tells a waiter's result for the current wait from a stale one
@@ -140,11 +143,34 @@ func (l *loop) connTimeout(c *loopConn) {
 			return // a deadline of an earlier state: nothing to time now
 		}
 		if l.now.Sub(c.lastActive) >= idle {
-			l.finish(c, ErrIdle, true)
-			return
+			if !c.movedInKernel() {
+				l.finish(c, ErrIdle, true)
+				return
+			}
+			c.lastActive = l.now
 		}
 		l.timers.set(c, c.lastActive.Add(idle))
 	}
+}
+
+// movedInKernel reports whether the kernel counted bytes received or acknowledged on either
+// socket since its last look, while a direction waits to write to a slow reader. The loop
+// writes to such a reader again only once a third of the send buffer is free, which may take
+// longer than the idle timeout although the reader keeps reading; the goroutine plane's
+// idleWatch looks at the same counters. With nothing queued the loop sees every byte itself.
+// The first look compares with zero: a reader that stopped for good is closed after one
+// more timeout.
+func (c *loopConn) movedInKernel() bool {
+	if !c.up.queued() && !c.down.queued() {
+		return false
+	}
+	now := [2]tcpCounters{fdTCPCounters(c.cfd), fdTCPCounters(c.bfd)}
+	if c.kern == nil {
+		c.kern = new([2]tcpCounters)
+	}
+	moved := *c.kern != now
+	*c.kern = now
+	return moved
 }
 
 // errConnectTimeout is a dial that took longer than the connect timeout: a timeout, as a

@@ -560,3 +560,45 @@ func testSharedCapIdleServerHoldsNoSlot(t *testing.T) {
 		t.Fatalf("the waiting client was not served once a slot was free: %v", err)
 	}
 }
+
+// TestIdleTimeoutSpareSlowReader: a client that keeps reading, slowly, a backend that sends
+// more than it can take is not idle, although the balancer's writes to it stall for longer
+// than the timeout: its kernel still sees bytes acknowledged.
+func TestIdleTimeoutSpareSlowReader(t *testing.T) { eachPlane(t, testIdleTimeoutSpareSlowReader) }
+
+func testIdleTimeoutSpareSlowReader(t *testing.T) {
+	// With a 4 KiB receive buffer, reading 1 KiB every 100 ms opens the TCP window every few
+	// hundred ms: bytes move on the wire well within the timeout, none of it in the balancer.
+	const idle, pace, runFor = time.Second, 100 * time.Millisecond, 3 * time.Second
+	flood := func(c *net.TCPConn) {
+		buf := make([]byte, 64<<10)
+		for {
+			if _, err := c.Write(buf); err != nil {
+				return
+			}
+		}
+	}
+	_, addr := resProxy(t, resPool(t, resBackend(t, flood)), func(s *Server) { s.IdleTimeout = idle })
+	// The small buffer is set before connecting: shrunk after, it drops what the window
+	// already let in, and retransmission stalls the connection for real.
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	conn, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := conn.(*net.TCPConn)
+	defer c.Close()
+	buf := make([]byte, 1024)
+	got := 0
+	for end := time.Now().Add(runFor); time.Now().Before(end); {
+		c.SetReadDeadline(time.Now().Add(15 * time.Second))
+		n, err := c.Read(buf)
+		got += n
+		if err != nil {
+			t.Fatalf("a client reading 1 KiB every %v was cut after %d bytes: %v", pace, got, err)
+		}
+		time.Sleep(pace) // the slow reader's pace, not synchronisation
+	}
+}

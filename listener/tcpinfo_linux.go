@@ -18,10 +18,15 @@ func readTCPCounters(c *net.TCPConn) tcpCounters {
 		return tcpCounters{}
 	}
 	var tc tcpCounters
-	rc.Control(func(fd uintptr) {
-		if info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
-			tc = tcpCounters{received: info.Bytes_received, acked: info.Bytes_acked}
-		}
-	})
+	rc.Control(func(fd uintptr) { tc = fdTCPCounters(int(fd)) })
 	return tc
+}
+
+// fdTCPCounters reads TCP_INFO from a raw descriptor; zero when it cannot.
+func fdTCPCounters(fd int) tcpCounters {
+	info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+	if err != nil {
+		return tcpCounters{}
+	}
+	return tcpCounters{received: info.Bytes_received, acked: info.Bytes_acked}
 }
