@@ -351,7 +351,7 @@ func (ls *loopServer) connEnded() {
 		default:
 		}
 	}
-	if ls.el.paused.Load() > 0 {
+	if ls.cfg.Limit != nil && ls.el.paused.Load() > 0 { // a slot came free: a listener may resume
 		ls.el.resumeCapped()
 	}
 }
