@@ -85,7 +85,7 @@ func (l *loop) acceptFrom(a *loopAccept) {
 			l.pauseAtCap(a)
 			return
 		}
-		fd, sa, err := unix.Accept4(a.ll.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		fd, client, err := acceptConn(a.ll.fd)
 		if err != nil {
 			ls.connEnded()
 			if err == unix.EAGAIN || err == unix.EINTR || err == unix.ECONNABORTED {
@@ -99,7 +99,7 @@ func (l *loop) acceptFrom(a *loopAccept) {
 		}
 		l.acceptBackoff = 0
 		ls.stats.Accepted.Add(1)
-		l.startConn(a.ll, fd, sa)
+		l.startConn(a.ll, fd, client)
 	}
 }
 
@@ -144,16 +144,15 @@ func (l *loop) backOffAccepting(ls *loopServer, err error) {
 }
 
 // startConn takes an accepted client socket into the loop.
-func (l *loop) startConn(ll *loopListener, fd int, sa unix.Sockaddr) {
+func (l *loop) startConn(ll *loopListener, fd int, client netip.AddrPort) {
 	c := &loopConn{srv: ll.srv, cfd: fd, bfd: -1, timerIndex: -1}
 	defer l.recoverConn(c)
-	c.info = ConnInfo{Service: ll.srv.cfg.Service, Client: sockaddrAddrPort(sa), Local: ll.local, Start: l.now}
+	c.info = ConnInfo{Service: ll.srv.cfg.Service, Client: client, Local: ll.local, Start: l.now}
 	if ll.wildcard {
-		if lsa, err := unix.Getsockname(fd); err == nil {
-			c.info.Local = sockaddrAddrPort(lsa)
+		if local, err := localAddrPort(fd); err == nil {
+			c.info.Local = local
 		}
 	}
-	c.up.readable = true // bytes may come before the backend is dialed; the edge is not kept
 	l.conns.add(c)
 	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1) // as Go sets on every TCP socket
 	if err := l.register(fd, relayEvents, slot{kind: slotClient, c: c}); err != nil {
@@ -165,17 +164,6 @@ func (l *loop) startConn(ll *loopListener, fd int, sa unix.Sockaddr) {
 		return
 	}
 	l.connect(c)
-}
-
-// sockaddrAddrPort converts an accepted socket's address, IPv4-mapped IPv6 unmapped.
-func sockaddrAddrPort(sa unix.Sockaddr) netip.AddrPort {
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
-	case *unix.SockaddrInet6:
-		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr).Unmap(), uint16(a.Port))
-	}
-	return netip.AddrPort{}
 }
 
 // addrPortSockaddr converts a backend address for connect(2).

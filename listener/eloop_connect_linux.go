@@ -124,9 +124,11 @@ func (l *loop) dialAddr(c *loopConn, ap netip.AddrPort) {
 
 // connectDone reads the outcome of the connect.
 func (l *loop) connectDone(c *loopConn, ev uint32) {
-	if err := socketError(c.bfd, "connect"); err != nil {
-		l.dialFailed(c, fmt.Errorf("dial %s: %w", c.backend.DialAddress(), err))
-		return
+	if ev&(unix.EPOLLERR|unix.EPOLLHUP) != 0 { // a failed connect always raises EPOLLERR
+		if err := socketError(c.bfd, "connect"); err != nil {
+			l.dialFailed(c, fmt.Errorf("dial %s: %w", c.backend.DialAddress(), err))
+			return
+		}
 	}
 	if ev&unix.EPOLLOUT == 0 {
 		return // not yet: the edge with the outcome is still to come

@@ -135,6 +135,12 @@ func startPPServer(t *testing.T, network string, pp ProxyProtocol, obs Observer,
 	if network == "tcp6" {
 		addr = "[::1]:0"
 	}
+	return startPPServerAt(t, network, addr, pp, obs, picker)
+}
+
+// startPPServerAt is startPPServer listening at addr (a wildcard address, say).
+func startPPServerAt(t *testing.T, network, addr string, pp ProxyProtocol, obs Observer, picker pool.Picker) string {
+	t.Helper()
 	ln, err := net.Listen(network, addr)
 	if err != nil {
 		t.Skipf("listen %s: %v", addr, err)
@@ -213,6 +219,32 @@ func testProxyProtocolSend(t *testing.T) {
 				checkHeader(t, seen.header, v, c.LocalAddr().(*net.TCPAddr).AddrPort(), c.RemoteAddr().(*net.TCPAddr).AddrPort())
 			})
 		}
+	}
+}
+
+// A server listening on a wildcard address sends, as the header's destination, the address
+// each client actually connected to.
+func TestProxyProtocolSendFromWildcard(t *testing.T) { eachPlane(t, testProxyProtocolSendFromWildcard) }
+
+func testProxyProtocolSendFromWildcard(t *testing.T) {
+	for _, tc := range []struct{ network, listen, dial string }{
+		{"tcp4", "0.0.0.0:0", "127.0.0.1"},
+		{"tcp6", "[::]:0", "::1"},
+	} {
+		t.Run(tc.network, func(t *testing.T) {
+			be := startPPBackend(t, tc.network, "")
+			addr := startPPServerAt(t, tc.network, tc.listen, ProxyProtocol{Send: 2}, nil, poolOf(t, be))
+			_, port, _ := net.SplitHostPort(addr)
+			c := dialTCP(t, net.JoinHostPort(tc.dial, port))
+			if got := ppRoundTrip(t, c, nil, []byte("ping")); string(got) != "ping" {
+				t.Fatalf("echo %q, want ping", got)
+			}
+			seen := be.next(t)
+			if seen.err != nil {
+				t.Fatalf("backend read no PROXY header: %v", seen.err)
+			}
+			checkHeader(t, seen.header, 2, c.LocalAddr().(*net.TCPAddr).AddrPort(), c.RemoteAddr().(*net.TCPAddr).AddrPort())
+		})
 	}
 }
 
