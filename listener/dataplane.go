@@ -51,7 +51,8 @@ func DefaultDataPlane() DataPlane {
 }
 
 // DefaultLoops is the number of event loops when none is set: one per P but one, which stays
-// free for the admin API, health checks and signals (a loop in epoll_wait holds its P).
+// free for the admin API, health checks and signals. A loop blocked in epoll_wait gives its P
+// up, but a waking loop needs one at once: with a P spare it does not wait for it.
 func DefaultLoops() int { return max(runtime.GOMAXPROCS(0)-1, 1) }
 
 // loopPlane is the seam between one Server and the event loops that run its connections

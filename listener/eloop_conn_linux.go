@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"runtime/debug"
 	"time"
 
@@ -175,13 +176,7 @@ func (c *loopConn) movedInKernel() bool {
 
 // errConnectTimeout is a dial that took longer than the connect timeout: a timeout, as a
 // net.Error, like the goroutine plane's.
-var errConnectTimeout = &net.OpError{Op: "dial", Net: "tcp", Err: timeoutError{}}
-
-type timeoutError struct{}
-
-func (timeoutError) Error() string   { return "i/o timeout" }
-func (timeoutError) Timeout() bool   { return true }
-func (timeoutError) Temporary() bool { return true }
+var errConnectTimeout = &net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}
 
 // recoverConn keeps a bug in one connection from stopping the loop: it logs the panic and
 // resets the connection, which gives its backend count back.

@@ -30,8 +30,7 @@ import (
 // (observer calls and log lines, which may block) and short-lived waiters for a queued backend
 // slot or a backend's name, each posting its result back to its loop.
 type EventLoops struct {
-	n        int
-	maxPipes int
+	n int
 
 	mu      sync.Mutex // guards loops, notes, started and stopped
 	loops   []*loop
@@ -49,11 +48,8 @@ func NewEventLoops(n int) *EventLoops {
 	if n <= 0 {
 		n = DefaultLoops()
 	}
-	return &EventLoops{n: n, maxPipes: 32}
+	return &EventLoops{n: n}
 }
-
-// Len is the number of event loops.
-func (el *EventLoops) Len() int { return el.n }
 
 // start creates the loops and the notifier. Called with el.mu held.
 func (el *EventLoops) start() error {
@@ -342,8 +338,8 @@ func (ls *loopServer) hasRoom() bool {
 // connEnded is called by a loop when one of this Server's connections is gone (or a reserved
 // accept failed): it frees the slot and wakes what waits for one.
 func (ls *loopServer) connEnded() {
-	if lim := ls.cfg.Limit; lim != nil {
-		lim.free()
+	if lim := ls.cfg.Limit; lim != nil && !lim.free() {
+		ls.stats.ReleaseBugs.Add(1)
 	}
 	if ls.active.Add(-1) == 0 && ls.closing.Load() {
 		select {

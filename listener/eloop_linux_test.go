@@ -161,7 +161,9 @@ func TestLoopsDescriptorsBackToStart(t *testing.T) {
 	// Panic.
 	c = dial()
 	c.Write([]byte(strings.Repeat("p", panicSize)))
-	resWaitClosed(t, c)
+	if got := resWaitClosed(t, c); len(got) != 0 { // the meter panics before the bytes go on
+		t.Fatalf("the panicking connection echoed %q: the panic path did not run", got)
+	}
 	c.Close()
 	// Idle timeout.
 	c = dial()
@@ -174,6 +176,9 @@ func TestLoopsDescriptorsBackToStart(t *testing.T) {
 	c = dial()
 	resWaitClosed(t, c)
 	c.Close()
+	if e.stats.DialErrors.Load() == 0 {
+		t.Fatal("no failed dial counted: the failed-dial path did not run")
+	}
 	// CloseBackend, then Shutdown's reset of a held connection.
 	deregister(t, p, dead)
 	addBackend(t, p, hold)
@@ -351,7 +356,7 @@ func residentBytes(t *testing.T) int {
 // and Shutdown reach only that Server's connections, and a shared cap counts them all.
 func TestSharedLoopsServeSeveralServers(t *testing.T) {
 	loops := NewEventLoops(2)
-	defer loops.Stop()
+	t.Cleanup(loops.Stop) // first registered, so it runs after every Server's Shutdown, as Stop wants
 	limit := NewConnLimit(3)
 	serve := func(name string, backend string) (*Server, string) {
 		s := &Server{Picker: resPool(t, backend), Service: name, Logger: quiet, DataPlane: PlaneEpoll, Loops: loops, Limit: limit}
@@ -360,7 +365,11 @@ func TestSharedLoopsServeSeveralServers(t *testing.T) {
 			t.Fatal(err)
 		}
 		go s.Serve(ln)
-		t.Cleanup(func() { s.Shutdown(context.Background()) })
+		t.Cleanup(func() { // teardown: reset what is still open (held by the backends)
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			s.Shutdown(ctx)
+		})
 		return s, ln.Addr().String()
 	}
 	tag := func(tag string) func(c *net.TCPConn) {

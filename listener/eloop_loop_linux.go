@@ -81,7 +81,6 @@ func newLoop(el *EventLoops, id int) (*loop, error) {
 		return nil, fmt.Errorf("listener: eventfd: %w", err)
 	}
 	l := &loop{el: el, id: id, epfd: epfd, wake: wake, events: make([]unix.EpollEvent, eventsPerWait), buf: make([]byte, smallRead)}
-	l.pipes.max = el.maxPipes
 	if err := l.register(wake, unix.EPOLLIN, slot{kind: slotWake}); err != nil {
 		l.closeFDs()
 		return nil, err

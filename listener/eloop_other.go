@@ -8,13 +8,10 @@ import (
 )
 
 // EventLoops stands for the epoll data plane, which needs Linux; here it serves nothing.
-type EventLoops struct{ n int }
+type EventLoops struct{}
 
 // NewEventLoops returns a stand-in whose Servers fail to serve.
-func NewEventLoops(n int) *EventLoops { return &EventLoops{n: max(n, 1)} }
-
-// Len is the number of event loops asked for.
-func (el *EventLoops) Len() int { return el.n }
+func NewEventLoops(int) *EventLoops { return &EventLoops{} }
 
 // Stop does nothing.
 func (el *EventLoops) Stop() {}

@@ -11,6 +11,9 @@ const pipeSize = 1 << 20
 // idlePipes is how many empty pipes a loop keeps for the next bulk transfer.
 const idlePipes = 8
 
+// maxPipes is how many pipes a loop may have at once, in use or idle.
+const maxPipes = 32
+
 // pipe is a kernel pipe used to splice one direction of one connection. A direction holds it
 // only while bytes sit in it.
 type pipe struct {
@@ -18,12 +21,11 @@ type pipe struct {
 	size int // capacity: pipeSize, or the default when growing it was refused
 }
 
-// pipePool hands out a loop's pipes. It creates at most max; a direction that finds none
+// pipePool hands out a loop's pipes. It creates at most maxPipes; a direction that finds none
 // copies through the loop's buffer, so memory stays bounded whatever the load.
 type pipePool struct {
 	free    []*pipe
 	created int
-	max     int
 }
 
 // take returns an empty pipe, or nil when the pool is exhausted or a pipe cannot be made.
@@ -33,7 +35,7 @@ func (pp *pipePool) take() *pipe {
 		pp.free = pp.free[:n-1]
 		return p
 	}
-	if pp.created >= pp.max {
+	if pp.created >= maxPipes {
 		return nil
 	}
 	var fds [2]int

@@ -38,8 +38,16 @@ func (l *ConnLimit) take(done <-chan struct{}) bool {
 	}
 }
 
-// free gives a slot back.
-func (l *ConnLimit) free() { <-l.slots }
+// free gives a slot back. It never blocks (an event loop calls it): it reports false when no
+// slot was taken, which only a counting bug can cause.
+func (l *ConnLimit) free() bool {
+	select {
+	case <-l.slots:
+		return true
+	default:
+		return false
+	}
+}
 
 // hasRoom reports whether a slot is free now.
 func (l *ConnLimit) hasRoom() bool { return len(l.slots) < cap(l.slots) }
@@ -62,7 +70,7 @@ func (s *Server) takeSlot() bool {
 
 // freeSlot gives back the slot of a connection that has ended or was never served.
 func (s *Server) freeSlot() {
-	if s.limit != nil {
-		s.limit.free()
+	if s.limit != nil && !s.limit.free() {
+		s.stats.ReleaseBugs.Add(1)
 	}
 }

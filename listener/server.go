@@ -96,7 +96,7 @@ type Stats struct {
 	Rejected    atomic.Uint64 // closed at once: no live backend
 	Failed      atomic.Uint64 // closed: every dial failed
 	DialErrors  atomic.Uint64 // failed dials, retries included
-	ReleaseBugs atomic.Uint64 // releases the pool refused; always 0 unless counting is broken
+	ReleaseBugs atomic.Uint64 // releases the pool or the cap refused; always 0 unless counting is broken
 	AcceptErrs  atomic.Uint64 // failed accepts (each followed by a backoff pause)
 	QueueDrops  atomic.Uint64 // closed after waiting QueueTimeout with every backend full
 }
