@@ -2,7 +2,9 @@ package listener
 
 import (
 	"errors"
+	"fmt"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,6 +67,9 @@ func (s Splice) Join(client, backend *net.TCPConn, m Meter) Traffic {
 	idled := idle.stop()
 	client.Close()
 	backend.Close()
+	if down.panicked != nil {
+		panic(down.panicked) // for the connection's goroutine, which recovers, logs and releases
+	}
 	t := Traffic{Up: up.n, Down: down.n, Err: firstCause(up.err, down.err)}
 	if idled {
 		t.Err = ErrIdle
@@ -73,16 +78,25 @@ func (s Splice) Join(client, backend *net.TCPConn, m Meter) Traffic {
 }
 
 // spliceBackendToClient is the second direction's goroutine, named so stack dumps say what it
-// is. It ends when the backend sends FIN or either socket fails or is closed.
+// is. It ends when the backend sends FIN or either socket fails or is closed. A panic in it
+// (a Meter's, say) would end the process: it resets both sockets instead, which ends the
+// other direction, and Join raises it again on the connection's own goroutine.
 func (s Splice) spliceBackendToClient(client, backend *net.TCPConn, m Meter, ended *atomic.Int32, out *half, wg *sync.WaitGroup) {
 	defer wg.Done()
+	defer func() {
+		if v := recover(); v != nil {
+			abort(client, backend)
+			out.panicked = fmt.Sprintf("%v (copying backend to client)\n%s", v, debug.Stack())
+		}
+	}()
 	*out = s.copy(client, backend, m, false, ended)
 }
 
 // half is the outcome of one direction.
 type half struct {
-	n   int64
-	err error
+	n        int64
+	err      error
+	panicked any // what the direction's goroutine recovered from, with its stack
 }
 
 func (s Splice) copy(dst, src *net.TCPConn, m Meter, up bool, ended *atomic.Int32) half {
@@ -93,7 +107,7 @@ func (s Splice) copy(dst, src *net.TCPConn, m Meter, up bool, ended *atomic.Int3
 	p, err := newPump(dst, src)
 	if err != nil {
 		abort(dst, src)
-		return half{0, err}
+		return half{n: 0, err: err}
 	}
 	var total int64
 	for {
@@ -104,19 +118,19 @@ func (s Splice) copy(dst, src *net.TCPConn, m Meter, up bool, ended *atomic.Int3
 		}
 		if err != nil {
 			abort(dst, src)
-			return half{total, err}
+			return half{n: total, err: err}
 		}
 		if eof {
 			if ended.Add(1) == 2 {
 				// The other direction is over too: Join's close sends this FIN, and a
 				// shutdown first would only cost a syscall.
-				return half{total, nil}
+				return half{n: total, err: nil}
 			}
 			if err := dst.CloseWrite(); err != nil && !errors.Is(err, net.ErrClosed) {
 				abort(dst, src)
-				return half{total, err}
+				return half{n: total, err: err}
 			}
-			return half{total, nil}
+			return half{n: total, err: nil}
 		}
 	}
 }
