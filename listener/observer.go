@@ -52,7 +52,7 @@ func (os Observers) DialFailed(b *pool.Backend, err error) {
 
 // Opened implements Observer; the Meter it returns feeds every observer's meter.
 func (os Observers) Opened(c *ConnInfo) Meter {
-	var ms meters
+	ms := make(meters, 0, len(os)) // one allocation, not one per append
 	for _, o := range os {
 		if m := o.Opened(c); m != nil {
 			ms = append(ms, m)
