@@ -224,6 +224,10 @@ func run(ctx context.Context, cfg *config) error {
 	case <-ctx.Done():
 	case <-cfg.handover.exit(): // a successor took over
 	case err := <-errc:
+		// One listener failed: the others, and the admin API, still run. Stop them as on a
+		// signal (their connections drain), so that the shared event loops stop only after
+		// every server, then report the failure.
+		drain(services, adminSrv.server(), cfg)
 		return fmt.Errorf("server stopped: %w", err)
 	}
 	return drain(services, adminSrv.server(), cfg)
