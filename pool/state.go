@@ -126,6 +126,13 @@ func (p *Pool) Import(recs []Record) (int, error) {
 	return added, nil
 }
 
+// CheckRecords validates records as Import does, changing nothing: a caller restoring several
+// pools checks them all before it fills any.
+func CheckRecords(recs []Record) error {
+	_, err := checkRecords(recs)
+	return err
+}
+
 // checkRecords validates every record and returns their canonical addresses.
 func checkRecords(recs []Record) ([]Address, error) {
 	addrs := make([]Address, len(recs))

@@ -204,6 +204,12 @@ func TestStateCarriesServices(t *testing.T) {
 	if _, err := decodeState([]byte(`{"version":1,"backends":[],"services":{"Bad Name":[]}}`)); err == nil {
 		t.Fatal("a malformed service name in a state document was accepted")
 	}
+	// One bad record in one service refuses the document before any service is filled.
+	bad := []byte(`{"version":1,"backends":[{"host":"10.0.0.9","port":80,"weight":1}],"services":{"db":[{"host":"10.0.0.8","port":0,"weight":1}]}}`)
+	fresh := mk(pool.DefaultService, "db")
+	if n, err := importState(fresh, bad, quiet); err == nil || n != 0 || fresh[0].pool.Len() != 0 {
+		t.Fatalf("a document with a bad record in db: imported %d (default holds %d), %v; want none and an error", n, fresh[0].pool.Len(), err)
+	}
 }
 
 // svcStatus is /upstream/status as the service tests read it.

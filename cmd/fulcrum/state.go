@@ -59,7 +59,9 @@ func encodeState(services []*service) ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
-// decodeState returns the records of every service in a state document, by service name.
+// decodeState returns the records of every service in a state document, by service name,
+// once every record of every service is valid: a bad one refuses the whole document, so a
+// restore never fills some services and not others.
 func decodeState(data []byte) (map[string][]pool.Record, error) {
 	var doc stateDoc
 	if err := json.Unmarshal(data, &doc); err != nil {
@@ -74,6 +76,11 @@ func decodeState(data []byte) (map[string][]pool.Record, error) {
 			return nil, fmt.Errorf("decode state: service %q: not a service name", name)
 		}
 		out[name] = recs
+	}
+	for name, recs := range out {
+		if err := pool.CheckRecords(recs); err != nil {
+			return nil, fmt.Errorf("decode state: service %s: %w", name, err)
+		}
 	}
 	return out, nil
 }
