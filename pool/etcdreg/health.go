@@ -28,6 +28,14 @@ type health struct {
 	mu      sync.Mutex
 	up      bool
 	changed chan struct{} // closed, and replaced, at every transition
+	closed  bool          // the Store is closing: what its calls fail with is not etcd's state
+}
+
+// close stops recording: calls cut short by the Store's own Close must not log a loss.
+func (h *health) close() {
+	h.mu.Lock()
+	h.closed = true
+	h.mu.Unlock()
 }
 
 func newHealth(logger *slog.Logger) *health {
@@ -50,7 +58,7 @@ func (h *health) report(err error) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.up == up {
+	if h.up == up || h.closed {
 		return
 	}
 	h.up = up

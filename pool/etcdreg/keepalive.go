@@ -10,6 +10,7 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
 )
 
 // errStreamEnded is what a renewal waiting on a keep-alive stream gets when the stream ends.
@@ -103,7 +104,9 @@ func (k *keepAlive) stream(ctx context.Context) (*kaStream, error) {
 func (k *keepAlive) open(ctx context.Context) (*kaStream, error) {
 	sctx, cancel := context.WithCancel(clientv3.WithRequireLeader(k.base))
 	stop := context.AfterFunc(ctx, cancel)
-	stream, err := k.leases.LeaseKeepAlive(sctx)
+	// WaitForReady, as clientv3 passes on every call: while the connection is reconnecting
+	// the open waits (up to ctx) instead of failing at once.
+	stream, err := k.leases.LeaseKeepAlive(sctx, grpc.WaitForReady(true))
 	if !stop() {
 		err = errors.Join(err, ctx.Err())
 	}

@@ -3,6 +3,9 @@ package etcdreg
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,5 +73,23 @@ func TestRenewalDoesNotWaitOnAnothersOpen(t *testing.T) {
 	k.close()
 	if _, err := k.stream(context.Background()); err == nil {
 		t.Error("a stream opened after close")
+	}
+}
+
+// A call cut short by the Store's own Close fails as etcd being away would; it must neither
+// turn the registry unhealthy nor log a loss.
+func TestHealthIgnoresFailuresAfterClose(t *testing.T) {
+	var logged strings.Builder
+	h := newHealth(slog.New(slog.NewTextHandler(&logged, nil)))
+	h.report(fmt.Errorf("%w: renew: %w", ErrUnavailable, context.DeadlineExceeded))
+	if up, _ := h.healthy(); up || !strings.Contains(logged.String(), "etcd registry lost") {
+		t.Fatalf("before close: healthy=%v, log %q; want unhealthy and the loss logged", up, logged.String())
+	}
+	h.report(nil)
+	logged.Reset()
+	h.close()
+	h.report(fmt.Errorf("%w: renew: %w", ErrUnavailable, context.Canceled))
+	if up, _ := h.healthy(); !up || logged.Len() != 0 {
+		t.Fatalf("after close: healthy=%v, log %q; want healthy and nothing logged", up, logged.String())
 	}
 }

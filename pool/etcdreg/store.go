@@ -74,6 +74,7 @@ func Open(cfg Config) (*Store, error) {
 func (s *Store) Close() error {
 	var err error
 	s.once.Do(func() {
+		s.health.close()
 		s.cancel()
 		<-s.done
 		s.keep.close()
