@@ -162,8 +162,10 @@ func (p *Pool) register(a Address, weight int, static bool) (bool, error) {
 		kind = p.refresh(b, weight, now)
 		return false, nil
 	}
-	if !static && p.MaxBackends > 0 && len(p.backends) >= p.MaxBackends {
-		return false, fmt.Errorf("%w: %d backends", ErrRegistryFull, len(p.backends))
+	if !static {
+		if err := p.roomFor(); err != nil {
+			return false, err
+		}
 	}
 	b := newBackend(a, max(weight, 1), static, now)
 	p.backends[b.key] = b
@@ -174,6 +176,26 @@ func (p *Pool) register(a Address, weight int, static bool) (bool, error) {
 	p.logger().Info("backend added", "backend", b.key, "weight", b.weight, "static", static)
 	kind = ChangeMembership
 	return true, nil
+}
+
+// CheckRoom reports whether Register would take the backend with this key: it is known, or
+// the pool is below MaxBackends. A registry in front of the pool (a shared one) asks first, so
+// it writes nothing for a backend the pool would refuse.
+func (p *Pool) CheckRoom(key string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.backends[key] != nil {
+		return nil
+	}
+	return p.roomFor()
+}
+
+// roomFor is ErrRegistryFull when the pool holds MaxBackends. Called with p.mu held.
+func (p *Pool) roomFor() error {
+	if p.MaxBackends > 0 && len(p.backends) >= p.MaxBackends {
+		return fmt.Errorf("%w: %d backends", ErrRegistryFull, len(p.backends))
+	}
+	return nil
 }
 
 // Heartbeat implements Registry.

@@ -2,9 +2,7 @@ package etcdreg
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 
 	"github.com/fulcrumlb/fulcrum/pool"
@@ -52,7 +50,7 @@ func apply(p *pool.Pool, e Entry) error {
 	if err != nil {
 		return err
 	}
-	if ip, err := netip.ParseAddr(e.Address); err == nil && !a.IP.IsValid() {
+	if ip, err := netip.ParseAddr(e.Address); err == nil {
 		a.IP = ip
 	}
 	if _, err := p.Register(a, e.Weight); err != nil {
@@ -97,7 +95,7 @@ func (m *Mirror) Resync(all []Entry) {
 	}
 	for name, p := range m.Pools {
 		for _, r := range p.Export() {
-			key := net.JoinHostPort(r.Host, fmt.Sprint(r.Port))
+			key := pool.Address{Host: r.Host, Port: r.Port}.Key()
 			if !r.Static && !r.Removed && !keep[name][key] {
 				m.Delete(name, key)
 			}

@@ -37,8 +37,8 @@ func (r *Shared) Register(a pool.Address, weight int) (bool, error) {
 	if err := pool.CheckWeight(weight); err != nil {
 		return false, err
 	}
-	if _, known := r.local.Lookup(a.Key()); !known && r.local.MaxBackends > 0 && r.local.Len() >= r.local.MaxBackends {
-		return false, fmt.Errorf("%w: %d backends", pool.ErrRegistryFull, r.local.Len())
+	if err := r.local.CheckRoom(a.Key()); err != nil {
+		return false, err
 	}
 	created, err := r.store.Register(context.Background(), r.service, a.Key(), checkedIP(a), weight)
 	if err != nil {
