@@ -20,6 +20,7 @@ for round in $(seq "$rounds"); do
     "$bin" serve --listen 127.0.0.1:21000 --admin 127.0.0.1:21010 --log-level error \
       --health-interval 0 "${serve_args[@]}" "$@" &
     pid=$!
+    trap 'kill "$pid" 2>/dev/null' EXIT # a failed run must not leave it holding the ports
     # Until its admin port listens, at most 5 s. Not the proxy port: a connection there would
     # be proxied to a backend not yet started and mark it down.
     for _ in $(seq 100); do
@@ -27,7 +28,8 @@ for round in $(seq "$rounds"); do
       sleep 0.05
     done
     "$old" bench --target 127.0.0.1:21000 --target-pid "$pid" "${bench_args[@]}" \
-      --scenario "$scenario" --duration 3s 2>&1 | grep "^$scenario " | sed "s|^|$(basename "$bin") round=$round |"
+      --scenario "$scenario" --duration 3s 2>&1 | grep "^$scenario " | sed "s|^|$(basename "$bin") round=$round |" ||
+      echo "$(basename "$bin") round=$round: no $scenario result" >&2
     kill "$pid"
     wait "$pid" 2>/dev/null || true
   done

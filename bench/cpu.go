@@ -72,17 +72,10 @@ func processCPU(pid int) (time.Duration, error) {
 // waited for (PostgreSQL's per-session processes), whose time the kernel adds to their
 // parent's cutime and cstime.
 func treeCPU(pid int) (time.Duration, error) {
-	st, err := readStat(pid)
-	if err != nil {
-		return 0, err
-	}
-	total := ticks(st.own + st.reaped)
-	for _, c := range children(pid) {
-		if d, err := treeCPU(c); err == nil {
-			total += d
-		}
-	}
-	return total, nil
+	return sumTree(pid, func(pid int) (time.Duration, error) {
+		st, err := readStat(pid)
+		return ticks(st.own + st.reaped), err
+	})
 }
 
 // cpuWindow measures the CPU a balancer, the backends and this process spend over one

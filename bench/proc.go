@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // RaiseFileLimit lifts this process's soft RLIMIT_NOFILE to its hard limit and returns the
@@ -51,14 +52,17 @@ func fileLimit(pid int) (int, error) {
 
 // treeRSS is the resident memory, in bytes, of pid and all its descendants (nginx's workers,
 // for instance). Shared pages count once per process, which cancels out in a growth figure.
-func treeRSS(pid int) (int64, error) {
-	total, err := vmRSS(pid)
+func treeRSS(pid int) (int64, error) { return sumTree(pid, vmRSS) }
+
+// sumTree adds read's figure for pid and all its descendants. pid's own must be read; a
+// descendant that ended meanwhile counts nothing.
+func sumTree[T int | int64 | time.Duration](pid int, read func(int) (T, error)) (T, error) {
+	total, err := read(pid)
 	if err != nil {
 		return 0, err
 	}
 	for _, c := range children(pid) {
-		n, err := treeRSS(c)
-		if err == nil {
+		if n, err := sumTree(c, read); err == nil {
 			total += n
 		}
 	}
@@ -117,16 +121,12 @@ func freePort() (int, error) {
 }
 
 // treeFDs counts the open descriptors of pid and its descendants.
-func treeFDs(pid int) (int, error) {
+func treeFDs(pid int) (int, error) { return sumTree(pid, fdCount) }
+
+func fdCount(pid int) (int, error) {
 	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	if err != nil {
 		return 0, fmt.Errorf("bench: count descriptors: %w", err)
 	}
-	total := len(fds)
-	for _, c := range children(pid) {
-		if n, err := treeFDs(c); err == nil {
-			total += n
-		}
-	}
-	return total, nil
+	return len(fds), nil
 }

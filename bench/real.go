@@ -45,11 +45,6 @@ type RealConfig struct {
 }
 
 func (rc *RealConfig) defaults() {
-	def := func(v *int, d int) {
-		if *v <= 0 {
-			*v = d
-		}
-	}
 	if len(rc.Suites) == 0 {
 		rc.Suites = RealSuites
 	}
@@ -57,15 +52,13 @@ func (rc *RealConfig) defaults() {
 		rc.Peers = withPlanes(rc.Exe, []string{Fulcrum, HAProxy})
 	}
 	rc.Rounds = max(rc.Rounds, 3)
-	if rc.Duration <= 0 {
-		rc.Duration = 3 * time.Second
-	}
-	def(&rc.HTTPConns, 32)
-	def(&rc.RedisConns, 32)
-	def(&rc.RedisPipeline, 16)
-	def(&rc.RedisRequests, 1_000_000)
-	def(&rc.PgClients, 16)
-	def(&rc.Threads, 1)
+	rc.Duration = positiveOr(rc.Duration, 3*time.Second)
+	rc.HTTPConns = positiveOr(rc.HTTPConns, 32)
+	rc.RedisConns = positiveOr(rc.RedisConns, 32)
+	rc.RedisPipeline = positiveOr(rc.RedisPipeline, 16)
+	rc.RedisRequests = positiveOr(rc.RedisRequests, 1_000_000)
+	rc.PgClients = positiveOr(rc.PgClients, 16)
+	rc.Threads = positiveOr(rc.Threads, 1)
 	if rc.Out == nil {
 		rc.Out = io.Discard
 	}

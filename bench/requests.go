@@ -73,7 +73,7 @@ func (r *Runner) lightRun(ctx context.Context, label string, kind clientKind, co
 		return Result{}, err
 	}
 	use.addTo(res.Metrics, perOp, res.Metrics[count], "")
-	r.noteNoCPU(&res)
+	r.noteNoCPU(&res, "cpu_pct")
 	return res, nil
 }
 
@@ -90,9 +90,10 @@ func (r *Runner) startCPU() cpuWindow {
 	return startCPU(pid, backends...)
 }
 
-// noteNoCPU says why a balancer's result has no CPU figure.
-func (r *Runner) noteNoCPU(res *Result) {
-	if _, ok := res.Metrics["cpu_pct"]; !ok && !r.Target.Direct {
+// noteNoCPU says why a balancer's result has no CPU figure: key, a CPU metric it would
+// carry, is missing.
+func (r *Runner) noteNoCPU(res *Result, key string) {
+	if _, ok := res.Metrics[key]; !ok && !r.Target.Direct {
 		res.Notes = append(res.Notes, "no balancer process known: no CPU figure")
 	}
 }

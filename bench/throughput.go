@@ -45,9 +45,7 @@ func (r *Runner) throughput(ctx context.Context) (Result, error) {
 	}}
 	upCPU.addTo(res.Metrics, "cpu_us_per_mb_up", float64(up)/1e6, "_up")
 	downCPU.addTo(res.Metrics, "cpu_us_per_mb_down", float64(down)/1e6, "_down")
-	if _, ok := res.Metrics["cpu_pct_up"]; !ok && !r.Target.Direct {
-		res.Notes = append(res.Notes, "no balancer process known: no CPU figure")
-	}
+	r.noteNoCPU(&res, "cpu_pct_up")
 	if up != sunk || down != sourced {
 		res.Notes = append(res.Notes, fmt.Sprintf("byte counts differ: sent %d, sinks counted %d; received %d, sources wrote %d", up, sunk, down, sourced))
 	}
