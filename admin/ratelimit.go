@@ -66,12 +66,6 @@ func (l *limiter) take(ip netip.Addr) (refund func(), ok bool) {
 	return r.Cancel, true
 }
 
-// allow takes one token from the client's bucket and reports whether there was one.
-func (l *limiter) allow(ip netip.Addr) bool {
-	_, ok := l.take(ip)
-	return ok
-}
-
 // bucket returns the client's bucket, making it (and forgetting the least recently used one
 // beyond maxBuckets) if need be.
 func (l *limiter) bucket(key netip.Prefix) *rate.Limiter {

@@ -139,17 +139,18 @@ func TestHeartbeatFreeAfterPause(t *testing.T) {
 
 func TestLimiterBounded(t *testing.T) {
 	l := newLimiter(slow, 1, 100)
+	allow := func(ip netip.Addr) bool { _, ok := l.take(ip); return ok }
 	for i := range 1000 {
-		l.allow(netip.AddrFrom4([4]byte{198, 51, byte(i >> 8), byte(i)}))
+		allow(netip.AddrFrom4([4]byte{198, 51, byte(i >> 8), byte(i)}))
 	}
 	if n := l.size(); n != 100 {
 		t.Errorf("%d buckets, want 100", n)
 	}
 	// The most recent client is still remembered (and limited); the oldest was forgotten.
-	if l.allow(netip.AddrFrom4([4]byte{198, 51, 3, 231})) {
+	if allow(netip.AddrFrom4([4]byte{198, 51, 3, 231})) {
 		t.Errorf("recent client not limited")
 	}
-	if !l.allow(netip.AddrFrom4([4]byte{198, 51, 0, 0})) {
+	if !allow(netip.AddrFrom4([4]byte{198, 51, 0, 0})) {
 		t.Errorf("forgotten client still limited")
 	}
 }

@@ -200,7 +200,6 @@ func newServer(cfg *config, sc serviceConfig, p *pool.Pool, obs listener.Observe
 // address: the loop check needs it and every service's listen address, and the status page
 // shows them. reg is the etcd registry, nil for the in-memory one.
 func newAPI(cfg *config, services []*service, m *admin.Metrics, sh shared, adminAddr net.Addr, reg *sharedRegistry) *admin.API {
-	def := services[0]
 	var listen []string
 	self := addrPorts(adminAddr)
 	for _, s := range services {
@@ -209,8 +208,7 @@ func newAPI(cfg *config, services []*service, m *admin.Metrics, sh shared, admin
 			self = append(self, addrPorts(ln.Addr())...)
 		}
 	}
-	return &admin.API{
-		Registry:       reg.registry(def),
+	return &admin.API{ // Services, so no Registry or CloseBackend of its own
 		Services:       adminServices(services, reg),
 		Shared:         reg.health(),
 		TrustedProxies: cfg.trusted,
@@ -223,8 +221,7 @@ func newAPI(cfg *config, services []*service, m *admin.Metrics, sh shared, admin
 			Burst:         cfg.sec.burst,
 			Self:          self, // for the loop check
 		},
-		CloseBackend: def.closeBackend,
-		Metrics:      m,
+		Metrics: m,
 		Overview: &admin.Overview{
 			Listen:    listen,
 			Admin:     adminAddr.String(),
