@@ -20,8 +20,7 @@ type conn struct {
 	client  *net.TCPConn
 	picked  atomic.Pointer[pool.Backend] // the backend being dialed or served; nil before the pick
 	backend atomic.Pointer[net.TCPConn]  // the dialed socket; nil until a dial succeeds
-	info    ConnInfo                     // owned by serve's goroutine
-	counted bool                         // info.Backend's count is held: serve's goroutine only
+	info    ConnInfo                     // owned by serve's goroutine; info.Backend's count is held while set
 }
 
 // serve is the connection's whole life, top to bottom: the inbound PROXY header (when the
@@ -57,14 +56,14 @@ func (c *conn) end() {
 			b.Close()
 		}
 	}
-	if c.counted {
+	if c.info.Backend != nil {
 		c.srv.release(c.info.Backend)
 	}
 	c.srv.untrack(c)
 }
 
 // connect picks a backend and dials it, trying up to Retries other backends when a dial fails.
-// On success the backend's count is held (c.counted) until end; on failure nothing is held.
+// On success the backend's count is held (c.info.Backend) until end; on failure nothing is held.
 func (c *conn) connect() error {
 	s := c.srv
 	client := c.info.Client.Addr()
@@ -80,7 +79,7 @@ func (c *conn) connect() error {
 		s.Picker.ReportDial(b, err)
 		if err == nil {
 			c.backend.Store(bc)
-			c.info.Backend, c.counted = b, true
+			c.info.Backend = b
 			return nil
 		}
 		s.release(b)
@@ -106,7 +105,7 @@ func (c *conn) proxy(rest []byte) {
 	if s.ProxyProtocol.Send != 0 || len(rest) > 0 {
 		t = s.joinWithPrefix(c.client, backend, &c.info, rest, m) // proxyproto.go
 	} else {
-		t = s.dataPath().Join(c.client, backend, m)
+		t = s.path.Join(c.client, backend, m)
 	}
 	if s.Observer != nil {
 		s.Observer.Closed(&c.info, t)

@@ -192,7 +192,7 @@ func (s *Server) joinWithPrefix(client, backend *net.TCPConn, info *ConnInfo, re
 	if m != nil && len(rest) > 0 {
 		m.Moved(true, int64(len(rest)))
 	}
-	t := s.dataPath().Join(client, backend, m)
+	t := s.path.Join(client, backend, m)
 	t.Up += int64(len(rest))
 	return t
 }

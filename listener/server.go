@@ -82,7 +82,8 @@ type Server struct {
 	eloops    loopPlane // this Server on the event loops, when DataPlane is PlaneEpoll
 	eloopsErr error     // why it could not be made
 
-	stats          *Stats // Totals, or the Server's own
+	stats          *Stats   // Totals, or the Server's own
+	path           DataPath // DataPath, or the default Splice
 	logNoPeer      rate.Sometimes
 	logDialErr     rate.Sometimes
 	logAccept      rate.Sometimes
@@ -124,6 +125,10 @@ func (s *Server) init() {
 		if s.stats == nil {
 			s.stats = new(Stats)
 		}
+		s.path = s.DataPath
+		if s.path == nil {
+			s.path = Splice{IdleTimeout: s.IdleTimeout} // made an interface once, not per connection
+		}
 		if s.DataPlane == PlaneEpoll {
 			el, own := s.Loops, s.Loops == nil
 			if own {
@@ -163,13 +168,6 @@ func (s *Server) connectTimeout() time.Duration {
 		return s.ConnectTimeout
 	}
 	return 5 * time.Second
-}
-
-func (s *Server) dataPath() DataPath {
-	if s.DataPath != nil {
-		return s.DataPath
-	}
-	return Splice{IdleTimeout: s.IdleTimeout}
 }
 
 // Serve accepts connections on ln until Shutdown, which makes it return ErrServerClosed.
