@@ -104,18 +104,13 @@ func (s *Store) Heartbeat(ctx context.Context, service, hostport string, weight 
 // creates carries addr (Entry.Address), which every instance dials. addr is ignored for a
 // backend etcd already holds, and may be the zero Addr.
 func (s *Store) Register(ctx context.Context, service, hostport string, addr netip.Addr, weight int) (created bool, err error) {
-	key, err := keyOf(s.cfg.Prefix, service, hostport)
-	if err != nil {
-		return false, err
-	}
 	if err := pool.CheckWeight(weight); err != nil {
 		return false, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	cctx, cancel := context.WithTimeout(ctx, s.cfg.requestTimeout())
-	defer cancel()
-	created, err = s.heartbeat(cctx, key, addr, weight)
-	err = classify(ctx, "heartbeat "+key, err)
-	s.health.report(err)
+	err = s.call(ctx, "heartbeat", service, hostport, func(ctx context.Context, key string) error {
+		created, err = s.heartbeat(ctx, key, addr, weight)
+		return err
+	})
 	return created, err
 }
 

@@ -23,18 +23,7 @@ func (s *Store) Undrain(ctx context.Context, service, hostport string) error {
 // Remove revokes the backend's lease, which deletes its key at every instance. A later
 // heartbeat registers it again.
 func (s *Store) Remove(ctx context.Context, service, hostport string) error {
-	key, err := keyOf(s.cfg.Prefix, service, hostport)
-	if err != nil {
-		return err
-	}
-	cctx, cancel := context.WithTimeout(ctx, s.cfg.requestTimeout())
-	defer cancel()
-	err = s.remove(cctx, key)
-	if !errors.Is(err, ErrNotFound) {
-		err = classify(ctx, "remove "+key, err)
-		s.health.report(err)
-	}
-	return err
+	return s.call(ctx, "remove", service, hostport, s.remove)
 }
 
 func (s *Store) remove(ctx context.Context, key string) error {
@@ -59,17 +48,27 @@ func (s *Store) remove(ctx context.Context, key string) error {
 
 // change applies mutate to a backend's value within RequestTimeout.
 func (s *Store) change(ctx context.Context, op, service, hostport string, mutate func(*value)) error {
+	return s.call(ctx, op, service, hostport, func(ctx context.Context, key string) error {
+		return s.update(ctx, key, mutate)
+	})
+}
+
+// call runs one operation on a backend's key: the key checked, then f within RequestTimeout,
+// its error classified (ErrUnavailable when etcd could not serve) and reported to the
+// registry's health. ErrNotFound is the caller's answer, not etcd's state: it is neither.
+func (s *Store) call(ctx context.Context, op, service, hostport string, f func(ctx context.Context, key string) error) error {
 	key, err := keyOf(s.cfg.Prefix, service, hostport)
 	if err != nil {
 		return err
 	}
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.requestTimeout())
 	defer cancel()
-	err = s.update(cctx, key, mutate)
-	if !errors.Is(err, ErrNotFound) {
-		err = classify(ctx, op+" "+key, err)
-		s.health.report(err)
+	err = f(cctx, key)
+	if errors.Is(err, ErrNotFound) {
+		return err
 	}
+	err = classify(ctx, op+" "+key, err)
+	s.health.report(err)
 	return err
 }
 
