@@ -37,13 +37,8 @@ func (m maglev) pick(c *candidates, client netip.Addr) *Backend {
 	if c.table == nil { // no member yet, or the first table is still being built
 		return m.fallBack(c, client)
 	}
-	ip := client.Unmap().As16()
-	b := c.table.lookup(xxhash.Sum64(ip[:]))
-	if b.expired(c.now, c.ttl) {
-		c.stale = append(c.stale, b)
-		return m.fallBack(c, client)
-	}
-	if b.index < 0 || slices.Contains(c.exclude, b) { // full, down, draining, removed or excluded
+	b := c.table.lookup(clientHash(client))
+	if b.index < 0 || !c.usable(b) { // full, down, draining, removed, expired or excluded
 		return m.fallBack(c, client)
 	}
 	return b

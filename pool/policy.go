@@ -69,6 +69,13 @@ func (c *candidates) usable(b *Backend) bool {
 	return !slices.Contains(c.exclude, b)
 }
 
+// clientHash is what the hashing policies key a client on: its address, IPv4-mapped IPv6
+// read as IPv4, hashed with xxhash.
+func clientHash(client netip.Addr) uint64 {
+	ip := client.Unmap().As16()
+	return xxhash.Sum64(ip[:])
+}
+
 func (c *candidates) lightest() *Backend {
 	return c.live.lightestWhere(c.usable)
 }
@@ -123,8 +130,7 @@ func (rendezvous) ordered() bool { return true }
 // limit still takes part, so that its clients are not moved to another by hash; when the choice
 // is full or excluded (its dial failed) the connection falls back to least connections.
 func (rendezvous) pick(c *candidates, client netip.Addr) *Backend {
-	ip := client.Unmap().As16()
-	h := xxhash.Sum64(ip[:])
+	h := clientHash(client)
 	var best *Backend
 	var bestScore uint64
 	consider := func(b *Backend) {
