@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -175,19 +176,16 @@ func beat(t testing.TB, st *Store, service, hostport string, weight int) bool {
 // modRevision is the revision that last wrote key; 0 when it does not exist.
 func modRevision(t testing.TB, cli *clientv3.Client, key string) int64 {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	resp, err := cli.Get(ctx, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(resp.Kvs) == 0 {
-		return 0
-	}
-	return resp.Kvs[0].ModRevision
+	return keyValue(t, cli, key).GetModRevision()
 }
 
 func leaseOf(t testing.TB, cli *clientv3.Client, key string) int64 {
+	t.Helper()
+	return keyValue(t, cli, key).GetLease()
+}
+
+// keyValue reads key as etcd holds it; nil (whose getters read zero) when it does not exist.
+func keyValue(t testing.TB, cli *clientv3.Client, key string) *mvccpb.KeyValue {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -196,9 +194,9 @@ func leaseOf(t testing.TB, cli *clientv3.Client, key string) int64 {
 		t.Fatal(err)
 	}
 	if len(resp.Kvs) == 0 {
-		return 0
+		return nil
 	}
-	return resp.Kvs[0].Lease
+	return resp.Kvs[0]
 }
 
 func clientLease(id int64) clientv3.LeaseID { return clientv3.LeaseID(id) }
