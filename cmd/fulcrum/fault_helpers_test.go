@@ -424,7 +424,7 @@ func startBalancerBin(t *testing.T, bin string, wrapper []string, args ...string
 	}
 	defer logf.Close()
 	argv := append([]string{bin, "serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
-		"--log-format", "json", "--sweep-interval", "200ms"}, planeArgs(t)...)
+		"--log-format", "json", "--sweep-interval", "200ms"}, serveTestArgs(t, args)...)
 	argv = append(argv, args...)
 	argv = append(wrapper, argv...)
 	cmd := exec.Command(argv[0], argv[1:]...)

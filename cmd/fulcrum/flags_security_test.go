@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -255,7 +256,7 @@ func TestServeSecurityProcess(t *testing.T) {
 // admin addresses (read from its JSON startup log) and a function returning its log so far.
 func startFulcrumJSON(t *testing.T, bin string, args ...string) (listen, adminAddr string, logs func() string) {
 	t.Helper()
-	args = append([]string{"serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--log-format", "json"}, args...)
+	args = slices.Concat([]string{"serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--log-format", "json"}, serveTestArgs(t, args), args)
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin, args...)
 	stderr, _ := cmd.StderrPipe()

@@ -31,7 +31,7 @@ func resServe(t *testing.T, args ...string) (listen, adm string) {
 	listen, adm = resFreeAddr(t), resFreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	argv := slices.Concat([]string{"fulcrum", "serve", "--listen", listen, "--admin", adm, "--log-level", "error", "--drain-timeout", "5s"}, planeArgs(t), args)
+	argv := slices.Concat([]string{"fulcrum", "serve", "--listen", listen, "--admin", adm, "--log-level", "error", "--drain-timeout", "5s"}, serveTestArgs(t, args), args)
 	go func() { done <- newApp(testUpgrades).RunContext(ctx, argv) }()
 	t.Cleanup(func() {
 		cancel()

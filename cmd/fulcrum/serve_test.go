@@ -101,7 +101,7 @@ func startFulcrum(t *testing.T, env []string, args ...string) *instance {
 		stderr: &syncBuffer{},
 		exited: make(chan struct{}),
 	}
-	in.cmd = exec.Command(fulcrumBinary(t), slices.Concat([]string{"serve"}, planeArgs(t), args)...)
+	in.cmd = exec.Command(fulcrumBinary(t), slices.Concat([]string{"serve"}, serveTestArgs(t, args), args)...)
 	in.cmd.Env = append(os.Environ(), "FULCRUM_LISTEN="+in.listen, "FULCRUM_ADMIN="+in.api)
 	in.cmd.Env = append(in.cmd.Env, env...)
 	in.cmd.Stderr = in.stderr
