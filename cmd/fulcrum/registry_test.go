@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -302,7 +303,7 @@ func TestEtcdRegistryKeysCarryTheService(t *testing.T) {
 	}
 	defer st.Close()
 	for service, be := range map[string]*backend{pool.DefaultService: web, "db": db, "cache": other} {
-		if _, err := st.Heartbeat(context.Background(), service, be.addr(), 1); err != nil {
+		if _, err := st.Register(context.Background(), service, be.addr(), netip.Addr{}, 1); err != nil {
 			t.Fatal(err)
 		}
 	}

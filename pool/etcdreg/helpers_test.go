@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -165,7 +166,7 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 // beat heartbeats and fails the test on error.
 func beat(t testing.TB, st *Store, service, hostport string, weight int) bool {
 	t.Helper()
-	created, err := st.Heartbeat(context.Background(), service, hostport, weight)
+	created, err := st.Register(context.Background(), service, hostport, netip.Addr{}, weight)
 	if err != nil {
 		t.Fatalf("heartbeat %s/%s: %v", service, hostport, err)
 	}
