@@ -58,14 +58,14 @@ func TestObserversAndAPI(t *testing.T) {
 		t.Run(map[bool]string{true: "metrics", false: "no-metrics"}[on], func(t *testing.T) {
 			ln, adminLn := opsLoopback(t), opsLoopback(t)
 			cfg := &config{metrics: on, sec: &securityConfig{}, log: quiet, policy: pool.LeastConn}
-			svc := &service{cfg: defaultService(cfg), pool: &pool.Pool{Logger: quiet}, lns: []net.Listener{ln}}
-			obs, err := newObservers(cfg, []*service{svc})
+			sp := &servicePool{cfg: defaultService(cfg), pool: &pool.Pool{Logger: quiet}}
+			obs, err := newObservers(cfg, []*servicePool{sp})
 			if err != nil {
 				t.Fatal(err)
 			}
 			sh := newShared(cfg)
-			list := obs.forService(svc.cfg.name)
-			svc.srv = newServer(cfg, svc.cfg, svc.pool, list, sh)
+			list := obs.forService(sp.cfg.name)
+			svc := &service{servicePool: sp, lns: []net.Listener{ln}, srv: newServer(cfg, sp.cfg, sp.pool, list, sh)}
 			api := newAPI(cfg, []*service{svc}, obs.metrics, sh, adminLn.Addr(), nil)
 			if !slices.ContainsFunc(list, func(o listener.Observer) bool { return o == listener.BackendBytes{} }) {
 				t.Fatal("no BackendBytes observer: backends' byte totals would not be counted")

@@ -172,7 +172,7 @@ func TestOpenAdminWarning(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rules := &newAPI(cfg, []*service{{cfg: defaultService(cfg), pool: p, srv: &listener.Server{}, lns: []net.Listener{fakeListener{listen}}}}, nil, newShared(cfg), adminAddr, nil).Security
+		rules := &newAPI(cfg, []*service{{servicePool: &servicePool{cfg: defaultService(cfg), pool: p}, srv: &listener.Server{}, lns: []net.Listener{fakeListener{listen}}}}, nil, newShared(cfg), adminAddr, nil).Security
 		warned := strings.Contains(buf.String(), "address-only rule") && strings.Contains(buf.String(), "admin="+c.admin)
 		if warned != c.warn {
 			t.Errorf("admin %s token %q: warned %v: %s", c.admin, c.token, warned, buf.String())

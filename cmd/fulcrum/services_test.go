@@ -173,10 +173,10 @@ func TestServicesRouteApart(t *testing.T) {
 // TestStateCarriesServices: a state document holds every service's backends and gives each
 // back to its own service; a service no longer configured is dropped, not misplaced.
 func TestStateCarriesServices(t *testing.T) {
-	mk := func(names ...string) []*service {
-		var out []*service
+	mk := func(names ...string) []*servicePool {
+		var out []*servicePool
 		for _, n := range names {
-			out = append(out, &service{cfg: serviceConfig{name: n}, pool: &pool.Pool{Logger: quiet}})
+			out = append(out, &servicePool{cfg: serviceConfig{name: n}, pool: &pool.Pool{Logger: quiet}})
 		}
 		return out
 	}
