@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -14,12 +13,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/fulcrumlb/fulcrum/internal/testbed"
 	"github.com/fulcrumlb/fulcrum/listener"
 	"github.com/fulcrumlb/fulcrum/pool"
 )
@@ -111,22 +110,11 @@ func opsHTTPGet(t *testing.T, url string) (int, string) {
 }
 
 // opsLogBuffer collects the JSON log lines of a run, for the addresses it listened on.
-type opsLogBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *opsLogBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
+type opsLogBuffer struct{ testbed.SyncBuffer }
 
 // adminAddr is the admin address of the "fulcrum serving" record, or "" before it is logged.
 func (b *opsLogBuffer) adminAddr() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for _, line := range strings.Split(b.buf.String(), "\n") {
+	for _, line := range strings.Split(b.String(), "\n") {
 		var rec struct{ Msg, Admin string }
 		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "fulcrum serving" {
 			return rec.Admin

@@ -287,10 +287,10 @@ func startFulcrumJSON(t *testing.T, bin string, args ...string) (listen, adminAd
 func echoServerDual(t *testing.T) string {
 	t.Helper()
 	b := startBackend(t, echoHandler)
-	if ln6, err := net.Listen("tcp", "[::1]:"+strconv.Itoa(b.port())); err == nil {
+	if ln6, err := net.Listen("tcp", "[::1]:"+strconv.Itoa(b.Port())); err == nil {
 		startBackendOn(t, ln6, echoHandler)
 	}
-	return b.addr()
+	return b.Addr()
 }
 
 // fakeListener is a net.Listener that only has an address: newAPI reads nothing else.
