@@ -81,3 +81,29 @@ func TestChild(t *testing.T) {
 	killed.Line(t, "READY")
 	killed.Kill()
 }
+
+// TestVariants: each variant runs as its own subtest, and Of finds it from the subtest and
+// from subtests below it, never from outside.
+func TestVariants(t *testing.T) {
+	type plane string
+	var vs Variants[plane]
+	var ran []plane
+	vs.Each(t, []plane{"goroutine", "epoll"}, func(t *testing.T) {
+		p, ok := vs.Of(t)
+		if !ok || t.Name() != "TestVariants/"+string(p) {
+			t.Fatalf("Of(%s) = %q, %v", t.Name(), p, ok)
+		}
+		t.Run("inner/epoll-looking", func(t *testing.T) {
+			if q, ok := vs.Of(t); !ok || q != p {
+				t.Errorf("Of(%s) = %q, %v; want %q", t.Name(), q, ok, p)
+			}
+		})
+		ran = append(ran, p)
+	})
+	if len(ran) != 2 || ran[0] != "goroutine" || ran[1] != "epoll" {
+		t.Fatalf("ran %q", ran)
+	}
+	if p, ok := vs.Of(t); ok {
+		t.Fatalf("Of outside Each = %q", p)
+	}
+}
