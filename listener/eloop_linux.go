@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 	"golang.org/x/time/rate"
 
+	"github.com/fulcrumlb/fulcrum/internal/asynclog"
 	"github.com/fulcrumlb/fulcrum/pool"
 )
 
@@ -32,9 +33,10 @@ import (
 type EventLoops struct {
 	n int
 
-	mu      sync.Mutex // guards loops, notes, started and stopped
+	mu      sync.Mutex // guards loops, notes, logs, started and stopped
 	loops   []*loop
 	notes   *notifier
+	logs    *asynclog.Queue // the loops' log lines, written off the loops
 	started bool
 	stopped bool
 	running sync.WaitGroup // loop goroutines
@@ -65,6 +67,7 @@ func (el *EventLoops) start() error {
 		el.loops = append(el.loops, l)
 	}
 	el.notes = newNotifier()
+	el.logs = asynclog.New(slog.Default().Handler(), maxQueuedLogs)
 	el.started = true
 	for _, l := range el.loops {
 		el.running.Add(1)
@@ -91,6 +94,12 @@ func (el *EventLoops) Stop() {
 	}
 	el.running.Wait()
 	el.notes.stop()
+	el.logs.Close()
+}
+
+// log queues a line for logger; a loop never waits for it (a full queue drops it).
+func (el *EventLoops) log(logger *slog.Logger, level slog.Level, msg string, args ...any) {
+	slog.New(el.logs.Wrap(logger.Handler())).Log(context.Background(), level, msg, args...)
 }
 
 // each runs t on every loop and waits for it; it returns false when the loops are not running.
@@ -361,5 +370,5 @@ func (ls *loopServer) release(b *pool.Backend) {
 
 // log queues a line for the Server's logger; the notifier writes it.
 func (ls *loopServer) log(level slog.Level, msg string, args ...any) {
-	ls.el.notes.log(ls.cfg.logger(), level, msg, args...)
+	ls.el.log(ls.cfg.logger(), level, msg, args...)
 }

@@ -21,6 +21,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/fulcrumlb/fulcrum/internal/asynclog"
 	"github.com/fulcrumlb/fulcrum/pool"
 )
 
@@ -228,6 +229,8 @@ func TestLoopIgnoresStaleEventOnReusedDescriptor(t *testing.T) {
 	el := NewEventLoops(1)
 	el.notes = newNotifier()
 	defer el.notes.stop()
+	el.logs = asynclog.New(quiet.Handler(), 0)
+	defer el.logs.Close()
 	ls := el.newServer(loopConfig{Picker: p, Logger: quiet}, false)
 	l, err := newLoop(el, 0)
 	if err != nil {

@@ -125,7 +125,7 @@ func (l *loop) run() {
 		n, err := unix.EpollWait(l.epfd, l.events, l.waitMillis())
 		l.now = time.Now()
 		if err != nil && err != unix.EINTR {
-			l.el.notes.log(slog.Default(), errorLevel, "epoll_wait failed", "loop", l.id, "err", err)
+			l.el.log(slog.Default(), errorLevel, "epoll_wait failed", "loop", l.id, "err", err)
 		}
 		for i := 0; i < n; i++ {
 			l.dispatch(l.events[i])
@@ -232,7 +232,7 @@ func (l *loop) runTasks() {
 func (l *loop) runTask(t task) {
 	defer func() {
 		if v := recover(); v != nil {
-			l.el.notes.log(slog.Default(), errorLevel, "panic in event loop task", "loop", l.id, "panic", v, "stack", string(debug.Stack()))
+			l.el.log(slog.Default(), errorLevel, "panic in event loop task", "loop", l.id, "panic", v, "stack", string(debug.Stack()))
 		}
 	}()
 	t(l)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/fulcrumlb/fulcrum/internal/asynclog"
 	"github.com/fulcrumlb/fulcrum/pool"
 	"github.com/fulcrumlb/fulcrum/pool/etcdreg"
 )
@@ -169,9 +170,9 @@ func serve(c *cli.Context, u *upgrades) error {
 // run serves until ctx ends, then drains for up to cfg.drainTimeout. It builds every part
 // from cfg, then starts them.
 func run(ctx context.Context, cfg *config) error {
-	poolLog := newAsyncLog(cfg.log.Handler()) // pools log from event-loop threads too
-	defer poolLog.close()
-	services, err := newPools(cfg, poolLog.logger())
+	poolLog := asynclog.New(cfg.log.Handler(), asynclog.DefaultQueue) // pools log from event-loop threads too
+	defer poolLog.Close()
+	services, err := newPools(cfg, poolLog.Logger())
 	if err != nil {
 		return err
 	}
