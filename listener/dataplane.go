@@ -3,12 +3,8 @@ package listener
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"runtime"
-	"time"
-
-	"github.com/fulcrumlb/fulcrum/pool"
 )
 
 // DataPlane names how a Server runs its connections. Both planes behave the same to clients,
@@ -69,34 +65,4 @@ type loopPlane interface {
 	CloseBackend(key string) int
 	// ActiveConns is the number of client connections being served.
 	ActiveConns() int
-}
-
-// loopConfig is one Server's settings as its event loops see them. Fields named like the
-// Server's mean the same and share its zero values.
-type loopConfig struct {
-	Service        string
-	Picker         pool.Picker
-	ConnectTimeout time.Duration
-	Retries        int
-	IdleTimeout    time.Duration // zero means never
-	Limit          *ConnLimit    // nil means no cap
-	QueueTimeout   time.Duration
-	ProxyProtocol  ProxyProtocol
-	Observer       Observer
-	Logger         *slog.Logger
-	Stats          *Stats // where the counters go; nil means a count of its own
-}
-
-func (c *loopConfig) connectTimeout() time.Duration {
-	if c.ConnectTimeout > 0 {
-		return c.ConnectTimeout
-	}
-	return 5 * time.Second
-}
-
-func (c *loopConfig) logger() *slog.Logger {
-	if c.Logger != nil {
-		return c.Logger
-	}
-	return slog.Default()
 }

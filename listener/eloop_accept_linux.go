@@ -62,7 +62,7 @@ func (l *loop) watchListener(a *loopAccept, on bool) {
 	if on {
 		if err := l.register(fd, unix.EPOLLIN, slot{kind: slotListener, acc: a}); err != nil {
 			a.watched = false
-			a.ll.srv.log(errorLevel, "cannot watch listener", "loop", l.id, "err", err)
+			a.ll.srv.book.log(errorLevel, "cannot watch listener", "loop", l.id, "err", err)
 		}
 		return
 	}
@@ -77,7 +77,7 @@ func (l *loop) acceptFrom(a *loopAccept) {
 	ls := a.ll.srv
 	defer func() { // a bug here must not take the loop, and every connection on it, down
 		if v := recover(); v != nil {
-			ls.log(errorLevel, "panic accepting", "panic", v, "stack", string(debug.Stack()))
+			ls.book.log(errorLevel, "panic accepting", "panic", v, "stack", string(debug.Stack()))
 		}
 	}()
 	for i := 0; i < acceptBatch && a.watched; i++ {
@@ -87,7 +87,7 @@ func (l *loop) acceptFrom(a *loopAccept) {
 		}
 		fd, client, err := acceptConn(a.ll.fd)
 		if err != nil {
-			ls.connEnded()
+			ls.connEnded() // the slot reserved for it
 			if err == unix.EAGAIN || err == unix.EINTR || err == unix.ECONNABORTED {
 				if err == unix.EAGAIN {
 					return
@@ -98,7 +98,7 @@ func (l *loop) acceptFrom(a *loopAccept) {
 			return
 		}
 		l.acceptBackoff = 0
-		ls.stats.Accepted.Add(1)
+		ls.book.accepted()
 		l.startConn(a.ll, fd, client)
 	}
 }
@@ -109,9 +109,7 @@ func (l *loop) pauseAtCap(a *loopAccept) {
 	a.capped = true
 	l.el.paused.Add(1)
 	l.updateAccepting(a)
-	ls.logLimit.Do(func() {
-		ls.log(warnLevel, "connection limit reached; accepting paused", "max_conns", ls.cfg.Limit.Max())
-	})
+	ls.book.limitReached()
 	if ls.hasRoom() { // a connection ended before this listener counted as paused
 		l.resumeAccepting()
 	}
@@ -131,16 +129,12 @@ func (l *loop) resumeAccepting() {
 // backOffAccepting pauses accepting after an error such as EMFILE: 5 ms, doubling to 1 s,
 // until an accept succeeds. Retrying at once would spin on a listener that stays readable.
 func (l *loop) backOffAccepting(ls *loopServer, err error) {
-	ls.stats.AcceptErrs.Add(1)
 	l.acceptBackoff = nextAcceptBackoff(l.acceptBackoff)
 	l.acceptRetryAt = l.now.Add(l.acceptBackoff)
 	for _, a := range l.accepts {
 		l.updateAccepting(a)
 	}
-	backoff := l.acceptBackoff
-	ls.logAccept.Do(func() {
-		ls.log(errorLevel, "accept failed", "err", os.NewSyscallError("accept4", err), "retry_in", backoff)
-	})
+	ls.book.acceptFailed(os.NewSyscallError("accept4", err), l.acceptBackoff)
 }
 
 // startConn takes an accepted client socket into the loop.

@@ -185,7 +185,7 @@ func (l *loop) recoverConn(c *loopConn) {
 	if v == nil {
 		return
 	}
-	c.srv.log(errorLevel, "panic serving connection", "client", c.info.Client, "panic", v, "stack", string(debug.Stack()))
+	c.srv.book.panicked(c.info.Client, v, debug.Stack())
 	c.meter = nil // it may be what panicked
 	l.finish(c, fmt.Errorf("listener: panic: %v", v), true)
 }
@@ -219,13 +219,13 @@ func (l *loop) finish(c *loopConn, cause error, reset bool) {
 	l.dropPipe(&c.down)
 	c.up.pending, c.down.pending = nil, nil
 	if c.backend != nil {
-		c.srv.release(c.backend)
+		c.srv.book.release(c.backend)
 		c.backend = nil
 	}
 	if opened {
-		l.el.notes.closed(c.srv.cfg.Observer, &c.info, Traffic{Up: c.up.n, Down: c.down.n, Err: cause}, c.meter)
+		c.srv.book.closed(&c.info, Traffic{Up: c.up.n, Down: c.down.n, Err: cause}, c.meter)
 	} else if cause != nil {
-		l.el.notes.rejected(c.srv.cfg.Observer, c.info.Client, cause)
+		c.srv.book.rejected(c.info.Client, cause)
 	}
 }
 

@@ -31,21 +31,9 @@ func (l *loop) connect(c *loopConn) {
 	l.dial(c, b)
 }
 
-// noBackend closes a client no backend can take, counting why as the goroutine plane does.
+// noBackend closes a client no backend can take.
 func (l *loop) noBackend(c *loopConn, err error) {
-	client := c.info.Client
-	switch {
-	case errors.Is(err, pool.ErrFull):
-		c.srv.stats.QueueDrops.Add(1)
-		c.srv.logNoPeer.Do(func() {
-			c.srv.log(warnLevel, "every backend is full; closing client", "client", client, "err", err)
-		})
-	case len(c.tried) > 0:
-		c.srv.stats.Failed.Add(1) // tried some, none left to try
-	default:
-		c.srv.stats.Rejected.Add(1)
-		c.srv.logNoPeer.Do(func() { c.srv.log(warnLevel, "rejecting client", "client", client, "err", err) })
-	}
+	c.srv.book.noBackend(c.info.Client, len(c.tried) > 0, err)
 	l.finish(c, err, false)
 }
 
@@ -67,14 +55,14 @@ func (l *loop) awaitSlot(ctx context.Context, ls *loopServer, c *loopConn, token
 	defer ls.async.Done()
 	b, err := ls.cfg.Picker.AcquireWait(ctx, client, tried)
 	if !l.post(func(l *loop) { l.slotFound(c, token, b, err) }) && b != nil {
-		ls.release(b) // the loop has ended: nobody else will
+		ls.book.release(b) // the loop has ended: nobody else will
 	}
 }
 
 func (l *loop) slotFound(c *loopConn, token uint32, b *pool.Backend, err error) {
 	if c.state != stateQueued || c.token != token {
 		if b != nil {
-			c.srv.release(b)
+			c.srv.book.release(b)
 		}
 		return
 	}
@@ -150,23 +138,14 @@ func (l *loop) dialFailed(c *loopConn, err error) {
 	c.bfd = -1
 	b := c.backend
 	c.backend = nil
-	// Passive health, on the loop before the next pick: a dead backend is out of picking at once.
-	c.srv.cfg.Picker.ReportDial(b, err)
-	c.srv.release(b)
-	c.srv.stats.DialErrors.Add(1)
-	l.el.notes.dialFailed(c.srv.cfg.Observer, b, err)
-	client := c.info.Client.Addr()
-	c.srv.logDialErr.Do(func() {
-		c.srv.log(warnLevel, "backend dial failed", "backend", b.Key(), "client", client, "err", err)
-	})
+	c.srv.book.dialFailed(b, c.info.Client.Addr(), err) // on the loop, before the next pick
 	c.tried = append(c.tried, b)
 	if len(c.tried) <= c.srv.cfg.Retries {
 		c.state = stateConnecting // until connect decides otherwise
 		l.connect(c)
 		return
 	}
-	c.srv.stats.Failed.Add(1)
-	l.finish(c, fmt.Errorf("listener: %d dials failed", len(c.tried)), false)
+	l.finish(c, c.srv.book.dialsExhausted(len(c.tried)), false)
 }
 
 // resolve looks a backend's name up on a goroutine (DNS would block the loop) and posts the

@@ -17,7 +17,7 @@ import (
 // startLoops serves cfg on n event loops of its own, on a loopback port, until the test ends;
 // cleanup shuts them down and checks that every backend count is back to 0 and no release was
 // refused.
-func startLoops(t *testing.T, n int, cfg loopConfig) (*loopServer, string) {
+func startLoops(t *testing.T, n int, cfg *Server) (*loopServer, string) {
 	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = quiet
@@ -25,7 +25,7 @@ func startLoops(t *testing.T, n int, cfg loopConfig) (*loopServer, string) {
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = 5 * time.Second
 	}
-	ls := NewEventLoops(n).newServer(cfg, true)
+	ls := newLoopServer(NewEventLoops(n), cfg, true)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -42,11 +42,18 @@ func startLoops(t *testing.T, n int, cfg loopConfig) (*loopServer, string) {
 			t.Errorf("Serve returned %v", err)
 		}
 		assertPickerIdle(t, cfg.Picker)
-		if n := ls.stats.ReleaseBugs.Load(); n != 0 {
+		if n := ls.book.stats.ReleaseBugs.Load(); n != 0 {
 			t.Errorf("%d release bugs", n)
 		}
 	})
 	return ls, ln.Addr().String()
+}
+
+// newLoopServer puts s on the loops el, as Server.init does for PlaneEpoll.
+func newLoopServer(el *EventLoops, s *Server, own bool) *loopServer {
+	s.DataPlane = PlaneEpoll
+	pl, _ := el.server(s, newConnBook(s), own)
+	return pl.(*loopServer)
 }
 
 func assertPickerIdle(t *testing.T, p pool.Picker) {

@@ -11,13 +11,10 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"golang.org/x/sys/unix"
-	"golang.org/x/time/rate"
 
 	"github.com/fulcrumlb/fulcrum/internal/asynclog"
-	"github.com/fulcrumlb/fulcrum/pool"
 )
 
 // EventLoops is the Linux data plane in which a few event loops own every connection from
@@ -127,10 +124,10 @@ func (el *EventLoops) resumeCapped() {
 // loopServer is one Server on the event loops: its settings, counters and listeners. Its
 // connections live in the loops; they know their loopServer.
 type loopServer struct {
-	el    *EventLoops
-	own   bool // the loops were made for this Server alone: Shutdown stops them
-	cfg   loopConfig
-	stats *Stats
+	el   *EventLoops
+	own  bool      // the loops were made for this Server alone: Shutdown stops them
+	cfg  *Server   // the settings; set before serving, read only
+	book *connBook // counts, logs and tells every transition of its connections
 
 	active  atomic.Int64 // connections being served, queued ones included
 	closing atomic.Bool
@@ -144,37 +141,21 @@ type loopServer struct {
 	listeners []*loopListener
 	stopOnce  sync.Once
 	stopped   chan struct{} // closed when Shutdown is done: Serve returns
-
-	logNoPeer  rate.Sometimes
-	logDialErr rate.Sometimes
-	logAccept  rate.Sometimes
-	logLimit   rate.Sometimes
-	logHeader  rate.Sometimes
 }
 
 var _ loopPlane = (*loopServer)(nil)
 
-// server binds one Server's settings to the loops; own says the loops are that Server's alone.
-func (el *EventLoops) server(cfg loopConfig, own bool) (loopPlane, error) {
-	return el.newServer(cfg, own), nil
-}
-
-func (el *EventLoops) newServer(cfg loopConfig, own bool) *loopServer {
+// server binds one Server to the loops; own says the loops are that Server's alone. The
+// book's events and log lines then leave through the loops' notifier and log queue.
+func (el *EventLoops) server(s *Server, bk *connBook, own bool) (loopPlane, error) {
+	bk.sink = loopSink{el}
 	ls := &loopServer{
-		el: el, own: own, cfg: cfg, stats: cfg.Stats,
-		drained:    make(chan struct{}, 1),
-		stopped:    make(chan struct{}),
-		logNoPeer:  rate.Sometimes{Interval: time.Second},
-		logDialErr: rate.Sometimes{Interval: time.Second},
-		logAccept:  rate.Sometimes{Interval: time.Second},
-		logLimit:   rate.Sometimes{Interval: time.Second},
-		logHeader:  rate.Sometimes{Interval: time.Second},
-	}
-	if ls.stats == nil {
-		ls.stats = new(Stats)
+		el: el, own: own, cfg: s, book: bk,
+		drained: make(chan struct{}, 1),
+		stopped: make(chan struct{}),
 	}
 	ls.base, ls.cancelBase = context.WithCancel(context.Background())
-	return ls
+	return ls, nil
 }
 
 // loopListener is one listening socket shared by every loop: each registers the same
@@ -331,7 +312,7 @@ func (ls *loopServer) ActiveConns() int { return int(ls.active.Load()) }
 
 // reserve counts one more connection, or reports that the Server is at its cap.
 func (ls *loopServer) reserve() bool {
-	if lim := ls.cfg.Limit; lim != nil && !lim.tryTake() {
+	if lim := ls.book.limit; lim != nil && !lim.tryTake() {
 		return false
 	}
 	ls.active.Add(1)
@@ -340,35 +321,21 @@ func (ls *loopServer) reserve() bool {
 
 // hasRoom reports whether the Server's cap would let one more connection in.
 func (ls *loopServer) hasRoom() bool {
-	lim := ls.cfg.Limit
+	lim := ls.book.limit
 	return lim == nil || lim.hasRoom()
 }
 
 // connEnded is called by a loop when one of this Server's connections is gone (or a reserved
 // accept failed): it frees the slot and wakes what waits for one.
 func (ls *loopServer) connEnded() {
-	if lim := ls.cfg.Limit; lim != nil && !lim.free() {
-		ls.stats.ReleaseBugs.Add(1)
-	}
+	ls.book.freeSlot()
 	if ls.active.Add(-1) == 0 && ls.closing.Load() {
 		select {
 		case ls.drained <- struct{}{}:
 		default:
 		}
 	}
-	if ls.cfg.Limit != nil && ls.el.paused.Load() > 0 { // a slot came free: a listener may resume
+	if ls.book.limit != nil && ls.el.paused.Load() > 0 { // a slot came free: a listener may resume
 		ls.el.resumeCapped()
 	}
-}
-
-func (ls *loopServer) release(b *pool.Backend) {
-	if err := ls.cfg.Picker.Release(b); err != nil {
-		ls.stats.ReleaseBugs.Add(1)
-		ls.log(slog.LevelError, "connection count out of step", "backend", b.Key(), "err", err)
-	}
-}
-
-// log queues a line for the Server's logger; the notifier writes it.
-func (ls *loopServer) log(level slog.Level, msg string, args ...any) {
-	ls.el.log(ls.cfg.logger(), level, msg, args...)
 }

@@ -27,7 +27,7 @@ import (
 
 func TestLoopsEcho(t *testing.T) {
 	p := resPool(t, resBackend(t, resEcho), resBackend(t, resEcho))
-	e, addr := startLoops(t, 2, loopConfig{Picker: p})
+	e, addr := startLoops(t, 2, &Server{Picker: p})
 	for i := range 20 {
 		c := resDial(t, addr)
 		if !resEchoes(t, c, strings.Repeat("x", i*1000+1)) {
@@ -36,7 +36,7 @@ func TestLoopsEcho(t *testing.T) {
 		c.Close()
 	}
 	resEventually(t, "every connection ended", func() bool { return e.ActiveConns() == 0 })
-	if n := e.stats.Accepted.Load(); n != 20 {
+	if n := e.book.stats.Accepted.Load(); n != 20 {
 		t.Errorf("accepted %d, want 20", n)
 	}
 }
@@ -50,7 +50,7 @@ func TestLoopsHalfClose(t *testing.T) {
 			c.CloseWrite()
 		}
 		p := resPool(t, resBackend(t, reply))
-		_, addr := startLoops(t, 1, loopConfig{Picker: p})
+		_, addr := startLoops(t, 1, &Server{Picker: p})
 		c := resDial(t, addr)
 		c.Write([]byte("hello, backend"))
 		c.CloseWrite()
@@ -68,7 +68,7 @@ func TestLoopsHalfClose(t *testing.T) {
 			got, _ := io.ReadAll(c)
 			seen <- string(got)
 		}))
-		_, addr := startLoops(t, 1, loopConfig{Picker: p})
+		_, addr := startLoops(t, 1, &Server{Picker: p})
 		c := resDial(t, addr)
 		c.SetReadDeadline(time.Now().Add(15 * time.Second))
 		got, err := io.ReadAll(c) // the backend's FIN arrives; our direction is still open
@@ -93,7 +93,7 @@ func TestLoopsHalfClose(t *testing.T) {
 func TestLoopsPanicIsolated(t *testing.T) {
 	p := resPool(t, resBackend(t, resEcho))
 	closed := make(chan Traffic, 10)
-	e, addr := startLoops(t, 1, loopConfig{Picker: p, Observer: panicObserver{resObserver{closed}}})
+	e, addr := startLoops(t, 1, &Server{Picker: p, Observer: panicObserver{resObserver{closed}}})
 	steady := resDial(t, addr)
 	if !resEchoes(t, steady, "before") {
 		t.Fatal("no echo before the panic")
@@ -132,7 +132,7 @@ func TestLoopsDescriptorsBackToStart(t *testing.T) {
 	dead := resDeadAddr(t)
 	start := fdSet(t)
 	p := resPool(t, echo)
-	e := NewEventLoops(2).newServer(loopConfig{Picker: p, Logger: quiet, IdleTimeout: 200 * time.Millisecond,
+	e := newLoopServer(NewEventLoops(2), &Server{Picker: p, Logger: quiet, IdleTimeout: 200 * time.Millisecond,
 		Observer: panicObserver{resObserver{make(chan Traffic, 100)}}, Retries: 1}, true)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -177,7 +177,7 @@ func TestLoopsDescriptorsBackToStart(t *testing.T) {
 	c = dial()
 	resWaitClosed(t, c)
 	c.Close()
-	if e.stats.DialErrors.Load() == 0 {
+	if e.book.stats.DialErrors.Load() == 0 {
 		t.Fatal("no failed dial counted: the failed-dial path did not run")
 	}
 	// CloseBackend, then Shutdown's reset of a held connection.
@@ -231,7 +231,7 @@ func TestLoopIgnoresStaleEventOnReusedDescriptor(t *testing.T) {
 	defer el.notes.stop()
 	el.logs = asynclog.New(quiet.Handler(), 0)
 	defer el.logs.Close()
-	ls := el.newServer(loopConfig{Picker: p, Logger: quiet}, false)
+	ls := newLoopServer(el, &Server{Picker: p, Logger: quiet}, false)
 	l, err := newLoop(el, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -305,7 +305,7 @@ func TestLoopsSlowReaderHoldsNoMemory(t *testing.T) {
 		}
 		c.CloseWrite()
 	}))
-	_, addr := startLoops(t, 1, loopConfig{Picker: p})
+	_, addr := startLoops(t, 1, &Server{Picker: p})
 	c := resDial(t, addr)
 	got := sha256.New()
 	buf := make([]byte, 64<<10)
@@ -420,7 +420,7 @@ func TestSharedLoopsServeSeveralServers(t *testing.T) {
 // the connections accepted since are gone: they are served to their end, not reset.
 func TestLoopsShutdownWaitsForConnectionAcceptedAsItBegins(t *testing.T) {
 	p := resPool(t, resBackend(t, resEcho))
-	ls, addr := startLoops(t, 1, loopConfig{Picker: p})
+	ls, addr := startLoops(t, 1, &Server{Picker: p})
 	x := resDial(t, addr)
 	if !resEchoes(t, x, "x") {
 		t.Fatal("no echo")
@@ -478,7 +478,7 @@ func (r *releasePanicker) Release(b *pool.Backend) error {
 // next client is served.
 func TestLoopsPanicInFinishGivesTheSlotBack(t *testing.T) {
 	p := &releasePanicker{Pool: resPool(t, resBackend(t, resEcho))}
-	_, addr := startLoops(t, 1, loopConfig{Picker: p, Limit: NewConnLimit(1)})
+	_, addr := startLoops(t, 1, &Server{Picker: p, Limit: NewConnLimit(1)})
 	first := resDial(t, addr)
 	if !resEchoes(t, first, "first") {
 		t.Fatal("no echo on the first connection")

@@ -68,6 +68,26 @@ type notice struct {
 	err     error
 }
 
+// loopSink is the event loops' eventSink (connbook.go): Observer events leave through the
+// notifier, log lines through the loops' log queue, so a loop never waits for either.
+type loopSink struct{ el *EventLoops }
+
+func (s loopSink) log(logger *slog.Logger, level slog.Level, msg string, args ...any) {
+	s.el.log(logger, level, msg, args...)
+}
+
+func (s loopSink) rejected(o Observer, client netip.AddrPort, err error) {
+	s.el.notes.rejected(o, client, err)
+}
+
+func (s loopSink) dialFailed(o Observer, b *pool.Backend, err error) {
+	s.el.notes.dialFailed(o, b, err)
+}
+
+func (s loopSink) closed(o Observer, info *ConnInfo, t Traffic, m Meter) {
+	s.el.notes.closed(o, info, t, m)
+}
+
 func newNotifier() *notifier {
 	n := &notifier{wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
 	go n.run()

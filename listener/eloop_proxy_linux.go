@@ -76,8 +76,7 @@ func (l *loop) judgeHeader(c *loopConn, timedOut bool) {
 }
 
 func (l *loop) refuseHeader(c *loopConn, err error) {
-	client := c.info.Client
-	c.srv.logHeader.Do(func() { c.srv.log(warnLevel, "refusing client: PROXY header", "client", client, "err", err) })
+	c.srv.book.headerRefused(c.info.Client, err)
 	l.finish(c, err, false)
 }
 

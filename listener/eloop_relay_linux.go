@@ -15,12 +15,9 @@ import (
 // connection, the PROXY prefix goes first, then both directions flow.
 func (l *loop) connected(c *loopConn) {
 	l.timers.clear(c)
-	c.srv.cfg.Picker.ReportDial(c.backend, nil)
 	c.info.Backend = c.backend
 	c.state = stateRelaying
-	if o := c.srv.cfg.Observer; o != nil {
-		c.meter = o.Opened(&c.info)
-	}
+	c.meter = c.srv.book.opened(&c.info)
 	c.lastActive = l.now
 	if idle := c.srv.cfg.IdleTimeout; idle > 0 {
 		l.timers.set(c, l.now.Add(idle))

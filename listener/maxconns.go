@@ -58,19 +58,16 @@ func (l *ConnLimit) hasRoom() bool { return len(l.slots) < cap(l.slots) }
 // several listeners, each idle one keeps a slot (Go's listeners cannot be waited on without
 // accepting). The event-loop plane takes a slot only for a client that is there.
 func (s *Server) takeSlot() bool {
-	if s.limit == nil {
+	lim := s.book.limit
+	if lim == nil {
 		return true
 	}
-	if s.limit.tryTake() {
+	if lim.tryTake() {
 		return true
 	}
-	s.logLimit.Do(func() { s.logger().Warn("connection limit reached; accepting paused", "max_conns", s.limit.Max()) })
-	return s.limit.take(s.done)
+	s.book.limitReached()
+	return lim.take(s.done)
 }
 
 // freeSlot gives back the slot of a connection that has ended or was never served.
-func (s *Server) freeSlot() {
-	if s.limit != nil && !s.limit.free() {
-		s.stats.ReleaseBugs.Add(1)
-	}
-}
+func (s *Server) freeSlot() { s.book.freeSlot() }

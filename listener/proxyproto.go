@@ -79,7 +79,7 @@ func (pp *ProxyProtocol) trusts(peer netip.Addr) bool {
 func (s *Server) readProxyHeader(c *net.TCPConn, info *ConnInfo) ([]byte, error) {
 	rest, err := s.ProxyProtocol.read(c, info)
 	if err != nil {
-		s.logProxyHeader.Do(func() { s.logger().Warn("refusing client: PROXY header", "client", info.Client, "err", err) })
+		s.book.headerRefused(info.Client, err)
 	}
 	return rest, err
 }

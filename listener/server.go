@@ -11,8 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/fulcrumlb/fulcrum/pool"
 )
 
@@ -77,18 +75,12 @@ type Server struct {
 	initOnce   sync.Once
 	done       chan struct{} // closed when Shutdown begins
 	doneOnce   sync.Once
-	limit      *ConnLimit // Limit, or one made from MaxConns; nil when there is no cap
+	book       *connBook // every connection's counters, log lines and events (connbook.go)
 
 	eloops    loopPlane // this Server on the event loops, when DataPlane is PlaneEpoll
 	eloopsErr error     // why it could not be made
 
-	stats          *Stats   // Totals, or the Server's own
-	path           DataPath // DataPath, or the default Splice
-	logNoPeer      rate.Sometimes
-	logDialErr     rate.Sometimes
-	logAccept      rate.Sometimes
-	logLimit       rate.Sometimes
-	logProxyHeader rate.Sometimes // refused inbound PROXY headers: a flood gets a line a second
+	path DataPath // DataPath, or the default Splice
 }
 
 // Stats are the server's running totals.
@@ -105,26 +97,14 @@ type Stats struct {
 // Stats returns the server's counters.
 func (s *Server) Stats() *Stats {
 	s.init()
-	return s.stats
+	return s.book.stats
 }
 
 func (s *Server) init() {
 	s.initOnce.Do(func() {
 		s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
-		s.logNoPeer = rate.Sometimes{Interval: time.Second}
-		s.logDialErr = rate.Sometimes{Interval: time.Second}
-		s.logAccept = rate.Sometimes{Interval: time.Second}
-		s.logLimit = rate.Sometimes{Interval: time.Second}
-		s.logProxyHeader = rate.Sometimes{Interval: time.Second}
 		s.done = make(chan struct{})
-		s.limit = s.Limit
-		if s.limit == nil {
-			s.limit = NewConnLimit(s.MaxConns)
-		}
-		s.stats = s.Totals
-		if s.stats == nil {
-			s.stats = new(Stats)
-		}
+		s.book = newConnBook(s)
 		s.path = s.DataPath
 		if s.path == nil {
 			s.path = Splice{IdleTimeout: s.IdleTimeout} // made an interface once, not per connection
@@ -134,26 +114,9 @@ func (s *Server) init() {
 			if own {
 				el = NewEventLoops(0)
 			}
-			s.eloops, s.eloopsErr = el.server(s.loopConfig(), own)
+			s.eloops, s.eloopsErr = el.server(s, s.book, own)
 		}
 	})
-}
-
-// loopConfig hands the event loops the Server's settings; they count on s.stats.
-func (s *Server) loopConfig() loopConfig {
-	return loopConfig{
-		Service:        s.Service,
-		Picker:         s.Picker,
-		ConnectTimeout: s.ConnectTimeout,
-		Retries:        s.Retries,
-		IdleTimeout:    s.IdleTimeout,
-		Limit:          s.limit,
-		QueueTimeout:   s.QueueTimeout,
-		ProxyProtocol:  s.ProxyProtocol,
-		Observer:       s.Observer,
-		Logger:         s.Logger,
-		Stats:          s.stats,
-	}
 }
 
 func (s *Server) logger() *slog.Logger {
@@ -198,14 +161,13 @@ func (s *Server) Serve(ln net.Listener) error {
 			if s.closing.Load() || errors.Is(err, net.ErrClosed) {
 				return ErrServerClosed
 			}
-			s.stats.AcceptErrs.Add(1)
 			backoff = nextAcceptBackoff(backoff)
-			s.logAccept.Do(func() { s.logger().Error("accept failed", "err", err, "retry_in", backoff) })
+			s.book.acceptFailed(err, backoff)
 			time.Sleep(backoff)
 			continue
 		}
 		backoff = 0
-		s.stats.Accepted.Add(1)
+		s.book.accepted()
 		s.startConn(c)
 	}
 }
@@ -218,7 +180,7 @@ func nextAcceptBackoff(prev time.Duration) time.Duration {
 func (s *Server) startConn(nc net.Conn) {
 	tc, ok := nc.(*net.TCPConn)
 	if !ok {
-		s.logger().Error("listener is not TCP; closing connection", "client", nc.RemoteAddr())
+		s.book.log(slog.LevelError, "listener is not TCP; closing connection", "client", nc.RemoteAddr())
 		nc.Close()
 		s.freeSlot()
 		return
