@@ -16,7 +16,7 @@ import (
 // conn owns one client connection from accept to close. Its goroutine runs serve; CloseBackend
 // and a forced Shutdown reach it from other goroutines through picked and backend.
 type conn struct {
-	srv     *Server
+	srv     *goPlane
 	client  *net.TCPConn
 	picked  atomic.Pointer[pool.Backend] // the backend being dialed or served; nil before the pick
 	backend atomic.Pointer[net.TCPConn]  // the dialed socket; nil until a dial succeeds
@@ -125,7 +125,7 @@ func (c *conn) reset() {
 
 // acquire picks a backend. When every backend is full the client waits up to QueueTimeout for
 // a slot; Shutdown's final cancel ends the wait too.
-func (s *Server) acquire(client netip.Addr, tried []*pool.Backend) (*pool.Backend, error) {
+func (s *goPlane) acquire(client netip.Addr, tried []*pool.Backend) (*pool.Backend, error) {
 	b, err := s.Picker.Acquire(client, tried)
 	if !errors.Is(err, pool.ErrFull) || s.QueueTimeout <= 0 {
 		return b, err
@@ -144,7 +144,7 @@ type dialed struct {
 // dial connects to b on a short-lived goroutine of its own. A dial grows its goroutine's stack
 // to 8 KiB or more; the connection's goroutine, which may then sit idle for hours, would keep
 // that stack for its whole life (measured: 11.8 against 15.6 KiB per idle connection).
-func (s *Server) dial(b *pool.Backend) (*net.TCPConn, error) {
+func (s *goPlane) dial(b *pool.Backend) (*net.TCPConn, error) {
 	done := make(chan dialed, 1)
 	go s.dialInto(b, done)
 	d := <-done
@@ -153,12 +153,12 @@ func (s *Server) dial(b *pool.Backend) (*net.TCPConn, error) {
 
 // dialInto is the dial's goroutine, named so stack dumps say what it is; it ends when the
 // dial does (bounded by ConnectTimeout and by a forced Shutdown).
-func (s *Server) dialInto(b *pool.Backend, done chan<- dialed) {
+func (s *goPlane) dialInto(b *pool.Backend, done chan<- dialed) {
 	c, err := s.dialNow(b)
 	done <- dialed{c, err}
 }
 
-func (s *Server) dialNow(b *pool.Backend) (*net.TCPConn, error) {
+func (s *goPlane) dialNow(b *pool.Backend) (*net.TCPConn, error) {
 	ctx, cancel := context.WithTimeout(s.baseCtx, s.connectTimeout())
 	defer cancel()
 	// No TCP keepalive: Go's default costs four setsockopt calls per dial, and the idle

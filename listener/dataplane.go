@@ -51,12 +51,11 @@ func DefaultDataPlane() DataPlane {
 // up, but a waking loop needs one at once: with a P spare it does not wait for it.
 func DefaultLoops() int { return max(runtime.GOMAXPROCS(0)-1, 1) }
 
-// loopPlane is the seam between one Server and the event loops that run its connections
-// (EventLoops.server): the loops accept, pick, dial, move the bytes and watch each connection
-// to its end. A plane that lets the kernel move the bytes (a BPF sockmap) keeps this shape:
-// only what happens once a backend is connected changes (loop.connected and loop.relayEvent
-// in eloop_relay_linux.go).
-type loopPlane interface {
+// plane runs one Server's connections: goPlane (goplane.go) or the Server on the event loops
+// (loopServer, eloop_linux.go). Server.newPlane chooses it; both tell every transition of a
+// connection to the Server's connBook, and differ only in how they run connections and move
+// their bytes.
+type plane interface {
 	// Serve accepts on ln until Shutdown, then returns ErrServerClosed.
 	Serve(ln net.Listener) error
 	// Shutdown stops accepting, waits for connections until ctx ends, then resets the rest.
@@ -66,3 +65,15 @@ type loopPlane interface {
 	// ActiveConns is the number of client connections being served.
 	ActiveConns() int
 }
+
+// failedPlane stands for a plane that could not be made (epoll off Linux): Serve fails.
+type failedPlane struct{ err error }
+
+func (f failedPlane) Serve(ln net.Listener) error {
+	ln.Close()
+	return f.err
+}
+
+func (failedPlane) Shutdown(context.Context) error { return nil }
+func (failedPlane) CloseBackend(string) int        { return 0 }
+func (failedPlane) ActiveConns() int               { return 0 }

@@ -143,11 +143,11 @@ type loopServer struct {
 	stopped   chan struct{} // closed when Shutdown is done: Serve returns
 }
 
-var _ loopPlane = (*loopServer)(nil)
+var _ plane = (*loopServer)(nil)
 
 // server binds one Server to the loops; own says the loops are that Server's alone. The
 // book's events and log lines then leave through the loops' notifier and log queue.
-func (el *EventLoops) server(s *Server, bk *connBook, own bool) (loopPlane, error) {
+func (el *EventLoops) server(s *Server, bk *connBook, own bool) (plane, error) {
 	bk.sink = loopSink{el}
 	ls := &loopServer{
 		el: el, own: own, cfg: s, book: bk,

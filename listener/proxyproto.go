@@ -76,7 +76,7 @@ func (pp *ProxyProtocol) trusts(peer netip.Addr) bool {
 // moves info.Client and info.Local to the addresses a trusted header names (keeping the TCP peer
 // in info.Peer), and returns the client bytes read past the header, which belong to the backend.
 // The client socket is left unwrapped, with no read deadline.
-func (s *Server) readProxyHeader(c *net.TCPConn, info *ConnInfo) ([]byte, error) {
+func (s *goPlane) readProxyHeader(c *net.TCPConn, info *ConnInfo) ([]byte, error) {
 	rest, err := s.ProxyProtocol.read(c, info)
 	if err != nil {
 		s.book.headerRefused(info.Client, err)
@@ -168,7 +168,7 @@ func unmapped(ap netip.AddrPort) netip.AddrPort {
 
 // sendProxyPrefix writes to a freshly dialed backend what must precede the spliced stream: the
 // outbound PROXY header (when Send is set) and the client bytes read past the inbound one.
-func (s *Server) sendProxyPrefix(backend *net.TCPConn, info *ConnInfo, rest []byte) error {
+func (s *goPlane) sendProxyPrefix(backend *net.TCPConn, info *ConnInfo, rest []byte) error {
 	if h := s.ProxyProtocol.outbound(info); h != nil {
 		if _, err := h.WriteTo(backend); err != nil {
 			return fmt.Errorf("write proxy header to %s: %w", backend.RemoteAddr(), err)
@@ -184,7 +184,7 @@ func (s *Server) sendProxyPrefix(backend *net.TCPConn, info *ConnInfo, rest []by
 
 // joinWithPrefix sends the PROXY prefix, then hands the raw sockets to the DataPath. The bytes
 // of rest are client bytes like any other: the Meter hears them and Traffic.Up counts them.
-func (s *Server) joinWithPrefix(client, backend *net.TCPConn, info *ConnInfo, rest []byte, m Meter) Traffic {
+func (s *goPlane) joinWithPrefix(client, backend *net.TCPConn, info *ConnInfo, rest []byte, m Meter) Traffic {
 	if err := s.sendProxyPrefix(backend, info, rest); err != nil {
 		abort(client, backend)
 		return Traffic{Err: err}
