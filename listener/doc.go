@@ -21,6 +21,14 @@
 // for bulk, spliced through pooled pipes (eloop_*_linux.go). Both behave the same to clients,
 // backends, the Picker and the Observer.
 //
+// On the event loops, the connect step books the dial and hands the established pair to a
+// relay (eloop_relay_linux.go), the byte-mover seam: it starts with a prefix to send first,
+// takes every event of both sockets, says whether bytes moved out of the loop's sight (for
+// the idle timeout) and, stopped, returns the byte counts. The first relay is the buffer and
+// splice code (eloop_relay_splice_linux.go). A new byte mover is one new file with a type
+// that implements relay, one byteMover constant (with its case in newRelay), and its value for
+// the flag that chooses it; nothing else changes.
+//
 // Limits: MaxConns pauses accepting at the cap (clients wait in the kernel backlog);
 // QueueTimeout lets a client wait for a backend slot (Picker.AcquireWait); IdleTimeout
 // closes connections on which no byte moves either way. Every dial's outcome goes to

@@ -121,9 +121,27 @@ func (l *loop) connectDone(c *loopConn, ev uint32) {
 	if ev&unix.EPOLLOUT == 0 {
 		return // not yet: the edge with the outcome is still to come
 	}
-	c.down.readable = ev&(unix.EPOLLIN|unix.EPOLLRDHUP) != 0
-	c.down.rdhup = ev&unix.EPOLLRDHUP != 0
-	l.connected(c)
+	l.connected(c, ev)
+}
+
+// connected ends the connect step once the backend has accepted: the dial is booked (passive
+// health, the Observer's Opened), the idle deadline starts, and the relay takes the pair,
+// with what must reach the backend first.
+func (l *loop) connected(c *loopConn, ev uint32) {
+	l.timers.clear(c)
+	c.info.Backend = c.backend
+	c.state = stateRelaying
+	c.meter = c.srv.book.opened(&c.info)
+	c.lastActive = l.now
+	if idle := c.srv.cfg.IdleTimeout; idle > 0 {
+		l.timers.set(c, l.now.Add(idle))
+	}
+	h, err := c.handoff(ev)
+	if err != nil {
+		l.finish(c, err, true)
+		return
+	}
+	l.relay.start(l, c, h)
 }
 
 // dialFailed gives the failed backend back, tells health checking, and tries the next-best

@@ -28,7 +28,8 @@ import (
 // (observer calls and log lines, which may block) and short-lived waiters for a queued backend
 // slot or a backend's name, each posting its result back to its loop.
 type EventLoops struct {
-	n int
+	n     int
+	mover byteMover // how the loops move bytes; the zero value is moverSplice
 
 	mu      sync.Mutex // guards loops, notes, logs, started and stopped
 	loops   []*loop

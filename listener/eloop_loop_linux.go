@@ -32,6 +32,7 @@ type loop struct {
 	slots  []slot // by descriptor number: what an event on that descriptor is for
 	gen    uint32 // last generation handed out; tags each registration
 	buf    []byte // the 16 KiB buffer every small message passes through
+	relay  relay  // moves the bytes of established connections (eloop_relay_linux.go)
 	pipes  pipePool
 	timers timerHeap
 	conns  connList // every connection of this loop
@@ -80,7 +81,7 @@ func newLoop(el *EventLoops, id int) (*loop, error) {
 		unix.Close(epfd)
 		return nil, fmt.Errorf("listener: eventfd: %w", err)
 	}
-	l := &loop{el: el, id: id, epfd: epfd, wake: wake, events: make([]unix.EpollEvent, eventsPerWait), buf: make([]byte, smallRead)}
+	l := &loop{el: el, id: id, epfd: epfd, wake: wake, events: make([]unix.EpollEvent, eventsPerWait), buf: make([]byte, smallRead), relay: newRelay(el.mover)}
 	if err := l.register(wake, unix.EPOLLIN, slot{kind: slotWake}); err != nil {
 		l.closeFDs()
 		return nil, err
