@@ -21,6 +21,11 @@ const (
 	PlaneEpoll DataPlane = "epoll"
 )
 
+// smallRead is the buffer for reads below the splice threshold, on both planes. A read that
+// fills it means a bulk transfer is under way, and the bytes queued behind it are spliced
+// (HAProxy's splice-auto idea).
+const smallRead = 16 << 10
+
 // ParseDataPlane reads a --data-plane value.
 func ParseDataPlane(s string) (DataPlane, error) {
 	switch DataPlane(s) {

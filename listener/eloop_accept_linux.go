@@ -9,6 +9,8 @@ import (
 	"slices"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fulcrumlb/fulcrum/listener/internal/poll"
 )
 
 // acceptBatch bounds the connections one wake-up accepts, so a flood of new clients cannot
@@ -66,10 +68,7 @@ func (l *loop) watchListener(a *loopAccept, on bool) {
 		}
 		return
 	}
-	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil) // fails only if it was not there
-	if fd < len(l.slots) {
-		l.slots[fd] = slot{}
-	}
+	l.set.Remove(fd)
 }
 
 // acceptFrom accepts what a listener has queued, up to acceptBatch.
@@ -85,7 +84,7 @@ func (l *loop) acceptFrom(a *loopAccept) {
 			l.pauseAtCap(a)
 			return
 		}
-		fd, client, err := acceptConn(a.ll.fd)
+		fd, client, err := poll.Accept(a.ll.fd)
 		if err != nil {
 			ls.connEnded() // the slot reserved for it
 			if err == unix.EAGAIN || err == unix.EINTR || err == unix.ECONNABORTED {
@@ -143,7 +142,7 @@ func (l *loop) startConn(ll *loopListener, fd int, client netip.AddrPort) {
 	defer l.recoverConn(c)
 	c.info = ConnInfo{Service: ll.srv.cfg.Service, Client: client, Local: ll.local, Start: l.now}
 	if ll.wildcard {
-		if local, err := localAddrPort(fd); err == nil {
+		if local, err := poll.LocalAddrPort(fd); err == nil {
 			c.info.Local = local
 		}
 	}
@@ -158,12 +157,4 @@ func (l *loop) startConn(ll *loopListener, fd int, client netip.AddrPort) {
 		return
 	}
 	l.connect(c)
-}
-
-// addrPortSockaddr converts a backend address for connect(2).
-func addrPortSockaddr(ap netip.AddrPort) (int, unix.Sockaddr) {
-	if a := ap.Addr(); a.Is4() || a.Is4In6() {
-		return unix.AF_INET, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: a.Unmap().As4()}
-	}
-	return unix.AF_INET6, &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
 }

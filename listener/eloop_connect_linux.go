@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/fulcrumlb/fulcrum/listener/internal/poll"
 	"github.com/fulcrumlb/fulcrum/pool"
 )
 
@@ -90,7 +91,7 @@ func (l *loop) dial(c *loopConn, b *pool.Backend) {
 }
 
 func (l *loop) dialAddr(c *loopConn, ap netip.AddrPort) {
-	family, sa := addrPortSockaddr(ap)
+	family, sa := poll.Sockaddr(ap)
 	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		l.dialFailed(c, fmt.Errorf("dial %s: %w", ap, os.NewSyscallError("socket", err)))
@@ -113,7 +114,7 @@ func (l *loop) dialAddr(c *loopConn, ap netip.AddrPort) {
 // connectDone reads the outcome of the connect.
 func (l *loop) connectDone(c *loopConn, ev uint32) {
 	if ev&(unix.EPOLLERR|unix.EPOLLHUP) != 0 { // a failed connect always raises EPOLLERR
-		if err := socketError(c.bfd, "connect"); err != nil {
+		if err := poll.SocketError(c.bfd, "connect"); err != nil {
 			l.dialFailed(c, fmt.Errorf("dial %s: %w", c.backend.DialAddress(), err))
 			return
 		}

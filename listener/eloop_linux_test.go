@@ -241,18 +241,18 @@ func TestLoopIgnoresStaleEventOnReusedDescriptor(t *testing.T) {
 	ap := netip.MustParseAddrPort(be)
 	for attempt := 0; attempt < 50; attempt++ {
 		old := l.testConnecting(t, ls, p, ap)
-		fd, gen := old.bfd, l.slots[old.bfd].gen
+		fd, gen := old.bfd, l.set.Gen(old.bfd)
 		l.finish(old, errForced, true)
 		fresh := l.testConnecting(t, ls, p, ap)
 		if fresh.bfd != fd {
 			l.finish(fresh, errForced, true)
 			continue // another goroutine took the number first: try again
 		}
-		l.dispatch(unix.EpollEvent{Events: unix.EPOLLOUT, Fd: int32(fd), Pad: int32(gen)})
+		l.dispatchTagged(fd, gen, unix.EPOLLOUT)
 		if fresh.state != stateConnecting {
 			t.Fatalf("a stale event moved the new connection to state %d", fresh.state)
 		}
-		l.dispatch(unix.EpollEvent{Events: unix.EPOLLOUT, Fd: int32(fd), Pad: int32(l.slots[fd].gen)})
+		l.dispatchTagged(fd, l.set.Gen(fd), unix.EPOLLOUT)
 		if fresh.state == stateConnecting {
 			t.Fatal("the current event was not handled either: the test proves nothing")
 		}
@@ -261,6 +261,13 @@ func TestLoopIgnoresStaleEventOnReusedDescriptor(t *testing.T) {
 		return
 	}
 	t.Fatal("the descriptor number was never reused")
+}
+
+// dispatchTagged handles ev as epoll would report it for fd registered with generation gen.
+func (l *loop) dispatchTagged(fd int, gen uint32, ev uint32) {
+	if s, ok := l.set.Lookup(fd, gen); ok {
+		l.dispatch(s, ev)
+	}
 }
 
 // testConnecting makes a connection whose backend connect is in progress, with no client.

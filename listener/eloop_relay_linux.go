@@ -2,13 +2,6 @@
 
 package listener
 
-import (
-	"os"
-	"syscall"
-
-	"golang.org/x/sys/unix"
-)
-
 // relay moves the bytes of a loop's established connections: the byte-mover seam. The
 // connect step (eloop_connect_linux.go) books the dial and hands the relay an established
 // pair; from then on the loop passes it every event on either socket, asks it whether bytes
@@ -56,17 +49,4 @@ func newRelay(m byteMover) relay {
 	default: // moverSplice
 		return spliceRelay{}
 	}
-}
-
-// socketError is a socket's pending error (SO_ERROR) as a syscall error of op ("read",
-// "connect"), so EndReason and passive health read it as usual; nil if none.
-func socketError(fd int, op string) error {
-	errno, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
-	if err == nil && errno != 0 {
-		err = syscall.Errno(errno)
-	}
-	if err != nil {
-		return os.NewSyscallError(op, err)
-	}
-	return nil
 }

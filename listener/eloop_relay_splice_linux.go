@@ -8,6 +8,8 @@ import (
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fulcrumlb/fulcrum/listener/internal/poll"
 )
 
 // spliceRelay is the first byte mover (moverSplice): each direction reads small messages into
@@ -28,9 +30,9 @@ type spliceConn struct {
 
 // direction is the state of one direction of a relayed connection.
 type direction struct {
-	pending  []byte // read but not yet written; src is not read until it drains
-	off      int    // how much of pending is written
-	pipe     *pipe  // held only while bytes sit in it
+	pending  []byte     // read but not yet written; src is not read until it drains
+	off      int        // how much of pending is written
+	pipe     *poll.Pipe // held only while bytes sit in it
 	inPipe   int
 	n        int64 // bytes read from src
 	readable bool  // src may have bytes (or its FIN) to read
@@ -68,7 +70,7 @@ func (spliceRelay) event(l *loop, c *loopConn, fromClient bool, ev uint32) {
 		fd, in, out = c.bfd, &c.down, &c.up
 	}
 	if ev&unix.EPOLLERR != 0 {
-		if err := socketError(fd, "read"); err != nil {
+		if err := poll.SocketError(fd, "read"); err != nil {
 			l.finish(c, err, true)
 			return
 		}
@@ -117,9 +119,9 @@ func (l *loop) dropPipe(d *direction) {
 		return
 	}
 	if d.inPipe > 0 {
-		l.pipes.discard(d.pipe)
+		l.pipes.Discard(d.pipe)
 	} else {
-		l.pipes.put(d.pipe)
+		l.pipes.Put(d.pipe)
 	}
 	d.pipe, d.inPipe = nil, 0
 }
@@ -192,12 +194,12 @@ func (l *loop) readSmall(c *loopConn, d *direction, src, dst int) {
 // It runs only with the pipe empty, so EAGAIN can only mean the socket is.
 func (l *loop) spliceIn(c *loopConn, d *direction, src int) {
 	if d.pipe == nil {
-		if d.pipe = l.pipes.take(); d.pipe == nil {
+		if d.pipe = l.pipes.Take(); d.pipe == nil {
 			d.bulk = false // no pipe to spare: copy through the buffer
 			return
 		}
 	}
-	n, err := unix.Splice(src, nil, d.pipe.w, nil, d.pipe.size, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+	n, err := unix.Splice(src, nil, d.pipe.W, nil, d.pipe.Size, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
 	switch {
 	case err == unix.EAGAIN:
 		d.readable = false
@@ -235,7 +237,7 @@ func (l *loop) drain(c *loopConn, d *direction, dst int) bool {
 		}
 	}
 	for d.inPipe > 0 {
-		n, err := unix.Splice(d.pipe.r, nil, dst, nil, d.inPipe, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		n, err := unix.Splice(d.pipe.R, nil, dst, nil, d.inPipe, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
 		if err == unix.EAGAIN {
 			return true
 		}
