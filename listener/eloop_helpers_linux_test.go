@@ -3,15 +3,10 @@
 package listener
 
 import (
-	"context"
-	"errors"
-	"net"
 	"os"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/fulcrumlb/fulcrum/pool"
 )
 
 // startLoops serves cfg on n event loops of its own, on a loopback port, until the test ends;
@@ -26,27 +21,7 @@ func startLoops(t *testing.T, n int, cfg *Server) (*loopServer, string) {
 		cfg.ConnectTimeout = 5 * time.Second
 	}
 	ls := newLoopServer(NewEventLoops(n), cfg, true)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- ls.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := ls.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if err := <-done; !errors.Is(err, ErrServerClosed) {
-			t.Errorf("Serve returned %v", err)
-		}
-		assertPickerIdle(t, cfg.Picker)
-		if n := ls.book.stats.ReleaseBugs.Load(); n != 0 {
-			t.Errorf("%d release bugs", n)
-		}
-	})
-	return ls, ln.Addr().String()
+	return ls, serveLoopback(t, ls, cfg.Picker, ls.book.stats)
 }
 
 // newLoopServer puts s on the loops el, as Server.init does for PlaneEpoll.
@@ -54,17 +29,6 @@ func newLoopServer(el *EventLoops, s *Server, own bool) *loopServer {
 	s.DataPlane = PlaneEpoll
 	pl, _ := el.server(s, newConnBook(s), own)
 	return pl.(*loopServer)
-}
-
-func assertPickerIdle(t *testing.T, p pool.Picker) {
-	t.Helper()
-	if pl, ok := p.(*pool.Pool); ok {
-		for _, st := range pl.Snapshot() {
-			if st.Active != 0 {
-				t.Errorf("%s: %d connections counted after shutdown", st.Key, st.Active)
-			}
-		}
-	}
 }
 
 // fdSet lists this process's open descriptors: number → what it refers to.
