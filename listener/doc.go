@@ -39,7 +39,7 @@
 // the idle timeout) and, stopped, returns the byte counts. The first relay is the buffer and
 // splice code (eloop_relay_splice_linux.go). A new byte mover (an in-kernel BPF sockmap, say)
 // is one new file, eloop_relay_<name>_linux.go, with a type that implements relay; one
-// byteMover constant, with its case in newRelay; and its value for the flag that chooses it.
+// byteMover constant, with its entry in relays; and its value for the flag that chooses it.
 // The lifecycle, the connect step and the loop do not change.
 //
 // Limits: MaxConns pauses accepting at the cap (clients wait in the kernel backlog);

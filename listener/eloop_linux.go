@@ -25,7 +25,7 @@ import (
 //
 // Other goroutines never touch a loop's connections: they post tasks to it (post, call), which
 // the loop runs between its waits. The only goroutines besides the loops are the notifier
-// (observer calls and log lines, which may block) and short-lived waiters for a queued backend
+// (observer calls, which may block), the log queue's writer, and short-lived waiters for a queued backend
 // slot or a backend's name, each posting its result back to its loop.
 type EventLoops struct {
 	n     int
@@ -51,7 +51,7 @@ func NewEventLoops(n int) *EventLoops {
 	return &EventLoops{n: n}
 }
 
-// start creates the loops and the notifier. Called with el.mu held.
+// start creates the loops, the notifier and the log queue. Called with el.mu held.
 func (el *EventLoops) start() error {
 	for i := 0; i < el.n; i++ {
 		l, err := newLoop(el, i)
@@ -74,8 +74,9 @@ func (el *EventLoops) start() error {
 	return nil
 }
 
-// Stop ends the loops, resetting any connection still open, and the notifier. Call it after
-// every Server on the loops has shut down; calling it twice is safe.
+// Stop ends the loops, resetting any connection still open, the notifier and the log queue
+// (which then reports how many lines it dropped, if any). Call it after every Server on the
+// loops has shut down; calling it twice is safe.
 func (el *EventLoops) Stop() {
 	el.mu.Lock()
 	if el.stopped || !el.started {

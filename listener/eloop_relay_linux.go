@@ -33,7 +33,7 @@ type handoff struct {
 
 // byteMover names a way the event loops move bytes. Adding one (an in-kernel BPF sockmap
 // mover, say) takes one new file, eloop_relay_<name>_linux.go, with a type that implements
-// relay; one constant here with its case in newRelay; and its value for the flag that
+// relay; one constant here with its entry in relays; and its value for the flag that
 // chooses it. The lifecycle (connBook), the connect step and the loop do not change.
 type byteMover uint8
 
@@ -43,10 +43,10 @@ const (
 	moverSplice byteMover = iota
 )
 
-// newRelay is the relay of a byte mover.
-func newRelay(m byteMover) relay {
-	switch m {
-	default: // moverSplice
-		return spliceRelay{}
-	}
+// relays holds the relay of each byte mover.
+var relays = [...]relay{
+	moverSplice: spliceRelay{},
 }
+
+// newRelay is the relay of a byte mover.
+func newRelay(m byteMover) relay { return relays[m] }
