@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/fulcrumlb/fulcrum/internal/buildinfo"
 	"github.com/fulcrumlb/fulcrum/listener"
 	"github.com/fulcrumlb/fulcrum/pool"
 )
@@ -27,8 +28,11 @@ import (
 // Every name starts with "fulcrum_". Totals over every service have no label. The series of
 // one service are named "fulcrum_service_..." and carry service="NAME"; those of one backend
 // are named "fulcrum_backend_..." and carry service="NAME" and backend="host:port", so the
-// same address in two services has two series. A backend's series stay until the process
-// ends (a forgotten backend's active gauge drops to 0).
+// same address in two services has two series. A backend's traffic, dial, heartbeat and
+// duration series stay until the process ends (a forgotten backend's active gauge drops to 0);
+// its fulcrum_backend_up, fulcrum_backend_state and fulcrum_health_checks_failed_total series
+// are read from the registry at each scrape and go with it (metrics_backends.go).
+// fulcrum_build_info{version,revision,goversion} is 1 and names the running build.
 //
 // The sink creates a series on its first update by a load and a store that are not one atomic
 // step, so two first updates at once would lose one. Metrics therefore creates every series
@@ -112,7 +116,12 @@ func NewServiceMetrics(services []Service) (*Metrics, error) {
 		nReason:  len(knownReasons),
 	}
 	var err error
-	if mt.m, mt.handler, err = newSink(names, newTrafficCollector(&mt.svcs, &mt.backends)); err != nil {
+	collectors := []namedCollector{
+		{"service traffic", newTrafficCollector(&mt.svcs, &mt.backends)},
+		{"backend state", newBackendCollector(mt.services)},
+		{"build info", newBuildInfoGauge(buildinfo.Read())},
+	}
+	if mt.m, mt.handler, err = newSink(names, collectors); err != nil {
 		return nil, err
 	}
 	for _, r := range knownReasons {
@@ -127,19 +136,21 @@ func NewServiceMetrics(services []Service) (*Metrics, error) {
 	return mt, nil
 }
 
+// namedCollector is a collector of fulcrum's own, named for the error if it cannot register.
+type namedCollector struct {
+	name string
+	c    prometheus.Collector
+}
+
 // newSink builds go-metrics over a Prometheus sink whose registry holds the runtime and
-// process collectors, the services' traffic, and the series declared up front for the
-// services named.
-func newSink(services []string, traffic prometheus.Collector) (*gometrics.Metrics, http.Handler, error) {
+// process collectors, fulcrum's own collectors (traffic, backend states, build), and the
+// series declared up front for the services named.
+func newSink(services []string, own []namedCollector) (*gometrics.Metrics, http.Handler, error) {
 	pr := prometheus.NewRegistry()
-	for _, c := range []struct {
-		name string
-		c    prometheus.Collector
-	}{
+	for _, c := range append([]namedCollector{
 		{"go", collectors.NewGoCollector()},
 		{"process", collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})},
-		{"service traffic", traffic},
-	} {
+	}, own...) {
 		if err := pr.Register(c.c); err != nil {
 			return nil, nil, fmt.Errorf("metrics: register %s collector: %w", c.name, err)
 		}

@@ -25,6 +25,15 @@ const (
 	StateDraining State = "draining" // drained by the admin API; established connections run on
 )
 
+// States lists every State, in the order above: what a backend can be reported as.
+func States() []State {
+	return []State{StateUp, StateStatic, StateExpired, StateRemoved, StateDown, StateDraining}
+}
+
+// Pickable reports whether a backend in state s may be chosen for new connections (a backend
+// at its connection limit is still pickable: it takes the next one when a connection ends).
+func (s State) Pickable() bool { return s == StateUp || s == StateStatic }
+
 // Backend is one registered server. Its fields are guarded by the owning Pool's mu; callers
 // outside the package see it only through its accessors and Snapshot.
 type Backend struct {
@@ -60,7 +69,7 @@ type Backend struct {
 	// Pads the struct to 384 bytes, a size class of whole cache lines: every Backend then
 	// starts a line, so its pick fields take two lines and no other backend's byte counters
 	// share them (TestBackendFillsWholeCacheLines).
-	_ [28]byte
+	_ [20]byte
 }
 
 func newBackend(a Address, weight int, static bool, now time.Time) *Backend {
@@ -125,6 +134,8 @@ type Status struct {
 	LastErrorTime time.Time // when LastError happened; zero if none
 	BytesIn       uint64    // carried client → backend, over every connection so far
 	BytesOut      uint64    // carried backend → client
+	Static        bool      // configured at start (--backend, config file), not registered by heartbeat
+	ChecksFailed  uint64    // active health checks failed since it was registered
 }
 
 func (b *Backend) status(now time.Time, ttl time.Duration) Status {
@@ -141,6 +152,8 @@ func (b *Backend) status(now time.Time, ttl time.Duration) Status {
 		LastErrorTime: b.health.lastErrTime,
 		BytesIn:       b.bytesIn.Load(),
 		BytesOut:      b.bytesOut.Load(),
+		Static:        b.static,
+		ChecksFailed:  b.health.checksFailed,
 	}
 }
 
