@@ -70,13 +70,14 @@ func one(b bool) float64 {
 }
 
 // newBuildInfoGauge is fulcrum_build_info{version,revision,goversion} = 1: which build serves,
-// so that a dashboard shows an upgrade land (buildinfo.Read).
+// so that a dashboard shows an upgrade land (buildinfo.Read). The revision is as status
+// reports it: "unknown" when not recorded, "-modified" after it for a changed work tree.
 func newBuildInfoGauge(info buildinfo.Info) prometheus.Collector {
 	g := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "fulcrum_build_info",
 		Help: "The running build: module version, VCS revision and Go version; always 1.",
 		ConstLabels: prometheus.Labels{
-			"version": info.Version, "revision": info.Revision, "goversion": info.GoVersion,
+			"version": info.Version, "revision": info.RevisionText(), "goversion": info.GoVersion,
 		},
 	})
 	g.Set(1)

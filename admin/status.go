@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/fulcrumlb/fulcrum/internal/buildinfo"
 	"github.com/fulcrumlb/fulcrum/pool"
 )
 
@@ -38,6 +39,11 @@ type serviceSummary struct {
 }
 
 type statusReply struct {
+	// Version and Revision name the running build: the module version ("devel" for a build
+	// from a checkout) and the VCS revision ("unknown" when the binary does not record one;
+	// "-modified" after it when the work tree had changes).
+	Version   string           `json:"version"`
+	Revision  string           `json:"revision"`
 	Servers   []server         `json:"servers"`
 	Total     int              `json:"total"`
 	Timestamp float64          `json:"timestamp"`
@@ -63,7 +69,10 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 		snaps[i] = svcs[i].Registry.Snapshot()
 		n += len(snaps[i])
 	}
+	build := buildinfo.Read()
 	reply := statusReply{
+		Version:   cmp.Or(a.Overview.version(), build.Version),
+		Revision:  build.RevisionText(),
 		Servers:   make([]server, 0, n),
 		Total:     n,
 		Timestamp: unixSeconds(time.Now()),

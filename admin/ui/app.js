@@ -89,7 +89,7 @@ function renderSummary(st) {
   if (st.connections_rejected !== undefined) parts.push(`${num(st.connections_rejected)} rejected`);
   if (st.connections_failed !== undefined) parts.push(`${num(st.connections_failed)} failed`);
   if (st.connections_full) parts.push(`${num(st.connections_full)} turned away (backends full)`);
-  if (st.version) parts.push(`fulcrum ${st.version}`);
+  if (st.version) parts.push(`fulcrum ${st.version}` + (st.revision ? ` (revision ${st.revision})` : ""));
   document.getElementById("summary").textContent = parts.join(" · ");
 }
 
