@@ -23,7 +23,8 @@ func newApp(u *upgrades) *cli.App {
 	return &cli.App{
 		Name:     "fulcrum",
 		Usage:    "a TCP load balancer with heartbeat registration and exact least-connections",
-		Version:  buildinfo.Read().String(),                                                                   // --version: module version, VCS revision, Go version
+		// --version: module version, VCS revision, Go version
+		Version:  buildinfo.Read().String(),
 		Commands: append([]*cli.Command{withProfiling(serveCommand(u)), benchCommand()}, clientCommands()...), // client.go: status, add, remove, drain, undrain, heartbeat; bench.go: bench
 	}
 }
