@@ -21,8 +21,8 @@ func main() {
 // newApp builds the command line; u hands SIGHUP upgrades to the process's first serve.
 func newApp(u *upgrades) *cli.App {
 	return &cli.App{
-		Name:     "fulcrum",
-		Usage:    "a TCP load balancer with heartbeat registration and exact least-connections",
+		Name:  "fulcrum",
+		Usage: "a TCP load balancer with heartbeat registration and exact least-connections",
 		// --version: module version, VCS revision, Go version
 		Version:  buildinfo.Read().String(),
 		Commands: append([]*cli.Command{withProfiling(serveCommand(u)), benchCommand()}, clientCommands()...), // client.go: status, add, remove, drain, undrain, heartbeat; bench.go: bench
