@@ -59,6 +59,10 @@ type Backend struct {
 	created time.Time
 	ramp    ramp // slow start (slowstart.go)
 
+	rrSlot   int32  // position in its round-robin class; -1 when not a member (roundrobin.go)
+	rrWeight int16  // the weight of that class
+	rrRound  uint32 // 1 + the class round of its last turn; 0 if none
+
 	// Atomic, outside Pool.mu: the data path adds to them per chunk without taking the lock.
 	bytesIn  atomic.Uint64 // client → backend
 	bytesOut atomic.Uint64 // backend → client
@@ -69,7 +73,7 @@ type Backend struct {
 	// Pads the struct to 384 bytes, a size class of whole cache lines: every Backend then
 	// starts a line, so its pick fields take two lines and no other backend's byte counters
 	// share them (TestBackendFillsWholeCacheLines).
-	_ [20]byte
+	_ [4]byte
 }
 
 func newBackend(a Address, weight int, static bool, now time.Time) *Backend {
@@ -86,6 +90,7 @@ func newBackend(a Address, weight int, static bool, now time.Time) *Backend {
 		index:         -1,
 		eff:           int64(weight) * permille,
 		health:        health{retryIndex: -1},
+		rrSlot:        -1,
 	}
 }
 
