@@ -111,6 +111,9 @@ func (r *rrSchedule) add(b *Backend) {
 		r.classes = slices.Insert(r.classes, i, &rrClass{weight: int64(b.weight)})
 	}
 	cl := r.classes[i]
+	if int(b.rrWeight) != b.weight { // its last turn was in another class
+		b.rrRound = 0
+	}
 	b.rrWeight = int16(b.weight)
 	cl.members = append(cl.members, b)
 	b.rrSlot = int32(len(cl.members) - 1)
@@ -163,7 +166,6 @@ func (cl *rrClass) move(from, to int) {
 func (r *rrSchedule) reweigh(b *Backend) {
 	if b.rrSlot >= 0 && int(b.rrWeight) != b.weight {
 		r.remove(b)
-		b.rrRound = 0
 		r.add(b)
 	}
 }
