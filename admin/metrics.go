@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	gometrics "github.com/hashicorp/go-metrics"
@@ -49,6 +50,10 @@ type Metrics struct {
 	svcs       sync.Map // service name → *serviceSeries
 	reasons    sync.Map // rejection error text → its reason label value
 	svcReasons sync.Map // seriesKey{service, reason label} → that service's rejection labels
+
+	// scraped is the registries' snapshot the latest scrape took, for the backend state
+	// collector (metrics_backends.go): one snapshot serves both, so they agree.
+	scraped atomic.Pointer[[][]pool.Status]
 
 	mu      sync.Mutex         // creates series; guards the fields below
 	gauged  map[seriesKey]bool // backends with an active-connections series
@@ -118,7 +123,7 @@ func NewServiceMetrics(services []Service) (*Metrics, error) {
 	var err error
 	collectors := []namedCollector{
 		{"service traffic", newTrafficCollector(&mt.svcs, &mt.backends)},
-		{"backend state", newBackendCollector(mt.services)},
+		{"backend state", newBackendCollector(mt.services, &mt.scraped)},
 		{"build info", newBuildInfoGauge(buildinfo.Read())},
 	}
 	if mt.m, mt.handler, err = newSink(names, collectors); err != nil {
@@ -237,20 +242,28 @@ func summaryDefinitions() []promsink.SummaryDefinition {
 
 // ServeHTTP serves the Prometheus text exposition, after reading the gauges from the registry.
 func (m *Metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	m.refreshGauges()
+	snaps := m.snapshot()
+	m.refreshGauges(snaps)
+	m.scraped.Store(&snaps) // what the backend state collector reads during this scrape
 	m.handler.ServeHTTP(w, r)
 }
 
-// refreshGauges sets the active-connection and registry-size gauges of every service and
-// backend, and their totals, from one snapshot of each service's registry. A backend gone from
-// its registry since the last scrape has its gauge set to 0.
-func (m *Metrics) refreshGauges() {
+// snapshot reads every service's registry once, in the order of m.services (nil for a service
+// without a Registry).
+func (m *Metrics) snapshot() [][]pool.Status {
 	snaps := make([][]pool.Status, len(m.services))
 	for i, svc := range m.services {
 		if svc.Registry != nil {
 			snaps[i] = svc.Registry.Snapshot()
 		}
 	}
+	return snaps
+}
+
+// refreshGauges sets the active-connection and registry-size gauges of every service and
+// backend, and their totals, from one snapshot of each service's registry. A backend gone from
+// its registry since the last scrape has its gauge set to 0.
+func (m *Metrics) refreshGauges(snaps [][]pool.Status) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var active, backends int64

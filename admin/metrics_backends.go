@@ -1,14 +1,17 @@
 package admin
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fulcrumlb/fulcrum/internal/buildinfo"
 	"github.com/fulcrumlb/fulcrum/pool"
 )
 
-// backendCollector exposes, from one snapshot of each service's registry taken at scrape, what
-// alerting asks of a backend:
+// backendCollector exposes, from the snapshot of each service's registry that the scrape took
+// (Metrics.ServeHTTP, the same that sets the active-connection gauges), what alerting asks of
+// a backend:
 //
 //	fulcrum_backend_up{service,backend}                   1 when picking may choose it (state up or static), else 0
 //	fulcrum_backend_state{service,backend,state}          one series per state, 1 for the current one
@@ -20,6 +23,7 @@ import (
 // Prometheus' rate() expects).
 type backendCollector struct {
 	services []Service
+	scraped  *atomic.Pointer[[][]pool.Status] // the snapshot, in the order of services
 	up       *prometheus.Desc
 	state    *prometheus.Desc
 	failed   *prometheus.Desc
@@ -27,10 +31,11 @@ type backendCollector struct {
 
 var _ prometheus.Collector = backendCollector{}
 
-func newBackendCollector(services []Service) backendCollector {
+func newBackendCollector(services []Service, scraped *atomic.Pointer[[][]pool.Status]) backendCollector {
 	labels := []string{"service", "backend"}
 	return backendCollector{
 		services: services,
+		scraped:  scraped,
 		up:       prometheus.NewDesc("fulcrum_backend_up", "1 when picking may choose the backend (state up or static), else 0.", labels, nil),
 		state: prometheus.NewDesc("fulcrum_backend_state", "The backend's state, as /upstream/status reports it: 1 for the current one, 0 for the others.",
 			append(labels, "state"), nil),
@@ -47,12 +52,13 @@ func (c backendCollector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (c backendCollector) Collect(ch chan<- prometheus.Metric) {
+	snaps := c.scraped.Load()
+	if snaps == nil {
+		return // no scrape through Metrics.ServeHTTP yet
+	}
 	states := pool.States()
-	for _, svc := range c.services {
-		if svc.Registry == nil {
-			continue
-		}
-		for _, s := range svc.Registry.Snapshot() {
+	for i, svc := range c.services {
+		for _, s := range (*snaps)[i] {
 			ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, one(s.State.Pickable()), svc.Name, s.Key)
 			for _, st := range states {
 				ch <- prometheus.MustNewConstMetric(c.state, prometheus.GaugeValue, one(s.State == st), svc.Name, s.Key, string(st))
