@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -52,6 +53,8 @@ type statusReply struct {
 	Total     int            `json:"total"`
 	Timestamp float64        `json:"timestamp"`
 	Registry  string         `json:"registry"` // "memory", "etcd"; "" when not sent
+	Version   string         `json:"version"`  // the balancer's build; "" from one that does not send it
+	Revision  string         `json:"revision"`
 	Services  []struct {
 		Name string `json:"name"`
 	} `json:"services"` // those listed; a balancer from before services sends none
@@ -108,6 +111,9 @@ func printStatus(w io.Writer, st statusReply) error {
 		return err
 	}
 	_, err := fmt.Fprintf(w, "%s%s, %s\n", statusScope(st), plural(len(st.Servers), "backend"), plural(int(active), "active connection"))
+	if err == nil && st.Version != "" {
+		_, err = fmt.Fprintf(w, "served by fulcrum %s (revision %s)\n", st.Version, cmp.Or(st.Revision, "unknown"))
+	}
 	return err
 }
 

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/fulcrumlb/fulcrum/internal/buildinfo"
 	"github.com/fulcrumlb/fulcrum/pool"
 )
 
@@ -38,6 +39,11 @@ func TestClientStatusShowsWhyDown(t *testing.T) {
 		{regexp.QuoteMeta("10.0.0.5:8080"), "up", "1", "0", "0", `\d+(\.\d)?m?s`, "-"},
 		{regexp.QuoteMeta("10.0.0.9:80"), "down", "1", "0", "1", "-", `dial 10\.0\.0\.9:80: connect: connection refused \(\d+(\.\d)?m?s ago\)`},
 	})
+	// The footer names the balancer's build, as status reports it.
+	build := buildinfo.Read()
+	if want := fmt.Sprintf("\nserved by fulcrum %s (revision %s)\n", build.Version, build.RevisionText()); !strings.HasSuffix(out, want) {
+		t.Errorf("status output does not end with %q:\n%s", want, out)
+	}
 }
 
 // Under a shared registry (etcd) no heartbeat age is shown: the backend lives by its lease,
