@@ -296,6 +296,7 @@ func (p *Pool) acquire(now time.Time, client netip.Addr, exclude []*Backend) (*B
 	p.stepRamps(now)
 	policy := p.policy()
 	p.live.setOrdered(policy.ordered())
+	p.live.setRoundRobin(policy == RoundRobin)
 	for len(p.live.items) > 0 && p.live.items[0].expired(now, p.TTL) {
 		p.tableExpired(p.live.items[0])
 		p.live.remove(p.live.items[0])
