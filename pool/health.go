@@ -28,7 +28,8 @@ type health struct {
 	retryIndex int           // position in Pool.retry; -1 when not waiting out a backoff
 	trialing   bool          // a connection is dialing it after its backoff ended
 
-	fails, passes int // active check results in a row
+	fails, passes int    // active check results in a row
+	checksFailed  uint64 // active checks failed since the backend was registered
 
 	lastErr     string
 	lastErrTime time.Time
@@ -174,6 +175,7 @@ func (p *Pool) checkFailed(b *Backend, now time.Time, err error) {
 	h := &b.health
 	h.passes = 0
 	h.fails++
+	h.checksFailed++
 	if h.fails >= p.healthFall() && !(h.down && h.byChecks) {
 		p.markDown(b, now, false, err)
 	}
