@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fulcrumlb/fulcrum/internal/testbed"
 	"github.com/fulcrumlb/fulcrum/pool"
 )
 
@@ -132,13 +133,7 @@ func check(t *testing.T, a *API, h http.Handler, r req, code int) map[string]any
 // eventually polls cond until it holds or a generous deadline passes.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testbed.Eventually(t, 10*time.Second, what, cond)
 }
 
 func q(params ...string) string {

@@ -15,12 +15,12 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/fulcrumlb/fulcrum/admin"
+	"github.com/fulcrumlb/fulcrum/internal/testbed"
 	"github.com/fulcrumlb/fulcrum/listener"
 	"github.com/fulcrumlb/fulcrum/pool"
 )
@@ -135,34 +135,11 @@ func opsCPUTime(b *testing.B) int64 {
 // opsSink is a backend that reads until EOF and answers with how many bytes it read.
 func opsSink(t testing.TB) pool.Address {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				n, _ := io.Copy(io.Discard, c)
-				binary.Write(c, binary.BigEndian, uint64(n))
-			}()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	a, err := pool.ParseAddress(ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
+	be := testbed.Serve(t, func(c net.Conn) error {
+		n, _ := io.Copy(io.Discard, c)
+		return binary.Write(c, binary.BigEndian, uint64(n))
+	})
+	return opsAddress(t, be.Addr())
 }
 
 // BenchmarkObserverPerConnection is the CPU the observers add to one connection with no

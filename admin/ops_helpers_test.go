@@ -11,8 +11,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/fulcrumlb/fulcrum/admin"
+	"github.com/fulcrumlb/fulcrum/internal/testbed"
 	"github.com/fulcrumlb/fulcrum/listener"
 	"github.com/fulcrumlb/fulcrum/pool"
 )
@@ -28,73 +29,32 @@ import (
 // opsEventually polls cond until it holds or a generous deadline passes.
 func opsEventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testbed.Eventually(t, 20*time.Second, what, cond)
 }
 
 // opsEcho starts a TCP echo server on loopback and returns its address. It echoes until the
 // client half-closes, then half-closes back. Everything it started ends at cleanup.
 func opsEcho(t testing.TB) pool.Address {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	conns := map[net.Conn]bool{}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns[c] = true
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				io.Copy(c, c)
-				c.(*net.TCPConn).CloseWrite()
-				io.Copy(io.Discard, c)
-				c.Close()
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
+	be := testbed.Serve(t, func(c net.Conn) error {
+		io.Copy(c, c)
+		c.(*net.TCPConn).CloseWrite()
+		io.Copy(io.Discard, c)
+		return nil
 	})
-	a, err := pool.ParseAddress(ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
+	return opsAddress(t, be.Addr())
 }
 
 // opsDeadAddress is a loopback address with nothing listening.
 func opsDeadAddress(t testing.TB) pool.Address {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	a, err := pool.ParseAddress(addr)
+	return opsAddress(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(testbed.FreePort(t))))
+}
+
+// opsAddress is hostport as a backend address.
+func opsAddress(t testing.TB, hostport string) pool.Address {
+	t.Helper()
+	a, err := pool.ParseAddress(hostport)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,8 +29,9 @@
 // load runs on loopback and ends by itself: each socket operation has a deadline.
 //
 // Compare runs every scenario against direct, fulcrum (and fulcrum-goroutine), HAProxy and
-// nginx in interleaved rounds and writes medians, ratios, the CPU with its spread, and a
-// chart. RunReal runs real clients (wrk, redis-benchmark, pgbench) through fulcrum and
+// nginx in interleaved rounds and writes medians, ratios and the CPU with its spread as
+// Markdown, and the report as JSON for the chart (package bench/chart, drawn by the
+// fulcrum-chart command, so that the balancer does not link a plotting library). RunReal runs real clients (wrk, redis-benchmark, pgbench) through fulcrum and
 // HAProxy in front of two real servers each. The package does not tune the kernel, does not
 // install anything, does not assert performance, and does not load anything but loopback
 // addresses.

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/fulcrumlb/fulcrum/internal/testbed"
 )
 
 // runLightT runs the light client against addr for d and returns what it did.
@@ -91,24 +93,7 @@ func TestLightClient(t *testing.T) {
 // serveOnce accepts connections on a fresh loopback listener and hands each to handle.
 func serveOnce(t *testing.T, handle func(net.Conn)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() { // testServer: ends when the listener closes
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { // testServerConn: ends when handle returns
-				defer c.Close()
-				handle(c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	return testbed.Serve(t, func(c net.Conn) error { handle(c); return nil }).Addr()
 }
 
 // TestLightClientFailures: every way a server can let the client down is counted as a

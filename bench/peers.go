@@ -91,27 +91,18 @@ func StartHAProxy(dir string, backends []string) (*Process, Target, error) {
 	if err != nil {
 		return nil, Target{}, err
 	}
-	return retryPorts(func() (*Process, Target, error) {
-		port, err := freePort()
-		if err != nil {
-			return nil, Target{}, err
-		}
-		listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		sock := filepath.Join(dir, "haproxy.sock")
+	sock := filepath.Join(dir, "haproxy.sock")
+	p, listen, err := startServer("haproxy", func(listen string) (*exec.Cmd, error) {
 		cfg := filepath.Join(dir, "haproxy.cfg")
-		if err := os.WriteFile(cfg, []byte(HAProxyConfig(listen, sock, backends)), 0o644); err != nil {
-			return nil, Target{}, fmt.Errorf("bench: write haproxy config: %w", err)
+		if err := writeConfig("haproxy", cfg, HAProxyConfig(listen, sock, backends)); err != nil {
+			return nil, err
 		}
-		p, err := startProcess("haproxy", exe, "-db", "-f", cfg)
-		if err != nil {
-			return nil, Target{}, err
-		}
-		if err := p.waitReady(canDial(listen)); err != nil {
-			p.Stop()
-			return nil, Target{}, err
-		}
-		return p, Target{Name: "haproxy", Addr: listen, PID: p.PID(), Counts: haproxyCounts(sock, backends)}, nil
-	})
+		return exec.Command(exe, "-db", "-f", cfg), nil
+	}, canDial)
+	if err != nil {
+		return nil, Target{}, err
+	}
+	return p, Target{Name: "haproxy", Addr: listen, PID: p.PID(), Counts: haproxyCounts(sock, backends)}, nil
 }
 
 // haproxyCounts reads the current sessions (scur) of every server from HAProxy's stats socket.
@@ -237,25 +228,30 @@ func StartNginx(dir string, backends []string) (*Process, Target, error) {
 	if err != nil {
 		return nil, Target{}, err
 	}
-	return retryPorts(func() (*Process, Target, error) {
-		port, err := freePort()
-		if err != nil {
-			return nil, Target{}, err
-		}
-		listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		cfg := filepath.Join(dir, "nginx.conf")
-		if err := os.WriteFile(cfg, []byte(NginxConfig(mod, dir, listen, backends)), 0o644); err != nil {
-			return nil, Target{}, fmt.Errorf("bench: write nginx config: %w", err)
-		}
-		p, err := startProcess("nginx", exe, "-p", dir, "-c", cfg, "-e", filepath.Join(dir, "nginx-error.log"))
-		if err != nil {
-			return nil, Target{}, err
-		}
-		if err := p.waitReady(canDial(listen)); err != nil {
-			p.Stop()
-			return nil, Target{}, err
-		}
-		// nginx keeps no per-upstream counts in its open-source build: Counts stays nil.
-		return p, Target{Name: "nginx", Addr: listen, PID: p.PID()}, nil
-	})
+	p, listen, err := startServer("nginx", func(listen string) (*exec.Cmd, error) {
+		return nginxCommand(exe, dir, "nginx-error.log", NginxConfig(mod, dir, listen, backends))
+	}, canDial)
+	if err != nil {
+		return nil, Target{}, err
+	}
+	// nginx keeps no per-upstream counts in its open-source build: Counts stays nil.
+	return p, Target{Name: "nginx", Addr: listen, PID: p.PID()}, nil
+}
+
+// nginxCommand writes config as dir/nginx.conf and returns the command that runs nginx with it
+// in the foreground, logging to dir/errorLog.
+func nginxCommand(exe, dir, errorLog, config string) (*exec.Cmd, error) {
+	cfg := filepath.Join(dir, "nginx.conf")
+	if err := writeConfig("nginx", cfg, config); err != nil {
+		return nil, err
+	}
+	return exec.Command(exe, "-p", dir, "-c", cfg, "-e", filepath.Join(dir, errorLog)), nil
+}
+
+// writeConfig writes a peer's or server's configuration file.
+func writeConfig(name, path, config string) error {
+	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
+		return fmt.Errorf("bench: write %s config: %w", name, err)
+	}
+	return nil
 }

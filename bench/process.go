@@ -103,6 +103,34 @@ func canDial(addr string) func() error {
 	}
 }
 
+// startServer runs the command cmdFor builds for a free loopback address, retrying on a fresh
+// port when the first is taken (freePort's port may be taken by someone else before the
+// server binds it), and waits until ready(addr) holds. The peers (HAProxy, nginx) and the
+// real servers all start through it.
+func startServer(name string, cmdFor func(listen string) (*exec.Cmd, error), ready func(addr string) func() error) (*Process, string, error) {
+	var err error
+	for range 3 {
+		var port int
+		if port, err = freePort(); err != nil {
+			return nil, "", err
+		}
+		listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		var cmd *exec.Cmd
+		if cmd, err = cmdFor(listen); err != nil {
+			return nil, "", err
+		}
+		var p *Process
+		if p, err = startCmd(name, cmd); err != nil {
+			return nil, "", err
+		}
+		if err = p.waitReady(ready(listen)); err == nil {
+			return p, listen, nil
+		}
+		p.Stop()
+	}
+	return nil, "", err
+}
+
 // retryPorts starts a peer up to three times: a free port found by freePort may be taken
 // by someone else before the peer binds it.
 func retryPorts(start func() (*Process, Target, error)) (*Process, Target, error) {

@@ -60,11 +60,7 @@ func startHTTPServer(dir string) (*Process, string, error) {
 		return nil, "", fmt.Errorf("bench: http server file: %w", err)
 	}
 	return startServer("nginx http", func(listen string) (*exec.Cmd, error) {
-		cfg := filepath.Join(dir, "nginx.conf")
-		if err := os.WriteFile(cfg, []byte(HTTPServerConfig(dir, listen)), 0o644); err != nil {
-			return nil, fmt.Errorf("bench: write nginx http config: %w", err)
-		}
-		return exec.Command(exe, "-p", dir, "-c", cfg, "-e", filepath.Join(dir, "error.log")), nil
+		return nginxCommand(exe, dir, "error.log", HTTPServerConfig(dir, listen))
 	}, canDial)
 }
 
@@ -82,32 +78,6 @@ func startRedis(dir string) (*Process, string, error) {
 		return exec.Command(exe, "--bind", host, "--port", port, "--save", "", "--appendonly", "no",
 			"--protected-mode", "no", "--daemonize", "no", "--dir", dir, "--logfile", ""), nil
 	}, canDial)
-}
-
-// startServer runs the command cmdFor builds for a free loopback address, retrying on a fresh
-// port when the first is taken, and waits until ready(addr) holds.
-func startServer(name string, cmdFor func(listen string) (*exec.Cmd, error), ready func(addr string) func() error) (*Process, string, error) {
-	var err error
-	for range 3 {
-		var port int
-		if port, err = freePort(); err != nil {
-			return nil, "", err
-		}
-		listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		var cmd *exec.Cmd
-		if cmd, err = cmdFor(listen); err != nil {
-			return nil, "", err
-		}
-		var p *Process
-		if p, err = startCmd(name, cmd); err != nil {
-			return nil, "", err
-		}
-		if err = p.waitReady(ready(listen)); err == nil {
-			return p, listen, nil
-		}
-		p.Stop()
-	}
-	return nil, "", err
 }
 
 // postgres finds PostgreSQL's server binaries (Debian keeps them out of PATH).

@@ -114,8 +114,9 @@ func (r *Report) Median(scenario, target, metric string) (float64, bool) {
 	return median(vs), len(vs) > 0
 }
 
-// ratio is a/b of two medians, when both exist and b is not zero.
-func (r *Report) ratio(scenario, metric, a, b string) (float64, bool) {
+// Ratio is a/b of two medians of metric in scenario, one per target, when both exist and b
+// is not zero.
+func (r *Report) Ratio(scenario, metric, a, b string) (float64, bool) {
 	va, oka := r.Median(scenario, a, metric)
 	vb, okb := r.Median(scenario, b, metric)
 	if !oka || !okb || vb == 0 {
@@ -124,7 +125,8 @@ func (r *Report) ratio(scenario, metric, a, b string) (float64, bool) {
 	return va / vb, true
 }
 
-func (r *Report) has(target string) bool { return slices.Contains(r.Targets, target) }
+// Has reports whether target ran in this comparison.
+func (r *Report) Has(target string) bool { return slices.Contains(r.Targets, target) }
 
 // scenarios are the scenarios with at least one result, in the standard order.
 func (r *Report) scenarios() []string {
@@ -144,7 +146,7 @@ func (r *Report) ratioColumns() [][2]string {
 	var out [][2]string
 	for _, c := range [][2]string{{Fulcrum, HAProxy}, {FulcrumGoroutine, HAProxy}, {Fulcrum, FulcrumGoroutine},
 		{Fulcrum, Direct}, {Nginx, HAProxy}} {
-		if r.has(c[0]) && r.has(c[1]) {
+		if r.Has(c[0]) && r.Has(c[1]) {
 			out = append(out, c)
 		}
 	}
@@ -197,7 +199,7 @@ func (r *Report) metricTable(targets []string, cols [][2]string, choose func(Met
 				row = append(row, cell(sc, t, m.Name))
 			}
 			for _, c := range cols {
-				if v, ok := r.ratio(sc, m.Name, c[0], c[1]); ok {
+				if v, ok := r.Ratio(sc, m.Name, c[0], c[1]); ok {
 					row = append(row, fmt.Sprintf("%.2f", v))
 				} else {
 					row = append(row, "–")

@@ -3,6 +3,8 @@ package bench
 import (
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -64,7 +66,7 @@ func TestReportMediansAndRatios(t *testing.T) {
 	if m, _ := r.Median(Connrate, Fulcrum, "conns_per_s"); m != 1000 {
 		t.Errorf("median %v, want 1000", m)
 	}
-	if v, _ := r.ratio(Connrate, "conns_per_s", Fulcrum, HAProxy); v != 2 {
+	if v, _ := r.Ratio(Connrate, "conns_per_s", Fulcrum, HAProxy); v != 2 {
 		t.Errorf("fulcrum/haproxy %v, want 2", v)
 	}
 	var b strings.Builder
@@ -118,15 +120,27 @@ func TestReportTwoPlanes(t *testing.T) {
 	}
 }
 
-func TestWriteChart(t *testing.T) {
-	for _, name := range []string{"chart.png", "chart.svg"} {
-		path := filepath.Join(t.TempDir(), name)
-		if err := sampleReport().WriteChart(path); err != nil {
-			t.Fatal(err)
-		}
-		if st, err := os.Stat(path); err != nil || st.Size() < 1000 {
-			t.Fatalf("%s: %v %v", name, st, err)
-		}
+// TestReportJSONRoundTrip: the report the chart command reads is the one compare wrote.
+func TestReportJSONRoundTrip(t *testing.T) {
+	want := sampleReport()
+	path := filepath.Join(t.TempDir(), "R.json")
+	if err := want.WriteJSON(path); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadReport(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.Results, want.Results) || !slices.Equal(got.Targets, want.Targets) ||
+		got.Rounds != want.Rounds || got.Machine != want.Machine || !got.Started.Equal(want.Started) {
+		t.Fatalf("read back %+v\nwant %+v", got, want)
+	}
+	if v, ok := got.Ratio(Connrate, "conns_per_s", Fulcrum, HAProxy); !ok || v != 2 {
+		t.Errorf("ratio read back: %v %v, want 2", v, ok)
+	}
+	os.WriteFile(path, []byte("not json"), 0o644)
+	if _, err := ReadReport(path); err == nil {
+		t.Error("a file that is not a report was read without an error")
 	}
 }
 

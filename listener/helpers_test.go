@@ -6,12 +6,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
+	"github.com/fulcrumlb/fulcrum/internal/testbed"
 	"github.com/fulcrumlb/fulcrum/listener"
 	"github.com/fulcrumlb/fulcrum/pool"
 )
@@ -23,85 +23,25 @@ var quiet = slog.New(slog.DiscardHandler)
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testbed.Eventually(t, 10*time.Second, what, cond)
 }
 
 // backend is a loopback TCP server run by a test; handle serves each connection.
-type backend struct {
-	ln     *net.TCPListener
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	conns  map[*net.TCPConn]bool
-	seen   int // connections accepted
-	handle func(*net.TCPConn)
-}
+type backend struct{ *testbed.Backend }
 
 func startBackend(t *testing.T, handle func(*net.TCPConn)) *backend {
 	t.Helper()
-	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &backend{ln: ln, conns: map[*net.TCPConn]bool{}, handle: handle}
-	b.wg.Add(1)
-	go b.acceptLoop()
-	t.Cleanup(b.close)
-	return b
+	return &backend{testbed.Serve(t, func(c net.Conn) error { handle(c.(*net.TCPConn)); return nil })}
 }
 
-func (b *backend) acceptLoop() {
-	defer b.wg.Done()
-	for {
-		c, err := b.ln.AcceptTCP()
-		if err != nil {
-			return
-		}
-		b.mu.Lock()
-		b.conns[c] = true
-		b.seen++
-		b.mu.Unlock()
-		b.wg.Add(1)
-		go func() {
-			defer b.wg.Done()
-			defer c.Close()
-			b.handle(c)
-			b.mu.Lock()
-			delete(b.conns, c)
-			b.mu.Unlock()
-		}()
-	}
-}
+func (b *backend) close() { b.Stop() }
 
-func (b *backend) close() {
-	b.ln.Close()
-	b.mu.Lock()
-	for c := range b.conns {
-		c.Close()
-	}
-	b.mu.Unlock()
-	b.wg.Wait()
-}
+func (b *backend) open() int { return b.Open() }
 
-func (b *backend) open() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.conns)
-}
-
-func (b *backend) accepted() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.seen
-}
+func (b *backend) accepted() int { return int(b.Accepted()) }
 
 func (b *backend) addr() pool.Address {
-	return pool.Address{Host: "127.0.0.1", Port: b.ln.Addr().(*net.TCPAddr).Port}
+	return pool.Address{Host: "127.0.0.1", Port: b.Port()}
 }
 
 // echo copies everything back and passes the client's FIN on.

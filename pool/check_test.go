@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/fulcrumlb/fulcrum/internal/testbed"
 )
 
 // closingListener accepts and closes connections on addr until the test ends: a backend that
@@ -19,18 +21,7 @@ func closingListener(t *testing.T, addr string) net.Listener {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
+	testbed.ServeOn(t, ln, func(net.Conn) error { return nil }) // the connection is closed on return
 	return ln
 }
 

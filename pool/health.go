@@ -92,64 +92,91 @@ func (p *Pool) ReportDial(b *Backend, err error) {
 	if err == nil && !b.down.Load() {
 		return // up: a success has nothing to change (a down backend's backoff is 0 after markUp)
 	}
-	now := p.now()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	h := &b.health
-	if p.backends[b.key] != b {
-		return
-	}
-	switch {
-	case err == nil:
-		h.backoff = 0
-		if h.down && !h.byChecks {
-			p.markUp(b, now, "dial succeeded")
-		}
-	case !BackendFault(err):
-		h.trialing = false
-		p.place(b, now)
-	default:
-		p.noteError(b, now, err)
-		switch {
-		case !h.down:
-			h.backoff = firstBackoff
-		case h.byChecks || now.Before(h.retryAt):
-			return // already down; a straggler's failure says nothing new
-		default:
-			h.backoff = min(2*h.backoff, maxBackoff)
-		}
-		p.markDown(b, now, true, err)
-	}
+	p.report(b, err, dialReport)
 }
 
 // ReportCheck records an active health check of b (Maintain's, or another checker's): after
 // HealthFall failures in a row b is down until HealthRise passes in a row. One pass also ends
 // a passive backoff early.
 func (p *Pool) ReportCheck(b *Backend, err error) {
-	fall, rise := p.healthFall(), p.healthRise()
-	if err != nil && !BackendFault(err) {
-		return
-	}
+	p.report(b, err, checkReport)
+}
+
+// healthReport is what one kind of health report does, under the pool's lock, with a pass, a
+// failure that is not the backend's fault (BackendFault), and one that is (its error already
+// noted for status).
+type healthReport struct {
+	passed, excused func(p *Pool, b *Backend, now time.Time)
+	failed          func(p *Pool, b *Backend, now time.Time, err error)
+}
+
+var (
+	dialReport  = healthReport{passed: (*Pool).dialPassed, excused: (*Pool).dialExcused, failed: (*Pool).dialFailed}
+	checkReport = healthReport{passed: (*Pool).checkPassed, excused: func(*Pool, *Backend, time.Time) {}, failed: (*Pool).checkFailed}
+)
+
+// report is the one path of every health report: the pool's lock, a backend that has left the
+// pool (forgotten, or replaced under its key) ignored, and the outcome sorted.
+func (p *Pool) report(b *Backend, err error, r healthReport) {
 	now := p.now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	h := &b.health
 	if p.backends[b.key] != b {
 		return
 	}
-	if err == nil {
-		h.fails = 0
-		h.passes++
-		if h.down && (!h.byChecks || h.passes >= rise) {
-			p.markUp(b, now, "health check passed")
-		}
-		return
+	switch {
+	case err == nil:
+		r.passed(p, b, now)
+	case !BackendFault(err):
+		r.excused(p, b, now)
+	default:
+		p.noteError(b, now, err)
+		r.failed(p, b, now, err)
 	}
+}
+
+func (p *Pool) dialPassed(b *Backend, now time.Time) {
+	h := &b.health
+	h.backoff = 0
+	if h.down && !h.byChecks {
+		p.markUp(b, now, "dial succeeded")
+	}
+}
+
+// dialExcused ends b's trial without a verdict: the next connection tries it again.
+func (p *Pool) dialExcused(b *Backend, now time.Time) {
+	b.health.trialing = false
+	p.place(b, now)
+}
+
+func (p *Pool) dialFailed(b *Backend, now time.Time, err error) {
+	h := &b.health
+	switch {
+	case !h.down:
+		h.backoff = firstBackoff
+	case h.byChecks || now.Before(h.retryAt):
+		return // already down; a straggler's failure says nothing new
+	default:
+		h.backoff = min(2*h.backoff, maxBackoff)
+	}
+	p.markDown(b, now, true, err)
+}
+
+func (p *Pool) checkPassed(b *Backend, now time.Time) {
+	h := &b.health
+	h.fails = 0
+	h.passes++
+	if h.down && (!h.byChecks || h.passes >= p.healthRise()) {
+		p.markUp(b, now, "health check passed")
+	}
+}
+
+func (p *Pool) checkFailed(b *Backend, now time.Time, err error) {
+	h := &b.health
 	h.passes = 0
 	h.fails++
 	h.checksFailed++
-	p.noteError(b, now, err)
-	if h.fails >= fall && !(h.down && h.byChecks) {
+	if h.fails >= p.healthFall() && !(h.down && h.byChecks) {
 		p.markDown(b, now, false, err)
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -68,7 +69,7 @@ func compareCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "peer", Usage: "peer to compare (repeatable): " + strings.Join(bench.Peers, ", ") +
 				" (default: " + strings.Join(bench.DefaultPeers, ", ") + ", those installed, and fulcrum-goroutine when serve has --data-plane)"},
 			&cli.StringFlag{Name: "out", Value: filepath.Join("bench", "RESULTS.md"), Usage: "Markdown report `FILE` (empty: none)"},
-			&cli.StringFlag{Name: "chart", Usage: "chart `FILE`, .png or .svg (default: the report's name with .png)"},
+			&cli.StringFlag{Name: "chart", Usage: "chart `FILE` the report links, .png or .svg, drawn by fulcrum-chart from the report's .json (default: the report's name with .png)"},
 		),
 		Action: runCompare,
 	}
@@ -308,27 +309,32 @@ func commandLine() string {
 	return "fulcrum " + strings.Join(os.Args[1:], " ")
 }
 
+// writeReport writes the Markdown report to --out and its data beside it (.json), from which
+// fulcrum-chart draws the chart the Markdown links (--chart): this binary does not link the
+// plotting library.
 func writeReport(c *cli.Context, rep *bench.Report) error {
 	out := c.String("out")
 	if out == "" {
 		return nil
 	}
-	chart := c.String("chart")
-	if chart == "" {
-		chart = strings.TrimSuffix(out, filepath.Ext(out)) + ".png"
-	}
+	base := strings.TrimSuffix(out, filepath.Ext(out))
+	chart := cmp.Or(c.String("chart"), base+".png")
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return fmt.Errorf("write report: %w", err)
 	}
-	if err := rep.WriteChart(chart); err != nil {
+	if err := rep.WriteJSON(base + ".json"); err != nil {
 		return err
 	}
-	fmt.Println("wrote", chart)
+	fmt.Println("wrote", base+".json")
 	rel, err := filepath.Rel(filepath.Dir(out), chart)
 	if err != nil {
 		rel = chart
 	}
-	return writeMarkdown(out, rep, rel)
+	if err := writeMarkdown(out, rep, rel); err != nil {
+		return err
+	}
+	fmt.Printf("chart: fulcrum-chart --out %s %s\n", chart, base+".json")
+	return nil
 }
 
 // writeMarkdown writes rep to out (nothing when out is empty), with chart (relative to out)

@@ -65,6 +65,7 @@ func TestBenchCommand(t *testing.T) {
 		if !strings.Contains(string(text), "| latency | requests_per_s (req/s) ↑ |") || !strings.Contains(string(text), "![") {
 			t.Errorf("report:\n%s", text)
 		}
+		drawChart(t, string(out))
 		if _, err := os.Stat(filepath.Join(filepath.Dir(md), "R.png")); err != nil {
 			t.Errorf("chart: %v", err)
 		}
@@ -72,6 +73,42 @@ func TestBenchCommand(t *testing.T) {
 			t.Errorf("%d latency runs, want 3 rounds × 2 peers:\n%s", n, out)
 		}
 	})
+}
+
+// drawChart runs the chart command compare's output names (built from ../fulcrum-chart), as
+// bench/compare.sh does.
+func drawChart(t *testing.T, compareOut string) {
+	t.Helper()
+	var argv []string
+	for line := range strings.Lines(compareOut) {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "chart: fulcrum-chart "); ok {
+			argv = strings.Fields(rest)
+		}
+	}
+	if argv == nil {
+		t.Fatalf("compare did not say how to draw its chart:\n%s", compareOut)
+	}
+	bin := filepath.Join(t.TempDir(), "fulcrum-chart")
+	if out, err := exec.Command("go", "build", "-o", bin, "../fulcrum-chart").CombinedOutput(); err != nil {
+		t.Fatalf("build fulcrum-chart: %v\n%s", err, out)
+	}
+	if out, err := exec.Command(bin, argv...).CombinedOutput(); err != nil {
+		t.Fatalf("fulcrum-chart %q: %v\n%s", argv, err, out)
+	}
+}
+
+// TestBinaryLinksNoPlotting: the balancer's binary does not link the plotting library; the
+// chart is fulcrum-chart's.
+func TestBinaryLinksNoPlotting(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for dep := range strings.Lines(string(out)) {
+		if strings.HasPrefix(dep, "gonum.org/") {
+			t.Errorf("fulcrum links %s", strings.TrimSpace(dep))
+		}
+	}
 }
 
 // TestBenchReal runs `fulcrum bench real` for each suite whose tools are installed, through

@@ -17,26 +17,43 @@ import (
 // The constructors below turn the parsed configuration into complete values; run calls them
 // in order and nothing is set on a value after it is built.
 
-// service is one running service: its configuration, pool, server and listeners.
-type service struct {
+// servicePool is one service's configuration and pool: all that restoring the registry, the
+// etcd mirror, the state file and the metrics need, built before anything listens.
+type servicePool struct {
 	cfg  serviceConfig
 	pool *pool.Pool
-	srv  *listener.Server
-	lns  []net.Listener
+}
+
+// service is one running service, built complete by newService once its listeners are open:
+// its configuration and pool, its listeners and its server.
+type service struct {
+	*servicePool
+	lns []net.Listener
+	srv *listener.Server
 }
 
 // newPools builds every service's registry with its static backends; log is the pools'
 // logger.
-func newPools(cfg *config, log *slog.Logger) ([]*service, error) {
-	out := make([]*service, 0, len(cfg.services))
+func newPools(cfg *config, log *slog.Logger) ([]*servicePool, error) {
+	out := make([]*servicePool, 0, len(cfg.services))
 	for _, sc := range cfg.services {
 		p, err := newPool(cfg, sc, log)
 		if err != nil {
 			return nil, fmt.Errorf("service %s: %w", sc.name, err)
 		}
-		out = append(out, &service{cfg: sc, pool: p})
+		out = append(out, &servicePool{cfg: sc, pool: p})
 	}
 	return out, nil
+}
+
+// newServices builds every running service from its pool, its listeners (lns[i] are
+// pools[i]'s) and its server over the shared parts.
+func newServices(cfg *config, pools []*servicePool, lns [][]net.Listener, obs *observers, sh shared) []*service {
+	out := make([]*service, len(pools))
+	for i, sp := range pools {
+		out[i] = &service{servicePool: sp, lns: lns[i], srv: newServer(cfg, sp.cfg, sp.pool, obs.forService(sp.cfg.name), sh)}
+	}
+	return out
 }
 
 // newPool builds one service's registry with its static backends.
@@ -79,10 +96,10 @@ type observers struct {
 	closeLog  func()              // closes the access log; call it once the servers have shut down
 }
 
-func newObservers(cfg *config, services []*service) (*observers, error) {
+func newObservers(cfg *config, pools []*servicePool) (*observers, error) {
 	o := &observers{closeLog: func() {}}
 	if cfg.metrics {
-		m, err := admin.NewServiceMetrics(adminServices(services, nil))
+		m, err := admin.NewServiceMetrics(metricsServices(pools))
 		if err != nil {
 			return nil, fmt.Errorf("--metrics: %w", err)
 		}
@@ -112,16 +129,25 @@ func (o *observers) forService(name string) listener.Observers {
 	return list
 }
 
-// adminServices is how the admin API and the metrics see the services, each over its
-// registry: its pool, or with reg (the etcd registry) its pool shared through etcd. The
-// metrics only read, so the pools serve them (reg nil).
+// adminServices is how the admin API sees the services, each over its registry: its pool, or
+// with reg (the etcd registry) its pool shared through etcd.
 func adminServices(services []*service, reg *sharedRegistry) []admin.Service {
 	out := make([]admin.Service, 0, len(services))
 	for _, s := range services {
 		out = append(out, admin.Service{
 			Name: s.cfg.name, Listen: s.listenAddrs(), Balance: s.cfg.policy.Name(),
-			Registry: reg.registry(s), CloseBackend: s.closeBackend,
+			Registry: reg.registry(s.servicePool), CloseBackend: s.closeBackend,
 		})
+	}
+	return out
+}
+
+// metricsServices is how the metrics see the services: they read only the name and the
+// registry, and only read, so the pools serve them.
+func metricsServices(pools []*servicePool) []admin.Service {
+	out := make([]admin.Service, 0, len(pools))
+	for _, sp := range pools {
+		out = append(out, admin.Service{Name: sp.cfg.name, Registry: sp.pool})
 	}
 	return out
 }
@@ -135,8 +161,7 @@ func (s *service) listenAddrs() []string {
 	return out
 }
 
-// closeBackend resets the connections to one backend of the service (remove?force=1). The
-// admin API serves only once every service has its server.
+// closeBackend resets the connections to one backend of the service (remove?force=1).
 func (s *service) closeBackend(key string) int { return s.srv.CloseBackend(key) }
 
 func openAccessLog(path string, log *slog.Logger) (io.Writer, func(), error) {

@@ -20,26 +20,26 @@ func TestFault_ResetBackend(t *testing.T) { eachPlane(t, testFault_ResetBackend)
 func testFault_ResetBackend(t *testing.T) {
 	good1, good2 := startBackend(t, serveXfer), startBackend(t, serveXfer)
 	bad := startBackend(t, resetHandler)
-	b := startBalancer(t, "--backend", good1.addr(), "--backend", good2.addr(), "--backend", bad.addr())
+	b := startBalancer(t, "--backend", good1.Addr(), "--backend", good2.Addr(), "--backend", bad.Addr())
 
 	r := runClients(b.listen, 8, 25, 32<<10, 32<<10)
 	settle(t, b)
-	good1.stop() // waits for the handlers, so served is final
-	good2.stop()
-	bad.stop()
+	good1.Stop() // waits for the handlers, so served is final
+	good2.Stop()
+	bad.Stop()
 
 	st := status(t, b.admn)
-	healthy := int64(st[good1.addr()].TotalConns + st[good2.addr()].TotalConns)
+	healthy := int64(st[good1.Addr()].TotalConns + st[good2.Addr()].TotalConns)
 	t.Logf("reset backend: %d round trips ok, %d failed (the reset backend took %d, accepted %d)",
-		r.ok.Load(), r.failed.Load(), st[bad.addr()].TotalConns, bad.accepted.Load())
+		r.ok.Load(), r.failed.Load(), st[bad.Addr()].TotalConns, bad.Accepted())
 	// Every client a healthy backend took succeeded. (A reset that lands before the balancer's
 	// connect completes is a failed dial: that client is retried on a healthy backend.)
-	if r.ok.Load() != healthy || good1.served.Load()+good2.served.Load() != healthy {
+	if r.ok.Load() != healthy || good1.Served()+good2.Served() != healthy {
 		t.Fatalf("%d ok, healthy backends routed %d and served %d: a healthy backend's client failed (first error: %v)",
-			r.ok.Load(), healthy, good1.served.Load()+good2.served.Load(), r.firstErr)
+			r.ok.Load(), healthy, good1.Served()+good2.Served(), r.firstErr)
 	}
-	if r.failed.Load() > bad.accepted.Load() || r.ok.Load()+r.failed.Load() != 200 {
-		t.Fatalf("%d clients failed, %d ok, the reset backend accepted %d", r.failed.Load(), r.ok.Load(), bad.accepted.Load())
+	if r.failed.Load() > bad.Accepted() || r.ok.Load()+r.failed.Load() != 200 {
+		t.Fatalf("%d clients failed, %d ok, the reset backend accepted %d", r.failed.Load(), r.ok.Load(), bad.Accepted())
 	}
 }
 
@@ -91,17 +91,17 @@ func TestFault_BlackholeBackend(t *testing.T) { eachPlane(t, testFault_Blackhole
 func testFault_BlackholeBackend(t *testing.T) {
 	good := startBackend(t, serveXfer)
 	hole := blackhole(t)
-	b := startBalancer(t, "--backend", good.addr(), "--backend", hole, "--connect-timeout", "250ms", "--retries", "2")
+	b := startBalancer(t, "--backend", good.Addr(), "--backend", hole, "--connect-timeout", "250ms", "--retries", "2")
 
 	r := runClients(b.listen, 6, 10, 16<<10, 16<<10)
 	settle(t, b)
-	good.stop()
+	good.Stop()
 	st := status(t, b.admn)
 	t.Logf("blackhole: %d round trips ok, %d failed; dials tried on the blackhole: %d", r.ok.Load(), r.failed.Load(), st[hole].TotalConns)
 	if r.failed.Load() != 0 {
 		t.Fatalf("%d clients failed (first: %v)", r.failed.Load(), r.firstErr)
 	}
-	if got := good.served.Load(); got != 60 {
+	if got := good.Served(); got != 60 {
 		t.Fatalf("the healthy backend served %d of 60", got)
 	}
 }
@@ -120,7 +120,7 @@ func testFault_KilledMidStream(t *testing.T) {
 	clients := halfSentTransfers(t, b.listen, held)
 	eventually(t, 10*time.Second, "20 connections held", func() bool { return activeConns(t, b.admn) == held })
 	onVictim := status(t, b.admn)[victim.addrs[0]].ConnCount
-	victim.kill()
+	victim.Kill()
 
 	var r clientRun
 	var wg sync.WaitGroup
@@ -226,7 +226,7 @@ func TestFault_FlappingBackend(t *testing.T) { eachPlane(t, testFault_FlappingBa
 func testFault_FlappingBackend(t *testing.T) {
 	good := startBackend(t, serveXfer)
 	flap := startFlapper(t, 300*time.Millisecond, 300*time.Millisecond)
-	b := startBalancer(t, "--backend", good.addr(), "--backend", flap.addr, "--retries", "2")
+	b := startBalancer(t, "--backend", good.Addr(), "--backend", flap.addr, "--retries", "2")
 
 	var r clientRun
 	var wg sync.WaitGroup
@@ -242,17 +242,17 @@ func testFault_FlappingBackend(t *testing.T) {
 	}
 	wg.Wait()
 	settle(t, b)
-	good.stop()
+	good.Stop()
 	flap.halt()
 	flap.mu.Lock()
 	defer flap.mu.Unlock()
 	t.Logf("flapping: %d round trips ok, %d failed (reset in the flapper's backlog as it closed); the flapper served %d of %d accepted, the healthy one %d of %d",
-		r.ok.Load(), r.failed.Load(), flap.served, flap.accepted, good.served.Load(), good.accepted.Load())
-	if flap.served != flap.accepted || good.served.Load() != good.accepted.Load() {
+		r.ok.Load(), r.failed.Load(), flap.served, flap.accepted, good.Served(), good.Accepted())
+	if flap.served != flap.accepted || good.Served() != good.Accepted() {
 		t.Fatal("a backend accepted a connection it could not serve in full")
 	}
-	if r.ok.Load() != good.served.Load()+flap.served {
-		t.Fatalf("%d clients ok, backends served %d: a served client failed (first: %v)", r.ok.Load(), good.served.Load()+flap.served, r.firstErr)
+	if r.ok.Load() != good.Served()+flap.served {
+		t.Fatalf("%d clients ok, backends served %d: a served client failed (first: %v)", r.ok.Load(), good.Served()+flap.served, r.firstErr)
 	}
 	// Each close can reset at most the connections in flight then: one per client loop.
 	if r.ok.Load() < 20 || r.failed.Load() > 4*flap.closes {
@@ -279,7 +279,7 @@ func testFault_PassiveHealthStopsAfterFirstFailure(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			good := startBackend(t, serveXfer)
 			bad := tc.bad(t)
-			b := startBalancer(t, "--backend", good.addr(), "--backend", bad, "--connect-timeout", "250ms",
+			b := startBalancer(t, "--backend", good.Addr(), "--backend", bad, "--connect-timeout", "250ms",
 				"--health-interval", "0")
 			start := time.Now()
 			r := runClients(b.listen, 1, 30, 1<<10, 1<<10)

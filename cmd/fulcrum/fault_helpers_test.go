@@ -5,7 +5,6 @@ package main
 // FULCRUM_FAULT_ROLE=backends), and the "xfer" protocol whose every byte is checked by SHA-256.
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
@@ -28,6 +27,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/fulcrumlb/fulcrum/internal/testbed"
 )
 
 var (
@@ -84,13 +85,7 @@ func needBinary(t *testing.T) {
 // eventually polls cond every 10 ms until it holds or d passes.
 func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testbed.Eventually(t, d, what, cond)
 }
 
 // ---- the xfer protocol ----
@@ -226,71 +221,17 @@ func xferRoundTrip(addr string, up, down int) error {
 // backend is the one loopback test backend of this package: a listener in the test process
 // whose handler serves each connection (and closes it). Stop, at the test's end, closes what
 // is still open and waits for every handler.
-type backend struct {
-	ln       net.Listener
-	accepted atomic.Int64
-	served   atomic.Int64 // handler returned nil
-	wg       sync.WaitGroup
-	mu       sync.Mutex
-	open     map[net.Conn]struct{}
-}
+type backend = testbed.Backend
 
 // startBackend serves handle on a new 127.0.0.1 port until the test ends.
 func startBackend(t *testing.T, handle func(net.Conn) error) *backend {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return startBackendOn(t, ln, handle)
+	return testbed.Serve(t, handle)
 }
 
 // startBackendOn serves handle on ln until the test ends.
 func startBackendOn(t *testing.T, ln net.Listener, handle func(net.Conn) error) *backend {
-	t.Helper()
-	b := &backend{ln: ln, open: map[net.Conn]struct{}{}}
-	b.wg.Add(1)
-	go b.acceptLoop(handle)
-	t.Cleanup(b.stop)
-	return b
-}
-
-func (b *backend) addr() string { return b.ln.Addr().String() }
-
-func (b *backend) port() int { return b.ln.Addr().(*net.TCPAddr).Port }
-
-func (b *backend) acceptLoop(handle func(net.Conn) error) {
-	defer b.wg.Done()
-	for {
-		c, err := b.ln.Accept()
-		if err != nil {
-			return
-		}
-		b.accepted.Add(1)
-		b.mu.Lock()
-		b.open[c] = struct{}{}
-		b.mu.Unlock()
-		b.wg.Add(1)
-		go func() {
-			defer b.wg.Done()
-			if handle(c) == nil {
-				b.served.Add(1)
-			}
-			b.mu.Lock()
-			delete(b.open, c)
-			b.mu.Unlock()
-		}()
-	}
-}
-
-func (b *backend) stop() {
-	b.ln.Close()
-	b.mu.Lock()
-	for c := range b.open {
-		c.Close()
-	}
-	b.mu.Unlock()
-	b.wg.Wait()
+	return testbed.ServeOn(t, ln, handle)
 }
 
 // echoHandler echoes until the client's FIN, then closes.
@@ -336,58 +277,18 @@ func runBackendsChild() {
 
 // childBackends is a running backends child process.
 type childBackends struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
+	*testbed.Child
 	addrs []string
 }
 
 func startChildBackends(t *testing.T, n int) *childBackends {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "FULCRUM_FAULT_ROLE=backends", "FULCRUM_FAULT_BACKENDS="+strconv.Itoa(n))
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
+	ch := testbed.StartChild(t, []string{"FULCRUM_FAULT_ROLE=backends", "FULCRUM_FAULT_BACKENDS=" + strconv.Itoa(n)}, "-test.run=^$")
+	cb := &childBackends{Child: ch}
+	for len(cb.addrs) < n {
+		cb.addrs = append(cb.addrs, ch.Line(t, "ADDR "))
 	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	cb := &childBackends{cmd: cmd, stdin: stdin}
-	t.Cleanup(cb.stop)
-	sc := bufio.NewScanner(out)
-	for len(cb.addrs) < n && sc.Scan() {
-		if a, ok := strings.CutPrefix(sc.Text(), "ADDR "); ok {
-			cb.addrs = append(cb.addrs, a)
-		}
-	}
-	if len(cb.addrs) < n {
-		t.Fatalf("backends child printed %d of %d addresses: %v", len(cb.addrs), n, sc.Err())
-	}
-	go io.Copy(io.Discard, out) // ends when the child exits
 	return cb
-}
-
-// kill ends the child with SIGKILL, as a crash would.
-func (cb *childBackends) kill() {
-	cb.cmd.Process.Kill()
-	cb.cmd.Wait()
-}
-
-func (cb *childBackends) stop() {
-	cb.stdin.Close()
-	done := make(chan struct{})
-	go func() { cb.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		cb.cmd.Process.Kill()
-		<-done
-	}
 }
 
 // ---- the balancer process ----
@@ -424,7 +325,7 @@ func startBalancerBin(t *testing.T, bin string, wrapper []string, args ...string
 	}
 	defer logf.Close()
 	argv := append([]string{bin, "serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
-		"--log-format", "json", "--sweep-interval", "200ms"}, planeArgs(t)...)
+		"--log-format", "json", "--sweep-interval", "200ms"}, serveTestArgs(t, args)...)
 	argv = append(argv, args...)
 	argv = append(wrapper, argv...)
 	cmd := exec.Command(argv[0], argv[1:]...)

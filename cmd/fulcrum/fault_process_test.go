@@ -20,7 +20,7 @@ func TestFault_DescriptorStarvation(t *testing.T) { eachPlane(t, testFault_Descr
 
 func testFault_DescriptorStarvation(t *testing.T) {
 	good := startBackend(t, serveXfer)
-	b := startBalancerVia(t, []string{"sh", "-c", `ulimit -S -n 256 && ulimit -H -n 256 && exec "$@"`, "sh"}, "--backend", good.addr())
+	b := startBalancerVia(t, []string{"sh", "-c", `ulimit -S -n 256 && ulimit -H -n 256 && exec "$@"`, "sh"}, "--backend", good.Addr())
 	limits, _ := os.ReadFile("/proc/" + itoa(b.pid()) + "/limits")
 	if !strings.Contains(string(limits), "Max open files            256                  256") {
 		t.Fatalf("the balancer's descriptor limit is not 256:\n%s", limits)
@@ -106,7 +106,7 @@ func TestFault_SIGTERMDuring100Transfers(t *testing.T) {
 
 func testFault_SIGTERMDuring100Transfers(t *testing.T) {
 	g1, g2 := startBackend(t, serveXfer), startBackend(t, serveXfer)
-	b := startBalancer(t, "--backend", g1.addr(), "--backend", g2.addr(), "--drain-timeout", "20s")
+	b := startBalancer(t, "--backend", g1.Addr(), "--backend", g2.Addr(), "--drain-timeout", "20s")
 	const n = 100
 	clients := halfSentTransfers(t, b.listen, n)
 	eventually(t, 10*time.Second, "100 transfers in flight", func() bool { return activeConns(t, b.admn) == n })
@@ -137,9 +137,9 @@ func testFault_SIGTERMDuring100Transfers(t *testing.T) {
 	if strings.Contains(b.log(), "drain timeout") {
 		t.Fatal("the drain timed out and closed connections")
 	}
-	g1.stop() // waits for the handlers, so served is final
-	g2.stop()
-	if g1.served.Load()+g2.served.Load() != n {
-		t.Fatalf("backends served %d of %d", g1.served.Load()+g2.served.Load(), n)
+	g1.Stop() // waits for the handlers, so served is final
+	g2.Stop()
+	if g1.Served()+g2.Served() != n {
+		t.Fatalf("backends served %d of %d", g1.Served()+g2.Served(), n)
 	}
 }

@@ -58,8 +58,8 @@ func testUpgrade_TenSIGHUPsRefuseNothing(t *testing.T) {
 	pidFile, state := filepath.Join(dir, "fulcrum.pid"), filepath.Join(dir, "state.json")
 	b := startBalancer(t, "--pid-file", pidFile, "--state-file", state, "--drain-timeout", "10s")
 	t.Cleanup(func() { stopNewest(t, pidFile) })
-	addBackend(t, b.admn, g1.addr())
-	addBackend(t, b.admn, g2.addr())
+	addBackend(t, b.admn, g1.Addr())
+	addBackend(t, b.admn, g2.Addr())
 	eventually(t, 10*time.Second, "the PID file names the balancer", func() bool { return readPID(pidFile) == b.pid() })
 
 	var r clientRun
@@ -75,7 +75,7 @@ func testUpgrade_TenSIGHUPsRefuseNothing(t *testing.T) {
 		}()
 	}
 	var beats, beatErrs atomic.Int64
-	h1, p1 := splitHostPort(t, g1.addr())
+	h1, p1 := splitHostPort(t, g1.Addr())
 	wg.Add(1)
 	go func() { // a heartbeat every 20 ms through the admin port, which is handed over too
 		defer wg.Done()
@@ -104,7 +104,7 @@ func testUpgrade_TenSIGHUPsRefuseNothing(t *testing.T) {
 		switchTimes = append(switchTimes, time.Since(tick))
 		pids = append(pids, readPID(pidFile))
 		st := status(t, b.admn)
-		if _, ok := st[g1.addr()]; !ok || len(st) != 2 {
+		if _, ok := st[g1.Addr()]; !ok || len(st) != 2 {
 			t.Fatalf("upgrade %d: the successor's registry is %v; want both backends added at runtime", i+1, st)
 		}
 		time.Sleep(time.Until(tick.Add(time.Second))) // pacing: one upgrade a second
@@ -174,51 +174,51 @@ func testStateFile_SavedBeforeReplyAndRestoredAtStart(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "state.json")
 	b := startBalancer(t, "--state-file", state, "--ttl", "1h")
 
-	host, port := splitHostPort(t, g1.addr())
+	host, port := splitHostPort(t, g1.Addr())
 	if _, code, err := adminGet(b.admn, "/upstream/add?host="+host+"&port="+port+"&weight=3"); err != nil || code != 200 {
 		t.Fatalf("add: %d %v", code, err)
 	}
-	if got := stateBackends(t, state)[g1.addr()]; got == nil || got["weight"] != 3.0 {
-		t.Fatalf("right after the add reply the state file has %v; want %s with weight 3", got, g1.addr())
+	if got := stateBackends(t, state)[g1.Addr()]; got == nil || got["weight"] != 3.0 {
+		t.Fatalf("right after the add reply the state file has %v; want %s with weight 3", got, g1.Addr())
 	}
-	addBackend(t, b.admn, g2.addr())
-	if stateBackends(t, state)[g2.addr()] == nil {
+	addBackend(t, b.admn, g2.Addr())
+	if stateBackends(t, state)[g2.Addr()] == nil {
 		t.Fatal("the second add is not in the state file when its reply arrives")
 	}
-	host2, port2 := splitHostPort(t, g2.addr())
+	host2, port2 := splitHostPort(t, g2.Addr())
 	if _, code, err := adminGet(b.admn, "/upstream/remove?host="+host2+"&port="+port2); err != nil || code != 200 {
 		t.Fatalf("remove: %d %v", code, err)
 	}
-	if stateBackends(t, state)[g2.addr()] != nil {
+	if stateBackends(t, state)[g2.Addr()] != nil {
 		t.Fatal("the removed backend is still in the state file when the reply arrives")
 	}
 	g3 := startBackend(t, serveXfer)
-	addBackend(t, b.admn, g3.addr())
-	host3, port3 := splitHostPort(t, g3.addr())
+	addBackend(t, b.admn, g3.Addr())
+	host3, port3 := splitHostPort(t, g3.Addr())
 	if _, code, err := adminGet(b.admn, "/upstream/drain?host="+host3+"&port="+port3); err != nil || code != 200 {
 		t.Fatalf("drain: %d %v", code, err)
 	}
-	if got := stateBackends(t, state)[g3.addr()]; got == nil || got["draining"] != true {
+	if got := stateBackends(t, state)[g3.Addr()]; got == nil || got["draining"] != true {
 		t.Fatalf("right after the drain reply the state file has %v; want draining", got)
 	}
-	hb0 := stateBackends(t, state)[g1.addr()]["last_heartbeat"]
-	addBackend(t, b.admn, g1.addr()) // a heartbeat: saved within about a second, not before the reply
+	hb0 := stateBackends(t, state)[g1.Addr()]["last_heartbeat"]
+	addBackend(t, b.admn, g1.Addr()) // a heartbeat: saved within about a second, not before the reply
 	eventually(t, 5*time.Second, "the heartbeat reaches the state file", func() bool {
-		return stateBackends(t, state)[g1.addr()]["last_heartbeat"] != hb0
+		return stateBackends(t, state)[g1.Addr()]["last_heartbeat"] != hb0
 	})
 
 	b.stop(t)
 	b2 := startBalancer(t, "--state-file", state, "--ttl", "1h")
 	st := status(t, b2.admn)
-	if s, ok := st[g1.addr()]; !ok || len(st) != 2 || s.State != "up" || st[g3.addr()].State != "draining" {
-		t.Fatalf("after a restart the registry is %v; want %s up and %s still draining", st, g1.addr(), g3.addr())
+	if s, ok := st[g1.Addr()]; !ok || len(st) != 2 || s.State != "up" || st[g3.Addr()].State != "draining" {
+		t.Fatalf("after a restart the registry is %v; want %s up and %s still draining", st, g1.Addr(), g3.Addr())
 	}
 	if err := xferRoundTrip(b2.listen, 64<<10, 64<<10); err != nil {
 		t.Fatalf("the restarted balancer does not serve at once: %v", err)
 	}
-	g1.stop()
-	if g1.served.Load() != 1 {
-		t.Fatalf("the restored backend served %d connections, want 1", g1.served.Load())
+	g1.Stop()
+	if g1.Served() != 1 {
+		t.Fatalf("the restored backend served %d connections, want 1", g1.Served())
 	}
 }
 
@@ -262,8 +262,8 @@ func testStateFile_UnusableIsMovedAside(t *testing.T) {
 				t.Fatalf("no error logged:\n%s", b.log())
 			}
 			g := startBackend(t, serveXfer)
-			addBackend(t, b.admn, g.addr())
-			if stateBackends(t, state)[g.addr()] == nil {
+			addBackend(t, b.admn, g.Addr())
+			if stateBackends(t, state)[g.Addr()] == nil {
 				t.Fatal("a fresh state file was not written")
 			}
 		})
@@ -300,7 +300,7 @@ func testUpgrade_FailedSuccessorKeepsServing(t *testing.T) {
 	g := startBackend(t, serveXfer)
 	b := startBalancerBin(t, bin, nil, "--pid-file", pidFile)
 	t.Cleanup(func() { stopNewest(t, pidFile) })
-	addBackend(t, b.admn, g.addr())
+	addBackend(t, b.admn, g.Addr())
 	eventually(t, 10*time.Second, "the PID file names the balancer", func() bool { return readPID(pidFile) == b.pid() })
 
 	replace([]byte("#!/bin/sh\nexit 3\n"))
@@ -309,7 +309,7 @@ func testUpgrade_FailedSuccessorKeepsServing(t *testing.T) {
 	if b.exited() || readPID(pidFile) != b.pid() {
 		t.Fatalf("after a failed upgrade the balancer exited (%v) or lost the PID file", b.err)
 	}
-	addBackend(t, b.admn, g.addr()) // the admin API serves again
+	addBackend(t, b.admn, g.Addr()) // the admin API serves again
 	if err := xferRoundTrip(b.listen, 64<<10, 64<<10); err != nil {
 		t.Fatalf("after a failed upgrade: %v", err)
 	}
@@ -323,7 +323,7 @@ func testUpgrade_FailedSuccessorKeepsServing(t *testing.T) {
 	if b.err != nil {
 		t.Fatalf("the old process exited with %v", b.err)
 	}
-	if _, ok := status(t, b.admn)[g.addr()]; !ok {
+	if _, ok := status(t, b.admn)[g.Addr()]; !ok {
 		t.Fatal("the successor lost the registry")
 	}
 	if err := xferRoundTrip(b.listen, 64<<10, 64<<10); err != nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -14,12 +13,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/fulcrumlb/fulcrum/internal/testbed"
 	"github.com/fulcrumlb/fulcrum/listener"
 	"github.com/fulcrumlb/fulcrum/pool"
 )
@@ -58,14 +57,14 @@ func TestObserversAndAPI(t *testing.T) {
 		t.Run(map[bool]string{true: "metrics", false: "no-metrics"}[on], func(t *testing.T) {
 			ln, adminLn := opsLoopback(t), opsLoopback(t)
 			cfg := &config{metrics: on, sec: &securityConfig{}, log: quiet, policy: pool.LeastConn}
-			svc := &service{cfg: defaultService(cfg), pool: &pool.Pool{Logger: quiet}, lns: []net.Listener{ln}}
-			obs, err := newObservers(cfg, []*service{svc})
+			sp := &servicePool{cfg: defaultService(cfg), pool: &pool.Pool{Logger: quiet}}
+			obs, err := newObservers(cfg, []*servicePool{sp})
 			if err != nil {
 				t.Fatal(err)
 			}
 			sh := newShared(cfg)
-			list := obs.forService(svc.cfg.name)
-			svc.srv = newServer(cfg, svc.cfg, svc.pool, list, sh)
+			list := obs.forService(sp.cfg.name)
+			svc := &service{servicePool: sp, lns: []net.Listener{ln}, srv: newServer(cfg, sp.cfg, sp.pool, list, sh)}
 			api := newAPI(cfg, []*service{svc}, obs.metrics, sh, adminLn.Addr(), nil)
 			if !slices.ContainsFunc(list, func(o listener.Observer) bool { return o == listener.BackendBytes{} }) {
 				t.Fatal("no BackendBytes observer: backends' byte totals would not be counted")
@@ -111,22 +110,11 @@ func opsHTTPGet(t *testing.T, url string) (int, string) {
 }
 
 // opsLogBuffer collects the JSON log lines of a run, for the addresses it listened on.
-type opsLogBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *opsLogBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
+type opsLogBuffer struct{ testbed.SyncBuffer }
 
 // adminAddr is the admin address of the "fulcrum serving" record, or "" before it is logged.
 func (b *opsLogBuffer) adminAddr() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for _, line := range strings.Split(b.buf.String(), "\n") {
+	for _, line := range strings.Split(b.String(), "\n") {
 		var rec struct{ Msg, Admin string }
 		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "fulcrum serving" {
 			return rec.Admin

@@ -59,7 +59,7 @@ func TestAccessLogObserver(t *testing.T) {
 	os.WriteFile(path, []byte("{\"earlier\":true}\n"), 0o600)
 	p := &pool.Pool{Logger: quiet}
 	cfg := &config{metrics: true, log: quiet, policy: pool.LeastConn, operating: operatingConfig{accessLog: path, proxy: listener.ProxyProtocol{Send: 2}}}
-	svcs := []*service{{cfg: defaultService(cfg), pool: p}}
+	svcs := []*servicePool{{cfg: defaultService(cfg), pool: p}}
 	obs, err := newObservers(cfg, svcs)
 	if err != nil {
 		t.Fatal(err)

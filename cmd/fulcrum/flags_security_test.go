@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -171,7 +172,7 @@ func TestOpenAdminWarning(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rules := &newAPI(cfg, []*service{{cfg: defaultService(cfg), pool: p, srv: &listener.Server{}, lns: []net.Listener{fakeListener{listen}}}}, nil, newShared(cfg), adminAddr, nil).Security
+		rules := &newAPI(cfg, []*service{{servicePool: &servicePool{cfg: defaultService(cfg), pool: p}, srv: &listener.Server{}, lns: []net.Listener{fakeListener{listen}}}}, nil, newShared(cfg), adminAddr, nil).Security
 		warned := strings.Contains(buf.String(), "address-only rule") && strings.Contains(buf.String(), "admin="+c.admin)
 		if warned != c.warn {
 			t.Errorf("admin %s token %q: warned %v: %s", c.admin, c.token, warned, buf.String())
@@ -255,7 +256,7 @@ func TestServeSecurityProcess(t *testing.T) {
 // admin addresses (read from its JSON startup log) and a function returning its log so far.
 func startFulcrumJSON(t *testing.T, bin string, args ...string) (listen, adminAddr string, logs func() string) {
 	t.Helper()
-	args = append([]string{"serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--log-format", "json"}, args...)
+	args = slices.Concat([]string{"serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--log-format", "json"}, serveTestArgs(t, args), args)
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin, args...)
 	stderr, _ := cmd.StderrPipe()
@@ -286,10 +287,10 @@ func startFulcrumJSON(t *testing.T, bin string, args ...string) (listen, adminAd
 func echoServerDual(t *testing.T) string {
 	t.Helper()
 	b := startBackend(t, echoHandler)
-	if ln6, err := net.Listen("tcp", "[::1]:"+strconv.Itoa(b.port())); err == nil {
+	if ln6, err := net.Listen("tcp", "[::1]:"+strconv.Itoa(b.Port())); err == nil {
 		startBackendOn(t, ln6, echoHandler)
 	}
-	return b.addr()
+	return b.Addr()
 }
 
 // fakeListener is a net.Listener that only has an address: newAPI reads nothing else.

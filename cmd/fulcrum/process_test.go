@@ -46,7 +46,7 @@ type opsProc struct {
 func opsStart(t *testing.T, bin string, env []string, args ...string) *opsProc {
 	t.Helper()
 	if len(args) > 0 && args[0] == "serve" {
-		args = slices.Concat(args[:1], planeArgs(t), args[1:])
+		args = slices.Concat(args[:1], serveTestArgs(t, args[1:]), args[1:])
 	}
 	p := &opsProc{cmd: exec.Command(bin, args...), done: make(chan struct{})}
 	p.cmd.Env = append(os.Environ(), env...)
@@ -235,7 +235,7 @@ func testServeOperating(t *testing.T, bin string) {
 	listen, adminAddr := m[1], m[2]
 
 	be := ppEchoBackend(t)
-	port := fmt.Sprint(be.port())
+	port := fmt.Sprint(be.Port())
 	// Without the token the balancer refuses the agent for good; with it, the agent registers.
 	refused := opsStart(t, bin, []string{"FULCRUM_ADMIN_URL=http://" + adminAddr}, "heartbeat", "--host", "127.0.0.1", "--port", port)
 	if code := refused.wait(t); code != 1 || !strings.Contains(refused.stderr.String(), "401 Unauthorized") {
@@ -289,8 +289,8 @@ func testProxySplices(t *testing.T, bin string) {
 	}
 	trace := filepath.Join(t.TempDir(), "strace.out")
 	be := ppEchoBackend(t)
-	args := slices.Concat([]string{"-f", "-e", "trace=splice", "-o", trace, bin, "serve"}, planeArgs(t),
-		[]string{"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--backend", be.addr(),
+	args := slices.Concat([]string{"-f", "-e", "trace=splice", "-o", trace, bin, "serve"}, serveTestArgs(t, nil),
+		[]string{"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--backend", be.Addr(),
 			"--proxy-protocol", "v2", "--accept-proxy-protocol", "127.0.0.0/8"})
 	p := opsStart(t, straceBin, nil, args...)
 	var m []string

@@ -79,7 +79,7 @@ type sharedRegistry struct {
 
 // startShared connects to etcd and starts the watch; nil (and no error) for the in-memory
 // registry.
-func startShared(cfg *config, services []*service) (*sharedRegistry, error) {
+func startShared(cfg *config, services []*servicePool) (*sharedRegistry, error) {
 	if cfg.registry == nil {
 		return nil, nil
 	}
@@ -121,7 +121,7 @@ func (sr *sharedRegistry) close() {
 
 // registry is what the admin API changes for service s: its pool, or its pool shared through
 // etcd.
-func (sr *sharedRegistry) registry(s *service) pool.Registry {
+func (sr *sharedRegistry) registry(s *servicePool) pool.Registry {
 	if sr == nil {
 		return s.pool
 	}

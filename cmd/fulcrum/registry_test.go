@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -41,7 +42,7 @@ func sharedBackend(t *testing.T, ttl time.Duration) (*etcdtest.Cluster, []*balan
 	c := etcdtest.Start(t, 3)
 	bs := startSharing(t, c, 2, ttl)
 	be := startBackend(t, echoHandler)
-	mustAdmin(t, bs[0], "add", be.addr())
+	mustAdmin(t, bs[0], "add", be.Addr())
 	eventually(t, time.Second, "routable at B", func() bool { return echoes(bs[1].listen) == nil })
 	return c, bs, be
 }
@@ -112,7 +113,7 @@ func TestEtcdRegistrySharedByTwoBalancers(t *testing.T) {
 	bs := startSharing(t, c, 2, ttl)
 	a, b := bs[0], bs[1]
 	be := startBackend(t, echoHandler)
-	key := be.addr()
+	key := be.Addr()
 	if st := readRegistryStatus(t, a.admn); st.Registry != "etcd" || !st.Healthy {
 		t.Fatalf("status of A: %+v, want etcd and healthy", st)
 	}
@@ -153,15 +154,15 @@ func TestEtcdRegistryHeartbeatsAtAnyOfThree(t *testing.T) {
 	c := etcdtest.Start(t, 3)
 	bs := startSharing(t, c, 3, ttl)
 	be := startBackend(t, echoHandler)
-	mustAdmin(t, bs[2], "add", be.addr())
+	mustAdmin(t, bs[2], "add", be.Addr())
 	for i, b := range bs[:2] {
 		eventually(t, time.Second, fmt.Sprintf("heartbeat at C routable at %c", 'A'+i), func() bool { return echoes(b.listen) == nil })
 	}
 	// Heartbeats to each balancer in turn for three TTLs: one lease, renewed by all three.
 	for i, end := 0, time.Now().Add(3*ttl); time.Now().Before(end); i++ {
-		mustAdmin(t, bs[i%3], "add", be.addr())
+		mustAdmin(t, bs[i%3], "add", be.Addr())
 		for _, b := range bs {
-			if s := stateAt(t, b, be.addr()); s != "up" {
+			if s := stateAt(t, b, be.Addr()); s != "up" {
 				t.Fatalf("backend %q at a balancer while heartbeats go round", s)
 			}
 		}
@@ -195,7 +196,7 @@ func TestEtcdLeaderKilledNoConnectionFails(t *testing.T) {
 	var hbFailed, connFailed, connOK atomic.Int64
 	stopped := sync.OnceFunc(func() { close(stop); wg.Wait() })
 	defer stopped() // a Fatal below must not leave them running past the test
-	wg.Go(func() { heartbeatLoop(bs, be.addr(), 500*time.Millisecond, stop, &hbFailed) })
+	wg.Go(func() { heartbeatLoop(bs, be.Addr(), 500*time.Millisecond, stop, &hbFailed) })
 	for _, b := range bs {
 		wg.Go(func() {
 			pace := time.NewTicker(10 * time.Millisecond) // a steady stream, gentle on a shared machine
@@ -222,7 +223,7 @@ func TestEtcdLeaderKilledNoConnectionFails(t *testing.T) {
 	stopped()
 	t.Logf("leader killed: %d connections ok, %d failed; %d heartbeats failed", connOK.Load(), connFailed.Load(), hbFailed.Load())
 	for _, b := range bs {
-		if s := stateAt(t, b, be.addr()); s != "up" {
+		if s := stateAt(t, b, be.Addr()); s != "up" {
 			t.Errorf("backend %q after the leader's death, want up", s)
 		}
 	}
@@ -236,7 +237,7 @@ func TestEtcdOutageKeepsRoutingAndConverges(t *testing.T) {
 	stop := make(chan struct{})
 	var hbFailed atomic.Int64
 	var wg sync.WaitGroup
-	wg.Go(func() { heartbeatLoop(bs, be.addr(), 500*time.Millisecond, stop, &hbFailed) })
+	wg.Go(func() { heartbeatLoop(bs, be.Addr(), 500*time.Millisecond, stop, &hbFailed) })
 	defer func() { close(stop); wg.Wait() }()
 
 	c.StopAll(t)
@@ -246,7 +247,7 @@ func TestEtcdOutageKeepsRoutingAndConverges(t *testing.T) {
 	}
 	other := startBackend(t, echoHandler)
 	start := time.Now()
-	body, code, err := adminOp(bs[1], "add", other.addr())
+	body, code, err := adminOp(bs[1], "add", other.Addr())
 	var reply struct{ Error string }
 	if err != nil || code != http.StatusServiceUnavailable || json.Unmarshal(body, &reply) != nil || reply.Error == "" {
 		t.Fatalf("add with etcd down: %d %v %s; want 503 with a JSON error", code, err, body)
@@ -269,13 +270,13 @@ func TestEtcdOutageKeepsRoutingAndConverges(t *testing.T) {
 		eventually(t, 10*time.Second, "registry_healthy true", func() bool { return readRegistryStatus(t, b.admn).Healthy })
 	}
 	eventually(t, 5*time.Second, "a registration taken again", func() bool {
-		_, code, _ := adminOp(bs[1], "add", other.addr())
+		_, code, _ := adminOp(bs[1], "add", other.Addr())
 		return code == http.StatusOK
 	})
 	for _, b := range bs {
 		eventually(t, time.Second, "both backends at every balancer", func() bool {
 			st := status(t, b.admn)
-			return st[be.addr()].State == "up" && st[other.addr()].State == "up"
+			return st[be.Addr()].State == "up" && st[other.Addr()].State == "up"
 		})
 		lost, back := strings.Count(b.log(), "etcd registry lost"), strings.Count(b.log(), "etcd registry back")
 		if lost != 1 || back != 1 {
@@ -302,21 +303,21 @@ func TestEtcdRegistryKeysCarryTheService(t *testing.T) {
 	}
 	defer st.Close()
 	for service, be := range map[string]*backend{pool.DefaultService: web, "db": db, "cache": other} {
-		if _, err := st.Heartbeat(context.Background(), service, be.addr(), 1); err != nil {
+		if _, err := st.Register(context.Background(), service, be.Addr(), netip.Addr{}, 1); err != nil {
 			t.Fatal(err)
 		}
 	}
 	eventually(t, time.Second, "each service routed to its own backend", func() bool {
 		return readAll(t, b.listen) == "web" && readAll(t, dbAddr) == "db"
 	})
-	if _, ok := status(t, b.admn)[other.addr()]; ok {
+	if _, ok := status(t, b.admn)[other.Addr()]; ok {
 		t.Fatal("a backend of a service this balancer does not serve got in")
 	}
 
 	// Through the admin API of another balancer, with the service parameter.
 	a := startBalancer(t, "--registry", c.URL("/fulcrum"), "--ttl", "5s", "--service", "db="+resFreeAddr(t), "--health-interval", "0")
 	db2 := startBackend(t, nameHandler("db2"))
-	host, port, _ := net.SplitHostPort(db2.addr())
+	host, port, _ := net.SplitHostPort(db2.Addr())
 	if body, code, err := adminGet(a.admn, "/upstream/add?service=db&host="+host+"&port="+port); err != nil || code != http.StatusOK {
 		t.Fatalf("add to db at A: %d %v %s", code, err, body)
 	}
@@ -324,13 +325,13 @@ func TestEtcdRegistryKeysCarryTheService(t *testing.T) {
 		t.Fatalf("drain in db at A: %d", code)
 	}
 	eventually(t, time.Second, "db's new backend, drained, at B", func() bool {
-		return status(t, b.admn)[db2.addr()].State == "draining"
+		return status(t, b.admn)[db2.Addr()].State == "draining"
 	})
 	if _, code, _ := adminGet(b.admn, "/upstream/remove?service=db&host="+host+"&port="+port); code != http.StatusOK {
 		t.Fatalf("remove from db at B: %d", code)
 	}
 	eventually(t, time.Second, "db's backend removed at A", func() bool {
-		_, ok := status(t, a.admn)[db2.addr()]
+		_, ok := status(t, a.admn)[db2.Addr()]
 		return !ok
 	})
 }
@@ -366,7 +367,7 @@ func TestEtcdRegistrySurvivesUpgrade(t *testing.T) {
 	t.Cleanup(func() { stopNewest(t, pidFile) })
 	b := startSharing(t, c, 1, ttl)[0]
 	first, second := startBackend(t, echoHandler), startBackend(t, echoHandler)
-	mustAdmin(t, a, "add", first.addr())
+	mustAdmin(t, a, "add", first.Addr())
 	eventually(t, 10*time.Second, "the PID file names the balancer", func() bool { return readPID(pidFile) == a.pid() })
 
 	syscall.Kill(a.pid(), syscall.SIGHUP)
@@ -374,10 +375,10 @@ func TestEtcdRegistrySurvivesUpgrade(t *testing.T) {
 	if err := echoes(a.listen); err != nil {
 		t.Fatalf("after the upgrade: %v", err)
 	}
-	mustAdmin(t, a, "add", first.addr()) // a heartbeat, answered by the successor
-	mustAdmin(t, b, "add", second.addr())
+	mustAdmin(t, a, "add", first.Addr()) // a heartbeat, answered by the successor
+	mustAdmin(t, b, "add", second.Addr())
 	eventually(t, 2*time.Second, "a backend registered at B after the upgrade", func() bool {
-		return stateAt(t, a, second.addr()) == "up"
+		return stateAt(t, a, second.Addr()) == "up"
 	})
 	if st := readRegistryStatus(t, a.admn); st.Registry != "etcd" || !st.Healthy {
 		t.Fatalf("successor's registry status %+v", st)
@@ -396,7 +397,7 @@ func TestEtcdStateFileBridgesARestart(t *testing.T) {
 	}
 	saved, later := startBackend(t, echoHandler), startBackend(t, echoHandler)
 	a := withState(c.URL("/fulcrum"))
-	mustAdmin(t, a, "add", saved.addr())
+	mustAdmin(t, a, "add", saved.Addr())
 	eventually(t, time.Second, "routable at A", func() bool { return echoes(a.listen) == nil })
 	a.stop(t)
 
@@ -406,22 +407,22 @@ func TestEtcdStateFileBridgesARestart(t *testing.T) {
 		t.Fatalf("restarted with etcd unreachable: the saved backend is not routed to: %v", err)
 	}
 	eventually(t, 10*time.Second, "registry_healthy false", func() bool { return !readRegistryStatus(t, offline.admn).Healthy })
-	if _, code, _ := adminOp(offline, "add", later.addr()); code != http.StatusServiceUnavailable {
+	if _, code, _ := adminOp(offline, "add", later.Addr()); code != http.StatusServiceUnavailable {
 		t.Fatalf("add with etcd unreachable: %d, want 503", code)
 	}
 	offline.stop(t)
 
 	// Meanwhile etcd forgot the saved backend (nobody renewed its lease) and took another.
 	other := startSharing(t, c, 1, ttl)[0]
-	mustAdmin(t, other, "add", later.addr())
+	mustAdmin(t, other, "add", later.Addr())
 	eventually(t, 3*ttl, "the saved backend's lease expired", func() bool {
-		s := stateAt(t, other, saved.addr())
+		s := stateAt(t, other, saved.Addr())
 		return s == "" || s == "removed"
 	})
 	back := withState(c.URL("/fulcrum"))
 	eventually(t, 5*time.Second, "etcd's set at the restarted balancer", func() bool {
 		st := status(t, back.admn)
-		s := st[saved.addr()].State
-		return st[later.addr()].State == "up" && (s == "" || s == "removed")
+		s := st[saved.Addr()].State
+		return st[later.Addr()].State == "up" && (s == "" || s == "removed")
 	})
 }

@@ -8,20 +8,18 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fulcrumlb/fulcrum/internal/testbed"
 )
 
 // resFreeAddr is a loopback address with a port free a moment ago.
 func resFreeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(testbed.FreePort(t)))
 }
 
 // resServe runs `fulcrum serve` in-process with args until the test ends; it returns the
@@ -31,7 +29,7 @@ func resServe(t *testing.T, args ...string) (listen, adm string) {
 	listen, adm = resFreeAddr(t), resFreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	argv := slices.Concat([]string{"fulcrum", "serve", "--listen", listen, "--admin", adm, "--log-level", "error", "--drain-timeout", "5s"}, planeArgs(t), args)
+	argv := slices.Concat([]string{"fulcrum", "serve", "--listen", listen, "--admin", adm, "--log-level", "error", "--drain-timeout", "5s"}, serveTestArgs(t, args), args)
 	go func() { done <- newApp(testUpgrades).RunContext(ctx, argv) }()
 	t.Cleanup(func() {
 		cancel()
@@ -119,7 +117,7 @@ func TestServeLimitsFromEnv(t *testing.T) { eachPlane(t, testServeLimitsFromEnv)
 func testServeLimitsFromEnv(t *testing.T) {
 	t.Setenv("FULCRUM_MAX_CONNS", "1")
 	t.Setenv("FULCRUM_IDLE_TIMEOUT", "400ms")
-	listen, _ := resServe(t, "--backend", startBackend(t, echoHandler).addr(), "--health-interval", "0")
+	listen, _ := resServe(t, "--backend", startBackend(t, echoHandler).Addr(), "--health-interval", "0")
 	first := resDial(t, listen)
 	if !resEchoes(t, first, "1") {
 		t.Fatal("first client not served")
@@ -144,7 +142,7 @@ func TestServeHealthDrainAndForce(t *testing.T) { eachPlane(t, testServeHealthDr
 
 func testServeHealthDrainAndForce(t *testing.T) {
 	listen, adm := resServe(t, "--health-interval", "20ms", "--health-fall", "1", "--connect-timeout", "2s")
-	live := startBackend(t, echoHandler).addr()
+	live := startBackend(t, echoHandler).Addr()
 	dead := resFreeAddr(t)
 	resAdd(t, adm, live)
 	resAdd(t, adm, dead)

@@ -18,22 +18,22 @@ func TestBalanceRoundRobinExactSplit(t *testing.T) {
 		be     *backend
 		weight int
 	}{{light, 1}, {heavy, 2}} {
-		q := "/upstream/add?host=127.0.0.1&port=" + strconv.Itoa(reg.be.port()) + "&weight=" + strconv.Itoa(reg.weight)
+		q := "/upstream/add?host=127.0.0.1&port=" + strconv.Itoa(reg.be.Port()) + "&weight=" + strconv.Itoa(reg.weight)
 		if body, code, err := adminGet(b.admn, q); err != nil || code != http.StatusOK {
-			t.Fatalf("add %s: %d %v %s", reg.be.addr(), code, err, body)
+			t.Fatalf("add %s: %d %v %s", reg.be.Addr(), code, err, body)
 		}
 	}
 	for i := range 30 {
 		rrRoundTrip(t, b.listen, i)
 	}
 	eventually(t, 10*time.Second, "both backends served their connections", func() bool {
-		return light.served.Load()+heavy.served.Load() == 30
+		return light.Served()+heavy.Served() == 30
 	})
-	if l, h := light.accepted.Load(), heavy.accepted.Load(); l != 10 || h != 20 {
+	if l, h := light.Accepted(), heavy.Accepted(); l != 10 || h != 20 {
 		t.Errorf("backends accepted %d (weight 1) and %d (weight 2), want 10 and 20", l, h)
 	}
 	st := status(t, b.admn)
-	if l, h := st[light.addr()].TotalConns, st[heavy.addr()].TotalConns; l != 10 || h != 20 {
+	if l, h := st[light.Addr()].TotalConns, st[heavy.Addr()].TotalConns; l != 10 || h != 20 {
 		t.Errorf("status total_conns %d and %d, want 10 and 20", l, h)
 	}
 }

@@ -172,31 +172,29 @@ func serve(c *cli.Context, u *upgrades) error {
 func run(ctx context.Context, cfg *config) error {
 	poolLog := asynclog.New(cfg.log.Handler(), asynclog.DefaultQueue) // pools log from event-loop threads too
 	defer poolLog.Close()
-	services, err := newPools(cfg, poolLog.Logger())
+	pools, err := newPools(cfg, poolLog.Logger())
 	if err != nil {
 		return err
 	}
-	store := restoreRegistry(cfg, services) // registry from the parent or --state-file
-	reg, err := startShared(cfg, services)  // registry.go: nil unless --registry etcd://
+	store := restoreRegistry(cfg, pools) // registry from the parent or --state-file
+	reg, err := startShared(cfg, pools)  // registry.go: nil unless --registry etcd://
 	if err != nil {
 		return err
 	}
 	defer reg.close()
-	adminLn, err := listenAll(cfg, services)
+	lns, adminLn, err := listenAll(cfg, pools)
 	if err != nil {
 		return err
 	}
-	obs, err := newObservers(cfg, services)
+	obs, err := newObservers(cfg, pools)
 	if err != nil {
-		closeAll(services, adminLn)
+		closeAll(lns, adminLn)
 		return err
 	}
 	defer obs.closeLog()
 	sh := newShared(cfg)
 	defer sh.stop() // after every server has shut down (drain)
-	for _, s := range services {
-		s.srv = newServer(cfg, s.cfg, s.pool, obs.forService(s.cfg.name), sh)
-	}
+	services := newServices(cfg, pools, lns, obs, sh)
 	api := newAPI(cfg, services, obs.metrics, sh, adminLn.Addr(), reg)
 	cfg.sec.warnOpenAdmin(cfg.log, adminLn.Addr())
 
@@ -219,7 +217,7 @@ func run(ctx context.Context, cfg *config) error {
 	if err := cfg.handover.ready(); err != nil {
 		cfg.log.Error("cannot signal readiness; upgrades disabled", "err", err)
 	}
-	go cfg.handover.watch(bg, services, adminSrv, store)
+	go cfg.handover.watch(bg, pools, adminSrv, store)
 
 	select {
 	case <-ctx.Done():
@@ -234,24 +232,25 @@ func run(ctx context.Context, cfg *config) error {
 	return drain(services, adminSrv.server(), cfg)
 }
 
-// listenAll opens (or inherits after an upgrade) every service's listeners and the admin
-// listener. On failure it closes what it opened.
-func listenAll(cfg *config, services []*service) (adminLn net.Listener, err error) {
-	for _, s := range services {
-		for i, addr := range s.cfg.listen {
-			ln, err := cfg.handover.listen(listenRole(s.cfg.name, i), addr)
+// listenAll opens (or inherits after an upgrade) every service's listeners (lns[i] are
+// pools[i]'s) and the admin listener. On failure it closes what it opened.
+func listenAll(cfg *config, pools []*servicePool) (lns [][]net.Listener, adminLn net.Listener, err error) {
+	lns = make([][]net.Listener, len(pools))
+	for i, sp := range pools {
+		for j, addr := range sp.cfg.listen {
+			ln, err := cfg.handover.listen(listenRole(sp.cfg.name, j), addr)
 			if err != nil {
-				closeAll(services, nil)
-				return nil, fmt.Errorf("service %s: listen %s: %w", s.cfg.name, addr, err)
+				closeAll(lns, nil)
+				return nil, nil, fmt.Errorf("service %s: listen %s: %w", sp.cfg.name, addr, err)
 			}
-			s.lns = append(s.lns, ln)
+			lns[i] = append(lns[i], ln)
 		}
 	}
 	if adminLn, err = cfg.handover.listen("admin", cfg.admin); err != nil {
-		closeAll(services, nil)
-		return nil, fmt.Errorf("admin listen %s: %w", cfg.admin, err)
+		closeAll(lns, nil)
+		return nil, nil, fmt.Errorf("admin listen %s: %w", cfg.admin, err)
 	}
-	return adminLn, nil
+	return lns, adminLn, nil
 }
 
 // listenRole names a listener for the upgrade hand-over; the default service's first keeps
@@ -263,12 +262,12 @@ func listenRole(service string, i int) string {
 	return fmt.Sprintf("service-%s-%d", service, i)
 }
 
-func closeAll(services []*service, adminLn net.Listener) {
-	for _, s := range services {
-		for _, ln := range s.lns {
+// closeAll closes the services' listeners and the admin listener (nil: none).
+func closeAll(lns [][]net.Listener, adminLn net.Listener) {
+	for _, l := range lns {
+		for _, ln := range l {
 			ln.Close()
 		}
-		s.lns = nil
 	}
 	if adminLn != nil {
 		adminLn.Close()

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fulcrumlb/fulcrum/internal/testbed"
 )
 
 var (
@@ -45,44 +47,15 @@ func fulcrumBinary(t *testing.T) string {
 	return binPath
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
+func freePort(t *testing.T) int { return testbed.FreePort(t) }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testbed.Eventually(t, 20*time.Second, what, cond)
 }
 
 // syncBuffer is a bytes.Buffer that the process's stderr copier and the test may share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testbed.SyncBuffer
 
 // instance is a fulcrum process started by a test.
 type instance struct {
@@ -101,7 +74,7 @@ func startFulcrum(t *testing.T, env []string, args ...string) *instance {
 		stderr: &syncBuffer{},
 		exited: make(chan struct{}),
 	}
-	in.cmd = exec.Command(fulcrumBinary(t), slices.Concat([]string{"serve"}, planeArgs(t), args)...)
+	in.cmd = exec.Command(fulcrumBinary(t), slices.Concat([]string{"serve"}, serveTestArgs(t, args), args)...)
 	in.cmd.Env = append(os.Environ(), "FULCRUM_LISTEN="+in.listen, "FULCRUM_ADMIN="+in.api)
 	in.cmd.Env = append(in.cmd.Env, env...)
 	in.cmd.Stderr = in.stderr
@@ -174,8 +147,9 @@ func TestHeartbeatExpiryAndRevivalEndToEnd(t *testing.T) {
 }
 
 func testHeartbeatExpiryAndRevivalEndToEnd(t *testing.T) {
-	port := startBackend(t, echoHandler).port()
-	in := startFulcrum(t, []string{"FULCRUM_TTL=1s"}, "--sweep-interval", "30s")
+	port := startBackend(t, echoHandler).Port()
+	// No sweep may land inside the test: it would forget the expired backend the test reads.
+	in := startFulcrum(t, []string{"FULCRUM_TTL=1s"}, "--sweep-interval", "1h")
 	key := fmt.Sprintf("127.0.0.1:%d", port)
 	if r := in.admin(t, fmt.Sprintf("/upstream/add?port=%d", port)); r["server"] != key {
 		t.Fatalf("add: %v", r)
@@ -199,8 +173,8 @@ func testHeartbeatExpiryAndRevivalEndToEnd(t *testing.T) {
 func TestStaticBackendAndSweep(t *testing.T) { eachPlane(t, testStaticBackendAndSweep) }
 
 func testStaticBackendAndSweep(t *testing.T) {
-	static := startBackend(t, echoHandler).port()
-	dynamic := startBackend(t, echoHandler).port()
+	static := startBackend(t, echoHandler).Port()
+	dynamic := startBackend(t, echoHandler).Port()
 	in := startFulcrum(t, nil, "--backend", fmt.Sprintf("127.0.0.1:%d", static), "--ttl", "300ms", "--sweep-interval", "50ms")
 	in.admin(t, fmt.Sprintf("/upstream/add?port=%d", dynamic))
 	waitFor(t, "expired backend swept", func() bool { return len(in.states(t)) == 1 })

@@ -159,7 +159,7 @@ func readAll(t *testing.T, addr string) string {
 func TestServicesRouteApart(t *testing.T) {
 	web, db := startBackend(t, nameHandler("web")), startBackend(t, nameHandler("db"))
 	dbAddr := resFreeAddr(t)
-	listen, _ := resServe(t, "--backend", web.addr(), "--service", "db="+dbAddr, "--backend", "db="+db.addr(), "--health-interval", "0")
+	listen, _ := resServe(t, "--backend", web.Addr(), "--service", "db="+dbAddr, "--backend", "db="+db.Addr(), "--health-interval", "0")
 	for range 3 {
 		if got := readAll(t, listen); got != "web" {
 			t.Fatalf("default service reached %q", got)
@@ -173,10 +173,10 @@ func TestServicesRouteApart(t *testing.T) {
 // TestStateCarriesServices: a state document holds every service's backends and gives each
 // back to its own service; a service no longer configured is dropped, not misplaced.
 func TestStateCarriesServices(t *testing.T) {
-	mk := func(names ...string) []*service {
-		var out []*service
+	mk := func(names ...string) []*servicePool {
+		var out []*servicePool
 		for _, n := range names {
-			out = append(out, &service{cfg: serviceConfig{name: n}, pool: &pool.Pool{Logger: quiet}})
+			out = append(out, &servicePool{cfg: serviceConfig{name: n}, pool: &pool.Pool{Logger: quiet}})
 		}
 		return out
 	}
@@ -268,9 +268,9 @@ func TestServicesThroughAdmin(t *testing.T) {
 	shared, db := startBackend(t, nameHandler("shared")), startBackend(t, nameHandler("db"))
 	listen, adm := resServe(t, "--service", "db="+resFreeAddr(t), "--health-interval", "0")
 	dbListen := serviceListen(t, adm, "db")
-	addTo(t, adm, "db", db.addr())
-	addTo(t, adm, "db", shared.addr())
-	addTo(t, adm, pool.DefaultService, shared.addr())
+	addTo(t, adm, "db", db.Addr())
+	addTo(t, adm, "db", shared.Addr())
+	addTo(t, adm, pool.DefaultService, shared.Addr())
 	for range 4 {
 		if got := readAll(t, listen); got != "shared" {
 			t.Fatalf("default service reached %q", got)
@@ -289,7 +289,7 @@ func TestServicesThroughAdmin(t *testing.T) {
 	}
 	totals := map[string]uint64{}
 	for _, s := range getStatus(t, adm, "").Servers {
-		if net.JoinHostPort(s.Host, strconv.Itoa(s.Port)) == shared.addr() {
+		if net.JoinHostPort(s.Host, strconv.Itoa(s.Port)) == shared.Addr() {
 			totals[s.Service] = s.TotalConns
 		}
 	}
@@ -315,7 +315,7 @@ func TestServicesSurviveUpgradeAndRestart(t *testing.T) {
 	args := []string{"--service", "db=127.0.0.1:0", "--pid-file", pidFile, "--state-file", state, "--health-interval", "0"}
 	b := startBalancer(t, args...)
 	t.Cleanup(func() { stopNewest(t, pidFile) })
-	addTo(t, b.admn, "db", db.addr())
+	addTo(t, b.admn, "db", db.Addr())
 	dbListen := serviceListen(t, b.admn, "db")
 	eventually(t, 10*time.Second, "the PID file names the balancer", func() bool { return readPID(pidFile) == b.pid() })
 

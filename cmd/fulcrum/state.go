@@ -39,7 +39,7 @@ type stateDoc struct {
 	Services map[string][]pool.Record `json:"services,omitempty"`
 }
 
-func encodeState(services []*service) ([]byte, error) {
+func encodeState(services []*servicePool) ([]byte, error) {
 	doc := stateDoc{Version: stateVersion, Saved: time.Now().UTC(), Backends: []pool.Record{}}
 	for _, s := range services {
 		recs := s.pool.Export()
@@ -91,7 +91,7 @@ func decodeState(data []byte) (map[string][]pool.Record, error) {
 // a second. Concurrent changes share saves: a save covers every change made before it exported.
 type stateStore struct {
 	path     string
-	services []*service
+	services []*servicePool
 	log      *slog.Logger
 
 	changes atomic.Uint64 // bumped after every change
@@ -102,7 +102,7 @@ type stateStore struct {
 	failed bool       // the last save failed (logged once per failure streak)
 }
 
-func newStateStore(path string, services []*service, log *slog.Logger) *stateStore {
+func newStateStore(path string, services []*servicePool, log *slog.Logger) *stateStore {
 	return &stateStore{path: path, services: services, log: log}
 }
 
@@ -220,7 +220,7 @@ func syncDir(dir string) error {
 // loadStateFile restores the registry saved at path. A missing file is a first start. A file
 // that cannot be read, decoded or imported is logged as an error and moved aside to
 // PATH.corrupt-<unix time>: the balancer starts empty rather than not at all.
-func loadStateFile(path string, services []*service, log *slog.Logger) {
+func loadStateFile(path string, services []*servicePool, log *slog.Logger) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		log.Info("no state file yet; starting empty", "path", path)
@@ -249,7 +249,7 @@ func quarantine(path string, cause error, log *slog.Logger) {
 // restoreRegistry fills the fresh pools, before they serve: from the parent process's
 // snapshot after an upgrade, otherwise from --state-file. It then returns the store that keeps
 // the state file in step (nil without --state-file), already attached to every pool.
-func restoreRegistry(cfg *config, services []*service) *stateStore {
+func restoreRegistry(cfg *config, services []*servicePool) *stateStore {
 	if !cfg.handover.restore(services) && cfg.stateFile != "" {
 		loadStateFile(cfg.stateFile, services, cfg.log)
 	}
@@ -268,14 +268,14 @@ func restoreRegistry(cfg *config, services []*service) *stateStore {
 // importState decodes a saved or inherited registry and loads each service's records into
 // its pool; it returns how many backends it restored. A service no longer configured loses
 // its backends, with a warning that names them.
-func importState(services []*service, data []byte, log *slog.Logger) (int, error) {
+func importState(services []*servicePool, data []byte, log *slog.Logger) (int, error) {
 	byService, err := decodeState(data)
 	if err != nil {
 		return 0, err
 	}
 	total := 0
 	for name, recs := range byService {
-		i := slices.IndexFunc(services, func(s *service) bool { return s.cfg.name == name })
+		i := slices.IndexFunc(services, func(s *servicePool) bool { return s.cfg.name == name })
 		if i < 0 {
 			if len(recs) > 0 {
 				log.Warn("state names a service that is not configured; its backends are dropped", "service", name, "backends", len(recs))

@@ -13,7 +13,7 @@ func newTestStore(t *testing.T) (*stateStore, *pool.Pool, string) {
 	log := quiet
 	path := filepath.Join(t.TempDir(), "state.json")
 	p := &pool.Pool{Logger: log}
-	s := newStateStore(path, []*service{{cfg: serviceConfig{name: pool.DefaultService}, pool: p}}, log)
+	s := newStateStore(path, []*servicePool{{cfg: serviceConfig{name: pool.DefaultService}, pool: p}}, log)
 	p.OnChange = s.onChange
 	return s, p, path
 }

@@ -134,7 +134,7 @@ func (h *handover) exit() <-chan struct{} {
 
 // restore imports the parent's registry snapshot into the services' pools; it reports whether
 // there was one.
-func (h *handover) restore(services []*service) bool {
+func (h *handover) restore(services []*servicePool) bool {
 	if h == nil || !h.upg.HasParent() {
 		return false
 	}
@@ -172,7 +172,7 @@ func readInherited(f *os.File) ([]byte, error) {
 }
 
 // watch upgrades on every SIGHUP until ctx ends or an upgrade succeeds.
-func (h *handover) watch(ctx context.Context, services []*service, as *adminServer, store *stateStore) {
+func (h *handover) watch(ctx context.Context, services []*servicePool, as *adminServer, store *stateStore) {
 	if h == nil {
 		return
 	}
@@ -195,7 +195,7 @@ func (h *handover) watch(ctx context.Context, services []*service, as *adminServ
 
 // upgrade pauses the admin API, hands the registry and the sockets to a successor and waits
 // until it is ready. On failure the admin API serves again.
-func (h *handover) upgrade(ctx context.Context, services []*service, as *adminServer, store *stateStore) error {
+func (h *handover) upgrade(ctx context.Context, services []*servicePool, as *adminServer, store *stateStore) error {
 	h.log.Info("SIGHUP: starting the successor process")
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	resume, err := as.pause(pctx)
@@ -224,7 +224,7 @@ func (h *handover) upgrade(ctx context.Context, services []*service, as *adminSe
 
 // addSnapshot writes every service's registry to an unlinked temporary file that the
 // successor inherits.
-func (h *handover) addSnapshot(services []*service) error {
+func (h *handover) addSnapshot(services []*servicePool) error {
 	data, err := encodeState(services)
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package etcdreg
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -77,7 +78,7 @@ func TestTLSWithClientCertificates(t *testing.T) {
 
 	anonymous := openStore(t, c, "/fulcrum", 2*time.Second, func(cfg *Config) { cfg.CACert = c.TLS.CA })
 	start := time.Now()
-	_, err := anonymous.Heartbeat(context.Background(), "web", "127.0.0.1:8081", 1)
+	_, err := anonymous.Register(context.Background(), "web", "127.0.0.1:8081", netip.Addr{}, 1)
 	if !errors.Is(err, ErrUnavailable) || time.Since(start) > anonymous.cfg.requestTimeout()+time.Second {
 		t.Fatalf("heartbeat without a client certificate: %v after %v, want ErrUnavailable", err, time.Since(start))
 	}

@@ -3,6 +3,7 @@ package etcdreg
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"runtime"
 	"slices"
 	"sync"
@@ -40,7 +41,7 @@ func BenchmarkHeartbeat(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					i := int(next.Add(1))
-					if _, err := stores[i%n].Heartbeat(context.Background(), "web", hps[i%len(hps)], 0); err != nil {
+					if _, err := stores[i%n].Register(context.Background(), "web", hps[i%len(hps)], netip.Addr{}, 0); err != nil {
 						b.Error(err)
 						return
 					}
@@ -155,7 +156,7 @@ func registerMany(b *testing.B, st *Store, n int) {
 		wg.Go(func() {
 			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
 				hp := fmt.Sprintf("127.0.%d.%d:%d", i/60000/250, i/60000%250, 1+i%60000)
-				if _, err := st.Heartbeat(context.Background(), "web", hp, 1); err != nil {
+				if _, err := st.Register(context.Background(), "web", hp, netip.Addr{}, 1); err != nil {
 					b.Error(err)
 					return
 				}

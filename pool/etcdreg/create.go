@@ -12,14 +12,18 @@ import (
 )
 
 // find reads a key this instance does not know: another instance may hold it. When etcd has
-// no such key, it creates it. It returns the key's lease and weight, and whether it created it.
-func (s *Store) find(ctx context.Context, key string, addr netip.Addr, weight int) (known, bool, error) {
+// no such key, it creates it if create is set, and is ErrNotFound if not. It returns the key's
+// lease and weight, and whether it created it.
+func (s *Store) find(ctx context.Context, key string, addr netip.Addr, weight int, create bool) (known, bool, error) {
 	resp, err := s.client.Get(ctx, key)
 	if err != nil {
 		return known{}, false, fmt.Errorf("read: %w", err)
 	}
 	if len(resp.Kvs) == 1 {
 		return knownOf(resp.Kvs[0]), false, nil
+	}
+	if !create {
+		return known{}, false, fmt.Errorf("%w: %s", ErrNotFound, key)
 	}
 	return s.create(ctx, key, addr, weight)
 }

@@ -14,8 +14,9 @@
 //
 // or, below the pool.Registry seam:
 //
-//	created, err := st.Heartbeat(ctx, "web", "10.0.0.7:8080", 0)
+//	created, err := st.Register(ctx, "web", "10.0.0.7:8080", netip.Addr{}, 0) // creates or renews
 //	if errors.Is(err, etcdreg.ErrUnavailable) { ... } // answer 503: etcd cannot take it now
+//	known, err := st.Heartbeat(ctx, "web", "10.0.0.7:8080", 0) // renews; never creates
 //	err = st.Drain(ctx, "web", "10.0.0.7:8080")     // seen by every instance, until Undrain
 //	err = st.Remove(ctx, "web", "10.0.0.7:8080")    // etcdreg.ErrNotFound if not registered
 //
@@ -30,13 +31,15 @@
 // # Heartbeats
 //
 // A Store renews leases over one LeaseKeepAlive stream of its own, one request per heartbeat
-// and nothing in between: a backend that stops heartbeating stops being renewed. A heartbeat
-// for a key the Store has not seen reads it first (another instance may hold it); a key etcd
-// does not hold, or whose lease answers with a TTL of 0, is created again with a new lease in
-// a transaction that succeeds only if the key does not exist. When two instances race, the
+// and nothing in between: a backend that stops heartbeating stops being renewed. As with
+// pool.Registry, Register creates or renews and Heartbeat only renews (a backend etcd does
+// not hold is left to the caller to register). Either reads a key the Store has not seen
+// first (another instance may hold it); for Register, a key etcd does not hold, or whose
+// lease answers with a TTL of 0, is created again with a new lease in a transaction that
+// succeeds only if the key does not exist. When two instances race, the
 // loser takes the winner's lease and revokes its own, so a backend has one lease however many
 // instances it heartbeats to. While the Store's Watch runs, what the Store knows of the keys it
-// heartbeats follows etcd: a key deleted by hand is created again at its next heartbeat, and a
+// heartbeats follows etcd: a key deleted by hand is created again at its next Register, and a
 // weight changed at another instance is compared with the one the next heartbeat brings.
 //
 // # Watching

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -42,7 +43,7 @@ func (h *heartbeaters) run(ctx context.Context, stores []*Store, turn int, hp st
 	for {
 		st := stores[turn%len(stores)]
 		turn++
-		if _, err := st.Heartbeat(ctx, "web", hp, 0); err != nil {
+		if _, err := st.Register(ctx, "web", hp, netip.Addr{}, 0); err != nil {
 			h.failed.Add(1)
 		} else {
 			h.ok.Add(1)
@@ -171,7 +172,7 @@ func checkWritesFailFast(t *testing.T, st *Store) {
 	limit := st.cfg.requestTimeout() + time.Second
 	for name, call := range map[string]func() error{
 		"heartbeat": func() error { _, err := st.Heartbeat(ctx, "web", "127.0.0.1:7100", 0); return err },
-		"register":  func() error { _, err := st.Heartbeat(ctx, "web", "127.0.0.1:7999", 0); return err },
+		"register":  func() error { _, err := st.Register(ctx, "web", "127.0.0.1:7999", netip.Addr{}, 0); return err },
 		"drain":     func() error { return st.Drain(ctx, "web", "127.0.0.1:7100") },
 		"remove":    func() error { return st.Remove(ctx, "web", "127.0.0.1:7101") },
 	} {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/fulcrumlb/fulcrum/internal/testbed"
 	"github.com/fulcrumlb/fulcrum/pool/etcdreg/etcdtest"
 )
 
@@ -153,19 +155,13 @@ func watch(t testing.TB, st *Store) *sink {
 // waitFor polls cond until it holds, failing the test after timeout.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testbed.Eventually(t, timeout, what, cond)
 }
 
 // beat heartbeats and fails the test on error.
 func beat(t testing.TB, st *Store, service, hostport string, weight int) bool {
 	t.Helper()
-	created, err := st.Heartbeat(context.Background(), service, hostport, weight)
+	created, err := st.Register(context.Background(), service, hostport, netip.Addr{}, weight)
 	if err != nil {
 		t.Fatalf("heartbeat %s/%s: %v", service, hostport, err)
 	}

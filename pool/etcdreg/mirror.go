@@ -53,6 +53,9 @@ func apply(p *pool.Pool, e Entry) error {
 	if ip, err := netip.ParseAddr(e.Address); err == nil {
 		a.IP = ip
 	}
+	if holds(p, a.Key(), e) {
+		return nil
+	}
 	if _, err := p.Register(a, e.Weight); err != nil {
 		return err
 	}
@@ -60,6 +63,25 @@ func apply(p *pool.Pool, e Entry) error {
 		return p.Drain(a.Key())
 	}
 	return p.Undrain(a.Key())
+}
+
+// holds reports whether p already has the backend as e describes it, so that applying e would
+// change nothing. That is the rule for a change made at this instance: Shared writes it to the
+// local pool as soon as etcd has taken it, and the watch then brings the same entry back,
+// which is not written a second time. A removed, expired or static backend is Register's to
+// decide.
+func holds(p *pool.Pool, key string, e Entry) bool {
+	st, ok := p.Lookup(key)
+	if !ok || st.Weight != e.Weight {
+		return false
+	}
+	switch st.State {
+	case pool.StateUp, pool.StateDown: // a down backend that is also draining shows as draining
+		return !e.Draining
+	case pool.StateDraining:
+		return e.Draining
+	}
+	return false
 }
 
 // Delete removes the backend from its service's pool; its connections run on.

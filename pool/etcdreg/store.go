@@ -92,23 +92,36 @@ func (s *Store) Healthy() bool {
 	return up
 }
 
-// Heartbeat keeps a backend registered: it renews the backend's lease or, when the backend has
-// no key or its lease has run out, grants a new lease and creates the key. A weight of 0 keeps
-// the current weight (1 for a new backend); another weight replaces it. It reports whether
-// this call created the key.
-func (s *Store) Heartbeat(ctx context.Context, service, hostport string, weight int) (created bool, err error) {
-	return s.Register(ctx, service, hostport, netip.Addr{}, weight)
+// Heartbeat renews the lease of a backend etcd holds, as pool.Registry's Heartbeat does
+// locally, and reports whether etcd held it. It never creates: a backend etcd does not hold
+// (never registered, removed, or its lease ran out) is left alone and known is false; the
+// caller registers it (Register). A weight of 0 keeps the current weight; another replaces it.
+func (s *Store) Heartbeat(ctx context.Context, service, hostport string, weight int) (known bool, err error) {
+	if err := pool.CheckWeight(weight); err != nil {
+		return false, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	err = s.call(ctx, "heartbeat", service, hostport, func(ctx context.Context, key string) error {
+		_, err := s.heartbeat(ctx, key, netip.Addr{}, weight, false)
+		return err
+	})
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
-// Register is Heartbeat for a backend whose name the caller resolved and checked: a key it
-// creates carries addr (Entry.Address), which every instance dials. addr is ignored for a
-// backend etcd already holds, and may be the zero Addr.
+// Register keeps a backend registered: it renews the backend's lease or, when the backend has
+// no key or its lease has run out, grants a new lease and creates the key, which carries addr
+// (Entry.Address), the address every instance dials for a name the caller resolved and
+// checked. addr is ignored for a backend etcd already holds, and may be the zero Addr. A
+// weight of 0 keeps the current weight (1 for a new backend); another replaces it. It
+// reports whether this call created the key.
 func (s *Store) Register(ctx context.Context, service, hostport string, addr netip.Addr, weight int) (created bool, err error) {
 	if err := pool.CheckWeight(weight); err != nil {
 		return false, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	err = s.call(ctx, "heartbeat", service, hostport, func(ctx context.Context, key string) error {
-		created, err = s.heartbeat(ctx, key, addr, weight)
+		created, err = s.heartbeat(ctx, key, addr, weight, true)
 		return err
 	})
 	return created, err
@@ -117,11 +130,13 @@ func (s *Store) Register(ctx context.Context, service, hostport string, addr net
 // maxLeaseTries bounds how often a heartbeat finds the lease it was about to renew gone.
 const maxLeaseTries = 3
 
-func (s *Store) heartbeat(ctx context.Context, key string, addr netip.Addr, weight int) (bool, error) {
+// heartbeat renews key's lease; a key etcd does not hold is created when create is set, and
+// is ErrNotFound when not. It reports whether it created the key.
+func (s *Store) heartbeat(ctx context.Context, key string, addr netip.Addr, weight int, create bool) (bool, error) {
 	for range maxLeaseTries {
 		k, ok := s.lookup(key)
 		if !ok {
-			found, created, err := s.find(ctx, key, addr, weight)
+			found, created, err := s.find(ctx, key, addr, weight, create)
 			if err != nil || created {
 				return created, err
 			}
@@ -133,6 +148,9 @@ func (s *Store) heartbeat(ctx context.Context, key string, addr netip.Addr, weig
 		}
 		if !alive {
 			s.forget(key, k.lease)
+			if !create {
+				return false, fmt.Errorf("%w: %s: its lease ran out", ErrNotFound, key)
+			}
 			continue
 		}
 		s.remember(key, k)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -172,7 +173,7 @@ func TestCreateRaceLeavesOneLease(t *testing.T) {
 		hp := fmt.Sprintf("127.0.0.1:%d", 9000+i)
 		for _, st := range stores {
 			wg.Go(func() {
-				created, err := st.Heartbeat(context.Background(), "web", hp, 0)
+				created, err := st.Register(context.Background(), "web", hp, netip.Addr{}, 0)
 				if err != nil {
 					t.Errorf("heartbeat %s: %v", hp, err)
 				}
@@ -280,6 +281,39 @@ func TestKeyDeletedByHandIsCreatedAgain(t *testing.T) {
 		t.Fatal("the heartbeat after a deletion renewed a lease that holds no key")
 	}
 	waitFor(t, time.Second, "the backend back at A", func() bool { _, ok := atA.get("web", "127.0.0.1:8080"); return ok })
+}
+
+// Heartbeat renews and never creates, as pool.Registry's does: a backend etcd does not hold
+// (never registered, or its key deleted) is known false and stays absent; Register creates.
+func TestHeartbeatNeverCreates(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	cli := rawClient(t, c)
+	a := openStore(t, c, "/fulcrum", 5*time.Second)
+	atA := watch(t, a)
+	const key = "/fulcrum/web/127.0.0.1:8080"
+	heartbeat := func(weight int) bool {
+		t.Helper()
+		known, err := a.Heartbeat(context.Background(), "web", "127.0.0.1:8080", weight)
+		if err != nil {
+			t.Fatalf("heartbeat: %v", err)
+		}
+		return known
+	}
+	if heartbeat(0) || keyValue(t, cli, key) != nil {
+		t.Fatal("a heartbeat of a backend etcd never held created it, or said it was known")
+	}
+	beat(t, a, "web", "127.0.0.1:8080", 1)
+	if !heartbeat(4) {
+		t.Fatal("a heartbeat of a registered backend said it was unknown")
+	}
+	waitFor(t, time.Second, "weight 4 at A", func() bool { e, _ := atA.get("web", "127.0.0.1:8080"); return e.Weight == 4 })
+	if _, err := cli.Delete(context.Background(), key); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Second, "the deletion at A", func() bool { _, ok := atA.get("web", "127.0.0.1:8080"); return !ok })
+	if heartbeat(0) || keyValue(t, cli, key) != nil {
+		t.Fatal("a heartbeat after the key was deleted created it again, or said it was known")
+	}
 }
 
 // The weight is the one the backend last sent, whichever instance received it.
