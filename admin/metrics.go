@@ -28,21 +28,30 @@ import (
 // Every name starts with "fulcrum_". Totals over every service have no label. The series of
 // one service are named "fulcrum_service_..." and carry service="NAME"; those of one backend
 // are named "fulcrum_backend_..." and carry service="NAME" and backend="host:port", so the
-// same address in two services has two series. A backend's traffic, dial, heartbeat and
-// duration series stay until the process ends (a forgotten backend's active gauge drops to 0);
-// its fulcrum_backend_up, fulcrum_backend_state and fulcrum_health_checks_failed_total series
-// are read from the registry at each scrape and go with it (metrics_backends.go).
-// fulcrum_build_info{version,revision,goversion} is 1 and names the running build.
+// same address in two services has two series. A backend's traffic, dial and heartbeat series
+// stay until the process ends (a forgotten backend's active gauge drops to 0); its
+// fulcrum_backend_up, fulcrum_backend_state, fulcrum_health_checks_failed_total and connection
+// duration series show only while the registry knows it and go with it (metrics_backends.go,
+// metrics_duration.go). fulcrum_build_info{version,revision,goversion} is 1 and names the
+// running build.
+//
+// Connection lifetimes are Prometheus histograms (fixed buckets, metrics_duration.go), which,
+// unlike summaries, add up: across backends, services, and every balancer sharing one etcd
+// registry. The p99 over all of them:
+//
+//	histogram_quantile(0.99, sum by (le) (rate(fulcrum_connection_duration_seconds_bucket[5m])))
 //
 // The sink creates a series on its first update by a load and a store that are not one atomic
 // step, so two first updates at once would lose one. Metrics therefore creates every series
 // under a lock: totals and configured services' series are declared up front, a backend's
-// counters are created at 0 when it is first seen, and its first duration sample and each new
-// rejection reason are taken one at a time. Routed connections and bytes, which every
-// connection adds to, are each backend's atomic counters, which a collector of their own reads
-// and sums per service and in total when scraped (metrics_traffic.go).
+// counters are created at 0 when it is first seen, and each new rejection reason is taken one
+// at a time. What every connection adds to (routed connections, bytes, and lifetimes) goes to
+// atomic counters in its backend's series, allocated when the backend is first seen, which
+// collectors of their own read and sum per service and in total when scraped
+// (metrics_traffic.go, metrics_duration.go): a connection takes no lock and allocates nothing.
 type Metrics struct {
-	services   []Service // configured; the gauges read their registries
+	services   []Service       // configured; the gauges read their registries
+	registered map[string]bool // services with a registry: a backend it no longer lists is hidden
 	m          *gometrics.Metrics
 	handler    http.Handler
 	backends   sync.Map // seriesKey → *backendSeries
@@ -60,7 +69,6 @@ var (
 	keyActive      = []string{"connections", "active"}
 	keyRejected    = []string{"connections", "rejected", "total"}
 	keyDialFailed  = []string{"dial", "failures", "total"}
-	keyDuration    = []string{"connection", "duration", "seconds"}
 	keyBackends    = []string{"registry", "backends"}
 	keyHeartbeats  = []string{"heartbeats", "total"}
 	keySActive     = []string{"service", "connections", "active"}
@@ -70,7 +78,6 @@ var (
 	keySHeartbeats = []string{"service", "heartbeats", "total"}
 	keyBActive     = []string{"backend", "connections", "active"}
 	keyBDialFailed = []string{"backend", "dial", "failures", "total"}
-	keyBDuration   = []string{"backend", "connection", "duration", "seconds"}
 	keyBHeartbeats = []string{"backend", "heartbeats", "total"}
 )
 
@@ -111,13 +118,18 @@ func NewServiceMetrics(services []Service) (*Metrics, error) {
 		names = append(names, s.Name)
 	}
 	mt := &Metrics{
-		services: slices.Clone(services),
-		gauged:   make(map[seriesKey]bool),
-		nReason:  len(knownReasons),
+		services:   slices.Clone(services),
+		registered: make(map[string]bool),
+		gauged:     make(map[seriesKey]bool),
+		nReason:    len(knownReasons),
+	}
+	for _, s := range services {
+		mt.registered[s.Name] = s.Registry != nil
 	}
 	var err error
 	collectors := []namedCollector{
 		{"service traffic", newTrafficCollector(&mt.svcs, &mt.backends)},
+		{"connection duration", newDurationCollector(mt)},
 		{"backend state", newBackendCollector(mt.services)},
 		{"build info", newBuildInfoGauge(buildinfo.Read())},
 	}
@@ -131,7 +143,7 @@ func NewServiceMetrics(services []Service) (*Metrics, error) {
 		}
 	}
 	for _, name := range names {
-		mt.svcs.Store(name, &serviceSeries{labels: serviceLabels(name)})
+		mt.svcs.Store(name, newServiceSeries(name))
 	}
 	return mt, nil
 }
@@ -161,7 +173,6 @@ func newSink(services []string, own []namedCollector) (*gometrics.Metrics, http.
 		Expiration:         0, // counters must not vanish and restart while a backend idles
 		GaugeDefinitions:   gaugeDefinitions(services),
 		CounterDefinitions: counterDefinitions(services),
-		SummaryDefinitions: summaryDefinitions(),
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("metrics: prometheus sink: %w", err)
@@ -227,12 +238,6 @@ func serviceCounterDefinitions(service string) []promsink.CounterDefinition {
 			Help:        "Clients of the service closed without reaching a backend, by reason."})
 	}
 	return defs
-}
-
-func summaryDefinitions() []promsink.SummaryDefinition {
-	return []promsink.SummaryDefinition{
-		{Name: promName(keyDuration), Help: "Proxied connection lifetimes, accept to close, in seconds."},
-	}
 }
 
 // ServeHTTP serves the Prometheus text exposition, after reading the gauges from the registry.

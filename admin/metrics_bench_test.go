@@ -198,3 +198,54 @@ func BenchmarkObserverPerConnection(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkObserverMetrics is what Metrics alone costs one connection, called as the data path
+// calls it (Opened, a chunk each way, Closed, Flush) on a backend whose series exist; the
+// ConnInfo is the connection's, reused as a Server's connection holds its own:
+//
+//	go test -run '^$' -bench ObserverMetrics -benchmem -count 5 ./admin
+func BenchmarkObserverMetrics(b *testing.B) {
+	p := &pool.Pool{Logger: quiet}
+	addr, err := pool.ParseAddress("127.0.0.1:9")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := p.RegisterStatic(addr, 1); err != nil {
+		b.Fatal(err)
+	}
+	be, err := p.Acquire(netip.Addr{}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := admin.NewMetrics(p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var obs listener.Observer = m
+	b.Run("serial", func(b *testing.B) {
+		c := &listener.ConnInfo{Backend: be}
+		b.ReportAllocs()
+		for b.Loop() {
+			c.Start = time.Now()
+			benchConnection(obs, c)
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			c := &listener.ConnInfo{Backend: be}
+			for pb.Next() {
+				c.Start = time.Now()
+				benchConnection(obs, c)
+			}
+		})
+	})
+}
+
+func benchConnection(obs listener.Observer, c *listener.ConnInfo) {
+	m := obs.Opened(c)
+	m.Moved(true, 1<<20)
+	m.Moved(false, 1<<20)
+	obs.Closed(c, listener.Traffic{Up: 1 << 20, Down: 1 << 20})
+	m.Flush()
+}

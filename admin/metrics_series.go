@@ -1,11 +1,10 @@
 package admin
 
 import (
-	"sync/atomic"
-	"time"
-
 	gometrics "github.com/hashicorp/go-metrics"
 
+	"github.com/fulcrumlb/fulcrum/internal/histogram"
+	"github.com/fulcrumlb/fulcrum/listener"
 	"github.com/fulcrumlb/fulcrum/pool"
 )
 
@@ -15,19 +14,34 @@ type seriesKey struct {
 	service, name string
 }
 
-// serviceSeries is one service's label set.
+// serviceSeries is one service's label set and its connection-duration histogram.
 type serviceSeries struct {
 	labels []gometrics.Label // service=NAME
+	dur    *histogram.Histogram
 }
 
-// backendSeries is one backend's label set, its service's, and whether its duration summary
-// exists yet.
+func newServiceSeries(service string) *serviceSeries {
+	return &serviceSeries{labels: serviceLabels(service), dur: histogram.New(durationBounds)}
+}
+
+// backendSeries is one backend's label set, its service's, and what its connections add to:
+// traffic and lifetimes. All of it is allocated here, when the backend is first seen, so that
+// a connection allocates nothing. It is the Meter of each of its connections.
 type backendSeries struct {
 	labels  []gometrics.Label // service=NAME, backend=host:port, always in this order
 	svc     *serviceSeries
-	timed   atomic.Bool
 	traffic traffic
+	dur     *histogram.Histogram
 }
+
+var _ listener.Meter = (*backendSeries)(nil)
+
+// Moved implements listener.Meter: one atomic add per chunk.
+func (bs *backendSeries) Moved(up bool, n int64) { bs.traffic.add(up, uint64(n)) }
+
+// Flush implements listener.Meter; nothing is batched, and the lifetime is recorded by
+// Observer.Closed, which comes just before.
+func (bs *backendSeries) Flush() {}
 
 // The sink tells series apart by their labels in the order given, so each label set is built
 // in one place.
@@ -64,6 +78,7 @@ func (m *Metrics) backendLocked(k seriesKey) *backendSeries {
 	bs := &backendSeries{
 		labels: []gometrics.Label{{Name: "service", Value: k.service}, {Name: "backend", Value: k.name}},
 		svc:    m.serviceLocked(k.service),
+		dur:    histogram.New(durationBounds),
 	}
 	for _, key := range [][]string{keyBDialFailed, keyBHeartbeats} {
 		m.m.IncrCounterWithLabels(key, 0, bs.labels)
@@ -78,24 +93,12 @@ func (m *Metrics) serviceLocked(service string) *serviceSeries {
 	if ss, ok := m.svcs.Load(service); ok {
 		return ss.(*serviceSeries)
 	}
-	ss := &serviceSeries{labels: serviceLabels(service)}
+	ss := newServiceSeries(service)
 	for _, key := range [][]string{keySDialFailed, keySHeartbeats} {
 		m.m.IncrCounterWithLabels(key, 0, ss.labels)
 	}
 	m.svcs.Store(service, ss)
 	return ss
-}
-
-// duration adds a backend's connection lifetime; its first sample creates the summary, alone.
-func (m *Metrics) duration(bs *backendSeries, start time.Time) {
-	if bs.timed.Load() {
-		m.m.MeasureSinceWithLabels(keyBDuration, start, bs.labels)
-		return
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.m.MeasureSinceWithLabels(keyBDuration, start, bs.labels)
-	bs.timed.Store(true)
 }
 
 // reasonLabel is the reason label of a rejection's text: one of the known reasons, otherwise
