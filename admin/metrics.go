@@ -41,14 +41,15 @@ import (
 //
 //	histogram_quantile(0.99, sum by (le) (rate(fulcrum_connection_duration_seconds_bucket[5m])))
 //
-// The sink creates a series on its first update by a load and a store that are not one atomic
-// step, so two first updates at once would lose one. Metrics therefore creates every series
-// under a lock: totals and configured services' series are declared up front, a backend's
-// counters are created at 0 when it is first seen, and each new rejection reason is taken one
-// at a time. What every connection adds to (routed connections, bytes, and lifetimes) goes to
-// atomic counters in its backend's series, allocated when the backend is first seen, which
-// collectors of their own read and sum per service and in total when scraped
-// (metrics_traffic.go, metrics_duration.go): a connection takes no lock and allocates nothing.
+// Per-backend series are not go-metrics series: each backend has one backendSeries, made when
+// it is first seen, whose atomic counters (routed connections, bytes, lifetimes, dial
+// failures, heartbeats) collectors of their own read at scrape (metrics_traffic.go,
+// metrics_duration.go, metrics_counters.go). A connection takes no lock and allocates nothing,
+// a heartbeat of a known backend adds 1, and a backend costs a few hundred bytes. Totals and
+// per-service series stay go-metrics series. The sink creates a series on its first update by
+// a load and a store that are not one atomic step, so two first updates at once would lose
+// one: Metrics therefore declares totals and configured services' series up front, and
+// creates those of a service it was not told of, and each new rejection reason, under a lock.
 type Metrics struct {
 	services   []Service       // configured; the gauges read their registries
 	registered map[string]bool // services with a registry: a backend it no longer lists is hidden
@@ -76,9 +77,6 @@ var (
 	keySRejected   = []string{"service", "connections", "rejected", "total"}
 	keySDialFailed = []string{"service", "dial", "failures", "total"}
 	keySHeartbeats = []string{"service", "heartbeats", "total"}
-	keyBActive     = []string{"backend", "connections", "active"}
-	keyBDialFailed = []string{"backend", "dial", "failures", "total"}
-	keyBHeartbeats = []string{"backend", "heartbeats", "total"}
 )
 
 const (
@@ -129,6 +127,7 @@ func NewServiceMetrics(services []Service) (*Metrics, error) {
 	var err error
 	collectors := []namedCollector{
 		{"service traffic", newTrafficCollector(&mt.svcs, &mt.backends)},
+		{"backend counters", newCounterCollector(&mt.backends)},
 		{"connection duration", newDurationCollector(mt)},
 		{"backend state", newBackendCollector(mt.services)},
 		{"build info", newBuildInfoGauge(buildinfo.Read())},
@@ -269,7 +268,7 @@ func (m *Metrics) refreshGauges() {
 			svcActive += s.Active
 			k := seriesKey{svc.Name, s.Key}
 			now[k] = true
-			m.m.SetPrecisionGaugeWithLabels(keyBActive, float64(s.Active), m.backendLocked(k).labels)
+			m.backendLocked(k).active.Store(s.Active)
 		}
 		labels := m.serviceLocked(svc.Name).labels
 		m.m.SetPrecisionGaugeWithLabels(keySActive, float64(svcActive), labels)
@@ -279,7 +278,7 @@ func (m *Metrics) refreshGauges() {
 	}
 	for k := range m.gauged {
 		if !now[k] {
-			m.m.SetPrecisionGaugeWithLabels(keyBActive, 0, m.backendLocked(k).labels)
+			m.backendLocked(k).active.Store(0)
 		}
 	}
 	m.gauged = now
@@ -294,7 +293,7 @@ func (m *Metrics) Heartbeat(service, key string) {
 		return
 	}
 	bs := m.backend(serviceOrDefault(service), key)
-	m.m.IncrCounterWithLabels(keyBHeartbeats, 1, bs.labels)
+	bs.heartbeats.Add(1)
 	m.m.IncrCounterWithLabels(keySHeartbeats, 1, bs.svc.labels)
 	m.m.IncrCounter(keyHeartbeats, 1)
 }

@@ -78,7 +78,7 @@ func (m *Metrics) serviceOf(key string) string {
 
 func (m *Metrics) dialFailed(service string, b *pool.Backend) {
 	bs := m.backend(service, b.Key())
-	m.m.IncrCounterWithLabels(keyBDialFailed, 1, bs.labels)
+	bs.dialFailed.Add(1)
 	m.m.IncrCounterWithLabels(keySDialFailed, 1, bs.svc.labels)
 	m.m.IncrCounter(keyDialFailed, 1)
 }

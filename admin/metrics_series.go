@@ -1,6 +1,8 @@
 package admin
 
 import (
+	"sync/atomic"
+
 	gometrics "github.com/hashicorp/go-metrics"
 
 	"github.com/fulcrumlb/fulcrum/internal/histogram"
@@ -24,14 +26,18 @@ func newServiceSeries(service string) *serviceSeries {
 	return &serviceSeries{labels: serviceLabels(service), dur: histogram.New(durationBounds)}
 }
 
-// backendSeries is one backend's label set, its service's, and what its connections add to:
-// traffic and lifetimes. All of it is allocated here, when the backend is first seen, so that
-// a connection allocates nothing. It is the Meter of each of its connections.
+// backendSeries is everything one backend's series count: its service's series, what its
+// connections add to (traffic and lifetimes), its dial failures and heartbeats, and its active
+// connections as the registry gave them at the last scrape. All of it is allocated here, when
+// the backend is first seen, and read by collectors at scrape (metrics_counters.go): an event
+// costs an atomic add, not a go-metrics update, and a backend costs a few hundred bytes, not
+// a go-metrics series with its label set per family. It is the Meter of its connections.
 type backendSeries struct {
-	labels  []gometrics.Label // service=NAME, backend=host:port, always in this order
-	svc     *serviceSeries
-	traffic traffic
-	dur     *histogram.Histogram
+	svc                    *serviceSeries
+	traffic                traffic
+	dialFailed, heartbeats atomic.Uint64
+	active                 atomic.Int64 // set at each scrape (refreshGauges)
+	dur                    *histogram.Histogram
 }
 
 var _ listener.Meter = (*backendSeries)(nil)
@@ -60,7 +66,7 @@ func serviceOrDefault(service string) string {
 	return service
 }
 
-// backend returns the series of a service's backend, creating its counters at 0 on first sight.
+// backend returns the series of a service's backend, creating them at 0 on first sight.
 func (m *Metrics) backend(service, key string) *backendSeries {
 	if bs, ok := m.backends.Load(seriesKey{service, key}); ok {
 		return bs.(*backendSeries)
@@ -75,14 +81,7 @@ func (m *Metrics) backendLocked(k seriesKey) *backendSeries {
 	if bs, ok := m.backends.Load(k); ok {
 		return bs.(*backendSeries)
 	}
-	bs := &backendSeries{
-		labels: []gometrics.Label{{Name: "service", Value: k.service}, {Name: "backend", Value: k.name}},
-		svc:    m.serviceLocked(k.service),
-		dur:    histogram.New(durationBounds),
-	}
-	for _, key := range [][]string{keyBDialFailed, keyBHeartbeats} {
-		m.m.IncrCounterWithLabels(key, 0, bs.labels)
-	}
+	bs := &backendSeries{svc: m.serviceLocked(k.service), dur: histogram.New(durationBounds)}
 	m.backends.Store(k, bs)
 	return bs
 }
