@@ -81,7 +81,7 @@ func (m *Metrics) backendLocked(k seriesKey) *backendSeries {
 	if bs, ok := m.backends.Load(k); ok {
 		return bs.(*backendSeries)
 	}
-	bs := &backendSeries{svc: m.serviceLocked(k.service), dur: histogram.New(durationBounds)}
+	bs := &backendSeries{svc: m.serviceLocked(k.service), dur: histogram.New(backendDurationBounds)}
 	m.backends.Store(k, bs)
 	return bs
 }
