@@ -71,12 +71,10 @@ var (
 	keyRejected    = []string{"connections", "rejected", "total"}
 	keyDialFailed  = []string{"dial", "failures", "total"}
 	keyBackends    = []string{"registry", "backends"}
-	keyHeartbeats  = []string{"heartbeats", "total"}
 	keySActive     = []string{"service", "connections", "active"}
 	keySBackends   = []string{"service", "backends"}
 	keySRejected   = []string{"service", "connections", "rejected", "total"}
 	keySDialFailed = []string{"service", "dial", "failures", "total"}
-	keySHeartbeats = []string{"service", "heartbeats", "total"}
 )
 
 const (
@@ -127,7 +125,7 @@ func NewServiceMetrics(services []Service) (*Metrics, error) {
 	var err error
 	collectors := []namedCollector{
 		{"service traffic", newTrafficCollector(&mt.svcs, &mt.backends)},
-		{"backend counters", newCounterCollector(&mt.backends)},
+		{"backend counters", newCounterCollector(&mt.svcs, &mt.backends)},
 		{"connection duration", newDurationCollector(mt)},
 		{"backend state", newBackendCollector(mt.services)},
 		{"build info", newBuildInfoGauge(buildinfo.Read())},
@@ -217,7 +215,6 @@ func counterDefinitions(services []string) []promsink.CounterDefinition {
 	}
 	defs = append(defs, []promsink.CounterDefinition{
 		{Name: promName(keyDialFailed), Help: "Failed dials to backends, retries included."},
-		{Name: promName(keyHeartbeats), Help: "Admin add calls for backends already registered."},
 	}...)
 	for _, s := range services {
 		defs = append(defs, serviceCounterDefinitions(s)...)
@@ -229,7 +226,6 @@ func serviceCounterDefinitions(service string) []promsink.CounterDefinition {
 	labels := serviceLabels(service)
 	defs := []promsink.CounterDefinition{
 		{Name: promName(keySDialFailed), ConstLabels: labels, Help: "Failed dials to the service's backends, retries included."},
-		{Name: promName(keySHeartbeats), ConstLabels: labels, Help: "Admin add calls for the service's backends already registered."},
 	}
 	for _, r := range knownReasons {
 		defs = append(defs, promsink.CounterDefinition{Name: promName(keySRejected),
@@ -293,9 +289,7 @@ func (m *Metrics) Heartbeat(service, key string) {
 		return
 	}
 	bs := m.backend(serviceOrDefault(service), key)
-	bs.heartbeats.Add(1)
-	m.m.IncrCounterWithLabels(keySHeartbeats, 1, bs.svc.labels)
-	m.m.IncrCounter(keyHeartbeats, 1)
+	bs.heartbeats.Add(1) // the service's and the total are its sums (metrics_counters.go)
 }
 
 // rejected counts a rejection under its reason, in total and, when service is not "", on the

@@ -93,7 +93,7 @@ func (m *Metrics) serviceLocked(service string) *serviceSeries {
 		return ss.(*serviceSeries)
 	}
 	ss := newServiceSeries(service)
-	for _, key := range [][]string{keySDialFailed, keySHeartbeats} {
+	for _, key := range [][]string{keySDialFailed} {
 		m.m.IncrCounterWithLabels(key, 0, ss.labels)
 	}
 	m.svcs.Store(service, ss)
