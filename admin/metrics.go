@@ -46,10 +46,12 @@ import (
 // failures, heartbeats) collectors of their own read at scrape (metrics_traffic.go,
 // metrics_duration.go, metrics_counters.go). A connection takes no lock and allocates nothing,
 // a heartbeat of a known backend adds 1, and a backend costs a few hundred bytes. Totals and
-// per-service series stay go-metrics series. The sink creates a series on its first update by
-// a load and a store that are not one atomic step, so two first updates at once would lose
-// one: Metrics therefore declares totals and configured services' series up front, and
-// creates those of a service it was not told of, and each new rejection reason, under a lock.
+// per-service series stay go-metrics series, but for traffic and heartbeats (the backends'
+// sums, taken at scrape) and lifetimes (a histogram per service, summed for the total). The
+// sink creates a series on its first update by a load and a store that are not one atomic
+// step, so two first updates at once would lose one: Metrics therefore declares totals and
+// configured services' series up front, and creates those of a service it was not told of,
+// and each new rejection reason, under a lock.
 type Metrics struct {
 	services   []Service       // configured; the gauges read their registries
 	registered map[string]bool // services with a registry: a backend it no longer lists is hidden
