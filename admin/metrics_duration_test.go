@@ -289,3 +289,15 @@ func durSum(t *testing.T, what string, h *dto.Histogram, lo, hi time.Duration) {
 		t.Errorf("%s: _sum %v s, want between %v and %v", what, s, lo, hi)
 	}
 }
+
+// TestMetricsDurationNoService: with no service yet, the total is an empty histogram.
+func TestMetricsDurationNoService(t *testing.T) {
+	m, err := admin.NewServiceMetrics(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fams := opsScrape(t, opsAdmin(t, &admin.API{Registry: &pool.Pool{Logger: quiet}, Logger: quiet, Metrics: m}))
+	if h := durHistogram(t, fams, durTotal, nil); h.GetSampleCount() != 0 {
+		t.Errorf("total count %d with no service, want 0", h.GetSampleCount())
+	}
+}

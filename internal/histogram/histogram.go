@@ -94,8 +94,14 @@ type Snapshot struct {
 	cumulative []uint64 // cumulative[i]: observations at or below bound i
 }
 
-// Cumulative is the number of observations at or below bound i.
-func (s *Snapshot) Cumulative(i int) uint64 { return s.cumulative[i] }
+// Cumulative is the number of observations at or below bound i; 0 in a Snapshot never read
+// into (the sum of no histogram).
+func (s *Snapshot) Cumulative(i int) uint64 {
+	if i >= len(s.cumulative) {
+		return 0
+	}
+	return s.cumulative[i]
+}
 
 // Snapshot reads h into s, reusing s's storage, so that a reader of many histograms can
 // read them all into one Snapshot.

@@ -94,6 +94,15 @@ func TestMerge(t *testing.T) {
 	}
 }
 
+func TestEmptySnapshotIsZero(t *testing.T) {
+	var s Snapshot // the sum of no histogram
+	for i := range testBounds.Len() {
+		if s.Cumulative(i) != 0 {
+			t.Fatalf("bucket %d of an empty snapshot: %d", i, s.Cumulative(i))
+		}
+	}
+}
+
 func TestObserveAllocatesNothing(t *testing.T) {
 	h := New(testBounds)
 	if n := testing.AllocsPerRun(1000, func() { h.Observe(3 * time.Millisecond) }); n != 0 {
