@@ -52,5 +52,14 @@
 //		{Name: "web", Listen: []string{":80"}, Registry: webPool, CloseBackend: webServer.CloseBackend},
 //	}}
 //
+// Connection lifetimes are exposed at /metrics as Prometheus histograms (total, per service,
+// per backend; fixed buckets from 0.5 ms to 1 h, the same in every series). Histograms, unlike
+// summaries, can be summed: across backends, services, and every balancer sharing one etcd
+// registry. The p99 of connection lifetimes over all balancers:
+//
+//	histogram_quantile(0.99, sum by (le) (rate(fulcrum_connection_duration_seconds_bucket[5m])))
+//
+// and per service: sum by (service, le) (rate(fulcrum_service_connection_duration_seconds_bucket[5m])).
+//
 // The package validates and translates; membership, picking and counting live in pool.
 package admin

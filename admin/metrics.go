@@ -29,21 +29,33 @@ import (
 // Every name starts with "fulcrum_". Totals over every service have no label. The series of
 // one service are named "fulcrum_service_..." and carry service="NAME"; those of one backend
 // are named "fulcrum_backend_..." and carry service="NAME" and backend="host:port", so the
-// same address in two services has two series. A backend's traffic, dial, heartbeat and
-// duration series stay until the process ends (a forgotten backend's active gauge drops to 0);
-// its fulcrum_backend_up, fulcrum_backend_state and fulcrum_health_checks_failed_total series
-// are read from the registry at each scrape and go with it (metrics_backends.go).
-// fulcrum_build_info{version,revision,goversion} is 1 and names the running build.
+// same address in two services has two series. A backend's traffic, dial and heartbeat series
+// stay until the process ends (a forgotten backend's active gauge drops to 0); its
+// fulcrum_backend_up, fulcrum_backend_state, fulcrum_health_checks_failed_total and connection
+// duration series show only while the registry knows it and go with it (metrics_backends.go,
+// metrics_duration.go). fulcrum_build_info{version,revision,goversion} is 1 and names the
+// running build.
 //
-// The sink creates a series on its first update by a load and a store that are not one atomic
-// step, so two first updates at once would lose one. Metrics therefore creates every series
-// under a lock: totals and configured services' series are declared up front, a backend's
-// counters are created at 0 when it is first seen, and its first duration sample and each new
-// rejection reason are taken one at a time. Routed connections and bytes, which every
-// connection adds to, are each backend's atomic counters, which a collector of their own reads
-// and sums per service and in total when scraped (metrics_traffic.go).
+// Connection lifetimes are Prometheus histograms (fixed buckets, metrics_duration.go), which,
+// unlike summaries, add up: across backends, services, and every balancer sharing one etcd
+// registry. The p99 over all of them:
+//
+//	histogram_quantile(0.99, sum by (le) (rate(fulcrum_connection_duration_seconds_bucket[5m])))
+//
+// Per-backend series are not go-metrics series: each backend has one backendSeries, made when
+// it is first seen, whose atomic counters (routed connections, bytes, lifetimes, dial
+// failures, heartbeats) collectors of their own read at scrape (metrics_traffic.go,
+// metrics_duration.go, metrics_counters.go). A connection takes no lock and allocates nothing,
+// a heartbeat of a known backend adds 1, and a backend costs a few hundred bytes. Totals and
+// per-service series stay go-metrics series, but for traffic and heartbeats (the backends'
+// sums, taken at scrape) and lifetimes (a histogram per service, summed for the total). The
+// sink creates a series on its first update by a load and a store that are not one atomic
+// step, so two first updates at once would lose one: Metrics therefore declares totals and
+// configured services' series up front, and creates those of a service it was not told of,
+// and each new rejection reason, under a lock.
 type Metrics struct {
-	services   []Service // configured; the gauges read their registries
+	services   []Service       // configured; the gauges read their registries
+	registered map[string]bool // services with a registry: a backend it no longer lists is hidden
 	m          *gometrics.Metrics
 	handler    http.Handler
 	backends   sync.Map // seriesKey → *backendSeries
@@ -65,18 +77,11 @@ var (
 	keyActive      = []string{"connections", "active"}
 	keyRejected    = []string{"connections", "rejected", "total"}
 	keyDialFailed  = []string{"dial", "failures", "total"}
-	keyDuration    = []string{"connection", "duration", "seconds"}
 	keyBackends    = []string{"registry", "backends"}
-	keyHeartbeats  = []string{"heartbeats", "total"}
 	keySActive     = []string{"service", "connections", "active"}
 	keySBackends   = []string{"service", "backends"}
 	keySRejected   = []string{"service", "connections", "rejected", "total"}
 	keySDialFailed = []string{"service", "dial", "failures", "total"}
-	keySHeartbeats = []string{"service", "heartbeats", "total"}
-	keyBActive     = []string{"backend", "connections", "active"}
-	keyBDialFailed = []string{"backend", "dial", "failures", "total"}
-	keyBDuration   = []string{"backend", "connection", "duration", "seconds"}
-	keyBHeartbeats = []string{"backend", "heartbeats", "total"}
 )
 
 const (
@@ -116,13 +121,19 @@ func NewServiceMetrics(services []Service) (*Metrics, error) {
 		names = append(names, s.Name)
 	}
 	mt := &Metrics{
-		services: slices.Clone(services),
-		gauged:   make(map[seriesKey]bool),
-		nReason:  len(knownReasons),
+		services:   slices.Clone(services),
+		registered: make(map[string]bool),
+		gauged:     make(map[seriesKey]bool),
+		nReason:    len(knownReasons),
+	}
+	for _, s := range services {
+		mt.registered[s.Name] = s.Registry != nil
 	}
 	var err error
 	collectors := []namedCollector{
 		{"service traffic", newTrafficCollector(&mt.svcs, &mt.backends)},
+		{"backend counters", newCounterCollector(&mt.svcs, &mt.backends)},
+		{"connection duration", newDurationCollector(mt)},
 		{"backend state", newBackendCollector(mt.services, &mt.scraped)},
 		{"build info", newBuildInfoGauge(buildinfo.Read())},
 	}
@@ -136,7 +147,7 @@ func NewServiceMetrics(services []Service) (*Metrics, error) {
 		}
 	}
 	for _, name := range names {
-		mt.svcs.Store(name, &serviceSeries{labels: serviceLabels(name)})
+		mt.svcs.Store(name, newServiceSeries(name))
 	}
 	return mt, nil
 }
@@ -166,7 +177,6 @@ func newSink(services []string, own []namedCollector) (*gometrics.Metrics, http.
 		Expiration:         0, // counters must not vanish and restart while a backend idles
 		GaugeDefinitions:   gaugeDefinitions(services),
 		CounterDefinitions: counterDefinitions(services),
-		SummaryDefinitions: summaryDefinitions(),
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("metrics: prometheus sink: %w", err)
@@ -212,7 +222,6 @@ func counterDefinitions(services []string) []promsink.CounterDefinition {
 	}
 	defs = append(defs, []promsink.CounterDefinition{
 		{Name: promName(keyDialFailed), Help: "Failed dials to backends, retries included."},
-		{Name: promName(keyHeartbeats), Help: "Admin add calls for backends already registered."},
 	}...)
 	for _, s := range services {
 		defs = append(defs, serviceCounterDefinitions(s)...)
@@ -224,7 +233,6 @@ func serviceCounterDefinitions(service string) []promsink.CounterDefinition {
 	labels := serviceLabels(service)
 	defs := []promsink.CounterDefinition{
 		{Name: promName(keySDialFailed), ConstLabels: labels, Help: "Failed dials to the service's backends, retries included."},
-		{Name: promName(keySHeartbeats), ConstLabels: labels, Help: "Admin add calls for the service's backends already registered."},
 	}
 	for _, r := range knownReasons {
 		defs = append(defs, promsink.CounterDefinition{Name: promName(keySRejected),
@@ -232,12 +240,6 @@ func serviceCounterDefinitions(service string) []promsink.CounterDefinition {
 			Help:        "Clients of the service closed without reaching a backend, by reason."})
 	}
 	return defs
-}
-
-func summaryDefinitions() []promsink.SummaryDefinition {
-	return []promsink.SummaryDefinition{
-		{Name: promName(keyDuration), Help: "Proxied connection lifetimes, accept to close, in seconds."},
-	}
 }
 
 // ServeHTTP serves the Prometheus text exposition, after reading the gauges from the registry.
@@ -277,7 +279,7 @@ func (m *Metrics) refreshGauges(snaps [][]pool.Status) {
 			svcActive += s.Active
 			k := seriesKey{svc.Name, s.Key}
 			now[k] = true
-			m.m.SetPrecisionGaugeWithLabels(keyBActive, float64(s.Active), m.backendLocked(k).labels)
+			m.backendLocked(k).active.Store(s.Active)
 		}
 		labels := m.serviceLocked(svc.Name).labels
 		m.m.SetPrecisionGaugeWithLabels(keySActive, float64(svcActive), labels)
@@ -287,7 +289,7 @@ func (m *Metrics) refreshGauges(snaps [][]pool.Status) {
 	}
 	for k := range m.gauged {
 		if !now[k] {
-			m.m.SetPrecisionGaugeWithLabels(keyBActive, 0, m.backendLocked(k).labels)
+			m.backendLocked(k).active.Store(0)
 		}
 	}
 	m.gauged = now
@@ -302,9 +304,7 @@ func (m *Metrics) Heartbeat(service, key string) {
 		return
 	}
 	bs := m.backend(serviceOrDefault(service), key)
-	m.m.IncrCounterWithLabels(keyBHeartbeats, 1, bs.labels)
-	m.m.IncrCounterWithLabels(keySHeartbeats, 1, bs.svc.labels)
-	m.m.IncrCounter(keyHeartbeats, 1)
+	bs.heartbeats.Add(1) // the service's and the total are its sums (metrics_counters.go)
 }
 
 // rejected counts a rejection under its reason, in total and, when service is not "", on the

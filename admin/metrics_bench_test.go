@@ -14,7 +14,11 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
+	"runtime"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -175,3 +179,122 @@ func BenchmarkObserverPerConnection(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkObserverMetrics is what Metrics alone costs one connection, called as the data path
+// calls it (Opened, a chunk each way, Closed, Flush) on a backend whose series exist; the
+// ConnInfo is the connection's, reused as a Server's connection holds its own:
+//
+//	go test -run '^$' -bench ObserverMetrics -benchmem -count 5 ./admin
+func BenchmarkObserverMetrics(b *testing.B) {
+	p := &pool.Pool{Logger: quiet}
+	addr, err := pool.ParseAddress("127.0.0.1:9")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := p.RegisterStatic(addr, 1); err != nil {
+		b.Fatal(err)
+	}
+	be, err := p.Acquire(netip.Addr{}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := admin.NewMetrics(p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var obs listener.Observer = m
+	b.Run("serial", func(b *testing.B) {
+		c := &listener.ConnInfo{Backend: be}
+		b.ReportAllocs()
+		for b.Loop() {
+			c.Start = time.Now()
+			benchConnection(obs, c)
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			c := &listener.ConnInfo{Backend: be}
+			for pb.Next() {
+				c.Start = time.Now()
+				benchConnection(obs, c)
+			}
+		})
+	})
+}
+
+func benchConnection(obs listener.Observer, c *listener.ConnInfo) {
+	m := obs.Opened(c)
+	m.Moved(true, 1<<20)
+	m.Moved(false, 1<<20)
+	obs.Closed(c, listener.Traffic{Up: 1 << 20, Down: 1 << 20})
+	m.Flush()
+}
+
+// BenchmarkMetrics50kBackends is the many-backends case: 50,000 backends registered by
+// heartbeat, each with its series created. "heartbeat" is what Metrics adds to one heartbeat of
+// a known backend; "scrape" is one GET /metrics, whose size it reports (bytes/scrape);
+// "heap" reports the heap the backends' series hold (B/backend), measured once.
+//
+//	go test -run '^$' -bench Metrics50kBackends -benchtime 5x ./admin
+func BenchmarkMetrics50kBackends(b *testing.B) {
+	const n = 50_000
+	p := &pool.Pool{Logger: quiet}
+	keys := make([]string, n)
+	for i := range n {
+		a, err := pool.ParseAddress("127.0.0.1:" + strconv.Itoa(10000+i))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := p.Register(a, 1); err != nil {
+			b.Fatal(err)
+		}
+		keys[i] = a.Key()
+	}
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	m, err := admin.NewMetrics(p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, k := range keys {
+		m.Heartbeat("", k)
+	}
+	var after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	b.Run("heap", func(b *testing.B) {
+		for b.Loop() {
+		}
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/backend")
+	})
+	b.Run("heartbeat", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			m.Heartbeat("", keys[i%n])
+			i++
+		}
+	})
+	b.Run("scrape", func(b *testing.B) {
+		b.ReportAllocs()
+		var size int
+		for b.Loop() {
+			w := &countingWriter{header: http.Header{}}
+			m.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+			size = w.n
+		}
+		b.ReportMetric(float64(size), "bytes/scrape")
+	})
+}
+
+// countingWriter is a ResponseWriter that only counts the body.
+type countingWriter struct {
+	header http.Header
+	n      int
+}
+
+func (w *countingWriter) Header() http.Header         { return w.header }
+func (w *countingWriter) WriteHeader(int)             {}
+func (w *countingWriter) Write(p []byte) (int, error) { w.n += len(p); return len(p), nil }

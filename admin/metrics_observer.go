@@ -2,7 +2,6 @@ package admin
 
 import (
 	"net/netip"
-	"time"
 
 	"github.com/fulcrumlb/fulcrum/listener"
 	"github.com/fulcrumlb/fulcrum/pool"
@@ -35,9 +34,10 @@ func (m *Metrics) Opened(c *listener.ConnInfo) listener.Meter {
 	return m.opened(serviceOrDefault(c.Service), c)
 }
 
-// Closed implements listener.Observer: records the connection's lifetime.
+// Closed implements listener.Observer: records the connection's lifetime on its service
+// (ConnInfo.Service; "" means "default") and backend.
 func (m *Metrics) Closed(c *listener.ConnInfo, _ listener.Traffic) {
-	m.closed(c)
+	m.closed(serviceOrDefault(c.Service), c)
 }
 
 // ForService returns an observer for the listener.Server of one service ("" means "default"):
@@ -56,7 +56,7 @@ func (o serviceObserver) Rejected(_ netip.AddrPort, err error)       { o.m.rejec
 func (o serviceObserver) DialFailed(b *pool.Backend, _ error)        { o.m.dialFailed(o.service, b) }
 func (o serviceObserver) Opened(c *listener.ConnInfo) listener.Meter { return o.m.opened(o.service, c) }
 func (o serviceObserver) Closed(c *listener.ConnInfo, _ listener.Traffic) {
-	o.m.closed(c)
+	o.m.closed(o.service, c)
 }
 
 // serviceOf is the service a dial failure reported without one is counted on. With one
@@ -78,36 +78,15 @@ func (m *Metrics) serviceOf(key string) string {
 
 func (m *Metrics) dialFailed(service string, b *pool.Backend) {
 	bs := m.backend(service, b.Key())
-	m.m.IncrCounterWithLabels(keyBDialFailed, 1, bs.labels)
+	bs.dialFailed.Add(1)
 	m.m.IncrCounterWithLabels(keySDialFailed, 1, bs.svc.labels)
 	m.m.IncrCounter(keyDialFailed, 1)
 }
 
+// opened counts a routed connection on its backend, whose series are the connection's Meter:
+// nothing is allocated per connection.
 func (m *Metrics) opened(service string, c *listener.ConnInfo) listener.Meter {
 	bs := m.backend(service, c.Backend.Key())
 	bs.traffic.routed.Add(1)
-	return &connMeter{m: m, series: bs, start: c.Start}
+	return bs
 }
-
-// closed records the lifetime of a connection in the total; its backend's is recorded by
-// the connection's meter (Flush), which already holds the backend's series.
-func (m *Metrics) closed(c *listener.ConnInfo) {
-	m.m.MeasureSince(keyDuration, c.Start)
-}
-
-// connMeter counts one connection's bytes on its backend's series; the data path calls it
-// once per step (a small message, or a splice chunk) from either direction: one atomic add.
-type connMeter struct {
-	m      *Metrics
-	series *backendSeries
-	start  time.Time
-}
-
-// Moved implements listener.Meter.
-func (cm *connMeter) Moved(up bool, n int64) {
-	cm.series.traffic.add(up, uint64(n))
-}
-
-// Flush implements listener.Meter: the connection has ended; its lifetime goes to its
-// backend's duration summary.
-func (cm *connMeter) Flush() { cm.m.duration(cm.series, cm.start) }

@@ -2,10 +2,11 @@ package admin
 
 import (
 	"sync/atomic"
-	"time"
 
 	gometrics "github.com/hashicorp/go-metrics"
 
+	"github.com/fulcrumlb/fulcrum/internal/histogram"
+	"github.com/fulcrumlb/fulcrum/listener"
 	"github.com/fulcrumlb/fulcrum/pool"
 )
 
@@ -15,19 +16,38 @@ type seriesKey struct {
 	service, name string
 }
 
-// serviceSeries is one service's label set.
+// serviceSeries is one service's label set and its connection-duration histogram.
 type serviceSeries struct {
 	labels []gometrics.Label // service=NAME
+	dur    *histogram.Histogram
 }
 
-// backendSeries is one backend's label set, its service's, and whether its duration summary
-// exists yet.
-type backendSeries struct {
-	labels  []gometrics.Label // service=NAME, backend=host:port, always in this order
-	svc     *serviceSeries
-	timed   atomic.Bool
-	traffic traffic
+func newServiceSeries(service string) *serviceSeries {
+	return &serviceSeries{labels: serviceLabels(service), dur: histogram.New(durationBounds)}
 }
+
+// backendSeries is everything one backend's series count: its service's series, what its
+// connections add to (traffic and lifetimes), its dial failures and heartbeats, and its active
+// connections as the registry gave them at the last scrape. All of it is allocated here, when
+// the backend is first seen, and read by collectors at scrape (metrics_counters.go): an event
+// costs an atomic add, not a go-metrics update, and a backend costs a few hundred bytes, not
+// a go-metrics series with its label set per family. It is the Meter of its connections.
+type backendSeries struct {
+	svc                    *serviceSeries
+	traffic                traffic
+	dialFailed, heartbeats atomic.Uint64
+	active                 atomic.Int64 // set at each scrape (refreshGauges)
+	dur                    *histogram.Histogram
+}
+
+var _ listener.Meter = (*backendSeries)(nil)
+
+// Moved implements listener.Meter: one atomic add per chunk.
+func (bs *backendSeries) Moved(up bool, n int64) { bs.traffic.add(up, uint64(n)) }
+
+// Flush implements listener.Meter; nothing is batched, and the lifetime is recorded by
+// Observer.Closed, which comes just before.
+func (bs *backendSeries) Flush() {}
 
 // The sink tells series apart by their labels in the order given, so each label set is built
 // in one place.
@@ -46,7 +66,7 @@ func serviceOrDefault(service string) string {
 	return service
 }
 
-// backend returns the series of a service's backend, creating its counters at 0 on first sight.
+// backend returns the series of a service's backend, creating them at 0 on first sight.
 func (m *Metrics) backend(service, key string) *backendSeries {
 	if bs, ok := m.backends.Load(seriesKey{service, key}); ok {
 		return bs.(*backendSeries)
@@ -61,13 +81,7 @@ func (m *Metrics) backendLocked(k seriesKey) *backendSeries {
 	if bs, ok := m.backends.Load(k); ok {
 		return bs.(*backendSeries)
 	}
-	bs := &backendSeries{
-		labels: []gometrics.Label{{Name: "service", Value: k.service}, {Name: "backend", Value: k.name}},
-		svc:    m.serviceLocked(k.service),
-	}
-	for _, key := range [][]string{keyBDialFailed, keyBHeartbeats} {
-		m.m.IncrCounterWithLabels(key, 0, bs.labels)
-	}
+	bs := &backendSeries{svc: m.serviceLocked(k.service), dur: histogram.New(backendDurationBounds)}
 	m.backends.Store(k, bs)
 	return bs
 }
@@ -78,24 +92,12 @@ func (m *Metrics) serviceLocked(service string) *serviceSeries {
 	if ss, ok := m.svcs.Load(service); ok {
 		return ss.(*serviceSeries)
 	}
-	ss := &serviceSeries{labels: serviceLabels(service)}
-	for _, key := range [][]string{keySDialFailed, keySHeartbeats} {
+	ss := newServiceSeries(service)
+	for _, key := range [][]string{keySDialFailed} {
 		m.m.IncrCounterWithLabels(key, 0, ss.labels)
 	}
 	m.svcs.Store(service, ss)
 	return ss
-}
-
-// duration adds a backend's connection lifetime; its first sample creates the summary, alone.
-func (m *Metrics) duration(bs *backendSeries, start time.Time) {
-	if bs.timed.Load() {
-		m.m.MeasureSinceWithLabels(keyBDuration, start, bs.labels)
-		return
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.m.MeasureSinceWithLabels(keyBDuration, start, bs.labels)
-	bs.timed.Store(true)
 }
 
 // reasonLabel is the reason label of a rejection's text: one of the known reasons, otherwise

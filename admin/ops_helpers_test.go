@@ -151,7 +151,8 @@ func opsScrape(t testing.TB, base string) map[string]*dto.MetricFamily {
 }
 
 // opsValue is the value of the series of family name whose labels include want, or -1 when
-// there is none. Counters, gauges and untyped series give their value; summaries their count.
+// there is none. Counters, gauges and untyped series give their value; summaries and
+// histograms their count.
 func opsValue(fams map[string]*dto.MetricFamily, name string, want map[string]string) float64 {
 	f := fams[name]
 	if f == nil {
@@ -168,6 +169,8 @@ func opsValue(fams map[string]*dto.MetricFamily, name string, want map[string]st
 			return m.Gauge.GetValue()
 		case m.Summary != nil:
 			return float64(m.Summary.GetSampleCount())
+		case m.Histogram != nil:
+			return float64(m.Histogram.GetSampleCount())
 		case m.Untyped != nil:
 			return m.Untyped.GetValue()
 		}
