@@ -28,7 +28,7 @@ func writeFlagsDoc(w io.Writer, app *cli.App) error {
 	b.WriteString("# Command-line flags\n\n")
 	fmt.Fprintf(&b, "<!-- Generated from the flag definitions in cmd/fulcrum by `%s`. Do not edit by hand. -->\n\n", flagsDocCommand)
 	b.WriteString("Every flag of every command, as `fulcrum COMMAND --help` prints it. Every `fulcrum serve` flag\n" +
-		"can also be set by its environment variable, or by a key of the same name (without the dashes)\n" +
+		"can also be set by its environment variable, or by a key of the same name (without the `--`)\n" +
 		"in the `--config` file ([operations](operations.md#config-file)): the command line wins over\n" +
 		"the environment, which wins over the file. Durations need a unit (`500ms`, `30s`, `1h`).\n")
 	for _, cmd := range app.VisibleCommands() {
