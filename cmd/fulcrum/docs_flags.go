@@ -62,6 +62,9 @@ func writeFlagTable(b *strings.Builder, flags []cli.Flag, withHelp bool) {
 			continue
 		}
 		placeholder, usage := splitPlaceholder(df.GetUsage())
+		if rf, ok := f.(cli.RequiredFlag); ok && rf.IsRequired() {
+			usage = "**required**: " + usage
+		}
 		fmt.Fprintf(b, "| `%s` | %s | %s | %s |\n", flagSpelling(df, placeholder), docCode(flagDefault(df)),
 			docCode(strings.Join(df.GetEnvVars(), ", ")), docEscape(usage))
 	}
