@@ -171,7 +171,7 @@ func TestExampleConfigLoads(t *testing.T) {
 	if err != nil {
 		t.Fatalf("example config does not validate: %v", err)
 	}
-	if cfg.listen != ":8000" || cfg.ttl != 30*time.Second || len(cfg.services[0].backends) != 2 || cfg.services[0].backends[1].Key() != "10.0.0.6:8080" {
+	if cfg.listen != ":8000" || cfg.ttl != time.Minute || len(cfg.services[0].backends) != 0 { // its static backends are commented out
 		t.Errorf("example config parsed as %+v", cfg)
 	}
 }
