@@ -98,7 +98,10 @@ func readConfigFile(path string, flags []cli.Flag) (altsrc.InputSourceContext, e
 	}
 	var raw map[string]any
 	if err := yaml.Unmarshal(data, &raw); err != nil {
-		return nil, fmt.Errorf("config file %s: not a YAML map of flag names to values: %w", path, err)
+		return nil, fmt.Errorf("config file %s: not a YAML map of flag names to values: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	if len(raw) == 0 {
+		return nil, fmt.Errorf("config file %s sets nothing (it is empty or only comments): write keys named like serve's long flags, such as listen: \":8000\"", path)
 	}
 	values := make(map[any]any, len(raw))
 	for key, v := range raw {
@@ -107,11 +110,26 @@ func readConfigFile(path string, flags []cli.Flag) (altsrc.InputSourceContext, e
 		}
 		f := flagNamed(flags, key)
 		if f == nil || key == configFlag {
-			return nil, fmt.Errorf("config file %s: unknown key %q (keys are serve's long flag names and services: %s)", path, key, strings.Join(flagNames(flags), ", "))
+			return nil, fmt.Errorf("config file %s: line %d: unknown key %q (keys are serve's long flag names and services: %s)", path, keyLine(data, key), key, strings.Join(flagNames(flags), ", "))
 		}
 		values[key] = normalize(f, v)
 	}
 	return altsrc.NewMapInputSource(path, values), nil
+}
+
+// keyLine is the line of a top-level key of a YAML map document; 0 if it is not found.
+func keyLine(data []byte, key string) int {
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) != nil || len(doc.Content) == 0 {
+		return 0
+	}
+	m := doc.Content[0]
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return m.Content[i].Line
+		}
+	}
+	return 0
 }
 
 func normalize(f cli.Flag, v any) any {

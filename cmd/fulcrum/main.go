@@ -17,7 +17,7 @@ var version = ""
 func main() {
 	if err := newApp(&upgrades{}).Run(os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, "fulcrum:", err)
-		os.Exit(1)
+		os.Exit(exitCode(err)) // usage.go: 2 for a command line that cannot be run as written
 	}
 }
 
@@ -27,7 +27,10 @@ func newApp(u *upgrades) *cli.App {
 		Name:     "fulcrum",
 		Usage:    "a TCP load balancer with heartbeat registration and exact least-connections",
 		Version:  appVersion(),
-		Commands: append([]*cli.Command{withProfiling(serveCommand(u)), benchCommand()}, clientCommands()...), // client.go: status, add, remove, drain, undrain, heartbeat; bench.go: bench
+		Commands: withUsageErrors(append([]*cli.Command{withProfiling(serveCommand(u)), benchCommand()}, onlyFlags(clientCommands())...)), // client.go: status, add, remove, drain, undrain, heartbeat; bench.go: bench
+		// usage.go: a misspelt command or a bad flag value is one line, not the usage text.
+		Action:       unknownCommand,
+		OnUsageError: onUsageError,
 	}
 }
 

@@ -62,7 +62,12 @@ func serveCommand(u *upgrades) *cli.Command {
 		Name:   "serve",
 		Usage:  "run the balancer",
 		Flags:  flags,
-		Before: loadConfigFile(flags),
+		Before: func(c *cli.Context) error {
+			if err := noArguments(c); err != nil { // usage.go: before the config file is read
+				return err
+			}
+			return loadConfigFile(flags)(c)
+		},
 		Action: func(c *cli.Context) error { return serve(c, u) },
 	}
 }
@@ -114,11 +119,11 @@ func parseConfig(c *cli.Context) (*config, error) {
 		return nil, err
 	}
 	for _, s := range c.StringSlice("trusted-proxy") {
-		p, err := netip.ParsePrefix(s)
+		p, err := parsePrefix(s) // flags_security.go: a bare address is its /32 or /128
 		if err != nil {
-			return nil, fmt.Errorf("--trusted-proxy %q: %w", s, err)
+			return nil, fmt.Errorf("--trusted-proxy: %w", err)
 		}
-		cfg.trusted = append(cfg.trusted, p.Masked())
+		cfg.trusted = append(cfg.trusted, p)
 	}
 	if cfg.operating, err = parseOperating(c); err != nil {
 		return nil, err
@@ -156,6 +161,10 @@ func serve(c *cli.Context, u *upgrades) error {
 	if err != nil {
 		return err
 	}
+	if err := errors.Join(fileProblems(cfg)...); err != nil { // files.go
+		return err
+	}
+	cfg.dataPlane.warnLoops(cfg.log)
 	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	// Take over the parent's sockets after an upgrade; upgrade on SIGHUP.
@@ -175,8 +184,11 @@ func run(ctx context.Context, cfg *config) error {
 	if err != nil {
 		return err
 	}
-	store := restoreRegistry(cfg, services) // registry from the parent or --state-file
-	reg, err := startShared(cfg, services)  // registry.go: nil unless --registry etcd://
+	store, restored, err := restoreRegistry(cfg, services) // registry from the parent or --state-file
+	if err != nil {
+		return err
+	}
+	reg, err := startShared(cfg, services, restored) // registry.go: nil unless --registry etcd://
 	if err != nil {
 		return err
 	}

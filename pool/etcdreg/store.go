@@ -53,7 +53,7 @@ func Open(cfg Config) (*Store, error) {
 	}
 	client, err := clientv3.New(cc)
 	if err != nil {
-		return nil, fmt.Errorf("etcdreg: connect to %v: %w", cfg.Endpoints, err)
+		return nil, fmt.Errorf("connect to etcd %v: %w", cfg.Endpoints, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Store{
