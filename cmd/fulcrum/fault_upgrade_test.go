@@ -238,8 +238,8 @@ func TestStateFile_UnusableIsMovedAside(t *testing.T) {
 func testStateFile_UnusableIsMovedAside(t *testing.T) {
 	now := time.Now().UTC().Format(time.RFC3339Nano)
 	cases := map[string]func(path string) error{
-		"garbage":       func(p string) error { return os.WriteFile(p, []byte("{not json"), 0o600) },
-		"no version":    func(p string) error { return os.WriteFile(p, []byte(`{"backends":[]}`), 0o600) },
+		"garbage":    func(p string) error { return os.WriteFile(p, []byte("{not json"), 0o600) },
+		"no version": func(p string) error { return os.WriteFile(p, []byte(`{"backends":[]}`), 0o600) },
 		"bad record": func(p string) error {
 			return os.WriteFile(p, []byte(`{"version":1,"backends":[{"host":"127.0.0.1","port":0,"weight":1,"last_heartbeat":"`+now+`","created_time":"`+now+`"}]}`), 0o600)
 		},

@@ -59,9 +59,9 @@ func coreFlags() []cli.Flag {
 func serveCommand(u *upgrades) *cli.Command {
 	flags := withConfigFile(serveFlags()) // config.go: every flag can also come from --config
 	return &cli.Command{
-		Name:   "serve",
-		Usage:  "run the balancer",
-		Flags:  flags,
+		Name:  "serve",
+		Usage: "run the balancer",
+		Flags: flags,
 		Before: func(c *cli.Context) error {
 			if err := noArguments(c); err != nil { // usage.go: before the config file is read
 				return err

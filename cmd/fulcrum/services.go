@@ -3,8 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
-	"reflect"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
