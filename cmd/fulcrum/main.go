@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 )
@@ -16,7 +17,9 @@ var version = ""
 
 func main() {
 	if err := newApp(&upgrades{}).Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "fulcrum:", err)
+		for _, line := range strings.Split(err.Error(), "\n") { // several problems (serve --check): one line each
+			fmt.Fprintln(os.Stderr, "fulcrum:", line)
+		}
 		os.Exit(exitCode(err)) // usage.go: 2 for a command line that cannot be run as written
 	}
 }

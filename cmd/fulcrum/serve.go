@@ -61,14 +61,19 @@ func serveCommand(u *upgrades) *cli.Command {
 	return &cli.Command{
 		Name:  "serve",
 		Usage: "run the balancer",
-		Flags: flags,
+		Flags: append(flags, checkFlagDef()), // check.go: --check, which the file cannot set
 		Before: func(c *cli.Context) error {
 			if err := noArguments(c); err != nil { // usage.go: before the config file is read
 				return err
 			}
 			return loadConfigFile(flags)(c)
 		},
-		Action: func(c *cli.Context) error { return serve(c, u) },
+		Action: func(c *cli.Context) error {
+			if c.Bool(checkFlag) {
+				return checkConfig(c)
+			}
+			return serve(c, u)
+		},
 	}
 }
 
