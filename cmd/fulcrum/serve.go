@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -97,6 +98,10 @@ type config struct {
 	// Persistence and upgrades (state.go, upgrade.go).
 	stateFile, pidFile string
 	handover           *handover // nil: plain listeners, no SIGHUP upgrades
+	// ownsSignals: this serve is the process's (not an in-process test's), so a second
+	// SIGINT/SIGTERM ends the drain at once and SIGUSR1 reopens the access log (reopen.go).
+	ownsSignals bool
+	notify      notifier // notify.go: systemd's readiness protocol
 }
 
 func parseConfig(c *cli.Context) (*config, error) {
@@ -170,6 +175,7 @@ func serve(c *cli.Context, u *upgrades) error {
 		return err
 	}
 	cfg.dataPlane.warnLoops(cfg.log)
+	cfg.ownsSignals, cfg.notify = true, notifier{log: cfg.log}
 	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	// Take over the parent's sockets after an upgrade; upgrade on SIGHUP.
@@ -232,22 +238,39 @@ func run(ctx context.Context, cfg *config) error {
 		go store.run(bg)
 		defer store.flush()
 	}
+	if cfg.ownsSignals && obs.logFile != nil {
+		go reopenOnSIGUSR1(bg, obs.logFile, cfg.log) // ends with bg
+	}
 	if err := cfg.handover.ready(); err != nil {
 		cfg.log.Error("cannot signal readiness; upgrades disabled", "err", err)
 	}
+	cfg.notify.ready(cfg.handover.upgraded())
 	go cfg.handover.watch(bg, services, adminSrv, store)
 
 	select {
 	case <-ctx.Done():
-	case <-cfg.handover.exit(): // a successor took over
+		cfg.notify.stopping()
+	case <-cfg.handover.exit(): // a successor took over, and is systemd's main process now
 	case err := <-errc:
 		// One listener failed: the others, and the admin API, still run. Stop them as on a
 		// signal (their connections drain), so that the shared event loops stop only after
 		// every server, then report the failure.
+		cfg.notify.stopping()
 		drain(services, adminSrv.server(), cfg)
 		return fmt.Errorf("server stopped: %w", err)
 	}
 	return drain(services, adminSrv.server(), cfg)
+}
+
+// hardStop is a channel that receives a second SIGINT or SIGTERM, when this serve owns the
+// process's signals; nil (never ready) otherwise. The first signal went to serve's context.
+func hardStop(cfg *config) (<-chan os.Signal, func()) {
+	if !cfg.ownsSignals {
+		return nil, func() {}
+	}
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	return ch, func() { signal.Stop(ch) }
 }
 
 // listenAll opens (or inherits after an upgrade) every service's listeners and the admin
@@ -314,25 +337,44 @@ func logServing(cfg *config, services []*service, adminLn net.Listener) {
 	}
 }
 
+// errHardStop ends a drain cut short by a second signal: the exit status is 1.
+var errHardStop = errors.New("second signal during the drain: stopped at once, open connections were reset")
+
 // drain stops every service's server at once, letting established connections run on for up
-// to cfg.drainTimeout, then stops the admin API.
+// to cfg.drainTimeout (or until a second SIGINT/SIGTERM), then stops the admin API.
 func drain(services []*service, adminSrv *http.Server, cfg *config) error {
 	active := 0
 	for _, s := range services {
 		active += s.srv.ActiveConns()
 	}
-	cfg.log.Info("shutting down: draining connections", "active", active, "timeout", cfg.drainTimeout)
+	hard, stopHard := hardStop(cfg)
+	defer stopHard()
+	cfg.log.Info("shutting down: draining connections (a second SIGINT/SIGTERM stops at once)", "active", active, "timeout", cfg.drainTimeout)
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.drainTimeout)
 	defer cancel()
+	var forced atomic.Bool
+	go func() { // ends with ctx: the drain's end or the second signal
+		select {
+		case <-hard:
+			forced.Store(true)
+			cfg.log.Warn("second signal: resetting every open connection and stopping")
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	var wg sync.WaitGroup
 	for _, s := range services {
 		wg.Go(func() {
-			if err := s.srv.Shutdown(ctx); err != nil {
+			if err := s.srv.Shutdown(ctx); err != nil && !forced.Load() {
 				cfg.log.Warn("drain timeout: closed remaining connections", "service", s.cfg.name, "err", err)
 			}
 		})
 	}
 	wg.Wait()
+	if forced.Load() {
+		adminSrv.Close()
+		return errHardStop
+	}
 	actx, acancel := context.WithTimeout(context.Background(), time.Second)
 	defer acancel()
 	if err := adminSrv.Shutdown(actx); err != nil {

@@ -46,6 +46,7 @@ type handover struct {
 	log     *slog.Logger
 	pidFile string
 	hup     chan os.Signal
+	notify  notifier // RELOADING=1 on SIGHUP, READY=1 again if the upgrade fails
 }
 
 // upgrades hands tableflip's Upgrader, of which a process may have only one, to the first
@@ -64,7 +65,7 @@ func newHandover(cfg *config, u *upgrades) (*handover, error) {
 		cfg.log.Debug("SIGHUP upgrades are off: another serve in this process has them")
 		return nil, nil
 	}
-	h := &handover{log: cfg.log, pidFile: cfg.pidFile, hup: make(chan os.Signal, 1)}
+	h := &handover{log: cfg.log, pidFile: cfg.pidFile, hup: make(chan os.Signal, 1), notify: cfg.notify}
 	signal.Notify(h.hup, syscall.SIGHUP)
 	upg, err := tableflip.New(tableflip.Options{PIDFile: cfg.pidFile, UpgradeTimeout: upgradeTimeout})
 	if err != nil {
@@ -124,6 +125,9 @@ func (h *handover) ready() error {
 	}
 	return nil
 }
+
+// upgraded reports whether this process took over from a previous one.
+func (h *handover) upgraded() bool { return h != nil && h.upg.HasParent() }
 
 // exit is closed once a successor has taken over.
 func (h *handover) exit() <-chan struct{} {
@@ -188,8 +192,10 @@ func (h *handover) watch(ctx context.Context, services []*service, as *adminServ
 		case <-h.exit():
 			return
 		case <-h.hup:
+			h.notify.reloading()
 			if err := h.upgrade(ctx, services, as, store); err != nil {
 				h.log.Error("upgrade failed; still serving", "err", err)
+				h.notify.ready(false)
 				continue
 			}
 			h.log.Info("upgrade: successor ready; draining this process", "pid", os.Getpid())
