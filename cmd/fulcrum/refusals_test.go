@@ -269,7 +269,7 @@ func TestNoGoNamesInConfigErrors(t *testing.T) {
 			t.Errorf("%q accepted", yaml)
 			continue
 		}
-		for _, goName := range []string{"main.", "netip", "yaml: ", "!!", "time.Duration", "pool:", "etcdreg:", "listener:"} {
+		for _, goName := range []string{"main.", "netip", ": yaml: ", "unmarshal", "!!", "time.Duration", "pool:", "etcdreg:", "listener:"} {
 			if strings.Contains(err.Error(), goName) {
 				t.Errorf("%q: error %q names %q", yaml, err, goName)
 			}
