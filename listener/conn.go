@@ -87,7 +87,7 @@ func (c *conn) connect() error {
 		tried = append(tried, b)
 	}
 	s.stats.Failed.Add(1)
-	return fmt.Errorf("listener: %d dials failed", len(tried))
+	return fmt.Errorf("%d dials failed", len(tried))
 }
 
 // proxy moves the bytes until both directions have ended and both sockets are closed. A

@@ -166,7 +166,7 @@ func (l *loop) dialFailed(c *loopConn, err error) {
 		return
 	}
 	c.srv.stats.Failed.Add(1)
-	l.finish(c, fmt.Errorf("listener: %d dials failed", len(c.tried)), false)
+	l.finish(c, fmt.Errorf("%d dials failed", len(c.tried)), false)
 }
 
 // resolve looks a backend's name up on a goroutine (DNS would block the loop) and posts the

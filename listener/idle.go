@@ -9,7 +9,7 @@ import (
 )
 
 // ErrIdle is the Traffic.Err of a connection closed by Splice.IdleTimeout.
-var ErrIdle = errors.New("listener: idle timeout")
+var ErrIdle = errors.New("idle timeout")
 
 // idleWatch closes a proxied connection on which no byte has moved either way for timeout,
 // half-closed connections included.

@@ -14,7 +14,7 @@ import (
 )
 
 // ErrNotFound marks a backend that etcd does not hold (never registered, removed or expired).
-var ErrNotFound = errors.New("etcdreg: backend not registered")
+var ErrNotFound = errors.New("backend not registered in etcd")
 
 // Store writes the backends of one balancer instance to etcd and keeps their leases alive.
 // Several instances, each with its own Store, share the keys: any of them may create, renew,
