@@ -5,6 +5,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
@@ -112,9 +113,34 @@ func readConfigFile(path string, flags []cli.Flag) (altsrc.InputSourceContext, e
 		if f == nil || key == configFlag {
 			return nil, fmt.Errorf("config file %s: line %d: unknown key %q (keys are serve's long flag names and services: %s)", path, keyLine(data, key), key, strings.Join(flagNames(flags), ", "))
 		}
-		values[key] = normalize(f, v)
+		v = normalize(f, v)
+		if !fileValueOK(f, v) {
+			return nil, fmt.Errorf("config file %s: line %d: invalid value %q for %s: %s", path, keyLine(data, key), fmt.Sprint(v), key, valueHint(f, fmt.Sprint(v)))
+		}
+		values[key] = v
 	}
 	return altsrc.NewMapInputSource(path, values), nil
+}
+
+// fileValueOK reports whether v, as YAML decoded it, suits flag f: the file source would
+// otherwise refuse it in words of Go's types.
+func fileValueOK(f cli.Flag, v any) bool {
+	switch f.(type) {
+	case *altsrc.DurationFlag:
+		s, ok := v.(string)
+		_, err := time.ParseDuration(s)
+		return ok && err == nil
+	case *altsrc.BoolFlag:
+		_, ok := v.(bool)
+		return ok
+	case *altsrc.IntFlag, *altsrc.Int64Flag, *altsrc.UintFlag, *altsrc.Uint64Flag:
+		_, ok := v.(int)
+		return ok
+	case *altsrc.Float64Flag:
+		_, ok := v.(float64)
+		return ok
+	}
+	return true
 }
 
 // keyLine is the line of a top-level key of a YAML map document; 0 if it is not found.

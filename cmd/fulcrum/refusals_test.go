@@ -313,3 +313,18 @@ func TestEtcdUnreachableAtStartIsAnError(t *testing.T) {
 		t.Errorf("exit %d", code)
 	}
 }
+
+// TestConfigFileValuesHaveHints: a value of the wrong kind in the config file gets the same
+// hint as on the command line, with its line.
+func TestConfigFileValuesHaveHints(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"listen: 127.0.0.1:0\nttl: 10\n", `line 2: invalid value "10" for ttl: a duration needs a unit, such as 10s`},
+		{"metrics: maybe\n", `line 1: invalid value "maybe" for metrics: want true or false`},
+		{"retries: x\n", `line 1: invalid value "x" for retries: want a whole number, such as 10`},
+	} {
+		_, err := serveContext(t, "--config", writeConfig(t, tc.yaml))
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "Mismatched") {
+			t.Errorf("%q: %v, want %q", tc.yaml, err, tc.want)
+		}
+	}
+}
