@@ -250,22 +250,25 @@ func run(ctx context.Context, cfg *config) error {
 	select {
 	case <-ctx.Done():
 		cfg.notify.stopping()
+		return drain(services, adminSrv.server(), cfg, true)
 	case <-cfg.handover.exit(): // a successor took over, and is systemd's main process now
+		// Signals now are meant for both processes (systemctl stop): this one drains on.
+		return drain(services, adminSrv.server(), cfg, false)
 	case err := <-errc:
 		// One listener failed: the others, and the admin API, still run. Stop them as on a
 		// signal (their connections drain), so that the shared event loops stop only after
 		// every server, then report the failure.
 		cfg.notify.stopping()
-		drain(services, adminSrv.server(), cfg)
+		drain(services, adminSrv.server(), cfg, true)
 		return fmt.Errorf("server stopped: %w", err)
 	}
-	return drain(services, adminSrv.server(), cfg)
 }
 
 // hardStop is a channel that receives a second SIGINT or SIGTERM, when this serve owns the
-// process's signals; nil (never ready) otherwise. The first signal went to serve's context.
-func hardStop(cfg *config) (<-chan os.Signal, func()) {
-	if !cfg.ownsSignals {
+// process's signals and on is set; nil (never ready) otherwise. The first signal went to
+// serve's context.
+func hardStop(cfg *config, on bool) (<-chan os.Signal, func()) {
+	if !cfg.ownsSignals || !on {
 		return nil, func() {}
 	}
 	ch := make(chan os.Signal, 1)
@@ -341,15 +344,20 @@ func logServing(cfg *config, services []*service, adminLn net.Listener) {
 var errHardStop = errors.New("second signal during the drain: stopped at once, open connections were reset")
 
 // drain stops every service's server at once, letting established connections run on for up
-// to cfg.drainTimeout (or until a second SIGINT/SIGTERM), then stops the admin API.
-func drain(services []*service, adminSrv *http.Server, cfg *config) error {
+// to cfg.drainTimeout, then stops the admin API. With hardStopOK a SIGINT/SIGTERM (the
+// second: the first started the drain) resets the connections and ends it at once.
+func drain(services []*service, adminSrv *http.Server, cfg *config, hardStopOK bool) error {
 	active := 0
 	for _, s := range services {
 		active += s.srv.ActiveConns()
 	}
-	hard, stopHard := hardStop(cfg)
+	hard, stopHard := hardStop(cfg, hardStopOK)
 	defer stopHard()
-	cfg.log.Info("shutting down: draining connections (a second SIGINT/SIGTERM stops at once)", "active", active, "timeout", cfg.drainTimeout)
+	msg := "shutting down: draining connections"
+	if hard != nil {
+		msg += " (a second SIGINT/SIGTERM stops at once)"
+	}
+	cfg.log.Info(msg, "active", active, "timeout", cfg.drainTimeout)
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.drainTimeout)
 	defer cancel()
 	var forced atomic.Bool

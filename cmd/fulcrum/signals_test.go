@@ -202,3 +202,33 @@ func TestSIGHUPReloadsConfig(t *testing.T) {
 		t.Errorf("status after the reload: %s; want the config file's new policy", balance())
 	}
 }
+
+// TestSIGTERMDuringHandoverDrainDrainsOn: the old process of an upgrade drains after the hand-
+// over; a SIGTERM then (systemctl stop signals every process of the unit) is not a second
+// signal: its connections still finish.
+func TestSIGTERMDuringHandoverDrainDrainsOn(t *testing.T) {
+	g := startBackend(t, serveXfer)
+	pidFile := filepath.Join(t.TempDir(), "fulcrum.pid")
+	b := startBalancer(t, "--backend", g.addr(), "--pid-file", pidFile, "--drain-timeout", "1m")
+	t.Cleanup(func() { stopNewest(t, pidFile) })
+	clients := halfSentTransfers(t, b.listen, 2)
+	old := b.pid()
+	eventually(t, 10*time.Second, "the PID file", func() bool { return readPID(pidFile) == old })
+	syscall.Kill(old, syscall.SIGHUP)
+	eventually(t, 30*time.Second, "the successor", func() bool { return readPID(pidFile) != old })
+	eventually(t, 10*time.Second, "the old process to drain", func() bool { return strings.Contains(b.log(), `"msg":"shutting down: draining connections"`) })
+	syscall.Kill(old, syscall.SIGTERM)
+	for i, x := range clients {
+		if err := x.finish(); err != nil {
+			t.Errorf("transfer %d through the draining process: %v", i, err)
+		}
+	}
+	select {
+	case <-b.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the old process did not exit once its connections ended")
+	}
+	if b.err != nil {
+		t.Errorf("the old process exited with %v, want 0", b.err)
+	}
+}
