@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -37,6 +38,9 @@ func checkConfig(c *cli.Context) error {
 		return err
 	}
 	problems := fileProblems(cfg)
+	if err := stateFileProblem(cfg.stateFile); err != nil {
+		problems = append(problems, err)
+	}
 	problems = append(problems, listenProblems(cfg)...)
 	problems = append(problems, buildProblems(cfg)...)
 	problems = append(problems, resolveProblems(c.Context, cfg)...)
@@ -48,6 +52,22 @@ func checkConfig(c *cli.Context) error {
 		static += len(s.backends)
 	}
 	fmt.Fprintf(c.App.Writer, "configuration ok: %d services, %d static backends\n", len(cfg.services), static)
+	return nil
+}
+
+// stateFileProblem is the refusal serve would meet in an existing --state-file: a newer
+// format. (A corrupt one is moved aside at start, which does not stop it.)
+func stateFileProblem(path string) error {
+	if path == "" {
+		return nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil // missing: a first start; unreadable: fileProblems says so
+	}
+	if _, err := decodeState(data); errors.Is(err, errNewerState) {
+		return fmt.Errorf("--state-file %s: %w", path, err)
+	}
 	return nil
 }
 

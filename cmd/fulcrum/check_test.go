@@ -63,6 +63,14 @@ func TestServeCheck(t *testing.T) {
 			}
 		}
 	})
+	t.Run("newer state file", func(t *testing.T) {
+		newer := filepath.Join(dir, "newer.json")
+		os.WriteFile(newer, []byte(`{"version":2,"backends":[]}`), 0o600)
+		code, out := runFulcrumOut(t, "serve", "--check", "--config", config, "--state-file", newer)
+		if code != 1 || !strings.Contains(out, "--state-file "+newer+": written by a newer fulcrum") {
+			t.Errorf("exit %d, output %q", code, out)
+		}
+	})
 	t.Run("bad config file", func(t *testing.T) {
 		bad := filepath.Join(dir, "bad.yaml")
 		os.WriteFile(bad, []byte("listen: :1\nbalance: random\n"), 0o600)
