@@ -297,7 +297,7 @@ func TestEtcdUnreachableAtStartIsAnError(t *testing.T) {
 	dead := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	p := opsStart(t, opsBuildFulcrum(t), nil, "serve", "--registry", "etcd://"+dead+"/fulcrum", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0")
 	waitFor(t, "the ERROR", func() bool {
-		return strings.Contains(p.stderr.String(), "fulcrum serves no registered backends until etcd answers")
+		return strings.Contains(p.stderr.String(), "fulcrum serves no backends until etcd answers")
 	})
 	if !strings.Contains(p.stderr.String(), "level=ERROR") {
 		t.Errorf("not an ERROR:\n%s", p.stderr.String())

@@ -128,7 +128,7 @@ func (sr *sharedRegistry) warnUnlisted(ctx context.Context, listed <-chan struct
 	case <-ctx.Done():
 	case <-listed:
 	case <-t.C:
-		sr.log.Error("etcd registry unreachable at start and no state file to restore: fulcrum serves no registered backends until etcd answers (static backends only)", "waited", firstListWait)
+		sr.log.Error("etcd registry unreachable at start and no state file to restore: fulcrum serves no backends until etcd answers (static ones aside)", "waited", firstListWait)
 	}
 }
 
