@@ -15,7 +15,7 @@ RUN go mod download
 COPY . .
 ARG VERSION=devel
 ENV CGO_ENABLED=0
-RUN go build -trimpath -ldflags="-s -w -X main.version=${VERSION}" -o /out/fulcrum ./cmd/fulcrum
+RUN go build -trimpath -ldflags="-s -w -X github.com/fulcrumlb/fulcrum/internal/buildinfo.version=${VERSION}" -o /out/fulcrum ./cmd/fulcrum
 
 FROM alpine:3
 RUN adduser -D -H -u 10001 fulcrum

@@ -11,6 +11,14 @@
 //	GET      /metrics                             Prometheus text format (API.Metrics; metrics.go)
 //	GET      /                                    status page, embedded (status_page.go, ui/)
 //
+// In /upstream/status, total_conns counts every connection the pool gave a backend, those
+// whose dial then failed included (fulcrum_backend_connections_routed_total counts only the
+// dialed ones); static says whether the backend was configured (--backend, config file) rather
+// than registered by heartbeat; last_error is its last failed dial or health check. With a
+// shared registry (etcd) a backend lives by its lease, renewed through any balancer, so
+// last_heartbeat is only the last heartbeat or key change this balancer saw, and the status
+// page and `fulcrum status` show no heartbeat age there (nor for static backends).
+//
 // A balancer may run several services (API.Services), each over its own registry: a mutating
 // request's service parameter names one (absent or empty: "default"; malformed: 400; not
 // configured: 404), and a backend is identified by (service, host, port). Without Services

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	gometrics "github.com/hashicorp/go-metrics"
@@ -14,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/fulcrumlb/fulcrum/internal/buildinfo"
 	"github.com/fulcrumlb/fulcrum/listener"
 	"github.com/fulcrumlb/fulcrum/pool"
 )
@@ -27,8 +29,11 @@ import (
 // Every name starts with "fulcrum_". Totals over every service have no label. The series of
 // one service are named "fulcrum_service_..." and carry service="NAME"; those of one backend
 // are named "fulcrum_backend_..." and carry service="NAME" and backend="host:port", so the
-// same address in two services has two series. A backend's series stay until the process
-// ends (a forgotten backend's active gauge drops to 0).
+// same address in two services has two series. A backend's traffic, dial, heartbeat and
+// duration series stay until the process ends (a forgotten backend's active gauge drops to 0);
+// its fulcrum_backend_up, fulcrum_backend_state and fulcrum_health_checks_failed_total series
+// are read from the registry at each scrape and go with it (metrics_backends.go).
+// fulcrum_build_info{version,revision,goversion} is 1 and names the running build.
 //
 // The sink creates a series on its first update by a load and a store that are not one atomic
 // step, so two first updates at once would lose one. Metrics therefore creates every series
@@ -45,6 +50,10 @@ type Metrics struct {
 	svcs       sync.Map // service name → *serviceSeries
 	reasons    sync.Map // rejection error text → its reason label value
 	svcReasons sync.Map // seriesKey{service, reason label} → that service's rejection labels
+
+	// scraped is the registries' snapshot the latest scrape took, for the backend state
+	// collector (metrics_backends.go): one snapshot serves both, so they agree.
+	scraped atomic.Pointer[[][]pool.Status]
 
 	mu      sync.Mutex         // creates series; guards the fields below
 	gauged  map[seriesKey]bool // backends with an active-connections series
@@ -112,7 +121,12 @@ func NewServiceMetrics(services []Service) (*Metrics, error) {
 		nReason:  len(knownReasons),
 	}
 	var err error
-	if mt.m, mt.handler, err = newSink(names, newTrafficCollector(&mt.svcs, &mt.backends)); err != nil {
+	collectors := []namedCollector{
+		{"service traffic", newTrafficCollector(&mt.svcs, &mt.backends)},
+		{"backend state", newBackendCollector(mt.services, &mt.scraped)},
+		{"build info", newBuildInfoGauge(buildinfo.Read())},
+	}
+	if mt.m, mt.handler, err = newSink(names, collectors); err != nil {
 		return nil, err
 	}
 	for _, r := range knownReasons {
@@ -127,19 +141,21 @@ func NewServiceMetrics(services []Service) (*Metrics, error) {
 	return mt, nil
 }
 
+// namedCollector is a collector of fulcrum's own, named for the error if it cannot register.
+type namedCollector struct {
+	name string
+	c    prometheus.Collector
+}
+
 // newSink builds go-metrics over a Prometheus sink whose registry holds the runtime and
-// process collectors, the services' traffic, and the series declared up front for the
-// services named.
-func newSink(services []string, traffic prometheus.Collector) (*gometrics.Metrics, http.Handler, error) {
+// process collectors, fulcrum's own collectors (traffic, backend states, build), and the
+// series declared up front for the services named.
+func newSink(services []string, own []namedCollector) (*gometrics.Metrics, http.Handler, error) {
 	pr := prometheus.NewRegistry()
-	for _, c := range []struct {
-		name string
-		c    prometheus.Collector
-	}{
+	for _, c := range append([]namedCollector{
 		{"go", collectors.NewGoCollector()},
 		{"process", collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})},
-		{"service traffic", traffic},
-	} {
+	}, own...) {
 		if err := pr.Register(c.c); err != nil {
 			return nil, nil, fmt.Errorf("metrics: register %s collector: %w", c.name, err)
 		}
@@ -226,20 +242,28 @@ func summaryDefinitions() []promsink.SummaryDefinition {
 
 // ServeHTTP serves the Prometheus text exposition, after reading the gauges from the registry.
 func (m *Metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	m.refreshGauges()
+	snaps := m.snapshot()
+	m.refreshGauges(snaps)
+	m.scraped.Store(&snaps) // what the backend state collector reads during this scrape
 	m.handler.ServeHTTP(w, r)
 }
 
-// refreshGauges sets the active-connection and registry-size gauges of every service and
-// backend, and their totals, from one snapshot of each service's registry. A backend gone from
-// its registry since the last scrape has its gauge set to 0.
-func (m *Metrics) refreshGauges() {
+// snapshot reads every service's registry once, in the order of m.services (nil for a service
+// without a Registry).
+func (m *Metrics) snapshot() [][]pool.Status {
 	snaps := make([][]pool.Status, len(m.services))
 	for i, svc := range m.services {
 		if svc.Registry != nil {
 			snaps[i] = svc.Registry.Snapshot()
 		}
 	}
+	return snaps
+}
+
+// refreshGauges sets the active-connection and registry-size gauges of every service and
+// backend, and their totals, from one snapshot of each service's registry. A backend gone from
+// its registry since the last scrape has its gauge set to 0.
+func (m *Metrics) refreshGauges(snaps [][]pool.Status) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var active, backends int64

@@ -6,19 +6,25 @@ import (
 	"slices"
 	"time"
 
+	"github.com/fulcrumlb/fulcrum/internal/buildinfo"
 	"github.com/fulcrumlb/fulcrum/pool"
 )
 
 // server is one entry of /upstream/status. The field names are the API's since its first
 // version: heartbeat scripts and dashboards read them.
 type server struct {
-	Service       string  `json:"service"` // the service the backend belongs to
-	Host          string  `json:"host"`
-	Address       string  `json:"address"` // the IP dialed: resolved once when host is a name
-	Port          int     `json:"port"`
-	Weight        int     `json:"weight"`
-	ConnCount     int64   `json:"conn_count"`
-	TotalConns    uint64  `json:"total_conns"`
+	Service   string `json:"service"` // the service the backend belongs to
+	Host      string `json:"host"`
+	Address   string `json:"address"` // the IP dialed: resolved once when host is a name
+	Port      int    `json:"port"`
+	Weight    int    `json:"weight"`
+	ConnCount int64  `json:"conn_count"`
+	// TotalConns counts the connections the pool gave the backend, those whose dial then
+	// failed included; fulcrum_backend_connections_routed_total counts only those dialed.
+	TotalConns uint64 `json:"total_conns"`
+	// LastHeartbeat is the last heartbeat this balancer took, or with a shared registry the
+	// last one or the last change of the backend's key it saw: there the lease in the registry
+	// keeps the backend, renewed through any balancer, so this time says nothing of liveness.
 	LastHeartbeat float64 `json:"last_heartbeat"`
 	CreatedTime   float64 `json:"created_time"`
 	State         string  `json:"state"`
@@ -26,6 +32,7 @@ type server struct {
 	LastErrorTime float64 `json:"last_error_time"` // unix seconds; 0 if none
 	BytesIn       uint64  `json:"bytes_in"`        // client → backend, all connections so far
 	BytesOut      uint64  `json:"bytes_out"`       // backend → client
+	Static        bool    `json:"static"`          // from --backend or the config file, not registered by heartbeat
 }
 
 // serviceSummary is one element of the services list of /upstream/status.
@@ -38,6 +45,11 @@ type serviceSummary struct {
 }
 
 type statusReply struct {
+	// Version and Revision name the running build: the module version ("devel" for a build
+	// from a checkout) and the VCS revision ("unknown" when the binary does not record one;
+	// "-modified" after it when the work tree had changes).
+	Version   string           `json:"version"`
+	Revision  string           `json:"revision"`
 	Servers   []server         `json:"servers"`
 	Total     int              `json:"total"`
 	Timestamp float64          `json:"timestamp"`
@@ -63,7 +75,10 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 		snaps[i] = svcs[i].Registry.Snapshot()
 		n += len(snaps[i])
 	}
+	build := buildinfo.Read()
 	reply := statusReply{
+		Version:   cmp.Or(a.Overview.version(), build.Version),
+		Revision:  build.RevisionText(),
 		Servers:   make([]server, 0, n),
 		Total:     n,
 		Timestamp: unixSeconds(time.Now()),
@@ -123,5 +138,6 @@ func statusEntry(service string, s pool.Status) server {
 		LastErrorTime: unixSecondsOrZero(s.LastErrorTime),
 		BytesIn:       s.BytesIn,
 		BytesOut:      s.BytesOut,
+		Static:        s.Static,
 	}
 }

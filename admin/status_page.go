@@ -21,7 +21,7 @@ var ui embed.FS
 type Overview struct {
 	Listen  []string        // the balanced listeners' addresses
 	Admin   string          // the admin listener's address
-	Version string          // fulcrum's version
+	Version string          // fulcrum's version; "" means the build's (status "version")
 	Started time.Time       // when serving began; zero reports no uptime
 	Stats   *listener.Stats // the listener's running totals; nil leaves them out
 	// DataPlane is how the listener runs its connections ("epoll" or "goroutine"); "" leaves
@@ -33,7 +33,6 @@ type Overview struct {
 type overview struct {
 	Listen        []string `json:"listen"`
 	Admin         string   `json:"admin"`
-	Version       string   `json:"version,omitempty"`
 	StartedTime   float64  `json:"started_time,omitempty"`
 	UptimeSeconds float64  `json:"uptime_seconds"`
 	DataPlane     string   `json:"data_plane,omitempty"`
@@ -48,11 +47,19 @@ type listenerTotals struct {
 	Full       uint64 `json:"connections_full"`     // closed: every backend at its limit
 }
 
+// version is the version set in o; "" when o is nil or sets none.
+func (o *Overview) version() string {
+	if o == nil {
+		return ""
+	}
+	return o.Version
+}
+
 func (o *Overview) fields() *overview {
 	if o == nil {
 		return nil
 	}
-	f := &overview{Listen: o.Listen, Admin: o.Admin, Version: o.Version, DataPlane: o.DataPlane}
+	f := &overview{Listen: o.Listen, Admin: o.Admin, DataPlane: o.DataPlane}
 	if f.Listen == nil {
 		f.Listen = []string{}
 	}

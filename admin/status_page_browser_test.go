@@ -14,6 +14,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/fulcrumlb/fulcrum/admin"
+	"github.com/fulcrumlb/fulcrum/internal/buildinfo"
 	"github.com/fulcrumlb/fulcrum/listener"
 	"github.com/fulcrumlb/fulcrum/pool"
 )
@@ -111,7 +112,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 		held = append(held, opsHold(t, proxy).Close)
 	}
 	api := &admin.API{Registry: p, Logger: quiet,
-		Overview: &admin.Overview{Listen: []string{proxy}, Started: time.Now(), Stats: srv.Stats()}}
+		Overview: &admin.Overview{Listen: []string{proxy}, Version: "v1.2.3", Started: time.Now(), Stats: srv.Stats()}}
 	base := opsAdmin(t, api)
 
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/")); err != nil {
@@ -127,7 +128,8 @@ func TestStatusPageInBrowser(t *testing.T) {
 	if len(page.Rows) != 2 {
 		t.Errorf("rendered %d rows, want one per backend (2)", len(page.Rows))
 	}
-	for _, part := range []string{"listening on " + proxy, "2 backends", "3 active", "3 total"} {
+	build := "fulcrum v1.2.3 (revision " + buildinfo.Read().RevisionText() + ")"
+	for _, part := range []string{"listening on " + proxy, "2 backends", "3 active", "3 total", build} {
 		if !strings.Contains(page.Summary, part) {
 			t.Errorf("summary %q lacks %q", page.Summary, part)
 		}

@@ -102,8 +102,8 @@ func TestStatusOverviewFields(t *testing.T) {
 	proxy, srv := opsProxy(t, p, listener.BackendBytes{})
 	opsHold(t, proxy).Close()
 
-	// Without an Overview, the reply has exactly the original top-level fields and the list of
-	// services, which is always there.
+	// Without an Overview, the reply has exactly the original top-level fields, the list of
+	// services and the build's version and revision, which are always there.
 	_, raw := opsReadStatus(t, opsAdmin(t, &admin.API{Registry: p, Logger: quiet}))
 	keys := slices.Sorted(func(yield func(string) bool) {
 		for k := range raw {
@@ -112,7 +112,7 @@ func TestStatusOverviewFields(t *testing.T) {
 			}
 		}
 	})
-	if want := []string{"servers", "services", "timestamp", "total"}; !slices.Equal(keys, want) {
+	if want := []string{"revision", "servers", "services", "timestamp", "total", "version"}; !slices.Equal(keys, want) {
 		t.Errorf("status keys without an Overview: %q, want %q", keys, want)
 	}
 

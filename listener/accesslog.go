@@ -16,7 +16,7 @@ import (
 
 // AccessLog is an Observer that writes one JSON line per finished client connection:
 //
-//	{"time":"…","level":"INFO","msg":"conn","client":"203.0.113.7:51234","local":"10.0.0.1:8000",
+//	{"time":"…","level":"INFO","msg":"conn","service":"default","client":"203.0.113.7:51234","local":"10.0.0.1:8000",
 //	 "backend":"10.0.0.5:8080","duration":0.0123,"bytes_up":517,"bytes_down":10240,"end":"eof"}
 //
 // duration is in seconds; bytes_up is client → backend, bytes_down backend → client; end says how
@@ -28,7 +28,8 @@ import (
 // It does no I/O of its own beyond the writer; a nil *AccessLog or one with a nil writer logs
 // nothing.
 type AccessLog struct {
-	log *slog.Logger
+	log     *slog.Logger
+	service string // names the service of Rejected lines, which carry no ConnInfo; "" is "default"
 }
 
 var _ Observer = (*AccessLog)(nil)
@@ -44,7 +45,7 @@ func (a *AccessLog) Rejected(client netip.AddrPort, err error) {
 	if a == nil || a.log == nil {
 		return
 	}
-	a.log.LogAttrs(context.Background(), slog.LevelInfo, "conn",
+	a.log.LogAttrs(context.Background(), slog.LevelInfo, "conn", slog.String("service", a.serviceOf("")),
 		slog.String("client", client.String()),
 		slog.String("end", "rejected: "+err.Error()))
 }
@@ -60,8 +61,8 @@ func (a *AccessLog) Closed(c *ConnInfo, t Traffic) {
 	if a == nil || a.log == nil {
 		return
 	}
-	attrs := make([]slog.Attr, 0, 8)
-	attrs = append(attrs, slog.String("client", c.Client.String()), slog.String("local", c.Local.String()))
+	attrs := make([]slog.Attr, 0, 9)
+	attrs = append(attrs, slog.String("service", a.serviceOf(c.Service)), slog.String("client", c.Client.String()), slog.String("local", c.Local.String()))
 	if c.Peer.IsValid() {
 		attrs = append(attrs, slog.String("peer", c.Peer.String()))
 	}
@@ -74,6 +75,17 @@ func (a *AccessLog) Closed(c *ConnInfo, t Traffic) {
 		slog.Int64("bytes_down", t.Down),
 		slog.String("end", EndReason(t.Err)))
 	a.log.LogAttrs(context.Background(), slog.LevelInfo, "conn", attrs...)
+}
+
+// serviceOf names a line's service: the connection's, else the one ForService gave, else "default".
+func (a *AccessLog) serviceOf(conn string) string {
+	switch {
+	case conn != "":
+		return conn
+	case a.service != "":
+		return a.service
+	}
+	return pool.DefaultService
 }
 
 // EndReason names how a connection ended, from its Traffic.Err: "eof", "reset", "timeout",

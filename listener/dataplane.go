@@ -3,12 +3,8 @@ package listener
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"runtime"
-	"time"
-
-	"github.com/fulcrumlb/fulcrum/pool"
 )
 
 // DataPlane names how a Server runs its connections. Both planes behave the same to clients,
@@ -24,6 +20,11 @@ const (
 	// (eloop_linux.go). Linux only.
 	PlaneEpoll DataPlane = "epoll"
 )
+
+// smallRead is the buffer for reads below the splice threshold, on both planes. A read that
+// fills it means a bulk transfer is under way, and the bytes queued behind it are spliced
+// (HAProxy's splice-auto idea).
+const smallRead = 16 << 10
 
 // ParseDataPlane reads a --data-plane value.
 func ParseDataPlane(s string) (DataPlane, error) {
@@ -55,12 +56,11 @@ func DefaultDataPlane() DataPlane {
 // up, but a waking loop needs one at once: with a P spare it does not wait for it.
 func DefaultLoops() int { return max(runtime.GOMAXPROCS(0)-1, 1) }
 
-// loopPlane is the seam between one Server and the event loops that run its connections
-// (EventLoops.server): the loops accept, pick, dial, move the bytes and watch each connection
-// to its end. A plane that lets the kernel move the bytes (a BPF sockmap) keeps this shape:
-// only what happens once a backend is connected changes (loop.connected and loop.relayEvent
-// in eloop_relay_linux.go).
-type loopPlane interface {
+// plane runs one Server's connections: goPlane (goplane.go) or the Server on the event loops
+// (loopServer, eloop_linux.go). Server.newPlane chooses it; both tell every transition of a
+// connection to the Server's connBook, and differ only in how they run connections and move
+// their bytes.
+type plane interface {
 	// Serve accepts on ln until Shutdown, then returns ErrServerClosed.
 	Serve(ln net.Listener) error
 	// Shutdown stops accepting, waits for connections until ctx ends, then resets the rest.
@@ -71,32 +71,14 @@ type loopPlane interface {
 	ActiveConns() int
 }
 
-// loopConfig is one Server's settings as its event loops see them. Fields named like the
-// Server's mean the same and share its zero values.
-type loopConfig struct {
-	Service        string
-	Picker         pool.Picker
-	ConnectTimeout time.Duration
-	Retries        int
-	IdleTimeout    time.Duration // zero means never
-	Limit          *ConnLimit    // nil means no cap
-	QueueTimeout   time.Duration
-	ProxyProtocol  ProxyProtocol
-	Observer       Observer
-	Logger         *slog.Logger
-	Stats          *Stats // where the counters go; nil means a count of its own
+// failedPlane stands for a plane that could not be made (epoll off Linux): Serve fails.
+type failedPlane struct{ err error }
+
+func (f failedPlane) Serve(ln net.Listener) error {
+	ln.Close()
+	return f.err
 }
 
-func (c *loopConfig) connectTimeout() time.Duration {
-	if c.ConnectTimeout > 0 {
-		return c.ConnectTimeout
-	}
-	return 5 * time.Second
-}
-
-func (c *loopConfig) logger() *slog.Logger {
-	if c.Logger != nil {
-		return c.Logger
-	}
-	return slog.Default()
-}
+func (failedPlane) Shutdown(context.Context) error { return nil }
+func (failedPlane) CloseBackend(string) int        { return 0 }
+func (failedPlane) ActiveConns() int               { return 0 }

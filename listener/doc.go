@@ -11,15 +11,36 @@
 // (*net.TCPConn).ReadFrom, which Linux turns into splice(2): the bytes never enter user space.
 // Nothing on this path may wrap a *net.TCPConn in another type, or splice silently stops.
 //
-// Server.DataPlane chooses how connections run. On PlaneGoroutine (the zero value) each
-// accepted connection is owned by one goroutine running conn.serve (conn.go): the inbound
-// PROXY header when one is expected, connect (pick, dial, retries), proxy, release, untrack.
-// On PlaneEpoll (Linux) a few event loops (EventLoops, which the Servers of one balancer share
-// through Server.Loops), each on a locked OS thread with its own epoll instance, own every
-// connection from accept to close over raw non-blocking sockets: the same
-// steps as a state machine per connection, the bytes moved through a 16 KiB per-loop buffer or,
-// for bulk, spliced through pooled pipes (eloop_*_linux.go). Both behave the same to clients,
-// backends, the Picker and the Observer.
+// The layout:
+//
+//	Server (server.go)          settings, Stats, and one plane, chosen in Server.newPlane
+//	 ├─ connBook (connbook.go)  every transition of a connection, told once: counts, log gates,
+//	 │                          Picker calls, the cap, Observer events (directly or via the loops)
+//	 ├─ goPlane (goplane*.go)   PlaneGoroutine: an accept loop, a goroutine per connection
+//	 │                          (conn.serve), bytes moved by the DataPath (Splice)
+//	 └─ loopServer (eloop_*)    PlaneEpoll: the Server on EventLoops, shared per balancer
+//	     ├─ loop                accept, PROXY header, connect, timers: a state machine per connection
+//	     ├─ relay               the byte mover of established pairs (spliceRelay first)
+//	     └─ internal/poll       mechanism only: epoll set with generation tags, eventfd task
+//	                            queue, splice pipe pool, raw socket addresses
+//
+// On PlaneGoroutine (the zero value) each accepted connection is owned by one goroutine
+// running conn.serve (goplane_conn.go): the inbound PROXY header when one is expected, connect
+// (pick, dial, retries), proxy, release, untrack. On PlaneEpoll (Linux) a few event loops
+// (EventLoops, which the Servers of one balancer share through Server.Loops), each on a locked
+// OS thread with its own epoll instance, own every connection from accept to close over raw
+// non-blocking sockets: the same steps as a state machine per connection. Both tell the
+// Server's connBook of every transition, so both behave the same to clients, backends, the
+// Picker, the Observer, the counters and the log.
+//
+// On the event loops, the connect step books the dial and hands the established pair to a
+// relay (eloop_relay_linux.go), the byte-mover seam: it starts with a prefix to send first,
+// takes every event of both sockets, says whether bytes moved out of the loop's sight (for
+// the idle timeout) and, stopped, returns the byte counts. The first relay is the buffer and
+// splice code (eloop_relay_splice_linux.go). A new byte mover (an in-kernel BPF sockmap, say)
+// is one new file, eloop_relay_<name>_linux.go, with a type that implements relay; one
+// byteMover constant, with its entry in relays; and its value for the flag that chooses it.
+// The lifecycle, the connect step and the loop do not change.
 //
 // Limits: MaxConns pauses accepting at the cap (clients wait in the kernel backlog);
 // QueueTimeout lets a client wait for a backend slot (Picker.AcquireWait); IdleTimeout

@@ -9,6 +9,8 @@ import (
 	"slices"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fulcrumlb/fulcrum/listener/internal/poll"
 )
 
 // acceptBatch bounds the connections one wake-up accepts, so a flood of new clients cannot
@@ -62,14 +64,11 @@ func (l *loop) watchListener(a *loopAccept, on bool) {
 	if on {
 		if err := l.register(fd, unix.EPOLLIN, slot{kind: slotListener, acc: a}); err != nil {
 			a.watched = false
-			a.ll.srv.log(errorLevel, "cannot watch listener", "loop", l.id, "err", err)
+			a.ll.srv.book.log(errorLevel, "cannot watch listener", "loop", l.id, "err", err)
 		}
 		return
 	}
-	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil) // fails only if it was not there
-	if fd < len(l.slots) {
-		l.slots[fd] = slot{}
-	}
+	l.set.Remove(fd)
 }
 
 // acceptFrom accepts what a listener has queued, up to acceptBatch.
@@ -77,7 +76,7 @@ func (l *loop) acceptFrom(a *loopAccept) {
 	ls := a.ll.srv
 	defer func() { // a bug here must not take the loop, and every connection on it, down
 		if v := recover(); v != nil {
-			ls.log(errorLevel, "panic accepting", "panic", v, "stack", string(debug.Stack()))
+			ls.book.log(errorLevel, "panic accepting", "panic", v, "stack", string(debug.Stack()))
 		}
 	}()
 	for i := 0; i < acceptBatch && a.watched; i++ {
@@ -85,9 +84,9 @@ func (l *loop) acceptFrom(a *loopAccept) {
 			l.pauseAtCap(a)
 			return
 		}
-		fd, client, err := acceptConn(a.ll.fd)
+		fd, client, err := poll.Accept(a.ll.fd)
 		if err != nil {
-			ls.connEnded()
+			ls.connEnded() // the slot reserved for it
 			if err == unix.EAGAIN || err == unix.EINTR || err == unix.ECONNABORTED {
 				if err == unix.EAGAIN {
 					return
@@ -98,7 +97,7 @@ func (l *loop) acceptFrom(a *loopAccept) {
 			return
 		}
 		l.acceptBackoff = 0
-		ls.stats.Accepted.Add(1)
+		ls.book.accepted()
 		l.startConn(a.ll, fd, client)
 	}
 }
@@ -109,9 +108,7 @@ func (l *loop) pauseAtCap(a *loopAccept) {
 	a.capped = true
 	l.el.paused.Add(1)
 	l.updateAccepting(a)
-	ls.logLimit.Do(func() {
-		ls.log(warnLevel, "connection limit reached; accepting paused", "max_conns", ls.cfg.Limit.Max())
-	})
+	ls.book.limitReached()
 	if ls.hasRoom() { // a connection ended before this listener counted as paused
 		l.resumeAccepting()
 	}
@@ -131,16 +128,12 @@ func (l *loop) resumeAccepting() {
 // backOffAccepting pauses accepting after an error such as EMFILE: 5 ms, doubling to 1 s,
 // until an accept succeeds. Retrying at once would spin on a listener that stays readable.
 func (l *loop) backOffAccepting(ls *loopServer, err error) {
-	ls.stats.AcceptErrs.Add(1)
 	l.acceptBackoff = nextAcceptBackoff(l.acceptBackoff)
 	l.acceptRetryAt = l.now.Add(l.acceptBackoff)
 	for _, a := range l.accepts {
 		l.updateAccepting(a)
 	}
-	backoff := l.acceptBackoff
-	ls.logAccept.Do(func() {
-		ls.log(errorLevel, "accept failed", "err", os.NewSyscallError("accept4", err), "retry_in", backoff)
-	})
+	ls.book.acceptFailed(os.NewSyscallError("accept4", err), l.acceptBackoff)
 }
 
 // startConn takes an accepted client socket into the loop.
@@ -149,7 +142,7 @@ func (l *loop) startConn(ll *loopListener, fd int, client netip.AddrPort) {
 	defer l.recoverConn(c)
 	c.info = ConnInfo{Service: ll.srv.cfg.Service, Client: client, Local: ll.local, Start: l.now}
 	if ll.wildcard {
-		if local, err := localAddrPort(fd); err == nil {
+		if local, err := poll.LocalAddrPort(fd); err == nil {
 			c.info.Local = local
 		}
 	}
@@ -164,12 +157,4 @@ func (l *loop) startConn(ll *loopListener, fd int, client netip.AddrPort) {
 		return
 	}
 	l.connect(c)
-}
-
-// addrPortSockaddr converts a backend address for connect(2).
-func addrPortSockaddr(ap netip.AddrPort) (int, unix.Sockaddr) {
-	if a := ap.Addr(); a.Is4() || a.Is4In6() {
-		return unix.AF_INET, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: a.Unmap().As4()}
-	}
-	return unix.AF_INET6, &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
 }

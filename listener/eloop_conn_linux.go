@@ -18,27 +18,25 @@ import (
 // loopConn is one client connection in an event loop, from accept to close: both sockets, the
 // backend it counts on, and the state of each direction. Only its loop touches it.
 type loopConn struct {
-	srv      *loopServer // the Server whose listener accepted it: its settings and counters
-	cfd, bfd int         // client and backend descriptors; -1 when not open
-	state    connState
-	info     ConnInfo
-	backend  *pool.Backend // counted on the Picker while non-nil; released exactly once
-	tried    []*pool.Backend
-	meter    Meter
-	up, down direction // client → backend, backend → client
-	rest     []byte    // client bytes read past an inbound PROXY header, for the backend
-	hdr      []byte    // inbound PROXY header bytes read so far
-	hdrEOF   bool
+	srv        *loopServer // the Server whose listener accepted it: its settings and counters
+	cfd, bfd   int         // client and backend descriptors; -1 when not open
+	state      connState
+	info       ConnInfo
+	backend    *pool.Backend // counted on the Picker while non-nil; released exactly once
+	tried      []*pool.Backend
+	meter      Meter
+	spliceConn        // the relay's state (eloop_relay_splice_linux.go)
+	rest       []byte // client bytes read past an inbound PROXY header, for the backend
+	hdr        []byte // inbound PROXY header bytes read so far
+	hdrEOF     bool
 
 	deadline   time.Time // of the current state; see timerHeap
 	timerIndex int
 	lastActive time.Time // the last time a byte moved either way
-	// kern is what the kernel counted on both sockets when the idle deadline last found a
-	// direction stalled on a slow reader; nil until then (most connections never stall).
-	kern *[2]tcpCounters
 
 	cancel context.CancelFunc // ends a queued wait or a name lookup for this connection
 	token  uint32             // tells a waiter's result for the current wait from a stale one
+	seen   uint32             // readiness of the client socket before relaying, for the relay
 
 	prev, next *loopConn // the loop's connList
 }
@@ -53,23 +51,6 @@ const (
 	stateRelaying                    // moving bytes
 	stateClosed
 )
-
-// direction is the state of one direction of a relayed connection.
-type direction struct {
-	pending  []byte // read but not yet written; src is not read until it drains
-	off      int    // how much of pending is written
-	pipe     *pipe  // held only while bytes sit in it
-	inPipe   int
-	n        int64 // bytes read from src
-	readable bool  // src may have bytes (or its FIN) to read
-	rdhup    bool  // src's peer sent FIN: a short read no longer means drained
-	bulk     bool  // the last read filled the buffer: splice
-	eof      bool  // src's FIN was read
-	done     bool  // the FIN was passed on to dst
-}
-
-// queued reports whether bytes wait for dst.
-func (d *direction) queued() bool { return d.off < len(d.pending) || d.inPipe > 0 }
 
 // connList is a loop's set of connections, linked through the connections themselves so that
 // tracking one costs no allocation.
@@ -111,10 +92,8 @@ func (cl *connList) each(f func(c *loopConn)) {
 // connEvent handles an event on one of c's sockets.
 func (l *loop) connEvent(c *loopConn, fromClient bool, ev uint32) {
 	defer l.recoverConn(c)
-	if fromClient && c.state != stateRelaying && ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP) != 0 {
-		// Remember the edge for when relaying starts: it will not come again.
-		c.up.readable = true
-		c.up.rdhup = c.up.rdhup || ev&(unix.EPOLLRDHUP|unix.EPOLLHUP) != 0
+	if fromClient && c.state != stateRelaying {
+		c.seen |= ev // remember the edge for when relaying starts: it will not come again
 	}
 	switch c.state {
 	case stateHeader:
@@ -126,7 +105,7 @@ func (l *loop) connEvent(c *loopConn, fromClient bool, ev uint32) {
 			l.connectDone(c, ev)
 		}
 	case stateRelaying:
-		l.relayEvent(c, fromClient, ev)
+		l.relay.event(l, c, fromClient, ev)
 	}
 }
 
@@ -144,7 +123,7 @@ func (l *loop) connTimeout(c *loopConn) {
 			return // a deadline of an earlier state: nothing to time now
 		}
 		if l.now.Sub(c.lastActive) >= idle {
-			if !c.movedInKernel() {
+			if !l.relay.progressed(c) {
 				l.finish(c, ErrIdle, true)
 				return
 			}
@@ -152,26 +131,6 @@ func (l *loop) connTimeout(c *loopConn) {
 		}
 		l.timers.set(c, c.lastActive.Add(idle))
 	}
-}
-
-// movedInKernel reports whether the kernel counted bytes received or acknowledged on either
-// socket since its last look, while a direction waits to write to a slow reader. The loop
-// writes to such a reader again only once a third of the send buffer is free, which may take
-// longer than the idle timeout although the reader keeps reading; the goroutine plane's
-// idleWatch looks at the same counters. With nothing queued the loop sees every byte itself.
-// The first look compares with zero: a reader that stopped for good is closed after one
-// more timeout.
-func (c *loopConn) movedInKernel() bool {
-	if !c.up.queued() && !c.down.queued() {
-		return false
-	}
-	now := [2]tcpCounters{fdTCPCounters(c.cfd), fdTCPCounters(c.bfd)}
-	if c.kern == nil {
-		c.kern = new([2]tcpCounters)
-	}
-	moved := *c.kern != now
-	*c.kern = now
-	return moved
 }
 
 // errConnectTimeout is a dial that took longer than the connect timeout: a timeout, as a
@@ -185,14 +144,14 @@ func (l *loop) recoverConn(c *loopConn) {
 	if v == nil {
 		return
 	}
-	c.srv.log(errorLevel, "panic serving connection", "client", c.info.Client, "panic", v, "stack", string(debug.Stack()))
+	c.srv.book.panicked(c.info.Client, v, debug.Stack())
 	c.meter = nil // it may be what panicked
 	l.finish(c, fmt.Errorf("listener: panic: %v", v), true)
 }
 
 // finish ends c: it closes both sockets (with a reset when reset is set, so each peer learns
-// of a failure), gives back its pipes and its backend count, and tells the Observer. Safe to
-// call on a connection already finished.
+// of a failure), stops its relay, gives back its backend count, and tells the Observer. Safe
+// to call on a connection already finished.
 func (l *loop) finish(c *loopConn, cause error, reset bool) {
 	if c.state == stateClosed {
 		return
@@ -215,31 +174,19 @@ func (l *loop) finish(c *loopConn, cause error, reset bool) {
 		l.closeFD(fd)
 	}
 	c.cfd, c.bfd = -1, -1
-	l.dropPipe(&c.up)
-	l.dropPipe(&c.down)
-	c.up.pending, c.down.pending = nil, nil
+	var up, down int64
+	if opened {
+		up, down = l.relay.stop(l, c)
+	}
 	if c.backend != nil {
-		c.srv.release(c.backend)
+		c.srv.book.release(c.backend)
 		c.backend = nil
 	}
 	if opened {
-		l.el.notes.closed(c.srv.cfg.Observer, &c.info, Traffic{Up: c.up.n, Down: c.down.n, Err: cause}, c.meter)
+		c.srv.book.closed(&c.info, Traffic{Up: up, Down: down, Err: cause}, c.meter)
 	} else if cause != nil {
-		l.el.notes.rejected(c.srv.cfg.Observer, c.info.Client, cause)
+		c.srv.book.rejected(c.info.Client, cause)
 	}
-}
-
-// dropPipe gives a direction's pipe back, or closes it if bytes are still in it.
-func (l *loop) dropPipe(d *direction) {
-	if d.pipe == nil {
-		return
-	}
-	if d.inPipe > 0 {
-		l.pipes.discard(d.pipe)
-	} else {
-		l.pipes.put(d.pipe)
-	}
-	d.pipe, d.inPipe = nil, 0
 }
 
 // resetServer aborts every connection of one Server in this loop.

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/fulcrumlb/fulcrum/listener/internal/poll"
 	"github.com/fulcrumlb/fulcrum/pool"
 )
 
@@ -31,21 +32,9 @@ func (l *loop) connect(c *loopConn) {
 	l.dial(c, b)
 }
 
-// noBackend closes a client no backend can take, counting why as the goroutine plane does.
+// noBackend closes a client no backend can take.
 func (l *loop) noBackend(c *loopConn, err error) {
-	client := c.info.Client
-	switch {
-	case errors.Is(err, pool.ErrFull):
-		c.srv.stats.QueueDrops.Add(1)
-		c.srv.logNoPeer.Do(func() {
-			c.srv.log(warnLevel, "every backend is full; closing client", "client", client, "err", err)
-		})
-	case len(c.tried) > 0:
-		c.srv.stats.Failed.Add(1) // tried some, none left to try
-	default:
-		c.srv.stats.Rejected.Add(1)
-		c.srv.logNoPeer.Do(func() { c.srv.log(warnLevel, "rejecting client", "client", client, "err", err) })
-	}
+	c.srv.book.noBackend(c.info.Client, len(c.tried) > 0, err)
 	l.finish(c, err, false)
 }
 
@@ -67,14 +56,14 @@ func (l *loop) awaitSlot(ctx context.Context, ls *loopServer, c *loopConn, token
 	defer ls.async.Done()
 	b, err := ls.cfg.Picker.AcquireWait(ctx, client, tried)
 	if !l.post(func(l *loop) { l.slotFound(c, token, b, err) }) && b != nil {
-		ls.release(b) // the loop has ended: nobody else will
+		ls.book.release(b) // the loop has ended: nobody else will
 	}
 }
 
 func (l *loop) slotFound(c *loopConn, token uint32, b *pool.Backend, err error) {
 	if c.state != stateQueued || c.token != token {
 		if b != nil {
-			c.srv.release(b)
+			c.srv.book.release(b)
 		}
 		return
 	}
@@ -102,7 +91,7 @@ func (l *loop) dial(c *loopConn, b *pool.Backend) {
 }
 
 func (l *loop) dialAddr(c *loopConn, ap netip.AddrPort) {
-	family, sa := addrPortSockaddr(ap)
+	family, sa := poll.Sockaddr(ap)
 	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		l.dialFailed(c, fmt.Errorf("dial %s: %w", ap, os.NewSyscallError("socket", err)))
@@ -125,7 +114,7 @@ func (l *loop) dialAddr(c *loopConn, ap netip.AddrPort) {
 // connectDone reads the outcome of the connect.
 func (l *loop) connectDone(c *loopConn, ev uint32) {
 	if ev&(unix.EPOLLERR|unix.EPOLLHUP) != 0 { // a failed connect always raises EPOLLERR
-		if err := socketError(c.bfd, "connect"); err != nil {
+		if err := poll.SocketError(c.bfd, "connect"); err != nil {
 			l.dialFailed(c, fmt.Errorf("dial %s: %w", c.backend.DialAddress(), err))
 			return
 		}
@@ -133,9 +122,27 @@ func (l *loop) connectDone(c *loopConn, ev uint32) {
 	if ev&unix.EPOLLOUT == 0 {
 		return // not yet: the edge with the outcome is still to come
 	}
-	c.down.readable = ev&(unix.EPOLLIN|unix.EPOLLRDHUP) != 0
-	c.down.rdhup = ev&unix.EPOLLRDHUP != 0
-	l.connected(c)
+	l.connected(c, ev)
+}
+
+// connected ends the connect step once the backend has accepted: the dial is booked (passive
+// health, the Observer's Opened), the idle deadline starts, and the relay takes the pair,
+// with what must reach the backend first.
+func (l *loop) connected(c *loopConn, ev uint32) {
+	l.timers.clear(c)
+	c.info.Backend = c.backend
+	c.state = stateRelaying
+	c.meter = c.srv.book.opened(&c.info)
+	c.lastActive = l.now
+	if idle := c.srv.cfg.IdleTimeout; idle > 0 {
+		l.timers.set(c, l.now.Add(idle))
+	}
+	h, err := c.handoff(ev)
+	if err != nil {
+		l.finish(c, err, true)
+		return
+	}
+	l.relay.start(l, c, h)
 }
 
 // dialFailed gives the failed backend back, tells health checking, and tries the next-best
@@ -150,23 +157,14 @@ func (l *loop) dialFailed(c *loopConn, err error) {
 	c.bfd = -1
 	b := c.backend
 	c.backend = nil
-	// Passive health, on the loop before the next pick: a dead backend is out of picking at once.
-	c.srv.cfg.Picker.ReportDial(b, err)
-	c.srv.release(b)
-	c.srv.stats.DialErrors.Add(1)
-	l.el.notes.dialFailed(c.srv.cfg.Observer, b, err)
-	client := c.info.Client.Addr()
-	c.srv.logDialErr.Do(func() {
-		c.srv.log(warnLevel, "backend dial failed", "backend", b.Key(), "client", client, "err", err)
-	})
+	c.srv.book.dialFailed(b, c.info.Client.Addr(), err) // on the loop, before the next pick
 	c.tried = append(c.tried, b)
 	if len(c.tried) <= c.srv.cfg.Retries {
 		c.state = stateConnecting // until connect decides otherwise
 		l.connect(c)
 		return
 	}
-	c.srv.stats.Failed.Add(1)
-	l.finish(c, fmt.Errorf("%d dials failed", len(c.tried)), false)
+	l.finish(c, c.srv.book.dialsExhausted(len(c.tried)), false)
 }
 
 // resolve looks a backend's name up on a goroutine (DNS would block the loop) and posts the

@@ -3,21 +3,16 @@
 package listener
 
 import (
-	"context"
-	"errors"
-	"net"
 	"os"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/fulcrumlb/fulcrum/pool"
 )
 
 // startLoops serves cfg on n event loops of its own, on a loopback port, until the test ends;
 // cleanup shuts them down and checks that every backend count is back to 0 and no release was
 // refused.
-func startLoops(t *testing.T, n int, cfg loopConfig) (*loopServer, string) {
+func startLoops(t *testing.T, n int, cfg *Server) (*loopServer, string) {
 	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = quiet
@@ -25,39 +20,15 @@ func startLoops(t *testing.T, n int, cfg loopConfig) (*loopServer, string) {
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = 5 * time.Second
 	}
-	ls := NewEventLoops(n).newServer(cfg, true)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- ls.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := ls.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if err := <-done; !errors.Is(err, ErrServerClosed) {
-			t.Errorf("Serve returned %v", err)
-		}
-		assertPickerIdle(t, cfg.Picker)
-		if n := ls.stats.ReleaseBugs.Load(); n != 0 {
-			t.Errorf("%d release bugs", n)
-		}
-	})
-	return ls, ln.Addr().String()
+	ls := newLoopServer(NewEventLoops(n), cfg, true)
+	return ls, serveLoopback(t, ls, cfg.Picker, ls.book.stats)
 }
 
-func assertPickerIdle(t *testing.T, p pool.Picker) {
-	t.Helper()
-	if pl, ok := p.(*pool.Pool); ok {
-		for _, st := range pl.Snapshot() {
-			if st.Active != 0 {
-				t.Errorf("%s: %d connections counted after shutdown", st.Key, st.Active)
-			}
-		}
-	}
+// newLoopServer puts s on the loops el, as Server.init does for PlaneEpoll.
+func newLoopServer(el *EventLoops, s *Server, own bool) *loopServer {
+	s.DataPlane = PlaneEpoll
+	pl, _ := el.server(s, newConnBook(s), own)
+	return pl.(*loopServer)
 }
 
 // fdSet lists this process's open descriptors: number → what it refers to.

@@ -11,12 +11,10 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"golang.org/x/sys/unix"
-	"golang.org/x/time/rate"
 
-	"github.com/fulcrumlb/fulcrum/pool"
+	"github.com/fulcrumlb/fulcrum/internal/asynclog"
 )
 
 // EventLoops is the Linux data plane in which a few event loops own every connection from
@@ -27,14 +25,16 @@ import (
 //
 // Other goroutines never touch a loop's connections: they post tasks to it (post, call), which
 // the loop runs between its waits. The only goroutines besides the loops are the notifier
-// (observer calls and log lines, which may block) and short-lived waiters for a queued backend
+// (observer calls, which may block), the log queue's writer, and short-lived waiters for a queued backend
 // slot or a backend's name, each posting its result back to its loop.
 type EventLoops struct {
-	n int
+	n     int
+	mover byteMover // how the loops move bytes; the zero value is moverSplice
 
-	mu      sync.Mutex // guards loops, notes, started and stopped
+	mu      sync.Mutex // guards loops, notes, logs, started and stopped
 	loops   []*loop
 	notes   *notifier
+	logs    *asynclog.Queue // the loops' log lines, written off the loops
 	started bool
 	stopped bool
 	running sync.WaitGroup // loop goroutines
@@ -51,7 +51,7 @@ func NewEventLoops(n int) *EventLoops {
 	return &EventLoops{n: n}
 }
 
-// start creates the loops and the notifier. Called with el.mu held.
+// start creates the loops, the notifier and the log queue. Called with el.mu held.
 func (el *EventLoops) start() error {
 	for i := 0; i < el.n; i++ {
 		l, err := newLoop(el, i)
@@ -65,6 +65,7 @@ func (el *EventLoops) start() error {
 		el.loops = append(el.loops, l)
 	}
 	el.notes = newNotifier()
+	el.logs = asynclog.New(slog.Default().Handler(), maxQueuedLogs)
 	el.started = true
 	for _, l := range el.loops {
 		el.running.Add(1)
@@ -73,8 +74,9 @@ func (el *EventLoops) start() error {
 	return nil
 }
 
-// Stop ends the loops, resetting any connection still open, and the notifier. Call it after
-// every Server on the loops has shut down; calling it twice is safe.
+// Stop ends the loops, resetting any connection still open, the notifier and the log queue
+// (which then reports how many lines it dropped, if any). Call it after every Server on the
+// loops has shut down; calling it twice is safe.
 func (el *EventLoops) Stop() {
 	el.mu.Lock()
 	if el.stopped || !el.started {
@@ -91,6 +93,12 @@ func (el *EventLoops) Stop() {
 	}
 	el.running.Wait()
 	el.notes.stop()
+	el.logs.Close()
+}
+
+// log queues a line for logger; a loop never waits for it (a full queue drops it).
+func (el *EventLoops) log(logger *slog.Logger, level slog.Level, msg string, args ...any) {
+	slog.New(el.logs.Wrap(logger.Handler())).Log(context.Background(), level, msg, args...)
 }
 
 // each runs t on every loop and waits for it; it returns false when the loops are not running.
@@ -118,10 +126,10 @@ func (el *EventLoops) resumeCapped() {
 // loopServer is one Server on the event loops: its settings, counters and listeners. Its
 // connections live in the loops; they know their loopServer.
 type loopServer struct {
-	el    *EventLoops
-	own   bool // the loops were made for this Server alone: Shutdown stops them
-	cfg   loopConfig
-	stats *Stats
+	el   *EventLoops
+	own  bool      // the loops were made for this Server alone: Shutdown stops them
+	cfg  *Server   // the settings; set before serving, read only
+	book *connBook // counts, logs and tells every transition of its connections
 
 	active  atomic.Int64 // connections being served, queued ones included
 	closing atomic.Bool
@@ -135,37 +143,21 @@ type loopServer struct {
 	listeners []*loopListener
 	stopOnce  sync.Once
 	stopped   chan struct{} // closed when Shutdown is done: Serve returns
-
-	logNoPeer  rate.Sometimes
-	logDialErr rate.Sometimes
-	logAccept  rate.Sometimes
-	logLimit   rate.Sometimes
-	logHeader  rate.Sometimes
 }
 
-var _ loopPlane = (*loopServer)(nil)
+var _ plane = (*loopServer)(nil)
 
-// server binds one Server's settings to the loops; own says the loops are that Server's alone.
-func (el *EventLoops) server(cfg loopConfig, own bool) (loopPlane, error) {
-	return el.newServer(cfg, own), nil
-}
-
-func (el *EventLoops) newServer(cfg loopConfig, own bool) *loopServer {
+// server binds one Server to the loops; own says the loops are that Server's alone. The
+// book's events and log lines then leave through the loops' notifier and log queue.
+func (el *EventLoops) server(s *Server, bk *connBook, own bool) (plane, error) {
+	bk.sink = loopSink{el}
 	ls := &loopServer{
-		el: el, own: own, cfg: cfg, stats: cfg.Stats,
-		drained:    make(chan struct{}, 1),
-		stopped:    make(chan struct{}),
-		logNoPeer:  rate.Sometimes{Interval: time.Second},
-		logDialErr: rate.Sometimes{Interval: time.Second},
-		logAccept:  rate.Sometimes{Interval: time.Second},
-		logLimit:   rate.Sometimes{Interval: time.Second},
-		logHeader:  rate.Sometimes{Interval: time.Second},
-	}
-	if ls.stats == nil {
-		ls.stats = new(Stats)
+		el: el, own: own, cfg: s, book: bk,
+		drained: make(chan struct{}, 1),
+		stopped: make(chan struct{}),
 	}
 	ls.base, ls.cancelBase = context.WithCancel(context.Background())
-	return ls
+	return ls, nil
 }
 
 // loopListener is one listening socket shared by every loop: each registers the same
@@ -322,7 +314,7 @@ func (ls *loopServer) ActiveConns() int { return int(ls.active.Load()) }
 
 // reserve counts one more connection, or reports that the Server is at its cap.
 func (ls *loopServer) reserve() bool {
-	if lim := ls.cfg.Limit; lim != nil && !lim.tryTake() {
+	if lim := ls.book.limit; lim != nil && !lim.tryTake() {
 		return false
 	}
 	ls.active.Add(1)
@@ -331,35 +323,21 @@ func (ls *loopServer) reserve() bool {
 
 // hasRoom reports whether the Server's cap would let one more connection in.
 func (ls *loopServer) hasRoom() bool {
-	lim := ls.cfg.Limit
+	lim := ls.book.limit
 	return lim == nil || lim.hasRoom()
 }
 
 // connEnded is called by a loop when one of this Server's connections is gone (or a reserved
 // accept failed): it frees the slot and wakes what waits for one.
 func (ls *loopServer) connEnded() {
-	if lim := ls.cfg.Limit; lim != nil && !lim.free() {
-		ls.stats.ReleaseBugs.Add(1)
-	}
+	ls.book.freeSlot()
 	if ls.active.Add(-1) == 0 && ls.closing.Load() {
 		select {
 		case ls.drained <- struct{}{}:
 		default:
 		}
 	}
-	if ls.cfg.Limit != nil && ls.el.paused.Load() > 0 { // a slot came free: a listener may resume
+	if ls.book.limit != nil && ls.el.paused.Load() > 0 { // a slot came free: a listener may resume
 		ls.el.resumeCapped()
 	}
-}
-
-func (ls *loopServer) release(b *pool.Backend) {
-	if err := ls.cfg.Picker.Release(b); err != nil {
-		ls.stats.ReleaseBugs.Add(1)
-		ls.log(slog.LevelError, "connection count out of step", "backend", b.Key(), "err", err)
-	}
-}
-
-// log queues a line for the Server's logger; the notifier writes it.
-func (ls *loopServer) log(level slog.Level, msg string, args ...any) {
-	ls.el.notes.log(ls.cfg.logger(), level, msg, args...)
 }

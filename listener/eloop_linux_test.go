@@ -21,12 +21,13 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/fulcrumlb/fulcrum/internal/asynclog"
 	"github.com/fulcrumlb/fulcrum/pool"
 )
 
 func TestLoopsEcho(t *testing.T) {
 	p := resPool(t, resBackend(t, resEcho), resBackend(t, resEcho))
-	e, addr := startLoops(t, 2, loopConfig{Picker: p})
+	e, addr := startLoops(t, 2, &Server{Picker: p})
 	for i := range 20 {
 		c := resDial(t, addr)
 		if !resEchoes(t, c, strings.Repeat("x", i*1000+1)) {
@@ -35,7 +36,7 @@ func TestLoopsEcho(t *testing.T) {
 		c.Close()
 	}
 	resEventually(t, "every connection ended", func() bool { return e.ActiveConns() == 0 })
-	if n := e.stats.Accepted.Load(); n != 20 {
+	if n := e.book.stats.Accepted.Load(); n != 20 {
 		t.Errorf("accepted %d, want 20", n)
 	}
 }
@@ -49,7 +50,7 @@ func TestLoopsHalfClose(t *testing.T) {
 			c.CloseWrite()
 		}
 		p := resPool(t, resBackend(t, reply))
-		_, addr := startLoops(t, 1, loopConfig{Picker: p})
+		_, addr := startLoops(t, 1, &Server{Picker: p})
 		c := resDial(t, addr)
 		c.Write([]byte("hello, backend"))
 		c.CloseWrite()
@@ -67,7 +68,7 @@ func TestLoopsHalfClose(t *testing.T) {
 			got, _ := io.ReadAll(c)
 			seen <- string(got)
 		}))
-		_, addr := startLoops(t, 1, loopConfig{Picker: p})
+		_, addr := startLoops(t, 1, &Server{Picker: p})
 		c := resDial(t, addr)
 		c.SetReadDeadline(time.Now().Add(15 * time.Second))
 		got, err := io.ReadAll(c) // the backend's FIN arrives; our direction is still open
@@ -92,7 +93,7 @@ func TestLoopsHalfClose(t *testing.T) {
 func TestLoopsPanicIsolated(t *testing.T) {
 	p := resPool(t, resBackend(t, resEcho))
 	closed := make(chan Traffic, 10)
-	e, addr := startLoops(t, 1, loopConfig{Picker: p, Observer: panicObserver{resObserver{closed}}})
+	e, addr := startLoops(t, 1, &Server{Picker: p, Observer: panicObserver{resObserver{closed}}})
 	steady := resDial(t, addr)
 	if !resEchoes(t, steady, "before") {
 		t.Fatal("no echo before the panic")
@@ -131,7 +132,7 @@ func TestLoopsDescriptorsBackToStart(t *testing.T) {
 	dead := resDeadAddr(t)
 	start := fdSet(t)
 	p := resPool(t, echo)
-	e := NewEventLoops(2).newServer(loopConfig{Picker: p, Logger: quiet, IdleTimeout: 200 * time.Millisecond,
+	e := newLoopServer(NewEventLoops(2), &Server{Picker: p, Logger: quiet, IdleTimeout: 200 * time.Millisecond,
 		Observer: panicObserver{resObserver{make(chan Traffic, 100)}}, Retries: 1}, true)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -176,7 +177,7 @@ func TestLoopsDescriptorsBackToStart(t *testing.T) {
 	c = dial()
 	resWaitClosed(t, c)
 	c.Close()
-	if e.stats.DialErrors.Load() == 0 {
+	if e.book.stats.DialErrors.Load() == 0 {
 		t.Fatal("no failed dial counted: the failed-dial path did not run")
 	}
 	// CloseBackend, then Shutdown's reset of a held connection.
@@ -228,7 +229,9 @@ func TestLoopIgnoresStaleEventOnReusedDescriptor(t *testing.T) {
 	el := NewEventLoops(1)
 	el.notes = newNotifier()
 	defer el.notes.stop()
-	ls := el.newServer(loopConfig{Picker: p, Logger: quiet}, false)
+	el.logs = asynclog.New(quiet.Handler(), 0)
+	defer el.logs.Close()
+	ls := newLoopServer(el, &Server{Picker: p, Logger: quiet}, false)
 	l, err := newLoop(el, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -238,18 +241,18 @@ func TestLoopIgnoresStaleEventOnReusedDescriptor(t *testing.T) {
 	ap := netip.MustParseAddrPort(be)
 	for attempt := 0; attempt < 50; attempt++ {
 		old := l.testConnecting(t, ls, p, ap)
-		fd, gen := old.bfd, l.slots[old.bfd].gen
+		fd, gen := old.bfd, l.set.Gen(old.bfd)
 		l.finish(old, errForced, true)
 		fresh := l.testConnecting(t, ls, p, ap)
 		if fresh.bfd != fd {
 			l.finish(fresh, errForced, true)
 			continue // another goroutine took the number first: try again
 		}
-		l.dispatch(unix.EpollEvent{Events: unix.EPOLLOUT, Fd: int32(fd), Pad: int32(gen)})
+		l.dispatchTagged(fd, gen, unix.EPOLLOUT)
 		if fresh.state != stateConnecting {
 			t.Fatalf("a stale event moved the new connection to state %d", fresh.state)
 		}
-		l.dispatch(unix.EpollEvent{Events: unix.EPOLLOUT, Fd: int32(fd), Pad: int32(l.slots[fd].gen)})
+		l.dispatchTagged(fd, l.set.Gen(fd), unix.EPOLLOUT)
 		if fresh.state == stateConnecting {
 			t.Fatal("the current event was not handled either: the test proves nothing")
 		}
@@ -258,6 +261,13 @@ func TestLoopIgnoresStaleEventOnReusedDescriptor(t *testing.T) {
 		return
 	}
 	t.Fatal("the descriptor number was never reused")
+}
+
+// dispatchTagged handles ev as epoll would report it for fd registered with generation gen.
+func (l *loop) dispatchTagged(fd int, gen uint32, ev uint32) {
+	if s, ok := l.set.Lookup(fd, gen); ok {
+		l.dispatch(s, ev)
+	}
 }
 
 // testConnecting makes a connection whose backend connect is in progress, with no client.
@@ -302,7 +312,7 @@ func TestLoopsSlowReaderHoldsNoMemory(t *testing.T) {
 		}
 		c.CloseWrite()
 	}))
-	_, addr := startLoops(t, 1, loopConfig{Picker: p})
+	_, addr := startLoops(t, 1, &Server{Picker: p})
 	c := resDial(t, addr)
 	got := sha256.New()
 	buf := make([]byte, 64<<10)
@@ -417,7 +427,7 @@ func TestSharedLoopsServeSeveralServers(t *testing.T) {
 // the connections accepted since are gone: they are served to their end, not reset.
 func TestLoopsShutdownWaitsForConnectionAcceptedAsItBegins(t *testing.T) {
 	p := resPool(t, resBackend(t, resEcho))
-	ls, addr := startLoops(t, 1, loopConfig{Picker: p})
+	ls, addr := startLoops(t, 1, &Server{Picker: p})
 	x := resDial(t, addr)
 	if !resEchoes(t, x, "x") {
 		t.Fatal("no echo")
@@ -475,7 +485,7 @@ func (r *releasePanicker) Release(b *pool.Backend) error {
 // next client is served.
 func TestLoopsPanicInFinishGivesTheSlotBack(t *testing.T) {
 	p := &releasePanicker{Pool: resPool(t, resBackend(t, resEcho))}
-	_, addr := startLoops(t, 1, loopConfig{Picker: p, Limit: NewConnLimit(1)})
+	_, addr := startLoops(t, 1, &Server{Picker: p, Limit: NewConnLimit(1)})
 	first := resDial(t, addr)
 	if !resEchoes(t, first, "first") {
 		t.Fatal("no echo on the first connection")

@@ -5,34 +5,27 @@ package listener
 import (
 	"fmt"
 	"log/slog"
-	"os"
 	"runtime"
-	"runtime/debug"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fulcrumlb/fulcrum/listener/internal/poll"
 )
 
-// loop is one event loop: an epoll instance driven by one goroutine locked to its OS thread.
-// Every field below mu belongs to that goroutine alone.
+// loop is one event loop: an epoll set driven by one goroutine locked to its OS thread. The
+// mechanism (the set and its generation tags, the task queue and its wake-up, the pipes) is
+// package poll's; the loop owns what is fulcrum's: connections, timers, accepting. Every
+// field belongs to the loop's goroutine, except that other goroutines post to inbox.
 type loop struct {
 	el    *EventLoops
 	id    int
-	epfd  int
-	wake  int // eventfd: other goroutines write it after posting a task
-	woken atomic.Bool
+	set   *poll.Set[slot]    // what each registered descriptor is for
+	inbox *poll.Queue[*loop] // tasks posted by other goroutines
 
-	mu     sync.Mutex // guards tasks and closed; the loop never holds it across a system call
-	tasks  []task
-	closed bool // the loop has ended: post refuses
-
-	events []unix.EpollEvent
-	slots  []slot // by descriptor number: what an event on that descriptor is for
-	gen    uint32 // last generation handed out; tags each registration
 	buf    []byte // the 16 KiB buffer every small message passes through
-	pipes  pipePool
+	relay  relay  // moves the bytes of established connections (eloop_relay_linux.go)
+	pipes  poll.Pipes
 	timers timerHeap
 	conns  connList // every connection of this loop
 	now    time.Time
@@ -42,16 +35,13 @@ type loop struct {
 	acceptRetryAt time.Time     // zero unless backing off
 	notesWaiting  bool          // closed events wait for the notifier's kick (notifier.kick)
 	quit          bool
-	ran           []task // scratch: the tasks being run
 }
 
 // task is work posted to a loop by another goroutine.
-type task func(l *loop)
+type task = func(l *loop)
 
-// slot says what a registered descriptor is; gen must match the event's tag, or the event is
-// stale: it was queued for a descriptor since closed, whose number has been reused.
+// slot says what a registered descriptor is for.
 type slot struct {
-	gen  uint32
 	kind slotKind
 	c    *loopConn
 	acc  *loopAccept
@@ -60,8 +50,7 @@ type slot struct {
 type slotKind uint8
 
 const (
-	slotFree slotKind = iota
-	slotClient
+	slotClient slotKind = iota
 	slotBackend
 	slotListener
 	slotWake
@@ -71,17 +60,19 @@ const (
 const eventsPerWait = 256
 
 func newLoop(el *EventLoops, id int) (*loop, error) {
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	set, err := poll.NewSet[slot](eventsPerWait)
 	if err != nil {
-		return nil, fmt.Errorf("listener: epoll_create1: %w", err)
+		return nil, fmt.Errorf("listener: %w", err)
 	}
-	wake, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	inbox, err := poll.NewQueue[*loop](func(v any, stack []byte) {
+		el.log(slog.Default(), errorLevel, "panic in event loop task", "loop", id, "panic", v, "stack", string(stack))
+	})
 	if err != nil {
-		unix.Close(epfd)
-		return nil, fmt.Errorf("listener: eventfd: %w", err)
+		set.Close()
+		return nil, fmt.Errorf("listener: %w", err)
 	}
-	l := &loop{el: el, id: id, epfd: epfd, wake: wake, events: make([]unix.EpollEvent, eventsPerWait), buf: make([]byte, smallRead)}
-	if err := l.register(wake, unix.EPOLLIN, slot{kind: slotWake}); err != nil {
+	l := &loop{el: el, id: id, set: set, inbox: inbox, buf: make([]byte, smallRead), relay: newRelay(el.mover)}
+	if err := l.register(inbox.Fd(), unix.EPOLLIN, slot{kind: slotWake}); err != nil {
 		l.closeFDs()
 		return nil, err
 	}
@@ -89,28 +80,14 @@ func newLoop(el *EventLoops, id int) (*loop, error) {
 }
 
 // register adds fd to the epoll set, tagged with a fresh generation.
-func (l *loop) register(fd int, events uint32, s slot) error {
-	l.gen++
-	s.gen = l.gen
-	for fd >= len(l.slots) {
-		l.slots = append(l.slots, make([]slot, max(len(l.slots), 64))...)
-	}
-	ev := unix.EpollEvent{Events: events, Fd: int32(fd), Pad: int32(s.gen)}
-	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-		return os.NewSyscallError("epoll_ctl", err)
-	}
-	l.slots[fd] = s
-	return nil
-}
+func (l *loop) register(fd int, events uint32, s slot) error { return l.set.Add(fd, events, s) }
 
 // closeFD forgets a connection's descriptor and closes it; the kernel drops its registration.
 func (l *loop) closeFD(fd int) {
 	if fd < 0 {
 		return
 	}
-	if fd < len(l.slots) {
-		l.slots[fd] = slot{}
-	}
+	l.set.Forget(fd)
 	unix.Close(fd)
 }
 
@@ -122,13 +99,15 @@ func (l *loop) run() {
 	defer l.closeFDs()
 	l.now = time.Now()
 	for !l.quit {
-		n, err := unix.EpollWait(l.epfd, l.events, l.waitMillis())
+		n, err := l.set.Wait(l.waitMillis())
 		l.now = time.Now()
-		if err != nil && err != unix.EINTR {
-			l.el.notes.log(slog.Default(), errorLevel, "epoll_wait failed", "loop", l.id, "err", err)
+		if err != nil {
+			l.el.log(slog.Default(), errorLevel, "epoll_wait failed", "loop", l.id, "err", err)
 		}
 		for i := 0; i < n; i++ {
-			l.dispatch(l.events[i])
+			if s, ev, ok := l.set.Event(i); ok { // a stale event's descriptor was reused
+				l.dispatch(s, ev)
+			}
 		}
 		l.runTimers()
 		l.runTasks()
@@ -138,24 +117,15 @@ func (l *loop) run() {
 	l.runTasks()
 }
 
-// dispatch hands one event to what its descriptor is for, unless the event is stale.
-func (l *loop) dispatch(ev unix.EpollEvent) {
-	fd := int(ev.Fd)
-	if fd < 0 || fd >= len(l.slots) {
-		return
-	}
-	s := l.slots[fd]
-	if s.kind == slotFree || s.gen != uint32(ev.Pad) {
-		return
-	}
+// dispatch hands one event to what its descriptor is for.
+func (l *loop) dispatch(s slot, ev uint32) {
 	switch s.kind {
 	case slotWake:
-		var b [8]byte
-		unix.Read(l.wake, b[:])
+		l.inbox.Drain()
 	case slotListener:
 		l.acceptFrom(s.acc)
 	case slotClient, slotBackend:
-		l.connEvent(s.c, s.kind == slotClient, ev.Events)
+		l.connEvent(s.c, s.kind == slotClient, ev)
 	}
 }
 
@@ -185,62 +155,18 @@ func (l *loop) timerMillis() int {
 }
 
 // post queues a task for the loop and wakes it. It returns false when the loop has ended.
-func (l *loop) post(t task) bool {
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		return false
-	}
-	l.tasks = append(l.tasks, t)
-	if !l.woken.Swap(true) {
-		// Under mu: the loop closes the eventfd only after it has set closed, so the write
-		// can never reach a descriptor number reused since. It cannot block: the counter is
-		// far from overflowing.
-		one := [8]byte{1}
-		unix.Write(l.wake, one[:])
-	}
-	l.mu.Unlock()
-	return true
-}
+func (l *loop) post(t task) bool { return l.inbox.Post(t) }
 
 // call runs t on the loop and waits for it to finish; it returns false, without running t,
 // when the loop has ended. Never called from a loop.
-func (l *loop) call(t task) bool {
-	done := make(chan struct{})
-	if !l.post(func(l *loop) { defer close(done); t(l) }) {
-		return false
-	}
-	<-done
-	return true
-}
+func (l *loop) call(t task) bool { return l.inbox.Call(t) }
 
-func (l *loop) runTasks() {
-	l.woken.Store(false)
-	l.mu.Lock()
-	l.ran, l.tasks = l.tasks, l.ran[:0]
-	if l.quit {
-		l.closed = true
-	}
-	l.mu.Unlock()
-	for i, t := range l.ran {
-		l.runTask(t)
-		l.ran[i] = nil
-	}
-}
-
-// runTask runs one posted task; a panic in it is logged and the loop goes on.
-func (l *loop) runTask(t task) {
-	defer func() {
-		if v := recover(); v != nil {
-			l.el.notes.log(slog.Default(), errorLevel, "panic in event loop task", "loop", l.id, "panic", v, "stack", string(debug.Stack()))
-		}
-	}()
-	t(l)
-}
+// runTasks runs what other goroutines posted; once the loop quits, posting is refused.
+func (l *loop) runTasks() { l.inbox.Run(l, l.quit) }
 
 // closeFDs closes what the loop itself holds; its connections are gone by then.
 func (l *loop) closeFDs() {
-	l.pipes.closeAll()
-	unix.Close(l.wake)
-	unix.Close(l.epfd)
+	l.pipes.CloseAll()
+	l.inbox.Close()
+	l.set.Close()
 }

@@ -168,7 +168,7 @@ func TestLoopsManyConnections(t *testing.T) {
 	}
 	backend := startChild(t, "TestHelperManyChild", "FULCRUM_MANY_ROLE=backend")
 	p := resPool(t, backend.line(t, "ADDR "))
-	e, addr := startLoops(t, 2, loopConfig{Picker: p})
+	e, addr := startLoops(t, 2, &Server{Picker: p})
 	clients := startChild(t, "TestHelperManyChild", "FULCRUM_MANY_ROLE=clients", "FULCRUM_MANY_N="+strconv.Itoa(n), "FULCRUM_MANY_ADDR="+addr)
 	if open := clients.line(t, "OPEN "); open != strconv.Itoa(n) {
 		t.Fatalf("%s of %d clients connected", open, n)

@@ -3,7 +3,6 @@
 package listener
 
 import (
-	"context"
 	"log/slog"
 	"net/netip"
 	"runtime/debug"
@@ -19,9 +18,9 @@ const (
 	warnLevel  = slog.LevelWarn
 )
 
-// maxQueuedNotices is where log lines start being dropped: a loop never waits for the log.
-// Observer events are never dropped (an access log line per connection is a promise).
-const maxQueuedNotices = 4096
+// maxQueuedLogs is where the loops' log lines start being dropped: a loop never waits for the
+// log. Observer events are never dropped (an access log line per connection is a promise).
+const maxQueuedLogs = 4096
 
 // Closed events, one per connection, are the bulk of the notices. Waking the notifier's
 // goroutine for each costs a thread wake-up (futex) per connection, about a tenth of what a
@@ -33,7 +32,8 @@ const (
 )
 
 // notifier runs, on its own goroutine, what a loop must not: Observer calls that may block
-// (the access log writes a file) and log lines. A loop queues a notice under a lock held for
+// (the access log writes a file). Log lines go through an asynclog queue instead (EventLoops.log).
+// A loop queues a notice under a lock held for
 // an append, never across a system call, and wakes the goroutine through a channel.
 //
 // Opened and Meter.Moved are not queued: the loop needs the Meter at once, and both are
@@ -51,13 +51,12 @@ type notifier struct {
 type noticeKind uint8
 
 const (
-	noticeLog noticeKind = iota
-	noticeRejected
+	noticeRejected noticeKind = iota
 	noticeDialFailed
 	noticeClosed
 )
 
-// notice is one queued event: a log line or an Observer call.
+// notice is one queued Observer call.
 type notice struct {
 	kind    noticeKind
 	obs     Observer
@@ -67,10 +66,26 @@ type notice struct {
 	client  netip.AddrPort
 	backend *pool.Backend
 	err     error
-	logger  *slog.Logger
-	level   slog.Level
-	msg     string
-	args    []any
+}
+
+// loopSink is the event loops' eventSink (connbook.go): Observer events leave through the
+// notifier, log lines through the loops' log queue, so a loop never waits for either.
+type loopSink struct{ el *EventLoops }
+
+func (s loopSink) log(logger *slog.Logger, level slog.Level, msg string, args ...any) {
+	s.el.log(logger, level, msg, args...)
+}
+
+func (s loopSink) rejected(o Observer, client netip.AddrPort, err error) {
+	s.el.notes.rejected(o, client, err)
+}
+
+func (s loopSink) dialFailed(o Observer, b *pool.Backend, err error) {
+	s.el.notes.dialFailed(o, b, err)
+}
+
+func (s loopSink) closed(o Observer, info *ConnInfo, t Traffic, m Meter) {
+	s.el.notes.closed(o, info, t, m)
 }
 
 func newNotifier() *notifier {
@@ -79,20 +94,15 @@ func newNotifier() *notifier {
 	return n
 }
 
-// log queues a line for logger, or drops it when the queue is long.
-func (n *notifier) log(logger *slog.Logger, level slog.Level, msg string, args ...any) {
-	n.push(notice{kind: noticeLog, logger: logger, level: level, msg: msg, args: args}, true)
-}
-
 func (n *notifier) rejected(o Observer, client netip.AddrPort, err error) {
 	if o != nil {
-		n.push(notice{kind: noticeRejected, obs: o, client: client, err: err}, false)
+		n.push(notice{kind: noticeRejected, obs: o, client: client, err: err})
 	}
 }
 
 func (n *notifier) dialFailed(o Observer, b *pool.Backend, err error) {
 	if o != nil {
-		n.push(notice{kind: noticeDialFailed, obs: o, backend: b, err: err}, false)
+		n.push(notice{kind: noticeDialFailed, obs: o, backend: b, err: err})
 	}
 }
 
@@ -112,12 +122,8 @@ func (n *notifier) closed(o Observer, info *ConnInfo, t Traffic, m Meter) {
 	}
 }
 
-func (n *notifier) push(x notice, droppable bool) {
+func (n *notifier) push(x notice) {
 	n.mu.Lock()
-	if droppable && len(n.q) >= maxQueuedNotices {
-		n.mu.Unlock()
-		return
-	}
 	n.q = append(n.q, x)
 	n.mu.Unlock()
 	n.signal()
@@ -186,8 +192,6 @@ func (n *notifier) deliverOne(x *notice) {
 		}
 	}()
 	switch x.kind {
-	case noticeLog:
-		x.logger.Log(context.Background(), x.level, x.msg, x.args...)
 	case noticeRejected:
 		x.obs.Rejected(x.client, x.err)
 	case noticeDialFailed:

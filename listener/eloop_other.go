@@ -17,6 +17,6 @@ func NewEventLoops(int) *EventLoops { return &EventLoops{} }
 func (el *EventLoops) Stop() {}
 
 // server reports that event loops need Linux's epoll.
-func (el *EventLoops) server(loopConfig, bool) (loopPlane, error) {
+func (el *EventLoops) server(*Server, *connBook, bool) (plane, error) {
 	return nil, errors.New("listener: the epoll data plane needs Linux, not " + runtime.GOOS)
 }

@@ -76,8 +76,7 @@ func (l *loop) judgeHeader(c *loopConn, timedOut bool) {
 }
 
 func (l *loop) refuseHeader(c *loopConn, err error) {
-	client := c.info.Client
-	c.srv.logHeader.Do(func() { c.srv.log(warnLevel, "refusing client: PROXY header", "client", client, "err", err) })
+	c.srv.book.headerRefused(c.info.Client, err)
 	l.finish(c, err, false)
 }
 
@@ -99,24 +98,23 @@ func headerComplete(b []byte) bool {
 	return true // a signature's first byte, then something else
 }
 
-// queuePrefix puts what must reach the backend before any relayed byte in front of the
-// client → backend direction: the outbound PROXY header, then the bytes read past an inbound
-// one. Those bytes are client bytes like any other: the Meter hears them and Traffic.Up
-// counts them; the header is not.
-func (l *loop) queuePrefix(c *loopConn) error {
-	var p []byte
-	if h := c.srv.cfg.ProxyProtocol.outbound(&c.info); h != nil {
-		b, err := h.Format()
+// handoff is what the relay gets with c's established pair: as its prefix, what must reach
+// the backend before any relayed byte, the outbound PROXY header, then the bytes read past an
+// inbound one. Those bytes are client bytes like any other: the Meter hears them and
+// Traffic.Up counts them; the header is not.
+func (c *loopConn) handoff(backendEv uint32) (handoff, error) {
+	h := handoff{clientEv: c.seen, backendEv: backendEv}
+	if ph := c.srv.cfg.ProxyProtocol.outbound(&c.info); ph != nil {
+		b, err := ph.Format()
 		if err != nil {
-			return fmt.Errorf("format proxy header for %s: %w", c.backend.Key(), err)
+			return handoff{}, fmt.Errorf("format proxy header for %s: %w", c.backend.Key(), err)
 		}
-		p = b
+		h.prefix = b
 	}
 	if len(c.rest) > 0 {
-		p = append(p, c.rest...)
-		l.moved(c, &c.up, len(c.rest))
+		h.prefix = append(h.prefix, c.rest...)
+		h.clientBytes = len(c.rest)
 		c.rest = nil
 	}
-	c.up.pending, c.up.off = p, 0
-	return nil
+	return h, nil
 }

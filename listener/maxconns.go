@@ -51,26 +51,3 @@ func (l *ConnLimit) free() bool {
 
 // hasRoom reports whether a slot is free now.
 func (l *ConnLimit) hasRoom() bool { return len(l.slots) < cap(l.slots) }
-
-// takeSlot waits for room under the cap before the next accept, so that at the cap clients
-// queue in the kernel's backlog instead of being accepted and dropped. It returns false when
-// Shutdown has begun. The slot is held while Accept waits for a client: with a cap shared by
-// several listeners, each idle one keeps a slot (Go's listeners cannot be waited on without
-// accepting). The event-loop plane takes a slot only for a client that is there.
-func (s *Server) takeSlot() bool {
-	if s.limit == nil {
-		return true
-	}
-	if s.limit.tryTake() {
-		return true
-	}
-	s.logLimit.Do(func() { s.logger().Warn("connection limit reached; accepting paused", "max_conns", s.limit.Max()) })
-	return s.limit.take(s.done)
-}
-
-// freeSlot gives back the slot of a connection that has ended or was never served.
-func (s *Server) freeSlot() {
-	if s.limit != nil && !s.limit.free() {
-		s.stats.ReleaseBugs.Add(1)
-	}
-}

@@ -1,6 +1,7 @@
 package listener
 
 import (
+	"errors"
 	"net/netip"
 	"time"
 
@@ -30,6 +31,27 @@ type Observer interface {
 	// Closed: both directions ended and both sockets are closed.
 	Closed(c *ConnInfo, t Traffic)
 }
+
+// Meter is told how many bytes moved, chunk by chunk, while a connection runs, so counters
+// can move before the connection ends. Moved is called from both directions' goroutines.
+type Meter interface {
+	Moved(up bool, n int64) // up: client → backend
+	// Flush is called once, after both directions have ended (just after Observer.Closed):
+	// a meter records there what covers the whole connection (metrics: its lifetime on the
+	// backend it measured), or hands on what it batched.
+	Flush()
+}
+
+// Traffic is what a joined connection carried and how it ended.
+type Traffic struct {
+	Up   int64 // bytes client → backend
+	Down int64 // bytes backend → client
+	Err  error // the first error in either direction; nil when both ended with FIN
+}
+
+// ErrIdle is the Traffic.Err of a connection closed by the idle timeout (Server.IdleTimeout,
+// Splice.IdleTimeout), on either plane.
+var ErrIdle = errors.New("idle timeout")
 
 // Observers fans events out to several observers.
 type Observers []Observer

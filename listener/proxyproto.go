@@ -1,7 +1,6 @@
 package listener
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"net"
@@ -72,34 +71,6 @@ func (pp *ProxyProtocol) trusts(peer netip.Addr) bool {
 	return false
 }
 
-// readProxyHeader applies the inbound half (when Accept is set): it reads the client's first bytes,
-// moves info.Client and info.Local to the addresses a trusted header names (keeping the TCP peer
-// in info.Peer), and returns the client bytes read past the header, which belong to the backend.
-// The client socket is left unwrapped, with no read deadline.
-func (s *Server) readProxyHeader(c *net.TCPConn, info *ConnInfo) ([]byte, error) {
-	rest, err := s.ProxyProtocol.read(c, info)
-	if err != nil {
-		s.logProxyHeader.Do(func() { s.logger().Warn("refusing client: PROXY header", "client", info.Client, "err", err) })
-	}
-	return rest, err
-}
-
-func (pp *ProxyProtocol) read(c *net.TCPConn, info *ConnInfo) ([]byte, error) {
-	if err := c.SetReadDeadline(time.Now().Add(pp.headerTimeout())); err != nil {
-		return nil, fmt.Errorf("PROXY header: %w", err)
-	}
-	br := bufio.NewReaderSize(c, proxyHeaderBuf)
-	h, err := proxyproto.Read(br)
-	if err := c.SetReadDeadline(time.Time{}); err != nil {
-		return nil, fmt.Errorf("PROXY header: %w", err)
-	}
-	rest, _ := br.Peek(br.Buffered()) // cannot fail: the bytes are buffered
-	if err := pp.judge(h, err, info); err != nil {
-		return nil, err
-	}
-	return rest, nil
-}
-
 // judge decides on what reading a client's first bytes found (h and err as proxyproto.Read
 // returns them), on both data planes: a trusted peer's header moves info to the addresses it
 // names; a trusted peer without one, or an untrusted peer with one, is refused (the error);
@@ -164,37 +135,6 @@ func useProxyHeader(h *proxyproto.Header, info *ConnInfo) {
 
 func unmapped(ap netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-}
-
-// sendProxyPrefix writes to a freshly dialed backend what must precede the spliced stream: the
-// outbound PROXY header (when Send is set) and the client bytes read past the inbound one.
-func (s *Server) sendProxyPrefix(backend *net.TCPConn, info *ConnInfo, rest []byte) error {
-	if h := s.ProxyProtocol.outbound(info); h != nil {
-		if _, err := h.WriteTo(backend); err != nil {
-			return fmt.Errorf("write proxy header to %s: %w", backend.RemoteAddr(), err)
-		}
-	}
-	if len(rest) > 0 {
-		if _, err := backend.Write(rest); err != nil {
-			return fmt.Errorf("write to %s: %w", backend.RemoteAddr(), err)
-		}
-	}
-	return nil
-}
-
-// joinWithPrefix sends the PROXY prefix, then hands the raw sockets to the DataPath. The bytes
-// of rest are client bytes like any other: the Meter hears them and Traffic.Up counts them.
-func (s *Server) joinWithPrefix(client, backend *net.TCPConn, info *ConnInfo, rest []byte, m Meter) Traffic {
-	if err := s.sendProxyPrefix(backend, info, rest); err != nil {
-		abort(client, backend)
-		return Traffic{Err: err}
-	}
-	if m != nil && len(rest) > 0 {
-		m.Moved(true, int64(len(rest)))
-	}
-	t := s.path.Join(client, backend, m)
-	t.Up += int64(len(rest))
-	return t
 }
 
 // ParseProxyVersion reads a --proxy-protocol value: "" or "none" for 0, "v1" or "1", "v2" or "2".

@@ -3,15 +3,12 @@ package listener
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/time/rate"
 
 	"github.com/fulcrumlb/fulcrum/pool"
 )
@@ -63,32 +60,9 @@ type Server struct {
 	// one balancer share one, so its totals cover every service.
 	Totals *Stats
 
-	mu        sync.Mutex // guards which listeners and connections exist: listeners, conns, forced
-	listeners map[net.Listener]struct{}
-	conns     map[*conn]struct{}
-	forced    bool // Shutdown gave up waiting: refuse even connections already accepted
-
-	closing atomic.Bool    // Shutdown has begun
-	wg      sync.WaitGroup // one per tracked connection
-	loops   sync.WaitGroup // one per running Serve: Shutdown waits for them before wg
-
-	baseCtx    context.Context // cancelled when Shutdown gives up waiting: aborts dials and queues
-	cancelBase context.CancelFunc
-	initOnce   sync.Once
-	done       chan struct{} // closed when Shutdown begins
-	doneOnce   sync.Once
-	limit      *ConnLimit // Limit, or one made from MaxConns; nil when there is no cap
-
-	eloops    loopPlane // this Server on the event loops, when DataPlane is PlaneEpoll
-	eloopsErr error     // why it could not be made
-
-	stats          *Stats   // Totals, or the Server's own
-	path           DataPath // DataPath, or the default Splice
-	logNoPeer      rate.Sometimes
-	logDialErr     rate.Sometimes
-	logAccept      rate.Sometimes
-	logLimit       rate.Sometimes
-	logProxyHeader rate.Sometimes // refused inbound PROXY headers: a flood gets a line a second
+	initOnce sync.Once
+	book     *connBook // every connection's counters, log lines and events (connbook.go)
+	plane    plane     // runs the connections: goPlane or the event loops (newPlane)
 }
 
 // Stats are the server's running totals.
@@ -105,54 +79,31 @@ type Stats struct {
 // Stats returns the server's counters.
 func (s *Server) Stats() *Stats {
 	s.init()
-	return s.stats
+	return s.book.stats
 }
 
 func (s *Server) init() {
 	s.initOnce.Do(func() {
-		s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
-		s.logNoPeer = rate.Sometimes{Interval: time.Second}
-		s.logDialErr = rate.Sometimes{Interval: time.Second}
-		s.logAccept = rate.Sometimes{Interval: time.Second}
-		s.logLimit = rate.Sometimes{Interval: time.Second}
-		s.logProxyHeader = rate.Sometimes{Interval: time.Second}
-		s.done = make(chan struct{})
-		s.limit = s.Limit
-		if s.limit == nil {
-			s.limit = NewConnLimit(s.MaxConns)
-		}
-		s.stats = s.Totals
-		if s.stats == nil {
-			s.stats = new(Stats)
-		}
-		s.path = s.DataPath
-		if s.path == nil {
-			s.path = Splice{IdleTimeout: s.IdleTimeout} // made an interface once, not per connection
-		}
-		if s.DataPlane == PlaneEpoll {
-			el, own := s.Loops, s.Loops == nil
-			if own {
-				el = NewEventLoops(0)
-			}
-			s.eloops, s.eloopsErr = el.server(s.loopConfig(), own)
-		}
+		s.book = newConnBook(s)
+		s.plane = s.newPlane()
 	})
 }
 
-// loopConfig hands the event loops the Server's settings; they count on s.stats.
-func (s *Server) loopConfig() loopConfig {
-	return loopConfig{
-		Service:        s.Service,
-		Picker:         s.Picker,
-		ConnectTimeout: s.ConnectTimeout,
-		Retries:        s.Retries,
-		IdleTimeout:    s.IdleTimeout,
-		Limit:          s.limit,
-		QueueTimeout:   s.QueueTimeout,
-		ProxyProtocol:  s.ProxyProtocol,
-		Observer:       s.Observer,
-		Logger:         s.Logger,
-		Stats:          s.stats,
+// newPlane is the one place where the data plane is chosen.
+func (s *Server) newPlane() plane {
+	switch s.DataPlane {
+	case PlaneEpoll:
+		el, own := s.Loops, s.Loops == nil
+		if own {
+			el = NewEventLoops(0)
+		}
+		p, err := el.server(s, s.book, own)
+		if err != nil {
+			return failedPlane{err}
+		}
+		return p
+	default:
+		return newGoPlane(s, s.book)
 	}
 }
 
@@ -175,39 +126,7 @@ func (s *Server) connectTimeout() time.Duration {
 // 5 ms doubling to 1 s, logged at most once a second.
 func (s *Server) Serve(ln net.Listener) error {
 	s.init()
-	if s.eloopsErr != nil {
-		ln.Close()
-		return s.eloopsErr
-	}
-	if s.eloops != nil {
-		return s.eloops.Serve(ln)
-	}
-	if !s.trackListener(ln, true) {
-		ln.Close()
-		return ErrServerClosed
-	}
-	defer s.trackListener(ln, false)
-	var backoff time.Duration
-	for {
-		if !s.takeSlot() {
-			return ErrServerClosed
-		}
-		c, err := ln.Accept()
-		if err != nil {
-			s.freeSlot()
-			if s.closing.Load() || errors.Is(err, net.ErrClosed) {
-				return ErrServerClosed
-			}
-			s.stats.AcceptErrs.Add(1)
-			backoff = nextAcceptBackoff(backoff)
-			s.logAccept.Do(func() { s.logger().Error("accept failed", "err", err, "retry_in", backoff) })
-			time.Sleep(backoff)
-			continue
-		}
-		backoff = 0
-		s.stats.Accepted.Add(1)
-		s.startConn(c)
-	}
+	return s.plane.Serve(ln)
 }
 
 // nextAcceptBackoff is the pause after a failed accept: 5 ms, doubling to 1 s (both planes).
@@ -215,111 +134,12 @@ func nextAcceptBackoff(prev time.Duration) time.Duration {
 	return min(max(2*prev, 5*time.Millisecond), time.Second)
 }
 
-func (s *Server) startConn(nc net.Conn) {
-	tc, ok := nc.(*net.TCPConn)
-	if !ok {
-		s.logger().Error("listener is not TCP; closing connection", "client", nc.RemoteAddr())
-		nc.Close()
-		s.freeSlot()
-		return
-	}
-	c := &conn{srv: s, client: tc}
-	if !s.track(c) {
-		tc.Close()
-		s.freeSlot()
-		return
-	}
-	go c.serve()
-}
-
-func (s *Server) trackListener(ln net.Listener, add bool) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !add {
-		delete(s.listeners, ln)
-		s.loops.Done()
-		return true
-	}
-	if s.closing.Load() {
-		return false
-	}
-	if s.listeners == nil {
-		s.listeners = make(map[net.Listener]struct{})
-	}
-	s.listeners[ln] = struct{}{}
-	s.loops.Add(1)
-	return true
-}
-
-// track registers a connection. A connection accepted while Shutdown begins is still served
-// (during an upgrade it was meant for this process and nobody else will take it): Shutdown
-// waits for the Serve loops to return before it waits on wg, so wg never grows from zero
-// during that wait. Only once Shutdown has given up (forced) are new ones refused.
-func (s *Server) track(c *conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.forced {
-		return false
-	}
-	if s.conns == nil {
-		s.conns = make(map[*conn]struct{})
-	}
-	s.conns[c] = struct{}{}
-	s.wg.Add(1)
-	return true
-}
-
-// untrack forgets a connection that has ended and frees its MaxConns slot.
-func (s *Server) untrack(c *conn) {
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
-	s.freeSlot()
-	s.wg.Done()
-}
-
 // Shutdown stops accepting, then waits for established connections to end. When ctx ends
 // first it closes them, waits for their goroutines and returns ctx's error. Calling it twice
 // is safe.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.init()
-	if s.eloops != nil {
-		return s.eloops.Shutdown(ctx)
-	}
-	s.closing.Store(true)
-	s.doneOnce.Do(func() { close(s.done) })
-	s.mu.Lock()
-	var errs []error
-	for ln := range s.listeners {
-		if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
-			errs = append(errs, fmt.Errorf("close listener %s: %w", ln.Addr(), err))
-		}
-	}
-	s.mu.Unlock()
-	done := make(chan struct{})
-	go func() { s.loops.Wait(); s.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		s.closeAll()
-		<-done
-		errs = append(errs, ctx.Err())
-	}
-	return errors.Join(errs...)
-}
-
-// closeAll aborts every established connection and every dial in progress.
-func (s *Server) closeAll() {
-	s.cancelBase()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.forced = true
-	for c := range s.conns {
-		c.client.Close()
-		if b := c.backend.Load(); b != nil {
-			b.Close()
-		}
-	}
+	return s.plane.Shutdown(ctx)
 }
 
 // CloseBackend resets every connection going to the backend with the given key, including
@@ -327,30 +147,13 @@ func (s *Server) closeAll() {
 // it after taking the backend out of picking.
 func (s *Server) CloseBackend(key string) int {
 	s.init()
-	if s.eloops != nil {
-		return s.eloops.CloseBackend(key)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for c := range s.conns {
-		if b := c.picked.Load(); b != nil && b.Key() == key {
-			c.reset()
-			n++
-		}
-	}
-	return n
+	return s.plane.CloseBackend(key)
 }
 
 // ActiveConns is the number of client connections being served.
 func (s *Server) ActiveConns() int {
 	s.init()
-	if s.eloops != nil {
-		return s.eloops.ActiveConns()
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.conns)
+	return s.plane.ActiveConns()
 }
 
 func addrPort(a net.Addr) netip.AddrPort {

@@ -25,6 +25,15 @@ const (
 	StateDraining State = "draining" // drained by the admin API; established connections run on
 )
 
+// States lists every State, in the order above: what a backend can be reported as.
+func States() []State {
+	return []State{StateUp, StateStatic, StateExpired, StateRemoved, StateDown, StateDraining}
+}
+
+// Pickable reports whether a backend in state s may be chosen for new connections (a backend
+// at its connection limit is still pickable: it takes the next one when a connection ends).
+func (s State) Pickable() bool { return s == StateUp || s == StateStatic }
+
 // Backend is one registered server. Its fields are guarded by the owning Pool's mu; callers
 // outside the package see it only through its accessors and Snapshot.
 type Backend struct {
@@ -50,6 +59,10 @@ type Backend struct {
 	created time.Time
 	ramp    ramp // slow start (slowstart.go)
 
+	rrSlot   int32  // position in its round-robin class; -1 when not a member (roundrobin.go)
+	rrWeight int16  // the weight of that class
+	rrRound  uint32 // 1 + the class round of its last turn; 0 if none
+
 	// Atomic, outside Pool.mu: the data path adds to them per chunk without taking the lock.
 	bytesIn  atomic.Uint64 // client → backend
 	bytesOut atomic.Uint64 // backend → client
@@ -60,7 +73,7 @@ type Backend struct {
 	// Pads the struct to 384 bytes, a size class of whole cache lines: every Backend then
 	// starts a line, so its pick fields take two lines and no other backend's byte counters
 	// share them (TestBackendFillsWholeCacheLines).
-	_ [28]byte
+	_ [4]byte
 }
 
 func newBackend(a Address, weight int, static bool, now time.Time) *Backend {
@@ -77,6 +90,7 @@ func newBackend(a Address, weight int, static bool, now time.Time) *Backend {
 		index:         -1,
 		eff:           int64(weight) * permille,
 		health:        health{retryIndex: -1},
+		rrSlot:        -1,
 	}
 }
 
@@ -125,6 +139,8 @@ type Status struct {
 	LastErrorTime time.Time // when LastError happened; zero if none
 	BytesIn       uint64    // carried client → backend, over every connection so far
 	BytesOut      uint64    // carried backend → client
+	Static        bool      // configured at start (--backend, config file), not registered by heartbeat
+	ChecksFailed  uint64    // active health checks failed since it was registered
 }
 
 func (b *Backend) status(now time.Time, ttl time.Duration) Status {
@@ -141,6 +157,8 @@ func (b *Backend) status(now time.Time, ttl time.Duration) Status {
 		LastErrorTime: b.health.lastErrTime,
 		BytesIn:       b.bytesIn.Load(),
 		BytesOut:      b.bytesOut.Load(),
+		Static:        b.static,
+		ChecksFailed:  b.health.checksFailed,
 	}
 }
 

@@ -14,7 +14,7 @@ import (
 // per proxied connection, at several pool sizes, serially and from every core at once. Each
 // pick comes from another client address, so that the hashing policies read the whole table.
 func BenchmarkAcquireRelease(b *testing.B) {
-	for _, policy := range []pool.Policy{pool.LeastConn, pool.P2C, pool.Maglev, pool.Hash} {
+	for _, policy := range []pool.Policy{pool.LeastConn, pool.P2C, pool.Maglev, pool.RoundRobin, pool.Hash} {
 		for _, n := range []int{10, 1000, 100000} {
 			if policy == pool.Hash && n > 1000 {
 				continue // rendezvous hashing is O(n) by design; see BenchmarkHashLarge

@@ -15,6 +15,9 @@
 // switch its order off: for them the live backends are a plain slice and a pick is O(1).
 // Maglev reads a lookup table that a builder goroutine rebuilds, off the pick path, when
 // membership or weights change (maglev.go, maglev_ring.go); WaitTable waits for it.
+// RoundRobin (smooth weighted round robin, as nginx) keeps the live backends in one ring per
+// weight as they enter and leave the heap, and a pick steps over the weights, not the
+// backends (roundrobin.go).
 //
 // A backend that misses its heartbeat for TTL is never picked again (checked at pick time) and
 // is forgotten by Sweep once its last connection has ended; until then it stays listed, so a

@@ -28,7 +28,8 @@ type health struct {
 	retryIndex int           // position in Pool.retry; -1 when not waiting out a backoff
 	trialing   bool          // a connection is dialing it after its backoff ended
 
-	fails, passes int // active check results in a row
+	fails, passes int    // active check results in a row
+	checksFailed  uint64 // active checks failed since the backend was registered
 
 	lastErr     string
 	lastErrTime time.Time
@@ -146,6 +147,7 @@ func (p *Pool) ReportCheck(b *Backend, err error) {
 	}
 	h.passes = 0
 	h.fails++
+	h.checksFailed++
 	p.noteError(b, now, err)
 	if h.fails >= fall && !(h.down && h.byChecks) {
 		p.markDown(b, now, false, err)

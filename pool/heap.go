@@ -10,6 +10,19 @@ package pool
 type liveHeap struct {
 	items     []*Backend
 	unordered bool
+	rr        *rrSchedule // the round-robin schedule of items; nil for other policies
+}
+
+// setRoundRobin starts keeping the round-robin schedule of the items, once, when the pool's
+// policy is RoundRobin.
+func (h *liveHeap) setRoundRobin(on bool) {
+	if !on || h.rr != nil {
+		return
+	}
+	h.rr = &rrSchedule{}
+	for _, b := range h.items {
+		h.rr.add(b)
+	}
 }
 
 // setOrdered switches heap order on or off. Switching it on sorts the items into a heap:
@@ -48,6 +61,9 @@ func (h *liveHeap) push(b *Backend) {
 	b.index = len(h.items)
 	h.items = append(h.items, b)
 	h.up(b.index)
+	if h.rr != nil {
+		h.rr.add(b)
+	}
 }
 
 // remove takes b out of the heap; b.index becomes -1.
@@ -59,13 +75,19 @@ func (h *liveHeap) remove(b *Backend) {
 	h.items[last] = nil
 	h.items = h.items[:last]
 	b.index = -1
+	if h.rr != nil {
+		h.rr.remove(b)
+	}
 	if i != last {
 		h.fix(i)
 	}
 }
 
-// fix restores the heap order after the backend at i changed its load.
+// fix restores the heap order after the backend at i changed its load or weight.
 func (h *liveHeap) fix(i int) {
+	if h.rr != nil {
+		h.rr.reweigh(h.items[i])
+	}
 	if !h.down(i) {
 		h.up(i)
 	}

@@ -36,16 +36,22 @@ var (
 	// (maglev.go). When its choice cannot take the connection it falls back to the least
 	// loaded backend, as Hash does, or in pools of more than 64 live backends to P2C.
 	Maglev Policy = maglev{}
+	// RoundRobin is smooth weighted round robin, as nginx does it: each backend in turn, as
+	// often as its weight says, spread evenly (weights 1 and 2: b, a, b, b, a, b...), and
+	// exact over sequential connections where LeastConn's weights only show under
+	// concurrency. A pick costs O(k) for k distinct weights and nothing per backend: O(1)
+	// however large the pool (roundrobin.go).
+	RoundRobin Policy = roundRobin{}
 )
 
 // ParsePolicy returns the policy with the given --balance name.
 func ParsePolicy(name string) (Policy, error) {
-	for _, p := range []Policy{LeastConn, P2C, Hash, Maglev} {
+	for _, p := range []Policy{LeastConn, P2C, Hash, Maglev, RoundRobin} {
 		if p.Name() == name {
 			return p, nil
 		}
 	}
-	return nil, fmt.Errorf("unknown balance policy %q (want leastconn, p2c, hash or maglev)", name)
+	return nil, fmt.Errorf("unknown balance policy %q (want leastconn, p2c, hash, maglev or roundrobin)", name)
 }
 
 // candidates is the view a policy picks from: the live heap, and what makes a live backend

@@ -24,6 +24,12 @@ var (
 )
 
 // Picker is what a data plane needs from a registry. Every method is safe for concurrent use.
+//
+// Acquire, Release and ReportDial are called on an event loop's thread (the epoll data plane),
+// which every connection of that loop shares: they must not block (no network or disk I/O, no
+// lock held across either, no waiting) and must not log synchronously; log through a
+// non-blocking handler (internal/asynclog) instead. AcquireWait may block: the loops call it
+// on a goroutine of its own.
 type Picker interface {
 	// Acquire picks a live backend other than those in exclude and counts one connection on
 	// it, in one step. When every live backend is at its connection limit it returns ErrFull.
@@ -290,6 +296,7 @@ func (p *Pool) acquire(now time.Time, client netip.Addr, exclude []*Backend) (*B
 	p.stepRamps(now)
 	policy := p.policy()
 	p.live.setOrdered(policy.ordered())
+	p.live.setRoundRobin(policy == RoundRobin)
 	for len(p.live.items) > 0 && p.live.items[0].expired(now, p.TTL) {
 		p.tableExpired(p.live.items[0])
 		p.live.remove(p.live.items[0])

@@ -373,13 +373,13 @@ func TestHashKeepsClientsWhenPoolChanges(t *testing.T) {
 }
 
 func TestParsePolicy(t *testing.T) {
-	for _, name := range []string{"leastconn", "p2c", "hash"} {
+	for _, name := range []string{"leastconn", "p2c", "hash", "maglev", "roundrobin"} {
 		p, err := pool.ParsePolicy(name)
 		if err != nil || p.Name() != name {
 			t.Errorf("ParsePolicy(%q) = %v, %v", name, p, err)
 		}
 	}
-	if _, err := pool.ParsePolicy("roundrobin"); err == nil {
+	if _, err := pool.ParsePolicy("random"); err == nil {
 		t.Error("unknown policy accepted")
 	}
 }

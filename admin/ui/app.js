@@ -89,7 +89,7 @@ function renderSummary(st) {
   if (st.connections_rejected !== undefined) parts.push(`${num(st.connections_rejected)} rejected`);
   if (st.connections_failed !== undefined) parts.push(`${num(st.connections_failed)} failed`);
   if (st.connections_full) parts.push(`${num(st.connections_full)} turned away (backends full)`);
-  if (st.version) parts.push(`fulcrum ${st.version}`);
+  if (st.version) parts.push(`fulcrum ${st.version}` + (st.revision ? ` (revision ${st.revision})` : ""));
   document.getElementById("summary").textContent = parts.join(" · ");
 }
 
@@ -110,8 +110,12 @@ function renderFilter(st) {
   filter.value = chosen;
 }
 
-// renderHeader adds the Service column before Backend with several services, and takes it
-// away again with one.
+// anyError is whether a backend the table shows has a last error: only then is the Last error
+// column there.
+const anyError = (st) => st.servers.some((s) => shown(serviceOf(s)) && s.last_error);
+
+// renderHeader adds the Service column before Backend with several services, and the Last
+// error column after Weight when a backend shown has one, and takes them away again.
 function renderHeader(st) {
   const row = document.querySelector("#backends thead tr");
   const has = row.cells[0].dataset.column === "service";
@@ -122,7 +126,37 @@ function renderHeader(st) {
   } else if (!several(st) && has) {
     row.cells[0].remove();
   }
+  const lastCell = row.cells[row.cells.length - 1];
+  const hasError = lastCell.dataset.column === "error";
+  if (anyError(st) && !hasError) {
+    const th = el("th", "Last error", "error");
+    th.dataset.column = "error";
+    row.append(th);
+  } else if (!anyError(st) && hasError) {
+    lastCell.remove();
+  }
   document.getElementById("backends").classList.toggle("with-service", several(st));
+}
+
+// isStatic: configured, not heartbeating. A balancer without the static field says so by state.
+const isStatic = (s) => s.static === undefined ? s.state === "static" : s.static;
+
+// shared is whether a registry shared by several balancers (etcd) keeps the backends: there a
+// backend lives by its lease, renewed through any balancer, and this one cannot tell its age.
+const shared = (st) => st.registry !== undefined && st.registry !== "memory";
+
+// ageText is a backend's heartbeat age, or a dash where none means anything.
+function ageText(st, s) {
+  if (isStatic(s)) return "—";
+  if (shared(st)) return "—";
+  return formatAge(st.timestamp - s.last_heartbeat);
+}
+
+// errorText is why a backend last failed, and how long ago.
+function errorText(st, s) {
+  if (!s.last_error) return "—";
+  const ago = s.last_error_time ? ` (${formatAge(st.timestamp - s.last_error_time)} ago)` : "";
+  return s.last_error + ago;
 }
 
 function renderTable(st) {
@@ -131,7 +165,6 @@ function renderTable(st) {
     const tr = el("tr");
     tr.dataset.backend = key;
     tr.dataset.service = serviceOf(s);
-    const age = s.state === "static" ? "—" : formatAge(st.timestamp - s.last_heartbeat);
     const cells = [
       el("td", key),
       el("td", s.state, `state state-${s.state}`),
@@ -139,11 +172,13 @@ function renderTable(st) {
       el("td", num(s.total_conns)),
       el("td", formatBytes(s.bytes_in)),
       el("td", formatBytes(s.bytes_out)),
-      el("td", age),
+      el("td", ageText(st, s)),
       el("td", String(s.weight)),
     ];
     cells[4].title = `${num(s.bytes_in)} bytes`;
     cells[5].title = `${num(s.bytes_out)} bytes`;
+    if (shared(st) && !isStatic(s)) cells[6].title = `kept by its lease in the ${st.registry} registry`;
+    if (anyError(st)) cells.push(el("td", errorText(st, s), s.state === "down" ? "error error-down" : "error"));
     if (several(st)) cells.unshift(el("td", serviceOf(s), "service"));
     tr.append(...cells);
     return tr;

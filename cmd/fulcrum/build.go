@@ -74,10 +74,10 @@ func maintenance(cfg *config, sc serviceConfig) pool.Maintenance {
 // apart because a Prometheus counter must not start again when a backend is forgotten and
 // registered anew) and the access log.
 type observers struct {
-	metrics   *admin.Metrics    // nil with --metrics=false
-	accessLog listener.Observer // nil without --access-log
-	logFile   *reopenFile       // the access log's file, reopened on SIGUSR1; nil without one or with -
-	closeLog  func()            // closes the access log; call it once the servers have shut down
+	metrics   *admin.Metrics      // nil with --metrics=false
+	accessLog *listener.AccessLog // nil without --access-log
+	logFile   *reopenFile         // the access log's file, reopened on SIGUSR1; nil without one or with -
+	closeLog  func()              // closes the access log; call it once the servers have shut down
 }
 
 func newObservers(cfg *config, services []*service) (*observers, error) {
@@ -108,7 +108,7 @@ func (o *observers) forService(name string) listener.Observers {
 		list = append(list, o.metrics.ForService(name))
 	}
 	if o.accessLog != nil {
-		list = append(list, o.accessLog)
+		list = append(list, o.accessLog.ForService(name))
 	}
 	return list
 }

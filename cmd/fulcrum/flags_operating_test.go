@@ -64,15 +64,15 @@ func TestAccessLogObserver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	list := obs.forService(pool.DefaultService)
+	list := obs.forService("web")
 	srv := newServer(cfg, defaultService(cfg), p, list, newShared(cfg))
-	if len(list) != 3 || obs.metrics == nil || list[2] != obs.accessLog || srv.ProxyProtocol.Send != 2 {
+	if _, ok := list[2].(*listener.AccessLog); len(list) != 3 || obs.metrics == nil || !ok || srv.ProxyProtocol.Send != 2 {
 		t.Fatalf("observers %#v, proxy %+v", list, srv.ProxyProtocol)
 	}
 	list[2].Rejected(netip.MustParseAddrPort("192.0.2.1:5"), os.ErrClosed)
 	obs.closeLog()
 	b, _ := os.ReadFile(path)
-	if lines := strings.Split(strings.TrimSpace(string(b)), "\n"); len(lines) != 2 || lines[0] != `{"earlier":true}` || !strings.Contains(lines[1], `"client":"192.0.2.1:5"`) {
+	if lines := strings.Split(strings.TrimSpace(string(b)), "\n"); len(lines) != 2 || lines[0] != `{"earlier":true}` || !strings.Contains(lines[1], `"service":"web","client":"192.0.2.1:5"`) {
 		t.Errorf("access log file:\n%s", b)
 	}
 	cfg.operating.accessLog = filepath.Join(path, "not-a-dir", "x")

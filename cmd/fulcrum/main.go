@@ -5,15 +5,12 @@ package main
 import (
 	"fmt"
 	"os"
-	"runtime/debug"
 	"strings"
 
 	"github.com/urfave/cli/v2"
-)
 
-// version is set at link time (-ldflags "-X main.version=v1.2.3"); otherwise the module
-// version from the build info is used.
-var version = ""
+	"github.com/fulcrumlb/fulcrum/internal/buildinfo"
+)
 
 func main() {
 	if err := newApp(&upgrades{}).Run(os.Args); err != nil {
@@ -27,9 +24,10 @@ func main() {
 // newApp builds the command line; u hands SIGHUP upgrades to the process's first serve.
 func newApp(u *upgrades) *cli.App {
 	return &cli.App{
-		Name:     "fulcrum",
-		Usage:    "a TCP load balancer with heartbeat registration and exact least-connections",
-		Version:  appVersion(),
+		Name:  "fulcrum",
+		Usage: "a TCP load balancer with heartbeat registration and exact least-connections",
+		// --version: module version, VCS revision, Go version
+		Version:  buildinfo.Read().String(),
 		Commands: withUsageErrors(append([]*cli.Command{withProfiling(serveCommand(u)), benchCommand()}, onlyFlags(clientCommands())...)), // client.go: status, add, remove, drain, undrain, heartbeat; bench.go: bench
 		// usage.go: a misspelt command or a bad flag value is one line, not the usage text.
 		Action:       unknownCommand,
@@ -37,12 +35,6 @@ func newApp(u *upgrades) *cli.App {
 	}
 }
 
-func appVersion() string {
-	if version != "" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
-	}
-	return "devel"
-}
+// appVersion is the module version alone ("devel" for a build from a checkout); a release
+// build may set it at link time (see package buildinfo).
+func appVersion() string { return buildinfo.Read().Version }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/fulcrumlb/fulcrum/internal/asynclog"
 	"github.com/fulcrumlb/fulcrum/pool"
 	"github.com/fulcrumlb/fulcrum/pool/etcdreg"
 )
@@ -50,7 +51,7 @@ func coreFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "connect-timeout", Value: 5 * time.Second, Usage: "timeout of one dial to a backend", EnvVars: env("CONNECT_TIMEOUT")},
 		&cli.IntFlag{Name: "retries", Value: 2, Usage: "other backends to try after a failed dial", EnvVars: env("RETRIES")},
 		&cli.DurationFlag{Name: "drain-timeout", Value: 30 * time.Second, Usage: "on SIGINT/SIGTERM, how long established connections may run on", EnvVars: env("DRAIN_TIMEOUT")},
-		&cli.StringFlag{Name: "balance", Value: "leastconn", Usage: "policy: leastconn, p2c, hash or maglev", EnvVars: env("BALANCE")},
+		&cli.StringFlag{Name: "balance", Value: "leastconn", Usage: "policy: leastconn (fewest connections per weight), p2c, hash, maglev, or roundrobin (smooth weighted round robin: exact weight shares even for sequential connections)", EnvVars: env("BALANCE")},
 		&cli.StringSliceFlag{Name: "trusted-proxy", Usage: "`CIDR` whose X-Forwarded-For/X-Real-IP the admin API believes (repeatable)", EnvVars: env("TRUSTED_PROXY")},
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: env("LOG_LEVEL")},
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json", EnvVars: env("LOG_FORMAT")},
@@ -189,9 +190,9 @@ func serve(c *cli.Context, u *upgrades) error {
 // run serves until ctx ends, then drains for up to cfg.drainTimeout. It builds every part
 // from cfg, then starts them.
 func run(ctx context.Context, cfg *config) error {
-	poolLog := newAsyncLog(cfg.log.Handler()) // pools log from event-loop threads too
-	defer poolLog.close()
-	services, err := newPools(cfg, poolLog.logger())
+	poolLog := asynclog.New(cfg.log.Handler(), asynclog.DefaultQueue) // pools log from event-loop threads too
+	defer poolLog.Close()
+	services, err := newPools(cfg, poolLog.Logger())
 	if err != nil {
 		return err
 	}

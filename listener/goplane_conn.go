@@ -16,7 +16,7 @@ import (
 // conn owns one client connection from accept to close. Its goroutine runs serve; CloseBackend
 // and a forced Shutdown reach it from other goroutines through picked and backend.
 type conn struct {
-	srv     *Server
+	srv     *goPlane
 	client  *net.TCPConn
 	picked  atomic.Pointer[pool.Backend] // the backend being dialed or served; nil before the pick
 	backend atomic.Pointer[net.TCPConn]  // the dialed socket; nil until a dial succeeds
@@ -50,14 +50,14 @@ func (c *conn) serve() {
 // whole life.
 func (c *conn) end() {
 	if v := recover(); v != nil {
-		c.srv.logger().Error("panic serving connection", "client", c.client.RemoteAddr(), "panic", v, "stack", string(debug.Stack()))
+		c.srv.book.panicked(c.client.RemoteAddr(), v, debug.Stack())
 		c.client.Close()
 		if b := c.backend.Load(); b != nil {
 			b.Close()
 		}
 	}
 	if c.info.Backend != nil {
-		c.srv.release(c.info.Backend)
+		c.srv.book.release(c.info.Backend)
 	}
 	c.srv.untrack(c)
 }
@@ -71,34 +71,30 @@ func (c *conn) connect() error {
 	for attempt := 0; attempt <= s.Retries; attempt++ {
 		b, err := s.acquire(client, tried)
 		if err != nil {
-			s.noBackend(c.info.Client, attempt, err)
+			s.book.noBackend(c.info.Client, attempt > 0, err)
 			return err
 		}
 		c.picked.Store(b)
 		bc, err := s.dial(b)
-		s.Picker.ReportDial(b, err)
 		if err == nil {
 			c.backend.Store(bc)
 			c.info.Backend = b
 			return nil
 		}
-		s.release(b)
-		s.dialFailed(b, client, err)
+		s.book.dialFailed(b, client, err)
 		tried = append(tried, b)
 	}
-	s.stats.Failed.Add(1)
-	return fmt.Errorf("%d dials failed", len(tried))
+	return s.book.dialsExhausted(len(tried))
 }
 
-// proxy moves the bytes until both directions have ended and both sockets are closed. A
-// batching meter hands on its last bytes even after a panic.
+// proxy moves the bytes until both directions have ended and both sockets are closed. The
+// meter is flushed in a defer, not by closed, so that a batching meter hands on its last bytes
+// even after a panic.
 func (c *conn) proxy(rest []byte) {
 	s := c.srv
-	var m Meter
-	if s.Observer != nil {
-		if m = s.Observer.Opened(&c.info); m != nil {
-			defer m.Flush()
-		}
+	m := s.book.opened(&c.info)
+	if m != nil {
+		defer m.Flush()
 	}
 	backend := c.backend.Load()
 	var t Traffic
@@ -107,16 +103,12 @@ func (c *conn) proxy(rest []byte) {
 	} else {
 		t = s.path.Join(c.client, backend, m)
 	}
-	if s.Observer != nil {
-		s.Observer.Closed(&c.info, t)
-	}
+	s.book.closed(&c.info, t, nil)
 }
 
 // reject closes a client that never reached a backend.
 func (c *conn) reject(err error) {
-	if c.srv.Observer != nil {
-		c.srv.Observer.Rejected(c.info.Client, err)
-	}
+	c.srv.book.rejected(c.info.Client, err)
 	c.client.Close()
 }
 
@@ -133,7 +125,7 @@ func (c *conn) reset() {
 
 // acquire picks a backend. When every backend is full the client waits up to QueueTimeout for
 // a slot; Shutdown's final cancel ends the wait too.
-func (s *Server) acquire(client netip.Addr, tried []*pool.Backend) (*pool.Backend, error) {
+func (s *goPlane) acquire(client netip.Addr, tried []*pool.Backend) (*pool.Backend, error) {
 	b, err := s.Picker.Acquire(client, tried)
 	if !errors.Is(err, pool.ErrFull) || s.QueueTimeout <= 0 {
 		return b, err
@@ -141,37 +133,6 @@ func (s *Server) acquire(client netip.Addr, tried []*pool.Backend) (*pool.Backen
 	ctx, cancel := context.WithTimeout(s.baseCtx, s.QueueTimeout)
 	defer cancel()
 	return s.Picker.AcquireWait(ctx, client, tried)
-}
-
-func (s *Server) release(b *pool.Backend) {
-	if err := s.Picker.Release(b); err != nil {
-		s.stats.ReleaseBugs.Add(1)
-		s.logger().Error("connection count out of step", "backend", b.Key(), "err", err)
-	}
-}
-
-func (s *Server) noBackend(client netip.AddrPort, attempt int, err error) {
-	if errors.Is(err, pool.ErrFull) {
-		s.stats.QueueDrops.Add(1)
-		s.logNoPeer.Do(func() {
-			s.logger().Warn("every backend is full; closing client", "client", client, "err", err)
-		})
-		return
-	}
-	if attempt > 0 {
-		s.stats.Failed.Add(1) // tried some, none left to try
-		return
-	}
-	s.stats.Rejected.Add(1)
-	s.logNoPeer.Do(func() { s.logger().Warn("rejecting client", "client", client, "err", err) })
-}
-
-func (s *Server) dialFailed(b *pool.Backend, client netip.Addr, err error) {
-	s.stats.DialErrors.Add(1)
-	if s.Observer != nil {
-		s.Observer.DialFailed(b, err)
-	}
-	s.logDialErr.Do(func() { s.logger().Warn("backend dial failed", "backend", b.Key(), "client", client, "err", err) })
 }
 
 // dialed is the outcome of one dial.
@@ -183,7 +144,7 @@ type dialed struct {
 // dial connects to b on a short-lived goroutine of its own. A dial grows its goroutine's stack
 // to 8 KiB or more; the connection's goroutine, which may then sit idle for hours, would keep
 // that stack for its whole life (measured: 11.8 against 15.6 KiB per idle connection).
-func (s *Server) dial(b *pool.Backend) (*net.TCPConn, error) {
+func (s *goPlane) dial(b *pool.Backend) (*net.TCPConn, error) {
 	done := make(chan dialed, 1)
 	go s.dialInto(b, done)
 	d := <-done
@@ -192,12 +153,12 @@ func (s *Server) dial(b *pool.Backend) (*net.TCPConn, error) {
 
 // dialInto is the dial's goroutine, named so stack dumps say what it is; it ends when the
 // dial does (bounded by ConnectTimeout and by a forced Shutdown).
-func (s *Server) dialInto(b *pool.Backend, done chan<- dialed) {
+func (s *goPlane) dialInto(b *pool.Backend, done chan<- dialed) {
 	c, err := s.dialNow(b)
 	done <- dialed{c, err}
 }
 
-func (s *Server) dialNow(b *pool.Backend) (*net.TCPConn, error) {
+func (s *goPlane) dialNow(b *pool.Backend) (*net.TCPConn, error) {
 	ctx, cancel := context.WithTimeout(s.baseCtx, s.connectTimeout())
 	defer cancel()
 	// No TCP keepalive: Go's default costs four setsockopt calls per dial, and the idle

@@ -9,10 +9,6 @@ import (
 	"unsafe"
 )
 
-// smallRead is the buffer for reads below the splice threshold. A read that fills it means a
-// bulk transfer is under way, and the pump switches to splice (HAProxy's splice-auto idea).
-const smallRead = 16 << 10
-
 var smallBufs = sync.Pool{New: func() any { b := make([]byte, smallRead); return &b }}
 
 // pump moves one direction of a connection. It waits for data holding nothing (no buffer, no

@@ -16,23 +16,6 @@ type DataPath interface {
 	Join(client, backend *net.TCPConn, m Meter) Traffic
 }
 
-// Meter is told how many bytes moved, chunk by chunk, while a connection runs, so counters
-// can move before the connection ends. Moved is called from both directions' goroutines.
-type Meter interface {
-	Moved(up bool, n int64) // up: client → backend
-	// Flush is called once, after both directions have ended (just after Observer.Closed):
-	// a meter records there what covers the whole connection (metrics: its lifetime on the
-	// backend it measured), or hands on what it batched.
-	Flush()
-}
-
-// Traffic is what a joined connection carried and how it ended.
-type Traffic struct {
-	Up   int64 // bytes client → backend
-	Down int64 // bytes backend → client
-	Err  error // the first error in either direction; nil when both ended with FIN
-}
-
 // Splice is the DataPath that lets the kernel move the bulk of the bytes. Each direction waits
 // for data holding nothing, then moves it in steps (pump): a small message is read once into a
 // pooled 16 KiB buffer and written (two syscalls, cheaper than splice for a few bytes); once a

@@ -1,15 +1,11 @@
 package listener
 
 import (
-	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 )
-
-// ErrIdle is the Traffic.Err of a connection closed by Splice.IdleTimeout.
-var ErrIdle = errors.New("idle timeout")
 
 // idleWatch closes a proxied connection on which no byte has moved either way for timeout,
 // half-closed connections included.

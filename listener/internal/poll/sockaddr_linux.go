@@ -1,20 +1,22 @@
 //go:build linux
 
-package listener
+package poll
 
 import (
 	"encoding/binary"
 	"net/netip"
+	"os"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// acceptConn accepts one connection, non-blocking and close-on-exec, with its peer's address.
+// Accept accepts one connection, non-blocking and close-on-exec, with its peer's address.
 // unix.Accept4 would ask the listener's protocol (getsockopt SO_PROTOCOL, for L2TP) and
 // allocate a Sockaddr on every call: a system call and an allocation per connection that a
 // TCP listener does not need.
-func acceptConn(lfd int) (int, netip.AddrPort, error) {
+func Accept(lfd int) (int, netip.AddrPort, error) {
 	var rsa unix.RawSockaddrAny
 	n := uint32(unix.SizeofSockaddrAny)
 	fd, _, errno := unix.Syscall6(unix.SYS_ACCEPT4, uintptr(lfd), uintptr(unsafe.Pointer(&rsa)),
@@ -25,8 +27,8 @@ func acceptConn(lfd int) (int, netip.AddrPort, error) {
 	return int(fd), rawAddrPort(&rsa), nil
 }
 
-// localAddrPort is the address a socket is bound to (getsockname), read as acceptConn does.
-func localAddrPort(fd int) (netip.AddrPort, error) {
+// LocalAddrPort is the address a socket is bound to (getsockname), read as Accept does.
+func LocalAddrPort(fd int) (netip.AddrPort, error) {
 	var rsa unix.RawSockaddrAny
 	n := uint32(unix.SizeofSockaddrAny)
 	_, _, errno := unix.RawSyscall(unix.SYS_GETSOCKNAME, uintptr(fd), uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&n)))
@@ -53,4 +55,25 @@ func rawAddrPort(rsa *unix.RawSockaddrAny) netip.AddrPort {
 // networkPort reads a port kept in network byte order.
 func networkPort(p *uint16) uint16 {
 	return binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(p))[:])
+}
+
+// Sockaddr converts an address for connect(2): its family and socket address.
+func Sockaddr(ap netip.AddrPort) (int, unix.Sockaddr) {
+	if a := ap.Addr(); a.Is4() || a.Is4In6() {
+		return unix.AF_INET, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: a.Unmap().As4()}
+	}
+	return unix.AF_INET6, &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+}
+
+// SocketError is a socket's pending error (SO_ERROR) as a system call error of op ("read",
+// "connect"), so that callers can tell resets and timeouts apart as usual; nil if none.
+func SocketError(fd int, op string) error {
+	errno, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err == nil && errno != 0 {
+		err = syscall.Errno(errno)
+	}
+	if err != nil {
+		return os.NewSyscallError(op, err)
+	}
+	return nil
 }

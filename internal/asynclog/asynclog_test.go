@@ -1,4 +1,4 @@
-package main
+package asynclog
 
 import (
 	"bytes"
@@ -14,12 +14,12 @@ import (
 // are all written once close returns, in order.
 func TestAsyncLogWritesEverythingByClose(t *testing.T) {
 	var buf bytes.Buffer
-	a := newAsyncLog(slog.NewTextHandler(&buf, nil))
-	log := a.logger().With("service", "db")
+	a := New(slog.NewTextHandler(&buf, nil), 0)
+	log := a.Logger().With("service", "db")
 	for i := range 100 {
 		log.Info("backend down", "n", i)
 	}
-	a.close()
+	a.Close()
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
 	if len(lines) != 100 || !strings.Contains(lines[0], "service=db") || !strings.Contains(lines[99], "n=99") {
 		t.Fatalf("%d lines:\n%s", len(lines), buf.String())
@@ -31,12 +31,12 @@ func TestAsyncLogWritesEverythingByClose(t *testing.T) {
 func TestAsyncLogNeverBlocks(t *testing.T) {
 	gate := make(chan struct{})
 	var buf bytes.Buffer
-	a := newAsyncLog(blockingHandler{Handler: slog.NewTextHandler(&buf, nil), gate: gate})
-	log := a.logger()
+	a := New(blockingHandler{Handler: slog.NewTextHandler(&buf, nil), gate: gate}, 0)
+	log := a.Logger()
 	flooded := make(chan struct{})
 	go func() {
 		defer close(flooded)
-		for range 3 * asyncQueue {
+		for range 3 * DefaultQueue {
 			log.Info("flood")
 		}
 	}()
@@ -46,9 +46,9 @@ func TestAsyncLogNeverBlocks(t *testing.T) {
 		t.Fatal("logging blocked while the writer was stuck")
 	}
 	close(gate)
-	a.close()
-	if !strings.Contains(buf.String(), "log records dropped") || a.dropped.Load() == 0 {
-		t.Fatalf("no drop reported: %d dropped", a.dropped.Load())
+	a.Close()
+	if !strings.Contains(buf.String(), "log records dropped") || a.Dropped() == 0 {
+		t.Fatalf("no drop reported: %d dropped", a.Dropped())
 	}
 }
 
