@@ -184,7 +184,6 @@ func fileValueOK(f cli.Flag, v any) bool {
 	return true
 }
 
-
 func normalize(f cli.Flag, v any) any {
 	switch f.(type) {
 	case *altsrc.StringSliceFlag:
