@@ -75,7 +75,7 @@ func TestSystemdUnit(t *testing.T) {
 		t.Errorf("TimeoutStopSec %v (%v): want more than the default --drain-timeout of 30s", stop, err)
 	}
 	config := writeConfig(t, "listen: 127.0.0.1:0\n")
-	for _, key := range []string{"ExecStart", "ExecStartPre"} {
+	for _, key := range []string{"ExecStart"} {
 		args := strings.Fields(u.one(t, "Service", key))
 		if len(args) < 2 || args[0] != "/usr/local/bin/fulcrum" || args[1] != "serve" {
 			t.Fatalf("%s=%v: want /usr/local/bin/fulcrum serve ...", key, args)
@@ -94,9 +94,6 @@ func TestSystemdUnit(t *testing.T) {
 		if filepath.Dir(cfg.stateFile) != "/var/lib/"+u.one(t, "Service", "StateDirectory") {
 			t.Errorf("%s: --state-file %q is not in the StateDirectory", key, cfg.stateFile)
 		}
-	}
-	if !strings.Contains(u.one(t, "Service", "ExecStartPre"), "--check") {
-		t.Error("ExecStartPre does not check the configuration")
 	}
 	if u.one(t, "Install", "WantedBy") != "multi-user.target" {
 		t.Error("not wanted by multi-user.target")
