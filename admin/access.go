@@ -232,7 +232,9 @@ func registryError(key string, err error) error {
 	case errors.Is(err, pool.ErrRegistryFull):
 		return &statusError{http.StatusTooManyRequests, err.Error()}
 	case errors.Is(err, pool.ErrUnavailable):
-		return &statusError{http.StatusServiceUnavailable, err.Error()}
+		// The cause is the etcd client's own text (gRPC codes): the log has it, the reply says
+		// what the caller can do.
+		return &statusError{http.StatusServiceUnavailable, "the shared registry (etcd) is unavailable: it cannot answer now; retry later"}
 	}
 	return err
 }

@@ -133,7 +133,7 @@ func (bk *connBook) dialFailed(b *pool.Backend, client netip.Addr, err error) {
 // dialsExhausted: every dial the retries allowed (n of them) failed; the error ends the client.
 func (bk *connBook) dialsExhausted(n int) error {
 	bk.stats.Failed.Add(1)
-	return fmt.Errorf("listener: %d dials failed", n)
+	return fmt.Errorf("%d dials failed", n)
 }
 
 // opened: the dial to info.Backend succeeded and bytes are about to flow. It returns the

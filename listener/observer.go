@@ -51,7 +51,7 @@ type Traffic struct {
 
 // ErrIdle is the Traffic.Err of a connection closed by the idle timeout (Server.IdleTimeout,
 // Splice.IdleTimeout), on either plane.
-var ErrIdle = errors.New("listener: idle timeout")
+var ErrIdle = errors.New("idle timeout")
 
 // Observers fans events out to several observers.
 type Observers []Observer

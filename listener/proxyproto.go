@@ -44,8 +44,8 @@ type ProxyProtocol struct {
 
 // Errors of the inbound PROXY header, as Observer.Rejected hears them.
 var (
-	ErrProxyHeaderMissing   = errors.New("listener: trusted peer sent no PROXY header")
-	ErrProxyHeaderUntrusted = errors.New("listener: PROXY header from a peer not trusted to send one")
+	ErrProxyHeaderMissing   = errors.New("trusted peer sent no PROXY header")
+	ErrProxyHeaderUntrusted = errors.New("PROXY header from a peer not trusted to send one")
 )
 
 // proxyHeaderBuf is the read buffer for the inbound header; the library reads a header byte by

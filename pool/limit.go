@@ -9,7 +9,7 @@ import (
 )
 
 // ErrFull is returned when every live backend is at MaxConnsPerBackend.
-var ErrFull = errors.New("pool: every live backend is at its connection limit")
+var ErrFull = errors.New("every live backend is at its connection limit")
 
 // waiter is one queued AcquireWait; it receives a single token when it may try again.
 type waiter chan struct{}

@@ -51,7 +51,7 @@ func ParsePolicy(name string) (Policy, error) {
 			return p, nil
 		}
 	}
-	return nil, fmt.Errorf("pool: unknown balance policy %q (want leastconn, p2c, hash, maglev or roundrobin)", name)
+	return nil, fmt.Errorf("unknown balance policy %q (want leastconn, p2c, hash, maglev or roundrobin)", name)
 }
 
 // candidates is the view a policy picks from: the live heap, and what makes a live backend

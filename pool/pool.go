@@ -14,13 +14,13 @@ import (
 
 // Errors the pool returns for expected situations.
 var (
-	ErrNoBackend      = errors.New("pool: no live backend")
-	ErrUnknownBackend = errors.New("pool: backend not registered")
+	ErrNoBackend      = errors.New("no live backend")
+	ErrUnknownBackend = errors.New("backend not registered")
 	ErrNotAcquired    = errors.New("pool: release without a matching acquire")
-	ErrRegistryFull   = errors.New("pool: registry is full")
+	ErrRegistryFull   = errors.New("registry is full")
 	// ErrUnavailable is a shared registry that cannot take a change now (its store does not
 	// answer): the change was not made, or its outcome is unknown; the caller may try again.
-	ErrUnavailable = errors.New("pool: shared registry unavailable")
+	ErrUnavailable = errors.New("shared registry unavailable")
 )
 
 // Picker is what a data plane needs from a registry. Every method is safe for concurrent use.
@@ -245,7 +245,7 @@ func (p *Pool) refresh(b *Backend, weight int, now time.Time) ChangeKind {
 // to MaxWeight.
 func CheckWeight(weight int) error {
 	if weight < 0 || weight > MaxWeight {
-		return fmt.Errorf("pool: weight %d outside 1..%d", weight, MaxWeight)
+		return fmt.Errorf("weight %d outside 1..%d", weight, MaxWeight)
 	}
 	return nil
 }

@@ -140,20 +140,20 @@ func checkRecords(recs []Record) ([]Address, error) {
 	for i, r := range recs {
 		host, err := ParseHost(r.Host)
 		if err != nil {
-			return nil, fmt.Errorf("pool: import record %d: %w", i, err)
+			return nil, fmt.Errorf("record %d: %w", i, err)
 		}
 		if r.Port < 1 || r.Port > 65535 {
-			return nil, fmt.Errorf("pool: import record %d: port %d outside 1..65535", i, r.Port)
+			return nil, fmt.Errorf("record %d: port %d outside 1..65535", i, r.Port)
 		}
 		if r.Weight < 1 || r.Weight > MaxWeight {
-			return nil, fmt.Errorf("pool: import record %d: weight %d outside 1..%d", i, r.Weight, MaxWeight)
+			return nil, fmt.Errorf("record %d: weight %d outside 1..%d", i, r.Weight, MaxWeight)
 		}
 		if r.LastHeartbeat.IsZero() || r.Created.IsZero() {
-			return nil, fmt.Errorf("pool: import record %d: missing heartbeat or created time", i)
+			return nil, fmt.Errorf("record %d: missing heartbeat or created time", i)
 		}
 		addrs[i] = Address{Host: host, Port: r.Port}
 		if seen[addrs[i].Key()] {
-			return nil, fmt.Errorf("pool: import record %d: %w: %s", i, errDuplicate, addrs[i].Key())
+			return nil, fmt.Errorf("record %d: %w: %s", i, errDuplicate, addrs[i].Key())
 		}
 		seen[addrs[i].Key()] = true
 	}

@@ -93,6 +93,7 @@ func maintenance(cfg *config, sc serviceConfig) pool.Maintenance {
 type observers struct {
 	metrics   *admin.Metrics      // nil with --metrics=false
 	accessLog *listener.AccessLog // nil without --access-log
+	logFile   *reopenFile         // the access log's file, reopened on SIGUSR1; nil without one or with -
 	closeLog  func()              // closes the access log; call it once the servers have shut down
 }
 
@@ -106,12 +107,12 @@ func newObservers(cfg *config, pools []*servicePool) (*observers, error) {
 		o.metrics = m
 	}
 	if path := cfg.operating.accessLog; path != "" {
-		w, closeLog, err := openAccessLog(path, cfg.log)
+		w, file, closeLog, err := openAccessLog(path, cfg.log)
 		if err != nil {
 			return nil, err
 		}
 		o.accessLog = listener.NewAccessLog(w)
-		o.closeLog = closeLog
+		o.logFile, o.closeLog = file, closeLog
 	}
 	return o, nil
 }
@@ -164,15 +165,17 @@ func (s *service) listenAddrs() []string {
 // closeBackend resets the connections to one backend of the service (remove?force=1).
 func (s *service) closeBackend(key string) int { return s.srv.CloseBackend(key) }
 
-func openAccessLog(path string, log *slog.Logger) (io.Writer, func(), error) {
+// openAccessLog opens --access-log: stderr for "-", else a file that SIGUSR1 reopens
+// (reopen.go), which it returns too.
+func openAccessLog(path string, log *slog.Logger) (io.Writer, *reopenFile, func(), error) {
 	if path == "-" {
-		return os.Stderr, func() {}, nil
+		return os.Stderr, nil, func() {}, nil
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	f, err := openReopenFile(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--access-log: %w", err)
+		return nil, nil, nil, fmt.Errorf("--access-log: %w", err)
 	}
-	return f, func() {
+	return f, f, func() {
 		if err := f.Close(); err != nil {
 			log.Warn("closing the access log", "path", path, "err", err)
 		}

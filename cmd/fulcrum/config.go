@@ -5,6 +5,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
@@ -96,22 +97,91 @@ func readConfigFile(path string, flags []cli.Flag) (altsrc.InputSourceContext, e
 	if err != nil {
 		return nil, fmt.Errorf("config file: %w", err)
 	}
-	var raw map[string]any
-	if err := yaml.Unmarshal(data, &raw); err != nil {
-		return nil, fmt.Errorf("config file %s: not a YAML map of flag names to values: %w", path, err)
+	entries, err := configEntries(data)
+	if err != nil {
+		return nil, fmt.Errorf("config file %s: %w", path, err)
 	}
-	values := make(map[any]any, len(raw))
-	for key, v := range raw {
-		if key == servicesKey {
+	if len(entries) == 0 {
+		return nil, fmt.Errorf("config file %s sets nothing (it is empty or only comments): write keys named like serve's long flags, such as listen: \":8000\"", path)
+	}
+	values := make(map[any]any, len(entries))
+	for _, e := range entries {
+		if e.key == servicesKey {
 			continue // not a flag: parseServices reads it (services.go)
 		}
-		f := flagNamed(flags, key)
-		if f == nil || key == configFlag {
-			return nil, fmt.Errorf("config file %s: unknown key %q (keys are serve's long flag names and services: %s)", path, key, strings.Join(flagNames(flags), ", "))
+		f := flagNamed(flags, e.key)
+		if f == nil || e.key == configFlag {
+			return nil, fmt.Errorf("config file %s: line %d: unknown key %q (keys are serve's long flag names and services: %s)", path, e.line, e.key, strings.Join(flagNames(flags), ", "))
 		}
-		values[key] = normalize(f, v)
+		v := normalize(f, e.value)
+		if !fileValueOK(f, v) {
+			return nil, fmt.Errorf("config file %s: line %d: invalid value %q for %s: %s", path, e.line, fmt.Sprint(v), e.key, valueHint(f, fmt.Sprint(v)))
+		}
+		values[e.key] = v
 	}
 	return altsrc.NewMapInputSource(path, values), nil
+}
+
+// configEntry is one top-level key of the config file, its line and its value.
+type configEntry struct {
+	key   string
+	line  int
+	value any
+}
+
+// configEntries reads a YAML map document key by key, so that every problem names its line
+// in the file's own terms; none for an empty document (or one of comments only).
+func configEntries(data []byte) ([]configEntry, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("not a YAML map of flag names to values: %s", strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	if len(doc.Content) == 0 {
+		return nil, nil
+	}
+	m := doc.Content[0]
+	if m.Kind != yaml.MappingNode {
+		return nil, &lineError{m.Line, "not a YAML map of flag names to values, such as listen: \":8000\""}
+	}
+	first := map[string]int{}
+	var out []configEntry
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k, v := m.Content[i], m.Content[i+1]
+		if k.Kind != yaml.ScalarNode {
+			return nil, &lineError{k.Line, "a key must be a flag name, such as listen"}
+		}
+		if line, dup := first[k.Value]; dup {
+			return nil, &lineError{k.Line, fmt.Sprintf("key %q given twice (first at line %d)", k.Value, line)}
+		}
+		first[k.Value] = k.Line
+		var val any
+		if err := v.Decode(&val); err != nil {
+			return nil, &lineError{v.Line, fmt.Sprintf("%s: the value cannot be read", k.Value)}
+		}
+		out = append(out, configEntry{k.Value, k.Line, val})
+	}
+	return out, nil
+}
+
+// fileValueOK reports whether v, as YAML decoded it, suits flag f: the file source would
+// otherwise refuse it in words of Go's types.
+func fileValueOK(f cli.Flag, v any) bool {
+	switch f.(type) {
+	case *altsrc.DurationFlag:
+		s, ok := v.(string)
+		_, err := time.ParseDuration(s)
+		return ok && err == nil
+	case *altsrc.BoolFlag:
+		_, ok := v.(bool)
+		return ok
+	case *altsrc.IntFlag, *altsrc.Int64Flag, *altsrc.UintFlag, *altsrc.Uint64Flag:
+		_, ok := v.(int)
+		return ok
+	case *altsrc.Float64Flag:
+		_, ok := v.(float64)
+		return ok
+	}
+	return true
 }
 
 func normalize(f cli.Flag, v any) any {

@@ -228,8 +228,9 @@ func splitHostPort(t *testing.T, addr string) (string, string) {
 	return addr[:i], addr[i+1:]
 }
 
-// TestStateFile_UnusableIsMovedAside: a corrupt or unreadable state file is logged as an error
-// and renamed to PATH.corrupt-<unix time>; the balancer starts empty and serves.
+// TestStateFile_UnusableIsMovedAside: a corrupt state file is logged as an error and renamed to
+// PATH.corrupt-<unix time>; the balancer starts empty and serves. (A file of a newer format,
+// or a path that cannot be written, stops the start instead: TestServeRefusals.)
 func TestStateFile_UnusableIsMovedAside(t *testing.T) {
 	eachPlane(t, testStateFile_UnusableIsMovedAside)
 }
@@ -237,12 +238,11 @@ func TestStateFile_UnusableIsMovedAside(t *testing.T) {
 func testStateFile_UnusableIsMovedAside(t *testing.T) {
 	now := time.Now().UTC().Format(time.RFC3339Nano)
 	cases := map[string]func(path string) error{
-		"garbage":       func(p string) error { return os.WriteFile(p, []byte("{not json"), 0o600) },
-		"wrong version": func(p string) error { return os.WriteFile(p, []byte(`{"version":99,"backends":[]}`), 0o600) },
+		"garbage":    func(p string) error { return os.WriteFile(p, []byte("{not json"), 0o600) },
+		"no version": func(p string) error { return os.WriteFile(p, []byte(`{"backends":[]}`), 0o600) },
 		"bad record": func(p string) error {
 			return os.WriteFile(p, []byte(`{"version":1,"backends":[{"host":"127.0.0.1","port":0,"weight":1,"last_heartbeat":"`+now+`","created_time":"`+now+`"}]}`), 0o600)
 		},
-		"a directory": func(p string) error { return os.Mkdir(p, 0o700) },
 	}
 	for name, spoil := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
+	"runtime"
 
 	"github.com/urfave/cli/v2"
 
@@ -34,6 +36,15 @@ func parseDataPlane(c *cli.Context) (dataPlaneConfig, error) {
 		return dataPlaneConfig{}, errors.New("--loops must not be negative")
 	}
 	return dc, nil
+}
+
+// warnLoops warns when --loops asks for more event loops than there are CPUs to run them:
+// the loops then take turns on the CPUs, each waiting while another runs.
+func (dc dataPlaneConfig) warnLoops(log *slog.Logger) {
+	if n := runtime.NumCPU(); dc.plane == listener.PlaneEpoll && dc.loops > n {
+		log.Warn(fmt.Sprintf("--loops %d is more than the %d CPUs available: event loops will wait for each other; use at most %d", dc.loops, n, n),
+			"loops", dc.loops, "cpus", n)
+	}
 }
 
 // loopCount is the number of event loops the epoll plane runs; 0 on the goroutine plane.

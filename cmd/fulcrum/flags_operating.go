@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net/netip"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -35,11 +34,11 @@ func parseOperating(c *cli.Context) (operatingConfig, error) {
 		return oc, fmt.Errorf("--proxy-protocol: %w", err)
 	}
 	for _, s := range c.StringSlice("accept-proxy-protocol") {
-		p, err := netip.ParsePrefix(s)
+		p, err := parsePrefix(s) // flags_security.go: a bare address is its /32 or /128
 		if err != nil {
-			return oc, fmt.Errorf("--accept-proxy-protocol %q: %w", s, err)
+			return oc, fmt.Errorf("--accept-proxy-protocol: %w", err)
 		}
-		oc.proxy.Accept = append(oc.proxy.Accept, p.Masked())
+		oc.proxy.Accept = append(oc.proxy.Accept, p)
 	}
 	if oc.proxy.HeaderTimeout = c.Duration("proxy-header-timeout"); oc.proxy.HeaderTimeout <= 0 {
 		return oc, fmt.Errorf("--proxy-header-timeout must be positive")

@@ -39,7 +39,7 @@ func TestOperatingFlagErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"--proxy-protocol", "v3"}, "--proxy-protocol"},
-		{[]string{"--accept-proxy-protocol", "10.0.0.1"}, "--accept-proxy-protocol"},
+		{[]string{"--accept-proxy-protocol", "10.0.0.1/33"}, "--accept-proxy-protocol"}, // a bare address is its /32: TestCIDRFlagsTakeBareAddresses
 		{[]string{"--proxy-header-timeout", "0s"}, "--proxy-header-timeout"},
 	} {
 		c, err := serveContext(t, tc.args...)

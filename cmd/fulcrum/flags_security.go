@@ -92,7 +92,7 @@ func parsePrefix(s string) (netip.Prefix, error) {
 	}
 	p, err := netip.ParsePrefix(s)
 	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%q: %w", s, err)
+		return netip.Prefix{}, fmt.Errorf("%q: want an address or a CIDR, such as 10.0.0.7 or 10.0.0.0/8", s)
 	}
 	if p.Addr().Is4In6() && p.Bits() >= 96 {
 		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)

@@ -83,6 +83,14 @@ func newAgent(c *cli.Context) (*agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Checked here, before the first request: the balancer would refuse them anyway, but an
+	// agent that cannot reach it yet would retry them for ever.
+	if p := c.Int("port"); p < 1 || p > 65535 {
+		return nil, fmt.Errorf("--port %d: want a port from 1 to 65535", p)
+	}
+	if w := c.Int("weight"); c.IsSet("weight") && (w < 1 || w > pool.MaxWeight) {
+		return nil, fmt.Errorf("--weight %d: want a weight from 1 to %d", w, pool.MaxWeight)
+	}
 	params.Set("host", c.String("host"))
 	params.Set("port", strconv.Itoa(c.Int("port")))
 	if c.IsSet("weight") {

@@ -5,6 +5,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -13,8 +14,10 @@ import (
 
 func main() {
 	if err := newApp(&upgrades{}).Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "fulcrum:", err)
-		os.Exit(1)
+		for _, line := range strings.Split(err.Error(), "\n") { // several problems (serve --check): one line each
+			fmt.Fprintln(os.Stderr, "fulcrum:", line)
+		}
+		os.Exit(exitCode(err)) // usage.go: 2 for a command line that cannot be run as written
 	}
 }
 
@@ -25,7 +28,10 @@ func newApp(u *upgrades) *cli.App {
 		Usage: "a TCP load balancer with heartbeat registration and exact least-connections",
 		// --version: module version, VCS revision, Go version
 		Version:  buildinfo.Read().String(),
-		Commands: append([]*cli.Command{withProfiling(serveCommand(u)), benchCommand()}, clientCommands()...), // client.go: status, add, remove, drain, undrain, heartbeat; bench.go: bench
+		Commands: withUsageErrors(append([]*cli.Command{withProfiling(serveCommand(u)), benchCommand()}, onlyFlags(clientCommands())...)), // client.go: status, add, remove, drain, undrain, heartbeat; bench.go: bench
+		// usage.go: a misspelt command or a bad flag value is one line, not the usage text.
+		Action:       unknownCommand,
+		OnUsageError: onUsageError,
 	}
 }
 

@@ -107,9 +107,9 @@ func TestFulcrumProcesses(t *testing.T) {
 	t.Run("heartbeat retries with backoff while unreachable", func(t *testing.T) { testHeartbeatRetries(t, bin) })
 	t.Run("heartbeat refused for good exits non-zero", func(t *testing.T) {
 		ta := startTestAdmin(t)
-		p := opsStart(t, bin, nil, "heartbeat", "--admin", ta.URL, "--port", "70000")
-		if code := p.wait(t); code == 0 || !strings.Contains(p.stderr.String(), "400 Bad Request") {
-			t.Errorf("exit %d, output %q: want non-zero and the API's 400", code, p.stderr.String())
+		p := opsStart(t, bin, nil, "heartbeat", "--admin", ta.URL, "--host", "bad_host", "--port", "8080")
+		if code := p.wait(t); code != 1 || !strings.Contains(p.stderr.String(), "400 Bad Request") {
+			t.Errorf("exit %d, output %q: want 1 and the API's 400", code, p.stderr.String())
 		}
 	})
 	t.Run("client error exits non-zero", func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -77,9 +78,14 @@ type sharedRegistry struct {
 	done   chan struct{}
 }
 
+// firstListWait is how long a start waits for etcd's first answer before it says loudly that
+// it serves no registered backend (it goes on starting and waiting).
+const firstListWait = 3 * time.Second
+
 // startShared connects to etcd and starts the watch; nil (and no error) for the in-memory
-// registry.
-func startShared(cfg *config, services []*servicePool) (*sharedRegistry, error) {
+// registry. restored says whether the pools already hold backends from a state file or the
+// parent process; if not, an etcd that does not answer at start is an ERROR.
+func startShared(cfg *config, services []*servicePool, restored bool) (*sharedRegistry, error) {
 	if cfg.registry == nil {
 		return nil, nil
 	}
@@ -95,15 +101,47 @@ func startShared(cfg *config, services []*servicePool) (*sharedRegistry, error) 
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	sr := &sharedRegistry{store: st, log: cfg.log, cancel: cancel, done: make(chan struct{})}
-	go sr.watch(ctx, &etcdreg.Mirror{Pools: pools, Logger: cfg.log})
+	sink := &firstList{Mirror: &etcdreg.Mirror{Pools: pools, Logger: cfg.log}, listed: make(chan struct{})}
+	go sr.watch(ctx, sink, restored)
 	return sr, nil
 }
 
-func (sr *sharedRegistry) watch(ctx context.Context, m *etcdreg.Mirror) {
+// watch runs the watch until ctx ends. Unless the pools were restored, it first waits up to
+// firstListWait for etcd's first answer and logs an ERROR if none came: until then every
+// registered backend is unknown here.
+func (sr *sharedRegistry) watch(ctx context.Context, sink *firstList, restored bool) {
 	defer close(sr.done)
-	if err := sr.store.Watch(ctx, m); err != nil && !errors.Is(err, context.Canceled) {
+	var waiting sync.WaitGroup
+	defer waiting.Wait()
+	if !restored {
+		waiting.Go(func() { sr.warnUnlisted(ctx, sink.listed) })
+	}
+	if err := sr.store.Watch(ctx, sink); err != nil && !errors.Is(err, context.Canceled) {
 		sr.log.Error("etcd registry watch stopped", "err", err)
 	}
+}
+
+func (sr *sharedRegistry) warnUnlisted(ctx context.Context, listed <-chan struct{}) {
+	t := time.NewTimer(firstListWait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-listed:
+	case <-t.C:
+		sr.log.Error("etcd registry unreachable at start and no state file to restore: fulcrum serves no backends until etcd answers (static ones aside)", "waited", firstListWait)
+	}
+}
+
+// firstList is the watch's sink: the Mirror, and a channel closed by the first full list.
+type firstList struct {
+	*etcdreg.Mirror
+	once   sync.Once
+	listed chan struct{}
+}
+
+func (f *firstList) Resync(all []etcdreg.Entry) {
+	f.Mirror.Resync(all)
+	f.once.Do(func() { close(f.listed) })
 }
 
 // close stops the watch, then closes the connection; the backends' leases are left to the

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -60,11 +61,21 @@ func coreFlags() []cli.Flag {
 func serveCommand(u *upgrades) *cli.Command {
 	flags := withConfigFile(serveFlags()) // config.go: every flag can also come from --config
 	return &cli.Command{
-		Name:   "serve",
-		Usage:  "run the balancer",
-		Flags:  flags,
-		Before: loadConfigFile(flags),
-		Action: func(c *cli.Context) error { return serve(c, u) },
+		Name:  "serve",
+		Usage: "run the balancer",
+		Flags: append(flags, checkFlagDef()), // check.go: --check, which the file cannot set
+		Before: func(c *cli.Context) error {
+			if err := noArguments(c); err != nil { // usage.go: before the config file is read
+				return err
+			}
+			return loadConfigFile(flags)(c)
+		},
+		Action: func(c *cli.Context) error {
+			if c.Bool(checkFlag) {
+				return checkConfig(c)
+			}
+			return serve(c, u)
+		},
 	}
 }
 
@@ -88,6 +99,10 @@ type config struct {
 	// Persistence and upgrades (state.go, upgrade.go).
 	stateFile, pidFile string
 	handover           *handover // nil: plain listeners, no SIGHUP upgrades
+	// ownsSignals: this serve is the process's (not an in-process test's), so a second
+	// SIGINT/SIGTERM ends the drain at once and SIGUSR1 reopens the access log (reopen.go).
+	ownsSignals bool
+	notify      notifier // notify.go: systemd's readiness protocol
 }
 
 func parseConfig(c *cli.Context) (*config, error) {
@@ -115,11 +130,11 @@ func parseConfig(c *cli.Context) (*config, error) {
 		return nil, err
 	}
 	for _, s := range c.StringSlice("trusted-proxy") {
-		p, err := netip.ParsePrefix(s)
+		p, err := parsePrefix(s) // flags_security.go: a bare address is its /32 or /128
 		if err != nil {
-			return nil, fmt.Errorf("--trusted-proxy %q: %w", s, err)
+			return nil, fmt.Errorf("--trusted-proxy: %w", err)
 		}
-		cfg.trusted = append(cfg.trusted, p.Masked())
+		cfg.trusted = append(cfg.trusted, p)
 	}
 	if cfg.operating, err = parseOperating(c); err != nil {
 		return nil, err
@@ -157,6 +172,11 @@ func serve(c *cli.Context, u *upgrades) error {
 	if err != nil {
 		return err
 	}
+	if err := errors.Join(fileProblems(cfg)...); err != nil { // files.go
+		return err
+	}
+	cfg.dataPlane.warnLoops(cfg.log)
+	cfg.ownsSignals, cfg.notify = true, notifier{log: cfg.log}
 	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	// Take over the parent's sockets after an upgrade; upgrade on SIGHUP.
@@ -176,8 +196,11 @@ func run(ctx context.Context, cfg *config) error {
 	if err != nil {
 		return err
 	}
-	store := restoreRegistry(cfg, pools) // registry from the parent or --state-file
-	reg, err := startShared(cfg, pools)  // registry.go: nil unless --registry etcd://
+	store, restored, err := restoreRegistry(cfg, pools) // registry from the parent or --state-file
+	if err != nil {
+		return err
+	}
+	reg, err := startShared(cfg, pools, restored) // registry.go: nil unless --registry etcd://
 	if err != nil {
 		return err
 	}
@@ -214,22 +237,42 @@ func run(ctx context.Context, cfg *config) error {
 		go store.run(bg)
 		defer store.flush()
 	}
+	if cfg.ownsSignals && obs.logFile != nil {
+		go reopenOnSIGUSR1(bg, obs.logFile, cfg.log) // ends with bg
+	}
 	if err := cfg.handover.ready(); err != nil {
 		cfg.log.Error("cannot signal readiness; upgrades disabled", "err", err)
 	}
+	cfg.notify.ready(cfg.handover.upgraded())
 	go cfg.handover.watch(bg, pools, adminSrv, store)
 
 	select {
 	case <-ctx.Done():
-	case <-cfg.handover.exit(): // a successor took over
+		cfg.notify.stopping()
+		return drain(services, adminSrv.server(), cfg, true)
+	case <-cfg.handover.exit(): // a successor took over, and is systemd's main process now
+		// Signals now are meant for both processes (systemctl stop): this one drains on.
+		return drain(services, adminSrv.server(), cfg, false)
 	case err := <-errc:
 		// One listener failed: the others, and the admin API, still run. Stop them as on a
 		// signal (their connections drain), so that the shared event loops stop only after
 		// every server, then report the failure.
-		drain(services, adminSrv.server(), cfg)
+		cfg.notify.stopping()
+		drain(services, adminSrv.server(), cfg, true)
 		return fmt.Errorf("server stopped: %w", err)
 	}
-	return drain(services, adminSrv.server(), cfg)
+}
+
+// hardStop is a channel that receives a second SIGINT or SIGTERM, when this serve owns the
+// process's signals and on is set; nil (never ready) otherwise. The first signal went to
+// serve's context.
+func hardStop(cfg *config, on bool) (<-chan os.Signal, func()) {
+	if !cfg.ownsSignals || !on {
+		return nil, func() {}
+	}
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	return ch, func() { signal.Stop(ch) }
 }
 
 // listenAll opens (or inherits after an upgrade) every service's listeners (lns[i] are
@@ -297,25 +340,49 @@ func logServing(cfg *config, services []*service, adminLn net.Listener) {
 	}
 }
 
+// errHardStop ends a drain cut short by a second signal: the exit status is 1.
+var errHardStop = errors.New("second signal during the drain: stopped at once, open connections were reset")
+
 // drain stops every service's server at once, letting established connections run on for up
-// to cfg.drainTimeout, then stops the admin API.
-func drain(services []*service, adminSrv *http.Server, cfg *config) error {
+// to cfg.drainTimeout, then stops the admin API. With hardStopOK a SIGINT/SIGTERM (the
+// second: the first started the drain) resets the connections and ends it at once.
+func drain(services []*service, adminSrv *http.Server, cfg *config, hardStopOK bool) error {
 	active := 0
 	for _, s := range services {
 		active += s.srv.ActiveConns()
 	}
-	cfg.log.Info("shutting down: draining connections", "active", active, "timeout", cfg.drainTimeout)
+	hard, stopHard := hardStop(cfg, hardStopOK)
+	defer stopHard()
+	msg := "shutting down: draining connections"
+	if hard != nil {
+		msg += " (a second SIGINT/SIGTERM stops at once)"
+	}
+	cfg.log.Info(msg, "active", active, "timeout", cfg.drainTimeout)
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.drainTimeout)
 	defer cancel()
+	var forced atomic.Bool
+	go func() { // ends with ctx: the drain's end or the second signal
+		select {
+		case <-hard:
+			forced.Store(true)
+			cfg.log.Warn("second signal: resetting every open connection and stopping")
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	var wg sync.WaitGroup
 	for _, s := range services {
 		wg.Go(func() {
-			if err := s.srv.Shutdown(ctx); err != nil {
+			if err := s.srv.Shutdown(ctx); err != nil && !forced.Load() {
 				cfg.log.Warn("drain timeout: closed remaining connections", "service", s.cfg.name, "err", err)
 			}
 		})
 	}
 	wg.Wait()
+	if forced.Load() {
+		adminSrv.Close()
+		return errHardStop
+	}
 	actx, acancel := context.WithTimeout(context.Background(), time.Second)
 	defer acancel()
 	if err := adminSrv.Shutdown(actx); err != nil {

@@ -1,11 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -146,6 +145,9 @@ func addBackendFlag(services []serviceConfig, v string) error {
 	if i < 0 {
 		return fmt.Errorf("--backend %q: no service named %q (define it with --service or in the config file)", v, name)
 	}
+	if slices.ContainsFunc(services[i].backends, func(b pool.Address) bool { return b.Key() == a.Key() }) {
+		return fmt.Errorf("--backend %q: given twice (service %s has one backend per address)", v, name)
+	}
 	services[i].backends = append(services[i].backends, a)
 	return nil
 }
@@ -188,7 +190,7 @@ func (l *stringList) UnmarshalYAML(n *yaml.Node) error {
 }
 
 // readServicesFile reads the services: list of the config file, if it has one. Unknown keys
-// are errors, as everywhere in the file.
+// are errors, as everywhere in the file, and name their line.
 func readServicesFile(path string, top serviceConfig) ([]serviceConfig, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -200,32 +202,97 @@ func readServicesFile(path string, top serviceConfig) ([]serviceConfig, error) {
 	if err := yaml.Unmarshal(data, &doc); err != nil || doc.Services.Kind == 0 {
 		return nil, nil // not a map (readConfigFile says so), or no services: list
 	}
-	var specs []serviceSpec
-	dec := yaml.NewDecoder(bytes.NewReader(mustEncode(&doc.Services)))
-	dec.KnownFields(true)
-	if err := dec.Decode(&specs); err != nil {
-		return nil, fmt.Errorf("config file %s: services: %w", path, err)
+	if doc.Services.Kind != yaml.SequenceNode {
+		return nil, fmt.Errorf("config file %s: line %d: services: want a list of services, each with name: and listen:", path, doc.Services.Line)
 	}
 	var out []serviceConfig
-	for i, spec := range specs {
+	for i, item := range doc.Services.Content {
+		spec, err := decodeServiceSpec(item)
+		if err != nil {
+			return nil, fmt.Errorf("config file %s: %w", path, prefixLine(err, fmt.Sprintf("services[%d]", i)))
+		}
 		s, err := spec.build(top)
 		if err != nil {
-			return nil, fmt.Errorf("config file %s: services[%d]: %w", path, i, err)
+			return nil, fmt.Errorf("config file %s: line %d: services[%d]: %w", path, item.Line, i, err)
 		}
 		if s.name == pool.DefaultService || slices.ContainsFunc(out, func(o serviceConfig) bool { return o.name == s.name }) {
-			return nil, fmt.Errorf("config file %s: services[%d]: service %q defined twice (the default service is the top level)", path, i, s.name)
+			return nil, fmt.Errorf("config file %s: line %d: services[%d]: service %q defined twice (the default service is the top level)", path, item.Line, i, s.name)
 		}
 		out = append(out, s)
 	}
 	return out, nil
 }
 
-func mustEncode(n *yaml.Node) []byte {
-	b, err := yaml.Marshal(n)
-	if err != nil {
-		panic(fmt.Sprintf("re-encoding a parsed YAML node: %v", err)) // a node yaml itself parsed
+// lineError is a problem at a line of the config file.
+type lineError struct {
+	line int
+	msg  string
+}
+
+func (e *lineError) Error() string { return fmt.Sprintf("line %d: %s", e.line, e.msg) }
+
+// prefixLine puts where (services[2]) after the line number of a lineError.
+func prefixLine(err error, where string) error {
+	if le, ok := err.(*lineError); ok {
+		return &lineError{le.line, where + ": " + le.msg}
 	}
-	return b
+	return fmt.Errorf("%s: %w", where, err)
+}
+
+// decodeServiceSpec reads one services: item key by key, so that an unknown key or a value
+// of the wrong kind is reported with its line and in the file's own words.
+func decodeServiceSpec(item *yaml.Node) (serviceSpec, error) {
+	var spec serviceSpec
+	if item.Kind != yaml.MappingNode {
+		return spec, &lineError{item.Line, "want a map of keys such as name: and listen:"}
+	}
+	fields := specFields()
+	v := reflect.ValueOf(&spec).Elem()
+	for j := 0; j+1 < len(item.Content); j += 2 {
+		key, val := item.Content[j], item.Content[j+1]
+		idx, ok := fields[key.Value]
+		if !ok {
+			return spec, &lineError{key.Line, fmt.Sprintf("unknown key %q (valid keys: %s)", key.Value, strings.Join(specKeys(), ", "))}
+		}
+		f := v.Field(idx)
+		if err := val.Decode(f.Addr().Interface()); err != nil {
+			return spec, &lineError{val.Line, fmt.Sprintf("%s: %s", key.Value, specValueHint(f.Type(), val.Value))}
+		}
+	}
+	return spec, nil
+}
+
+// specFields maps each key of a services: item to its field of serviceSpec.
+func specFields() map[string]int {
+	t := reflect.TypeFor[serviceSpec]()
+	out := make(map[string]int, t.NumField())
+	for i := range t.NumField() {
+		out[t.Field(i).Tag.Get("yaml")] = i
+	}
+	return out
+}
+
+// specKeys are the keys of a services: item, in the order serviceSpec declares them.
+func specKeys() []string {
+	t := reflect.TypeFor[serviceSpec]()
+	keys := make([]string, 0, t.NumField())
+	for i := range t.NumField() {
+		keys = append(keys, t.Field(i).Tag.Get("yaml"))
+	}
+	return keys
+}
+
+// specValueHint says what a value of a services: key must look like.
+func specValueHint(t reflect.Type, value string) string {
+	switch t {
+	case reflect.TypeFor[*time.Duration]():
+		return fmt.Sprintf("invalid value %q: %s", value, durationHint(value))
+	case reflect.TypeFor[*int]():
+		return fmt.Sprintf("invalid value %q: want a whole number, such as 10", value)
+	case reflect.TypeFor[stringList]():
+		return "want one value or a list of them"
+	}
+	return "want a single value"
 }
 
 // build turns a services: item into a service, taking what it leaves unset from top.
@@ -278,11 +345,11 @@ func (spec serviceSpec) applyTraffic(tc *trafficConfig) error {
 	if spec.AcceptProxyProtocol != nil {
 		tc.proxy.Accept = nil
 		for _, s := range spec.AcceptProxyProtocol {
-			p, err := netip.ParsePrefix(s)
+			p, err := parsePrefix(s) // flags_security.go: a bare address is its /32 or /128
 			if err != nil {
-				return fmt.Errorf("accept-proxy-protocol %q: %w", s, err)
+				return fmt.Errorf("accept-proxy-protocol: %w", err)
 			}
-			tc.proxy.Accept = append(tc.proxy.Accept, p.Masked())
+			tc.proxy.Accept = append(tc.proxy.Accept, p)
 		}
 	}
 	return nil

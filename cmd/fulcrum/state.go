@@ -30,6 +30,10 @@ func persistFlags() []cli.Flag {
 // stateVersion is the format of state files and handover snapshots.
 const stateVersion = 1
 
+// errNewerState marks a state written by a newer fulcrum: it is not corrupt, and moving it
+// aside would lose what that version saved, so the start stops instead.
+var errNewerState = errors.New("written by a newer fulcrum")
+
 // stateDoc is a state file or a handover snapshot: the default service's backends under
 // "backends" (as before there were services), every other service's under "services".
 type stateDoc struct {
@@ -66,6 +70,9 @@ func decodeState(data []byte) (map[string][]pool.Record, error) {
 	var doc stateDoc
 	if err := json.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("decode state: %w", err)
+	}
+	if doc.Version > stateVersion {
+		return nil, fmt.Errorf("%w (format %d; this one reads format %d): run that version, or move the file away to start empty", errNewerState, doc.Version, stateVersion)
 	}
 	if doc.Version != stateVersion {
 		return nil, fmt.Errorf("decode state: version %d, want %d", doc.Version, stateVersion)
@@ -217,24 +224,29 @@ func syncDir(dir string) error {
 	return nil
 }
 
-// loadStateFile restores the registry saved at path. A missing file is a first start. A file
-// that cannot be read, decoded or imported is logged as an error and moved aside to
-// PATH.corrupt-<unix time>: the balancer starts empty rather than not at all.
-func loadStateFile(path string, services []*servicePool, log *slog.Logger) {
+// loadStateFile restores the registry saved at path and returns how many backends it
+// restored. A missing file is a first start. A file that cannot be read, decoded or imported
+// is logged as an error and moved aside to PATH.corrupt-<unix time>: the balancer starts
+// empty rather than not at all. A file a newer fulcrum wrote is an error: it stops the start.
+func loadStateFile(path string, services []*servicePool, log *slog.Logger) (int, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		log.Info("no state file yet; starting empty", "path", path)
-		return
+		return 0, nil
 	}
 	var n int
 	if err == nil {
 		n, err = importState(services, data, log)
 	}
+	if errors.Is(err, errNewerState) {
+		return 0, fmt.Errorf("--state-file %s: %w", path, err)
+	}
 	if err != nil {
 		quarantine(path, err, log)
-		return
+		return 0, nil
 	}
 	log.Info("registry restored from state file", "path", path, "backends", n)
+	return n, nil
 }
 
 func quarantine(path string, cause error, log *slog.Logger) {
@@ -248,13 +260,22 @@ func quarantine(path string, cause error, log *slog.Logger) {
 
 // restoreRegistry fills the fresh pools, before they serve: from the parent process's
 // snapshot after an upgrade, otherwise from --state-file. It then returns the store that keeps
-// the state file in step (nil without --state-file), already attached to every pool.
-func restoreRegistry(cfg *config, services []*servicePool) *stateStore {
-	if !cfg.handover.restore(services) && cfg.stateFile != "" {
-		loadStateFile(cfg.stateFile, services, cfg.log)
+// the state file in step (nil without --state-file), already attached to every pool, and
+// whether any backend was restored.
+func restoreRegistry(cfg *config, services []*servicePool) (*stateStore, bool, error) {
+	restored, err := cfg.handover.restore(services)
+	if err != nil {
+		return nil, false, err
+	}
+	if !restored && cfg.stateFile != "" {
+		n, err := loadStateFile(cfg.stateFile, services, cfg.log)
+		if err != nil {
+			return nil, false, err
+		}
+		restored = n > 0
 	}
 	if cfg.stateFile == "" {
-		return nil
+		return nil, restored, nil
 	}
 	s := newStateStore(cfg.stateFile, services, cfg.log)
 	for _, svc := range services {
@@ -262,7 +283,7 @@ func restoreRegistry(cfg *config, services []*servicePool) *stateStore {
 	}
 	s.changes.Add(1)
 	s.flush() // the file now says what this process serves
-	return s
+	return s, restored, nil
 }
 
 // importState decodes a saved or inherited registry and loads each service's records into

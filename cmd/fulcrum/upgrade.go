@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -45,6 +46,7 @@ type handover struct {
 	log     *slog.Logger
 	pidFile string
 	hup     chan os.Signal
+	notify  notifier // RELOADING=1 on SIGHUP, READY=1 again if the upgrade fails
 }
 
 // upgrades hands tableflip's Upgrader, of which a process may have only one, to the first
@@ -63,12 +65,12 @@ func newHandover(cfg *config, u *upgrades) (*handover, error) {
 		cfg.log.Debug("SIGHUP upgrades are off: another serve in this process has them")
 		return nil, nil
 	}
-	h := &handover{log: cfg.log, pidFile: cfg.pidFile, hup: make(chan os.Signal, 1)}
+	h := &handover{log: cfg.log, pidFile: cfg.pidFile, hup: make(chan os.Signal, 1), notify: cfg.notify}
 	signal.Notify(h.hup, syscall.SIGHUP)
 	upg, err := tableflip.New(tableflip.Options{PIDFile: cfg.pidFile, UpgradeTimeout: upgradeTimeout})
 	if err != nil {
 		signal.Stop(h.hup)
-		return nil, fmt.Errorf("upgrader: %w", err)
+		return nil, fmt.Errorf("upgrades on SIGHUP: %w", plainUpgradeErr(err))
 	}
 	h.upg = upg
 	return h, nil
@@ -116,13 +118,16 @@ func (h *handover) ready() error {
 		return nil
 	}
 	if err := h.upg.Ready(); err != nil {
-		return fmt.Errorf("upgrader ready: %w", err)
+		return fmt.Errorf("signal readiness to the previous process: %w", plainUpgradeErr(err))
 	}
 	if h.upg.HasParent() {
 		h.log.Info("upgrade complete: serving on the sockets of the previous process", "pid", os.Getpid())
 	}
 	return nil
 }
+
+// upgraded reports whether this process took over from a previous one.
+func (h *handover) upgraded() bool { return h != nil && h.upg.HasParent() }
 
 // exit is closed once a successor has taken over.
 func (h *handover) exit() <-chan struct{} {
@@ -133,15 +138,16 @@ func (h *handover) exit() <-chan struct{} {
 }
 
 // restore imports the parent's registry snapshot into the services' pools; it reports whether
-// there was one.
-func (h *handover) restore(services []*servicePool) bool {
+// there was one. A snapshot from a newer fulcrum (a downgrade) is an error: this process
+// exits and the parent serves on.
+func (h *handover) restore(services []*servicePool) (bool, error) {
 	if h == nil || !h.upg.HasParent() {
-		return false
+		return false, nil
 	}
 	f, err := h.upg.File(registryFile)
 	if err != nil || f == nil {
 		h.log.Error("upgrade: no registry from the previous process", "err", err)
-		return false
+		return false, nil
 	}
 	defer f.Close()
 	data, err := readInherited(f)
@@ -149,12 +155,15 @@ func (h *handover) restore(services []*servicePool) bool {
 	if err == nil {
 		n, err = importState(services, data, h.log)
 	}
+	if errors.Is(err, errNewerState) {
+		return false, fmt.Errorf("upgrade: the registry of the previous process was %w", err)
+	}
 	if err != nil {
 		h.log.Error("upgrade: registry from the previous process unusable", "err", err)
-		return false
+		return false, nil
 	}
 	h.log.Info("registry taken over from the previous process", "backends", n)
-	return true
+	return true, nil
 }
 
 // readInherited reads the whole snapshot from offset 0: the descriptor shares its offset with
@@ -183,8 +192,10 @@ func (h *handover) watch(ctx context.Context, services []*servicePool, as *admin
 		case <-h.exit():
 			return
 		case <-h.hup:
+			h.notify.reloading()
 			if err := h.upgrade(ctx, services, as, store); err != nil {
 				h.log.Error("upgrade failed; still serving", "err", err)
+				h.notify.ready(false)
 				continue
 			}
 			h.log.Info("upgrade: successor ready; draining this process", "pid", os.Getpid())
@@ -208,7 +219,7 @@ func (h *handover) upgrade(ctx context.Context, services []*servicePool, as *adm
 	}
 	err = h.addSnapshot(services)
 	if err == nil {
-		err = h.upg.Upgrade()
+		err = plainUpgradeErr(h.upg.Upgrade())
 	}
 	if err != nil {
 		if store != nil {
@@ -221,6 +232,23 @@ func (h *handover) upgrade(ctx context.Context, services []*servicePool, as *adm
 	}
 	return nil
 }
+
+// plainUpgradeErr is err without the upgrade library's name, which its errors begin with and
+// which means nothing to an operator. Only the text changes: the error stays wrapped.
+func plainUpgradeErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &plainError{err: err, msg: strings.ReplaceAll(err.Error(), "tableflip: ", "")}
+}
+
+type plainError struct {
+	err error
+	msg string
+}
+
+func (e *plainError) Error() string { return e.msg }
+func (e *plainError) Unwrap() error { return e.err }
 
 // addSnapshot writes every service's registry to an unlinked temporary file that the
 // successor inherits.

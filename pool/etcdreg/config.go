@@ -66,20 +66,20 @@ type Config struct {
 func ParseURL(s string) (Config, error) {
 	rest, ok := strings.CutPrefix(s, "etcd://")
 	if !ok {
-		return Config{}, fmt.Errorf("etcdreg: registry %q: want etcd://HOST:PORT[,HOST:PORT...]/PREFIX", s)
+		return Config{}, fmt.Errorf("registry %q: want etcd://HOST:PORT[,HOST:PORT...]/PREFIX", s)
 	}
 	hosts, prefix, ok := strings.Cut(rest, "/")
 	if !ok || prefix == "" {
-		return Config{}, fmt.Errorf("etcdreg: registry %q: missing /PREFIX after the endpoints", s)
+		return Config{}, fmt.Errorf("registry %q: missing /PREFIX after the endpoints", s)
 	}
 	if err := checkPrefix(prefix); err != nil {
-		return Config{}, fmt.Errorf("etcdreg: registry %q: %w", s, err)
+		return Config{}, fmt.Errorf("registry %q: %w", s, err)
 	}
 	var eps []string
 	for _, h := range strings.Split(hosts, ",") {
 		ep, err := parseEndpoint(h)
 		if err != nil {
-			return Config{}, fmt.Errorf("etcdreg: registry %q: %w", s, err)
+			return Config{}, fmt.Errorf("registry %q: %w", s, err)
 		}
 		eps = append(eps, ep)
 	}
@@ -127,21 +127,21 @@ func prefixRune(r rune) bool {
 func (c Config) Check() error {
 	switch {
 	case len(c.Endpoints) == 0:
-		return errors.New("etcdreg: no endpoints")
+		return errors.New("etcd: no endpoints")
 	case !strings.HasPrefix(c.Prefix, "/") || checkPrefix(c.Prefix[1:]) != nil:
-		return fmt.Errorf("etcdreg: prefix %q: want /SEGMENT[/SEGMENT...]", c.Prefix)
+		return fmt.Errorf("prefix %q: want /SEGMENT[/SEGMENT...]", c.Prefix)
 	case c.TTL < MinTTL:
-		return fmt.Errorf("etcdreg: TTL %s is too short: etcd leases last at least %s", c.TTL, MinTTL)
+		return fmt.Errorf("TTL %s is too short: etcd leases last at least %s", c.TTL, MinTTL)
 	case (c.Cert == "") != (c.Key == ""):
-		return errors.New("etcdreg: a client certificate needs both the cert and the key file")
+		return errors.New("a client certificate needs both the cert and the key file")
 	case c.User != "" && c.Password == "":
-		return fmt.Errorf("etcdreg: user %q needs a password (set %s)", c.User, PasswordEnv)
+		return fmt.Errorf("etcd user %q needs a password (set %s)", c.User, PasswordEnv)
 	case c.User == "" && c.Password != "":
-		return errors.New("etcdreg: a password without a user")
+		return errors.New("an etcd password without a user")
 	}
 	for _, ep := range c.Endpoints {
 		if _, err := parseEndpoint(ep); err != nil {
-			return fmt.Errorf("etcdreg: %w", err)
+			return fmt.Errorf("etcd endpoint: %w", err)
 		}
 	}
 	return nil
@@ -206,17 +206,17 @@ func (c Config) tlsConfig() (*tls.Config, error) {
 	if c.CACert != "" {
 		pem, err := os.ReadFile(c.CACert)
 		if err != nil {
-			return nil, fmt.Errorf("etcdreg: CA certificates: %w", err)
+			return nil, fmt.Errorf("etcd CA certificates: %w", err)
 		}
 		conf.RootCAs = x509.NewCertPool()
 		if !conf.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("etcdreg: CA certificates: no PEM certificate in %s", c.CACert)
+			return nil, fmt.Errorf("etcd CA certificates: no PEM certificate in %s", c.CACert)
 		}
 	}
 	if c.Cert != "" {
 		pair, err := tls.LoadX509KeyPair(c.Cert, c.Key)
 		if err != nil {
-			return nil, fmt.Errorf("etcdreg: client certificate: %w", err)
+			return nil, fmt.Errorf("etcd client certificate: %w", err)
 		}
 		conf.Certificates = []tls.Certificate{pair}
 	}

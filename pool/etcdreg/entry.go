@@ -51,7 +51,7 @@ func decodeValue(b []byte) (value, error) {
 }
 
 // ErrInvalid marks a service name or backend address that cannot be a key.
-var ErrInvalid = errors.New("etcdreg: invalid key")
+var ErrInvalid = errors.New("etcd registry: invalid key")
 
 // checkService accepts the names pool.ParseServiceName accepts.
 func checkService(s string) error {

@@ -79,12 +79,12 @@ func classify(parent context.Context, op string, err error) error {
 		return nil
 	}
 	if parent.Err() != nil {
-		return fmt.Errorf("etcdreg: %s: %w", op, err)
+		return fmt.Errorf("etcd %s: %w", op, err)
 	}
 	if unavailable(err) {
 		return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
 	}
-	return fmt.Errorf("etcdreg: %s: %w", op, err)
+	return fmt.Errorf("etcd %s: %w", op, err)
 }
 
 func unavailable(err error) bool {

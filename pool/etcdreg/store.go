@@ -14,7 +14,7 @@ import (
 )
 
 // ErrNotFound marks a backend that etcd does not hold (never registered, removed or expired).
-var ErrNotFound = errors.New("etcdreg: backend not registered")
+var ErrNotFound = errors.New("backend not registered in etcd")
 
 // Store writes the backends of one balancer instance to etcd and keeps their leases alive.
 // Several instances, each with its own Store, share the keys: any of them may create, renew,
@@ -53,7 +53,7 @@ func Open(cfg Config) (*Store, error) {
 	}
 	client, err := clientv3.New(cc)
 	if err != nil {
-		return nil, fmt.Errorf("etcdreg: connect to %v: %w", cfg.Endpoints, err)
+		return nil, fmt.Errorf("connect to etcd %v: %w", cfg.Endpoints, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Store{
