@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fulcrumlb/fulcrum/internal/asynclog"
+	"github.com/fulcrumlb/fulcrum/listener/internal/poll"
 )
 
 // EventLoops is the Linux data plane in which a few event loops own every connection from
@@ -206,6 +207,11 @@ func newLoopListener(ls *loopServer, ln net.Listener) (*loopListener, error) {
 	}
 	if dupErr != nil {
 		return nil, fmt.Errorf("listener %s: dup: %w", ln.Addr(), dupErr)
+	}
+	// The loops accept on their duplicate; the runtime's poller, which watches the caller's
+	// descriptor and any duplicate kept for an upgrade, would wake a thread per connection.
+	if _, err := poll.Detach(fd); err != nil {
+		ls.book.log(warnLevel, "listener still watched by the runtime", "listener", ln.Addr().String(), "err", err)
 	}
 	local := addrPort(ln.Addr())
 	return &loopListener{srv: ls, fd: fd, ln: ln, local: local, wildcard: local.Addr().IsUnspecified()}, nil

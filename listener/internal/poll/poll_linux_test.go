@@ -1,7 +1,10 @@
 package poll
 
 import (
+	"net"
 	"net/netip"
+	"os"
+	"strconv"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -79,4 +82,71 @@ func TestSockaddrRoundTrip(t *testing.T) {
 	if s4 := sa.(*unix.SockaddrInet4); s4.Port != 80 || s4.Addr != [4]byte{127, 0, 0, 1} {
 		t.Fatalf("%+v", s4)
 	}
+}
+
+// TestDetachTakesSocketOutOfRuntimePoller: a listening socket registered in the runtime's
+// poller (a net.Listener and an os.File duplicate of it) is in no foreign epoll set after
+// Detach, stays in a Set's, and the listener still closes cleanly.
+func TestDetachTakesSocketOutOfRuntimePoller(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	f, err := ln.(*net.TCPListener).File() // a second descriptor, as one kept for an upgrade
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rc, _ := ln.(*net.TCPListener).SyscallConn()
+	lfd := -1
+	rc.Control(func(s uintptr) { lfd = int(s) })
+	s, err := NewSet[int](8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Add(lfd, unix.EPOLLIN, 1); err != nil {
+		t.Fatal(err)
+	}
+	if n := foreignWatchers(t, lfd); n == 0 {
+		t.Skip("the runtime's poller does not watch the listener here")
+	}
+	if _, err := Detach(lfd); err != nil {
+		t.Fatal(err)
+	}
+	if n := foreignWatchers(t, lfd); n != 0 {
+		t.Fatalf("after Detach, %d registrations of the listener left in foreign epoll sets", n)
+	}
+	if len(watchedInode(s.epfd, inode(t, lfd))) != 1 {
+		t.Fatal("Detach took the listener out of a Set")
+	}
+	if err := ln.Close(); err != nil {
+		t.Fatalf("close after Detach: %v", err)
+	}
+}
+
+// foreignWatchers counts the registrations of fd's file in epoll sets no Set owns.
+func foreignWatchers(t *testing.T, fd int) int {
+	t.Helper()
+	dir, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range dir {
+		if epfd, err := strconv.Atoi(e.Name()); err == nil && foreignEpoll(epfd) {
+			n += len(watchedInode(epfd, inode(t, fd)))
+		}
+	}
+	return n
+}
+
+func inode(t *testing.T, fd int) uint64 {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Ino
 }

@@ -29,6 +29,7 @@ func NewSet[T any](maxEvents int) (*Set[T], error) {
 	if err != nil {
 		return nil, os.NewSyscallError("epoll_create1", err)
 	}
+	ownSets.Store(epfd, struct{}{})
 	return &Set[T]{epfd: epfd, events: make([]unix.EpollEvent, maxEvents)}, nil
 }
 
@@ -99,4 +100,7 @@ func (s *Set[T]) Lookup(fd int, gen uint32) (v T, ok bool) {
 }
 
 // Close closes the epoll instance.
-func (s *Set[T]) Close() { unix.Close(s.epfd) }
+func (s *Set[T]) Close() {
+	ownSets.Delete(s.epfd)
+	unix.Close(s.epfd)
+}
