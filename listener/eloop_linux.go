@@ -172,6 +172,33 @@ type loopListener struct {
 	ln       net.Listener // the caller's listener, closed by Shutdown
 	local    netip.AddrPort
 	wildcard bool // bound to 0.0.0.0 or ::: each connection's local address must be asked for
+	// inherits is whether accepted sockets come with TCP_NODELAY, set once on the listening
+	// socket: nodelayUnknown until the first accepted socket is asked.
+	inherits atomic.Int32
+}
+
+const (
+	nodelayUnknown int32 = iota
+	nodelayInherited
+	nodelayPerConn
+)
+
+// noDelay gives an accepted socket TCP_NODELAY, as Go sets on every TCP socket. Linux copies
+// it from the listening socket (newLoopListener sets it there), which saves a setsockopt per
+// connection; the first accepted socket checks that, and if a kernel does not, every
+// connection gets its own.
+func (ll *loopListener) noDelay(fd int) {
+	switch ll.inherits.Load() {
+	case nodelayInherited:
+		return
+	case nodelayUnknown:
+		if v, err := poll.GetInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY); err == nil && v != 0 {
+			ll.inherits.Store(nodelayInherited)
+			return
+		}
+		ll.inherits.Store(nodelayPerConn)
+	}
+	poll.SetInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 }
 
 // Serve accepts connections on ln in every loop until Shutdown, then returns ErrServerClosed.
@@ -214,7 +241,11 @@ func newLoopListener(ls *loopServer, ln net.Listener) (*loopListener, error) {
 		ls.book.log(warnLevel, "listener still watched by the runtime", "listener", ln.Addr().String(), "err", err)
 	}
 	local := addrPort(ln.Addr())
-	return &loopListener{srv: ls, fd: fd, ln: ln, local: local, wildcard: local.Addr().IsUnspecified()}, nil
+	ll := &loopListener{srv: ls, fd: fd, ln: ln, local: local, wildcard: local.Addr().IsUnspecified()}
+	if err := poll.SetInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
+		ll.inherits.Store(nodelayPerConn)
+	}
+	return ll, nil
 }
 
 // close closes the plane's duplicate and the caller's listener.

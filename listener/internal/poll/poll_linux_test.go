@@ -186,3 +186,44 @@ func inode(t *testing.T, fd int) uint64 {
 	}
 	return st.Ino
 }
+
+// TestNoDelayInheritedFromListener: this kernel copies TCP_NODELAY from a listening socket to
+// the sockets accepted from it, which the loops rely on to skip a setsockopt per connection
+// (and check again on each listener's first connection).
+func TestNoDelayInheritedFromListener(t *testing.T) {
+	lfd, err := Socket(unix.AF_INET)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer Close(lfd)
+	if err := unix.Bind(lfd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(lfd, 8); err != nil {
+		t.Fatal(err)
+	}
+	if err := SetInt(lfd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(lfd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("tcp", netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(sa.(*unix.SockaddrInet4).Port)).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fd, _, err := Accept(lfd)
+	for deadline := time.Now().Add(5 * time.Second); err == unix.EAGAIN && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond) // polling a non-blocking listener, not synchronising
+		fd, _, err = Accept(lfd)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer Close(fd)
+	if v, err := GetInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY); err != nil || v == 0 {
+		t.Fatalf("accepted socket: TCP_NODELAY %d, %v; want it copied from the listener", v, err)
+	}
+}
