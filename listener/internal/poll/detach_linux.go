@@ -25,27 +25,50 @@ var ownSets sync.Map // int → struct{}
 //
 // It reads /proc/self/fdinfo, which lists each epoll set's descriptors with their inodes.
 func Detach(fd int) (int, error) {
+	ino, watches, err := foreignWatches(fd)
+	if err != nil {
+		return 0, err
+	}
+	removed := 0
+	for _, w := range watches {
+		if sameInode(w.fd, ino) && unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, w.fd, nil) == nil {
+			removed++
+		}
+	}
+	return removed, nil
+}
+
+// Watchers counts the registrations of the socket fd refers to in epoll sets that are not a
+// Set of this package: 0 once Detach has run, as long as nothing registered it again.
+func Watchers(fd int) (int, error) {
+	_, watches, err := foreignWatches(fd)
+	return len(watches), err
+}
+
+// watch is one registration: descriptor fd in epoll set epfd.
+type watch struct{ epfd, fd int }
+
+// foreignWatches lists the registrations of fd's file (by inode, ino) in epoll sets that no
+// Set owns.
+func foreignWatches(fd int) (ino uint64, watches []watch, err error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return 0, os.NewSyscallError("fstat", err)
+		return 0, nil, os.NewSyscallError("fstat", err)
 	}
 	dir, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
-		return 0, fmt.Errorf("list descriptors: %w", err)
+		return 0, nil, fmt.Errorf("list descriptors: %w", err)
 	}
-	removed := 0
 	for _, e := range dir {
 		epfd, err := strconv.Atoi(e.Name())
 		if err != nil || !foreignEpoll(epfd) {
 			continue
 		}
 		for _, tfd := range watchedInode(epfd, st.Ino) {
-			if sameInode(tfd, st.Ino) && unix.EpollCtl(epfd, unix.EPOLL_CTL_DEL, tfd, nil) == nil {
-				removed++
-			}
+			watches = append(watches, watch{epfd, tfd})
 		}
 	}
-	return removed, nil
+	return st.Ino, watches, nil
 }
 
 // foreignEpoll reports whether fd is an epoll instance that no Set of this package owns.

@@ -3,8 +3,6 @@ package poll
 import (
 	"net"
 	"net/netip"
-	"os"
-	"strconv"
 	"testing"
 	"time"
 
@@ -162,18 +160,12 @@ func TestDetachTakesSocketOutOfRuntimePoller(t *testing.T) {
 	}
 }
 
-// foreignWatchers counts the registrations of fd's file in epoll sets no Set owns.
+// foreignWatchers is Watchers, failing the test on error.
 func foreignWatchers(t *testing.T, fd int) int {
 	t.Helper()
-	dir, err := os.ReadDir("/proc/self/fd")
+	n, err := Watchers(fd)
 	if err != nil {
 		t.Fatal(err)
-	}
-	n := 0
-	for _, e := range dir {
-		if epfd, err := strconv.Atoi(e.Name()); err == nil && foreignEpoll(epfd) {
-			n += len(watchedInode(epfd, inode(t, fd)))
-		}
 	}
 	return n
 }

@@ -3,6 +3,7 @@
 package listener
 
 import (
+	"io"
 	"net"
 	"strconv"
 	"testing"
@@ -86,4 +87,34 @@ func rawAccept(t *testing.T, lfd, port int) int {
 	}
 	t.Cleanup(func() { poll.Close(fd) })
 	return fd
+}
+
+// TestLoopsListenerOutOfRuntimePoller: once the loops serve a listener, the runtime's poller
+// no longer watches its socket (which would wake an idle thread per new connection), and
+// connections are still served.
+func TestLoopsListenerOutOfRuntimePoller(t *testing.T) {
+	p := resPool(t, resBackend(t, resEcho))
+	ls, addr := startLoops(t, 1, &Server{Picker: p})
+	var fd int
+	resEventually(t, "the listener is on the loops", func() bool {
+		ls.mu.Lock()
+		defer ls.mu.Unlock()
+		if len(ls.listeners) == 0 {
+			return false
+		}
+		fd = ls.listeners[0].fd
+		return true
+	})
+	if n, err := poll.Watchers(fd); err != nil || n != 0 {
+		t.Fatalf("the runtime's poller still watches the listener: %d registrations, %v", n, err)
+	}
+	c := resDial(t, addr)
+	defer c.Close()
+	if _, err := c.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 4)
+	if _, err := io.ReadFull(c, b); err != nil || string(b) != "ping" {
+		t.Fatalf("echo: %q, %v", b, err)
+	}
 }
