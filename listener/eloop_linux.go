@@ -203,7 +203,9 @@ func (ll *loopListener) noDelay(fd int) {
 
 // Serve accepts connections on ln in every loop until Shutdown, then returns ErrServerClosed.
 // ln must be a *net.TCPListener: its descriptor is duplicated, so a listener handed over by a
-// parent process (an upgrade) serves as well as a freshly bound one.
+// parent process (an upgrade) serves as well as a freshly bound one. The Go runtime stops
+// watching ln's socket (poll.Detach): nothing else may Accept on ln, or on a duplicate of it
+// made before Serve, in this process.
 func (ls *loopServer) Serve(ln net.Listener) error {
 	ll, err := newLoopListener(ls, ln)
 	if err != nil {
@@ -238,7 +240,7 @@ func newLoopListener(ls *loopServer, ln net.Listener) (*loopListener, error) {
 	// The loops accept on their duplicate; the runtime's poller, which watches the caller's
 	// descriptor and any duplicate kept for an upgrade, would wake a thread per connection.
 	if _, err := poll.Detach(fd); err != nil {
-		ls.book.log(warnLevel, "listener still watched by the runtime", "listener", ln.Addr().String(), "err", err)
+		ls.book.log(warnLevel, "listener also watched outside the event loops: each new connection wakes a spare thread", "listener", ln.Addr().String(), "err", err)
 	}
 	local := addrPort(ln.Addr())
 	ll := &loopListener{srv: ls, fd: fd, ln: ln, local: local, wildcard: local.Addr().IsUnspecified()}
