@@ -147,7 +147,7 @@ func (l *loop) startConn(ll *loopListener, fd int, client netip.AddrPort) {
 		}
 	}
 	l.conns.add(c)
-	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1) // as Go sets on every TCP socket
+	ll.noDelay(fd)
 	if err := l.register(fd, relayEvents, slot{kind: slotClient, c: c}); err != nil {
 		l.finish(c, err, true)
 		return

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/fulcrumlb/fulcrum/listener/internal/poll"
 	"github.com/fulcrumlb/fulcrum/pool"
 )
 
@@ -169,7 +170,7 @@ func (l *loop) finish(c *loopConn, cause error, reset bool) {
 	}
 	for _, fd := range [2]int{c.cfd, c.bfd} {
 		if reset && fd >= 0 {
-			unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+			poll.SetResetOnClose(fd)
 		}
 		l.closeFD(fd)
 	}

@@ -91,15 +91,14 @@ func (l *loop) dial(c *loopConn, b *pool.Backend) {
 }
 
 func (l *loop) dialAddr(c *loopConn, ap netip.AddrPort) {
-	family, sa := poll.Sockaddr(ap)
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	fd, err := poll.Socket(poll.Family(ap))
 	if err != nil {
 		l.dialFailed(c, fmt.Errorf("dial %s: %w", ap, os.NewSyscallError("socket", err)))
 		return
 	}
 	c.bfd = fd
-	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	if err := unix.Connect(fd, sa); err != nil && err != unix.EINPROGRESS {
+	poll.SetInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	if err := poll.Connect(fd, ap); err != nil && err != unix.EINPROGRESS {
 		l.dialFailed(c, fmt.Errorf("dial %s: %w", ap, os.NewSyscallError("connect", err)))
 		return
 	}

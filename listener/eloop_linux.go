@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fulcrumlb/fulcrum/internal/asynclog"
+	"github.com/fulcrumlb/fulcrum/listener/internal/poll"
 )
 
 // EventLoops is the Linux data plane in which a few event loops own every connection from
@@ -171,11 +172,40 @@ type loopListener struct {
 	ln       net.Listener // the caller's listener, closed by Shutdown
 	local    netip.AddrPort
 	wildcard bool // bound to 0.0.0.0 or ::: each connection's local address must be asked for
+	// inherits is whether accepted sockets come with TCP_NODELAY, set once on the listening
+	// socket: nodelayUnknown until the first accepted socket is asked.
+	inherits atomic.Int32
+}
+
+const (
+	nodelayUnknown int32 = iota
+	nodelayInherited
+	nodelayPerConn
+)
+
+// noDelay gives an accepted socket TCP_NODELAY, as Go sets on every TCP socket. Linux copies
+// it from the listening socket (newLoopListener sets it there), which saves a setsockopt per
+// connection; the first accepted socket checks that, and if a kernel does not, every
+// connection gets its own.
+func (ll *loopListener) noDelay(fd int) {
+	switch ll.inherits.Load() {
+	case nodelayInherited:
+		return
+	case nodelayUnknown:
+		if v, err := poll.GetInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY); err == nil && v != 0 {
+			ll.inherits.Store(nodelayInherited)
+			return
+		}
+		ll.inherits.Store(nodelayPerConn)
+	}
+	poll.SetInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 }
 
 // Serve accepts connections on ln in every loop until Shutdown, then returns ErrServerClosed.
 // ln must be a *net.TCPListener: its descriptor is duplicated, so a listener handed over by a
-// parent process (an upgrade) serves as well as a freshly bound one.
+// parent process (an upgrade) serves as well as a freshly bound one. The Go runtime stops
+// watching ln's socket (poll.Detach): nothing else may Accept on ln, or on a duplicate of it
+// made before Serve, in this process.
 func (ls *loopServer) Serve(ln net.Listener) error {
 	ll, err := newLoopListener(ls, ln)
 	if err != nil {
@@ -207,8 +237,17 @@ func newLoopListener(ls *loopServer, ln net.Listener) (*loopListener, error) {
 	if dupErr != nil {
 		return nil, fmt.Errorf("listener %s: dup: %w", ln.Addr(), dupErr)
 	}
+	// The loops accept on their duplicate; the runtime's poller, which watches the caller's
+	// descriptor and any duplicate kept for an upgrade, would wake a thread per connection.
+	if _, err := poll.Detach(fd); err != nil {
+		ls.book.log(warnLevel, "listener also watched outside the event loops: each new connection wakes a spare thread", "listener", ln.Addr().String(), "err", err)
+	}
 	local := addrPort(ln.Addr())
-	return &loopListener{srv: ls, fd: fd, ln: ln, local: local, wildcard: local.Addr().IsUnspecified()}, nil
+	ll := &loopListener{srv: ls, fd: fd, ln: ln, local: local, wildcard: local.Addr().IsUnspecified()}
+	if err := poll.SetInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
+		ll.inherits.Store(nodelayPerConn)
+	}
+	return ll, nil
 }
 
 // close closes the plane's duplicate and the caller's listener.

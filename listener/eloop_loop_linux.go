@@ -88,7 +88,7 @@ func (l *loop) closeFD(fd int) {
 		return
 	}
 	l.set.Forget(fd)
-	unix.Close(fd)
+	poll.Close(fd)
 }
 
 // run is the loop's goroutine: it waits for events, handles them, runs due timers and posted

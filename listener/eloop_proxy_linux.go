@@ -10,6 +10,8 @@ import (
 
 	proxyproto "github.com/pires/go-proxyproto"
 	"golang.org/x/sys/unix"
+
+	"github.com/fulcrumlb/fulcrum/listener/internal/poll"
 )
 
 // The event-loop side of ProxyProtocol: the inbound header is read from the client without
@@ -26,7 +28,7 @@ func (l *loop) awaitHeader(c *loopConn) {
 // the header once it is complete.
 func (l *loop) readHeader(c *loopConn) {
 	for len(c.hdr) < proxyHeaderBuf && !c.hdrEOF {
-		n, err := unix.Read(c.cfd, l.buf[:proxyHeaderBuf-len(c.hdr)])
+		n, err := poll.Read(c.cfd, l.buf[:proxyHeaderBuf-len(c.hdr)])
 		if err == unix.EAGAIN {
 			break
 		}

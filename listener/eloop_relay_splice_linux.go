@@ -162,7 +162,7 @@ func (l *loop) pump(c *loopConn, d *direction) {
 // readSmall reads into the loop's buffer and writes at once; what the destination does not
 // take is kept for this connection alone. A read that fills the buffer switches to splice.
 func (l *loop) readSmall(c *loopConn, d *direction, src, dst int) {
-	n, err := unix.Read(src, l.buf)
+	n, err := poll.Read(src, l.buf)
 	switch {
 	case err == unix.EAGAIN:
 		d.readable = false
@@ -178,7 +178,7 @@ func (l *loop) readSmall(c *loopConn, d *direction, src, dst int) {
 	d.readable = n == len(l.buf) || d.rdhup
 	d.bulk = n == len(l.buf)
 	l.moved(c, d, n)
-	w, err := unix.Write(dst, l.buf[:n])
+	w, err := poll.Write(dst, l.buf[:n])
 	if err != nil && err != unix.EAGAIN {
 		l.finish(c, os.NewSyscallError("write", err), true)
 		return
@@ -223,7 +223,7 @@ func (l *loop) spliceIn(c *loopConn, d *direction, src int) {
 // that resumes it. It returns false when the connection failed.
 func (l *loop) drain(c *loopConn, d *direction, dst int) bool {
 	for d.off < len(d.pending) {
-		w, err := unix.Write(dst, d.pending[d.off:])
+		w, err := poll.Write(dst, d.pending[d.off:])
 		if err == unix.EAGAIN {
 			return true
 		}
@@ -279,7 +279,7 @@ func (l *loop) passFIN(c *loopConn, d *direction, dst int) {
 		l.finish(c, nil, false) // closing sends this FIN; a shutdown first would cost a syscall
 		return
 	}
-	if err := unix.Shutdown(dst, unix.SHUT_WR); err != nil {
+	if err := poll.Shutdown(dst, unix.SHUT_WR); err != nil {
 		l.finish(c, os.NewSyscallError("shutdown", err), true)
 	}
 }

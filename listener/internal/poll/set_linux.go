@@ -29,6 +29,7 @@ func NewSet[T any](maxEvents int) (*Set[T], error) {
 	if err != nil {
 		return nil, os.NewSyscallError("epoll_create1", err)
 	}
+	ownSets.Store(epfd, struct{}{})
 	return &Set[T]{epfd: epfd, events: make([]unix.EpollEvent, maxEvents)}, nil
 }
 
@@ -39,7 +40,7 @@ func (s *Set[T]) Add(fd int, events uint32, v T) error {
 		s.slots = append(s.slots, make([]slot[T], max(len(s.slots), 64))...)
 	}
 	ev := unix.EpollEvent{Events: events, Fd: int32(fd), Pad: int32(s.gen)}
-	if err := unix.EpollCtl(s.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+	if err := epollCtl(s.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		return os.NewSyscallError("epoll_ctl", err)
 	}
 	s.slots[fd] = slot[T]{gen: s.gen, used: true, v: v}
@@ -56,7 +57,7 @@ func (s *Set[T]) Forget(fd int) {
 
 // Remove takes fd, which stays open, out of the epoll set.
 func (s *Set[T]) Remove(fd int) {
-	unix.EpollCtl(s.epfd, unix.EPOLL_CTL_DEL, fd, nil) // fails only if it was not there
+	epollCtl(s.epfd, unix.EPOLL_CTL_DEL, fd, nil) // fails only if it was not there
 	s.Forget(fd)
 }
 
@@ -99,4 +100,7 @@ func (s *Set[T]) Lookup(fd int, gen uint32) (v T, ok bool) {
 }
 
 // Close closes the epoll instance.
-func (s *Set[T]) Close() { unix.Close(s.epfd) }
+func (s *Set[T]) Close() {
+	ownSets.Delete(s.epfd)
+	unix.Close(s.epfd)
+}

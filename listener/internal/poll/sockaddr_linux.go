@@ -57,12 +57,12 @@ func networkPort(p *uint16) uint16 {
 	return binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(p))[:])
 }
 
-// Sockaddr converts an address for connect(2): its family and socket address.
-func Sockaddr(ap netip.AddrPort) (int, unix.Sockaddr) {
+// Family is the socket family that connects to ap: IPv4 for an IPv4-mapped IPv6 address too.
+func Family(ap netip.AddrPort) int {
 	if a := ap.Addr(); a.Is4() || a.Is4In6() {
-		return unix.AF_INET, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: a.Unmap().As4()}
+		return unix.AF_INET
 	}
-	return unix.AF_INET6, &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+	return unix.AF_INET6
 }
 
 // SocketError is a socket's pending error (SO_ERROR) as a system call error of op ("read",
