@@ -118,7 +118,7 @@ func (r *Reader) Reason() string { return r.reason }
 // Advance takes n more bytes, just read into Free, and says what is known. Once the outcome
 // is not NeedMore it stays, and Advance returns it again.
 func (r *Reader) Advance(n int) Status {
-	if r.status != NeedMore || n <= 0 {
+	if r.status != NeedMore || n <= 0 || len(r.buf) == 0 {
 		return r.status
 	}
 	r.n += min(n, len(r.buf)-r.n)
