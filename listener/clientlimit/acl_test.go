@@ -80,3 +80,28 @@ func TestParseClientCIDR(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseClientCIDR: an accepted value is a masked, unmapped prefix that reads back the same
+// and contains its own address.
+func FuzzParseClientCIDR(f *testing.F) {
+	for _, s := range []string{"10.0.0.0/8", "10.1.2.3/8", "192.0.2.7", "2001:db8::/32", "::ffff:10.0.0.0/104", "fe80::1%eth0", "10.0.0.0/33", "x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := ParseClientCIDR("allow-client", s)
+		if err != nil {
+			return
+		}
+		if p != p.Masked() || p.Addr().Is4In6() && p.Bits() >= 96 || p.Addr().Zone() != "" {
+			t.Fatalf("%q → %v: not canonical", s, p)
+		}
+		again, err := ParseClientCIDR("allow-client", p.String())
+		if err != nil || again != p {
+			t.Fatalf("%q → %v → %v, %v", s, p, again, err)
+		}
+		a := newACL([]netip.Prefix{p})
+		if !a.contains(p.Addr()) {
+			t.Fatalf("%v does not contain its own address", p)
+		}
+	})
+}
