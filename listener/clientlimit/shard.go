@@ -24,9 +24,10 @@ type shard struct {
 	mu         sync.Mutex
 	index      map[key]int32 // client → its entry in arena
 	arena      []entry
-	free       []int32 // arena slots of forgotten clients
-	head, tail int32   // the idle list
-	capacity   int     // clients this shard remembers before forgetting idle ones
+	free       []int32  // arena slots of forgotten clients
+	head, tail int32    // the idle list
+	capacity   int      // clients this shard remembers before forgetting idle ones
+	_          [64]byte // keeps neighbouring shards' locks off one cache line
 }
 
 func (sh *shard) init(capacity int) {

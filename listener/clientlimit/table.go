@@ -55,8 +55,12 @@ type Ticket struct {
 
 // New makes the table of cfg.
 func New(cfg Config) *Table {
+	want := cfg.Shards
+	if want <= 0 {
+		want = defaultShards
+	}
 	n := 1
-	for n < max(cfg.Shards, 1) || cfg.Shards == 0 && n < defaultShards {
+	for n < want {
 		n <<= 1
 	}
 	capacity := cfg.Capacity

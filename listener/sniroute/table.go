@@ -44,14 +44,11 @@ type Table[S any] struct {
 	hasDefault bool
 }
 
-// claim is who holds a pattern while building, for the error on a second claim.
-type claim struct{ service string }
-
 // Build makes the table of the address listen from its services, or says what is wrong:
 // a pattern claimed twice, or more than one service without patterns.
 func Build[S any](listen string, services []Service[S]) (*Table[S], error) {
 	t := &Table[S]{exact: make(map[string]S), wildcard: make(map[string]S)}
-	owners := make(map[Pattern]claim)
+	owners := make(map[Pattern]string) // pattern → the service claiming it, for errors
 	defaultName := ""
 	for _, s := range services {
 		if len(s.Patterns) == 0 {
@@ -68,18 +65,18 @@ func Build[S any](listen string, services []Service[S]) (*Table[S], error) {
 	return t, nil
 }
 
-func (t *Table[S]) add(listen string, s Service[S], owners map[Pattern]claim) error {
+func (t *Table[S]) add(listen string, s Service[S], owners map[Pattern]string) error {
 	for _, p := range s.Patterns {
 		if p.name == "" {
 			return fmt.Errorf("listen %s: service %q: %w", listen, s.Name, errEmptyPattern)
 		}
-		if c, taken := owners[p]; taken {
-			if c.service == s.Name {
+		if owner, taken := owners[p]; taken {
+			if owner == s.Name {
 				return fmt.Errorf("listen %s: service %q names server name %q twice", listen, s.Name, p)
 			}
-			return fmt.Errorf("listen %s: services %q and %q both claim server name %q; a name may route to one service only", listen, c.service, s.Name, p)
+			return fmt.Errorf("listen %s: services %q and %q both claim server name %q; a name may route to one service only", listen, owner, s.Name, p)
 		}
-		owners[p] = claim{s.Name}
+		owners[p] = s.Name
 		if p.wildcard {
 			t.wildcard[p.name] = s.Value
 		} else {
