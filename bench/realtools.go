@@ -199,7 +199,7 @@ func parsePgbench(out string) (toolRun, error) {
 		}
 	}
 	if tr.ops == 0 || tr.metrics["tps"] == 0 {
-		return tr, fmt.Errorf("pgbench: no transactions in its output: %s", lastLines(out, 5))
+		return tr, fmt.Errorf("pgbench: no transactions in its output: %s", lastLines(out, 12))
 	}
 	tr.metrics["transactions"] = tr.ops
 	return tr, nil
