@@ -62,12 +62,27 @@ type scrape struct {
 }
 
 func (m *Metrics) newScrape(snaps [][]pool.Status) *scrape {
-	sc := &scrape{m: m, snaps: snaps}
+	n := 16 // the backends listed now, a good guess at the backends ever seen
+	for _, s := range snaps {
+		n += len(s)
+	}
+	sc := &scrape{m: m, snaps: snaps, rows: make([]backendRow, 0, n)}
+	// Every row's labels, one after the other: one allocation, not one a backend.
+	labels := make([]byte, 0, n*48)
+	spans := make([][2]int, 0, n)
 	m.backends.Range(func(k, v any) bool {
 		key := k.(seriesKey)
-		sc.rows = append(sc.rows, backendRow{key: key, bs: v.(*backendSeries), labels: backendLabels(nil, key.service, key.name)})
+		start := len(labels)
+		if labels = backendLabels(labels, key.service, key.name); start > 0 {
+			start++ // the comma appendLabel put between this row's labels and the one before
+		}
+		spans = append(spans, [2]int{start, len(labels)})
+		sc.rows = append(sc.rows, backendRow{key: key, bs: v.(*backendSeries)})
 		return true
 	})
+	for i, sp := range spans {
+		sc.rows[i].labels = labels[sp[0]:sp[1]:sp[1]]
+	}
 	slices.SortFunc(sc.rows, func(a, b backendRow) int {
 		return cmp.Or(strings.Compare(a.key.name, b.key.name), strings.Compare(a.key.service, b.key.service))
 	})
@@ -216,11 +231,11 @@ var bufWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<
 // exposition is still worth having.
 func (sc *scrape) serveText(w http.ResponseWriter, r *http.Request, gathered []*dto.MetricFamily, gatherErr error) error {
 	w.Header().Set("Content-Type", textContentType)
+	w.Header().Add("Vary", "Accept-Encoding")
 	var out io.Writer = w
 	var gz *gzip.Writer
 	if acceptsGzip(r.Header.Get("Accept-Encoding")) {
 		w.Header().Set("Content-Encoding", "gzip")
-		w.Header().Add("Vary", "Accept-Encoding")
 		gz = gzipWriters.Get().(*gzip.Writer)
 		gz.Reset(w)
 		defer gzipWriters.Put(gz)
