@@ -60,7 +60,7 @@ type Metrics struct {
 	registered map[string]bool // services with a registry: a backend it no longer lists is hidden
 	m          *gometrics.Metrics
 	gatherer   prometheus.Gatherer // the series of fixed number; per-backend ones are streamed
-	backends   sync.Map            // seriesKey → *backendSeries
+	backends   seriesMap           // seriesKey → *backendSeries
 	svcs       sync.Map            // service name → *serviceSeries
 	reasons    sync.Map            // rejection error text → its reason label value
 	svcReasons sync.Map            // seriesKey{service, reason label} → that service's rejection labels

@@ -25,14 +25,14 @@ import (
 // so the sums never go down. The backends' families are written by the scrape itself
 // (metrics_stream.go); this collector gives the sums.
 type counterCollector struct {
-	svcs                         *sync.Map // service name → *serviceSeries: the Metrics' own
-	backends                     *sync.Map // seriesKey → *backendSeries: the Metrics' own
+	svcs                         *sync.Map  // service name → *serviceSeries: the Metrics' own
+	backends                     *seriesMap // the Metrics' own
 	svcHeartbeat, totalHeartbeat *prometheus.Desc
 }
 
 var _ prometheus.Collector = counterCollector{}
 
-func newCounterCollector(svcs, backends *sync.Map) counterCollector {
+func newCounterCollector(svcs *sync.Map, backends *seriesMap) counterCollector {
 	return counterCollector{
 		svcs: svcs, backends: backends,
 		svcHeartbeat:   prometheus.NewDesc("fulcrum_service_heartbeats_total", "Admin add calls for the service's backends already registered.", []string{"service"}, nil),
@@ -54,8 +54,7 @@ func (c counterCollector) Collect(ch chan<- prometheus.Metric) {
 		return true
 	})
 	var total uint64
-	c.backends.Range(func(k, v any) bool {
-		key, bs := k.(seriesKey), v.(*backendSeries)
+	c.backends.each(func(key seriesKey, bs *backendSeries) bool {
 		hb := bs.heartbeats.Load()
 		heartbeats[key.service] += hb
 		total += hb

@@ -105,9 +105,9 @@ func (m *Metrics) knownBackends() func(seriesKey) bool {
 func (m *Metrics) closed(service string, c *listener.ConnInfo) {
 	d := time.Since(c.Start)
 	if c.Backend != nil {
-		if bs, ok := m.backends.Load(seriesKey{service, c.Backend.Key()}); ok {
-			bs.(*backendSeries).dur.Observe(d)
-			bs.(*backendSeries).svc.dur.Observe(d)
+		if bs, ok := m.backends.load(seriesKey{service, c.Backend.Key()}); ok {
+			bs.dur.Observe(d)
+			bs.svc.dur.Observe(d)
 			return
 		}
 	}

@@ -70,14 +70,13 @@ func (m *Metrics) newScrape(snaps [][]pool.Status) *scrape {
 	// Every row's labels, one after the other: one allocation, not one a backend.
 	labels := make([]byte, 0, n*48)
 	spans := make([][2]int, 0, n)
-	m.backends.Range(func(k, v any) bool {
-		key := k.(seriesKey)
+	m.backends.each(func(key seriesKey, bs *backendSeries) bool {
 		start := len(labels)
 		if labels = backendLabels(labels, key.service, key.name); start > 0 {
 			start++ // the comma appendLabel put between this row's labels and the one before
 		}
 		spans = append(spans, [2]int{start, len(labels)})
-		sc.rows = append(sc.rows, backendRow{key: key, bs: v.(*backendSeries)})
+		sc.rows = append(sc.rows, backendRow{key: key, bs: bs})
 		return true
 	})
 	for i, sp := range spans {

@@ -70,15 +70,15 @@ func (d trafficDescs) collect(ch chan<- prometheus.Metric, t trafficSum, labels 
 // fulcrum_backend_bytes_in_total, fulcrum_backend_bytes_out_total) are written by the scrape
 // itself (metrics_stream.go); a backend's series stay until the process ends.
 type trafficCollector struct {
-	svcs     *sync.Map // service name → *serviceSeries: the Metrics' own
-	backends *sync.Map // seriesKey → *backendSeries: the Metrics' own
+	svcs     *sync.Map  // service name → *serviceSeries: the Metrics' own
+	backends *seriesMap // the Metrics' own
 
 	totalD, serviceD trafficDescs
 }
 
 var _ prometheus.Collector = trafficCollector{}
 
-func newTrafficCollector(svcs, backends *sync.Map) trafficCollector {
+func newTrafficCollector(svcs *sync.Map, backends *seriesMap) trafficCollector {
 	return trafficCollector{
 		svcs: svcs, backends: backends,
 		totalD: newTrafficDescs("fulcrum_", nil, [3]string{
@@ -107,8 +107,8 @@ func (c trafficCollector) Collect(ch chan<- prometheus.Metric) {
 		services[k.(string)] = new(trafficSum)
 		return true
 	})
-	c.backends.Range(func(k, v any) bool {
-		key, t := k.(seriesKey), &v.(*backendSeries).traffic
+	c.backends.each(func(key seriesKey, bs *backendSeries) bool {
+		t := &bs.traffic
 		if services[key.service] == nil {
 			services[key.service] = new(trafficSum)
 		}
