@@ -6,14 +6,12 @@ import (
 	"net/http"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	gometrics "github.com/hashicorp/go-metrics"
 	promsink "github.com/hashicorp/go-metrics/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/fulcrumlb/fulcrum/internal/buildinfo"
 	"github.com/fulcrumlb/fulcrum/listener"
@@ -21,7 +19,11 @@ import (
 )
 
 // Metrics instruments fulcrum with go-metrics and serves what it gathered at GET /metrics in
-// the Prometheus text format, through go-metrics' Prometheus sink. It is a listener.Observer
+// the Prometheus text format (only that format; gzipped when the client accepts it): the
+// families of fixed size through go-metrics' Prometheus sink and client_golang's registry,
+// those with a series per backend written straight from the backends' counters and the
+// registries' snapshot, family by family (metrics_stream.go), so that a scrape of 50,000
+// backends takes a fraction of a second and a few megabytes. It is a listener.Observer
 // (see metrics_observer.go) for the data path's events, counts heartbeats for the admin API,
 // and reads connection and registry gauges from each service's Registry when scraped, so they
 // are exact and cost nothing between scrapes.
@@ -57,15 +59,11 @@ type Metrics struct {
 	services   []Service       // configured; the gauges read their registries
 	registered map[string]bool // services with a registry: a backend it no longer lists is hidden
 	m          *gometrics.Metrics
-	handler    http.Handler
-	backends   sync.Map // seriesKey → *backendSeries
-	svcs       sync.Map // service name → *serviceSeries
-	reasons    sync.Map // rejection error text → its reason label value
-	svcReasons sync.Map // seriesKey{service, reason label} → that service's rejection labels
-
-	// scraped is the registries' snapshot the latest scrape took, for the backend state
-	// collector (metrics_backends.go): one snapshot serves both, so they agree.
-	scraped atomic.Pointer[[][]pool.Status]
+	gatherer   prometheus.Gatherer // the series of fixed number; per-backend ones are streamed
+	backends   seriesMap           // seriesKey → *backendSeries
+	svcs       sync.Map            // service name → *serviceSeries
+	reasons    sync.Map            // rejection error text → its reason label value
+	svcReasons sync.Map            // seriesKey{service, reason label} → that service's rejection labels
 
 	mu      sync.Mutex         // creates series; guards the fields below
 	gauged  map[seriesKey]bool // backends with an active-connections series
@@ -134,10 +132,9 @@ func NewServiceMetrics(services []Service) (*Metrics, error) {
 		{"service traffic", newTrafficCollector(&mt.svcs, &mt.backends)},
 		{"backend counters", newCounterCollector(&mt.svcs, &mt.backends)},
 		{"connection duration", newDurationCollector(mt)},
-		{"backend state", newBackendCollector(mt.services, &mt.scraped)},
 		{"build info", newBuildInfoGauge(buildinfo.Read())},
 	}
-	if mt.m, mt.handler, err = newSink(names, collectors); err != nil {
+	if mt.m, mt.gatherer, err = newSink(names, collectors); err != nil {
 		return nil, err
 	}
 	for _, r := range knownReasons {
@@ -161,7 +158,7 @@ type namedCollector struct {
 // newSink builds go-metrics over a Prometheus sink whose registry holds the runtime and
 // process collectors, fulcrum's own collectors (traffic, backend states, build), and the
 // series declared up front for the services named.
-func newSink(services []string, own []namedCollector) (*gometrics.Metrics, http.Handler, error) {
+func newSink(services []string, own []namedCollector) (*gometrics.Metrics, prometheus.Gatherer, error) {
 	pr := prometheus.NewRegistry()
 	for _, c := range append([]namedCollector{
 		{"go", collectors.NewGoCollector()},
@@ -189,7 +186,7 @@ func newSink(services []string, own []namedCollector) (*gometrics.Metrics, http.
 	if err != nil {
 		return nil, nil, fmt.Errorf("metrics: %w", err)
 	}
-	return m, promhttp.HandlerFor(pr, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}), nil
+	return m, pr, nil
 }
 
 // promName is a key as the Prometheus sink spells it, for the definitions' help texts.
@@ -242,12 +239,17 @@ func serviceCounterDefinitions(service string) []promsink.CounterDefinition {
 	return defs
 }
 
-// ServeHTTP serves the Prometheus text exposition, after reading the gauges from the registry.
+// ServeHTTP serves the Prometheus text exposition, after reading the gauges from the
+// registries: the families of fixed size gathered by client_golang, and the per-backend ones
+// written as they are read (metrics_stream.go), from one snapshot of the registries so that
+// they agree. A family the registry fails to gather is left out and named in a comment at
+// the end; a scrape that cannot be written (the client went away) is ended.
 func (m *Metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	snaps := m.snapshot()
 	m.refreshGauges(snaps)
-	m.scraped.Store(&snaps) // what the backend state collector reads during this scrape
-	m.handler.ServeHTTP(w, r)
+	sc := m.newScrape(snaps)
+	gathered, err := m.gatherer.Gather()
+	_ = sc.serveText(w, r, gathered, err) // it fails only when the client has gone: no one to tell
 }
 
 // snapshot reads every service's registry once, in the order of m.services (nil for a service

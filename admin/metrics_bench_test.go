@@ -233,7 +233,8 @@ func benchConnection(obs listener.Observer, c *listener.ConnInfo) {
 
 // BenchmarkMetrics50kBackends is the many-backends case: 50,000 backends registered by
 // heartbeat, each with its series created. "heartbeat" is what Metrics adds to one heartbeat of
-// a known backend; "scrape" is one GET /metrics, whose size it reports (bytes/scrape);
+// a known backend; "scrape" is one GET /metrics, whose size it reports (bytes/scrape), and
+// "scrape-gzip" the same asked with Accept-Encoding: gzip, as Prometheus asks;
 // "heap" reports the heap the backends' series hold (B/backend), measured once.
 //
 //	go test -run '^$' -bench Metrics50kBackends -benchtime 5x ./admin
@@ -277,16 +278,22 @@ func BenchmarkMetrics50kBackends(b *testing.B) {
 			i++
 		}
 	})
-	b.Run("scrape", func(b *testing.B) {
-		b.ReportAllocs()
-		var size int
-		for b.Loop() {
-			w := &countingWriter{header: http.Header{}}
-			m.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/metrics", nil))
-			size = w.n
-		}
-		b.ReportMetric(float64(size), "bytes/scrape")
-	})
+	for _, enc := range []struct{ name, header string }{{"scrape", ""}, {"scrape-gzip", "gzip"}} {
+		b.Run(enc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			var size int
+			for b.Loop() {
+				w := &countingWriter{header: http.Header{}}
+				r := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+				if enc.header != "" {
+					r.Header.Set("Accept-Encoding", enc.header)
+				}
+				m.ServeHTTP(w, r)
+				size = w.n
+			}
+			b.ReportMetric(float64(size), "bytes/scrape")
+		})
+	}
 }
 
 // countingWriter is a ResponseWriter that only counts the body.

@@ -22,33 +22,26 @@ import (
 // (several microseconds, a fifth of a heartbeat's CPU with 50,000 backends); they are now
 // atomic fields of the backend's series. Dial failures of a service and in total stay
 // go-metrics counters. Like the traffic counters, these series stay until the process ends,
-// so the sums never go down.
+// so the sums never go down. The backends' families are written by the scrape itself
+// (metrics_stream.go); this collector gives the sums.
 type counterCollector struct {
-	svcs                          *sync.Map // service name → *serviceSeries: the Metrics' own
-	backends                      *sync.Map // seriesKey → *backendSeries: the Metrics' own
-	active, dialFailed, heartbeat *prometheus.Desc
-	svcHeartbeat, totalHeartbeat  *prometheus.Desc
+	svcs                         *sync.Map  // service name → *serviceSeries: the Metrics' own
+	backends                     *seriesMap // the Metrics' own
+	svcHeartbeat, totalHeartbeat *prometheus.Desc
 }
 
 var _ prometheus.Collector = counterCollector{}
 
-func newCounterCollector(svcs, backends *sync.Map) counterCollector {
-	labels := []string{"service", "backend"}
+func newCounterCollector(svcs *sync.Map, backends *seriesMap) counterCollector {
 	return counterCollector{
 		svcs: svcs, backends: backends,
 		svcHeartbeat:   prometheus.NewDesc("fulcrum_service_heartbeats_total", "Admin add calls for the service's backends already registered.", []string{"service"}, nil),
 		totalHeartbeat: prometheus.NewDesc("fulcrum_heartbeats_total", "Admin add calls for backends already registered.", nil, nil),
-		active:         prometheus.NewDesc("fulcrum_backend_connections_active", "Connections counted on the backend now (dialing or proxying).", labels, nil),
-		dialFailed:     prometheus.NewDesc("fulcrum_backend_dial_failures_total", "Failed dials to the backend, retries included.", labels, nil),
-		heartbeat:      prometheus.NewDesc("fulcrum_backend_heartbeats_total", "Admin add calls for the backend while it was registered.", labels, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c counterCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- c.active
-	ch <- c.dialFailed
-	ch <- c.heartbeat
 	ch <- c.svcHeartbeat
 	ch <- c.totalHeartbeat
 }
@@ -61,14 +54,10 @@ func (c counterCollector) Collect(ch chan<- prometheus.Metric) {
 		return true
 	})
 	var total uint64
-	c.backends.Range(func(k, v any) bool {
-		key, bs := k.(seriesKey), v.(*backendSeries)
+	c.backends.each(func(key seriesKey, bs *backendSeries) bool {
 		hb := bs.heartbeats.Load()
 		heartbeats[key.service] += hb
 		total += hb
-		ch <- prometheus.MustNewConstMetric(c.active, prometheus.GaugeValue, float64(bs.active.Load()), key.service, key.name)
-		ch <- prometheus.MustNewConstMetric(c.dialFailed, prometheus.CounterValue, float64(bs.dialFailed.Load()), key.service, key.name)
-		ch <- prometheus.MustNewConstMetric(c.heartbeat, prometheus.CounterValue, float64(hb), key.service, key.name)
 		return true
 	})
 	for name, n := range heartbeats {

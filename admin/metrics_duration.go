@@ -34,6 +34,8 @@ var backendDurationBounds = histogram.NewBounds(
 //	fulcrum_service_connection_duration_seconds{service}             one per service, 0 from the start
 //	fulcrum_backend_connection_duration_seconds{service,backend}     from its first closed connection
 //
+// The backends' family is written by the scrape itself (scrape.durations, metrics_stream.go),
+// not by this collector: there may be tens of thousands.
 // A connection's end adds to its backend's histogram and its service's (histogram.Observe:
 // atomic adds, no lock, no allocation); the total is the services' sum, so no counter is
 // shared by every connection of every service. A service's histogram is shared by its
@@ -44,19 +46,20 @@ var backendDurationBounds = histogram.NewBounds(
 // service's registry knows the backend, as its active gauge is: a forgotten backend's series
 // disappears at the next scrape (its counts stay in its service's and the total).
 type durationCollector struct {
-	m                       *Metrics
-	total, service, backend *prometheus.Desc
+	m              *Metrics
+	total, service *prometheus.Desc
 }
 
 var _ prometheus.Collector = durationCollector{}
 
+// durationHelp starts the help text of every connection-duration family.
+const durationHelp = "Proxied connection lifetimes, accept to close, in seconds"
+
 func newDurationCollector(m *Metrics) durationCollector {
-	const help = "Proxied connection lifetimes, accept to close, in seconds"
 	return durationCollector{
 		m:       m,
-		total:   prometheus.NewDesc("fulcrum_connection_duration_seconds", help+".", nil, nil),
-		service: prometheus.NewDesc("fulcrum_service_connection_duration_seconds", help+", of the service's backends.", []string{"service"}, nil),
-		backend: prometheus.NewDesc("fulcrum_backend_connection_duration_seconds", help+", of the backend.", []string{"service", "backend"}, nil),
+		total:   prometheus.NewDesc("fulcrum_connection_duration_seconds", durationHelp+".", nil, nil),
+		service: prometheus.NewDesc("fulcrum_service_connection_duration_seconds", durationHelp+", of the service's backends.", []string{"service"}, nil),
 	}
 }
 
@@ -64,7 +67,6 @@ func newDurationCollector(m *Metrics) durationCollector {
 func (c durationCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.total
 	ch <- c.service
-	ch <- c.backend
 }
 
 // Collect implements prometheus.Collector.
@@ -77,17 +79,6 @@ func (c durationCollector) Collect(ch chan<- prometheus.Metric) {
 		return true
 	})
 	ch <- constHistogram(c.total, durationBounds, &total)
-	known := c.m.knownBackends()
-	c.m.backends.Range(func(k, v any) bool {
-		key := k.(seriesKey)
-		if !known(key) {
-			return true
-		}
-		if v.(*backendSeries).dur.Snapshot(&one); one.Count > 0 {
-			ch <- constHistogram(c.backend, backendDurationBounds, &one, key.service, key.name)
-		}
-		return true
-	})
 }
 
 // constHistogram is a snapshot as a Prometheus histogram: cumulative buckets by upper bound
@@ -114,9 +105,9 @@ func (m *Metrics) knownBackends() func(seriesKey) bool {
 func (m *Metrics) closed(service string, c *listener.ConnInfo) {
 	d := time.Since(c.Start)
 	if c.Backend != nil {
-		if bs, ok := m.backends.Load(seriesKey{service, c.Backend.Key()}); ok {
-			bs.(*backendSeries).dur.Observe(d)
-			bs.(*backendSeries).svc.dur.Observe(d)
+		if bs, ok := m.backends.load(seriesKey{service, c.Backend.Key()}); ok {
+			bs.dur.Observe(d)
+			bs.svc.dur.Observe(d)
 			return
 		}
 	}

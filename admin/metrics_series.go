@@ -68,8 +68,8 @@ func serviceOrDefault(service string) string {
 
 // backend returns the series of a service's backend, creating them at 0 on first sight.
 func (m *Metrics) backend(service, key string) *backendSeries {
-	if bs, ok := m.backends.Load(seriesKey{service, key}); ok {
-		return bs.(*backendSeries)
+	if bs, ok := m.backends.load(seriesKey{service, key}); ok {
+		return bs
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -78,11 +78,11 @@ func (m *Metrics) backend(service, key string) *backendSeries {
 
 // backendLocked is backend for a caller that holds m.mu.
 func (m *Metrics) backendLocked(k seriesKey) *backendSeries {
-	if bs, ok := m.backends.Load(k); ok {
-		return bs.(*backendSeries)
+	if bs, ok := m.backends.load(k); ok {
+		return bs
 	}
 	bs := &backendSeries{svc: m.serviceLocked(k.service), dur: histogram.New(backendDurationBounds)}
-	m.backends.Store(k, bs)
+	m.backends.store(k, bs)
 	return bs
 }
 

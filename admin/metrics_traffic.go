@@ -65,18 +65,20 @@ func (d trafficDescs) collect(ch chan<- prometheus.Metric, t trafficSum, labels 
 	ch <- prometheus.MustNewConstMetric(d.bytesOut, prometheus.CounterValue, float64(t.bytesOut), labels...)
 }
 
-// trafficCollector exposes the total, every service's and every backend's traffic as
-// Prometheus counters. A backend's series stay until the process ends.
+// trafficCollector exposes the total's and every service's traffic as Prometheus counters,
+// the sums of their backends'. The backends' own families (fulcrum_backend_connections_routed_total,
+// fulcrum_backend_bytes_in_total, fulcrum_backend_bytes_out_total) are written by the scrape
+// itself (metrics_stream.go); a backend's series stay until the process ends.
 type trafficCollector struct {
-	svcs     *sync.Map // service name → *serviceSeries: the Metrics' own
-	backends *sync.Map // seriesKey → *backendSeries: the Metrics' own
+	svcs     *sync.Map  // service name → *serviceSeries: the Metrics' own
+	backends *seriesMap // the Metrics' own
 
-	totalD, serviceD, backendD trafficDescs
+	totalD, serviceD trafficDescs
 }
 
 var _ prometheus.Collector = trafficCollector{}
 
-func newTrafficCollector(svcs, backends *sync.Map) trafficCollector {
+func newTrafficCollector(svcs *sync.Map, backends *seriesMap) trafficCollector {
 	return trafficCollector{
 		svcs: svcs, backends: backends,
 		totalD: newTrafficDescs("fulcrum_", nil, [3]string{
@@ -87,10 +89,6 @@ func newTrafficCollector(svcs, backends *sync.Map) trafficCollector {
 			"Connections of the service proxied to a backend (dial succeeded).",
 			"Bytes carried client to the service's backends.",
 			"Bytes carried the service's backends to client."}),
-		backendD: newTrafficDescs("fulcrum_backend_", []string{"service", "backend"}, [3]string{
-			"Connections proxied to the backend (dial succeeded).",
-			"Bytes carried client to the backend.",
-			"Bytes carried the backend to client."}),
 	}
 }
 
@@ -98,11 +96,10 @@ func newTrafficCollector(svcs, backends *sync.Map) trafficCollector {
 func (c trafficCollector) Describe(ch chan<- *prometheus.Desc) {
 	c.totalD.describe(ch)
 	c.serviceD.describe(ch)
-	c.backendD.describe(ch)
 }
 
-// Collect implements prometheus.Collector: every backend's series, and every service's and
-// the total as their sums (a service with no backend yet at 0).
+// Collect implements prometheus.Collector: every service's series and the total, as the sums
+// of their backends' (a service with no backend yet at 0).
 func (c trafficCollector) Collect(ch chan<- prometheus.Metric) {
 	var total trafficSum
 	services := map[string]*trafficSum{}
@@ -110,11 +107,8 @@ func (c trafficCollector) Collect(ch chan<- prometheus.Metric) {
 		services[k.(string)] = new(trafficSum)
 		return true
 	})
-	c.backends.Range(func(k, v any) bool {
-		key, t := k.(seriesKey), &v.(*backendSeries).traffic
-		var one trafficSum
-		one.add(t)
-		c.backendD.collect(ch, one, key.service, key.name)
+	c.backends.each(func(key seriesKey, bs *backendSeries) bool {
+		t := &bs.traffic
 		if services[key.service] == nil {
 			services[key.service] = new(trafficSum)
 		}
