@@ -149,18 +149,7 @@ func opsSink(t testing.TB) pool.Address {
 // BenchmarkObserverPerConnection is the CPU the observers add to one connection with no
 // network in the way: Opened, one chunk each way, Closed, Flush.
 func BenchmarkObserverPerConnection(b *testing.B) {
-	p := &pool.Pool{Logger: quiet}
-	addr, err := pool.ParseAddress("127.0.0.1:9")
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := p.RegisterStatic(addr, 1); err != nil {
-		b.Fatal(err)
-	}
-	be, err := p.Acquire(netip.Addr{}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
+	p, be := acquiredStatic(b)
 	for _, cfg := range opsObservers(b, p)[1:] {
 		b.Run(cfg.name, func(b *testing.B) {
 			b.ReportAllocs()
@@ -186,18 +175,7 @@ func BenchmarkObserverPerConnection(b *testing.B) {
 //
 //	go test -run '^$' -bench ObserverMetrics -benchmem -count 5 ./admin
 func BenchmarkObserverMetrics(b *testing.B) {
-	p := &pool.Pool{Logger: quiet}
-	addr, err := pool.ParseAddress("127.0.0.1:9")
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := p.RegisterStatic(addr, 1); err != nil {
-		b.Fatal(err)
-	}
-	be, err := p.Acquire(netip.Addr{}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
+	p, be := acquiredStatic(b)
 	m, err := admin.NewMetrics(p)
 	if err != nil {
 		b.Fatal(err)
@@ -305,3 +283,22 @@ type countingWriter struct {
 func (w *countingWriter) Header() http.Header         { return w.header }
 func (w *countingWriter) WriteHeader(int)             {}
 func (w *countingWriter) Write(p []byte) (int, error) { w.n += len(p); return len(p), nil }
+
+// acquiredStatic is a pool with one static backend, acquired once: the backend a benchmark's
+// connections are counted on.
+func acquiredStatic(b *testing.B) (*pool.Pool, *pool.Backend) {
+	b.Helper()
+	p := &pool.Pool{Logger: quiet}
+	addr, err := pool.ParseAddress("127.0.0.1:9")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := p.RegisterStatic(addr, 1); err != nil {
+		b.Fatal(err)
+	}
+	be, err := p.Acquire(netip.Addr{}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p, be
+}
