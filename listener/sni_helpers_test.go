@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"io"
 	"math/big"
 	"net"
 	"sync"
@@ -71,6 +72,8 @@ func (f *firstBytes) handle(c *net.TCPConn) {
 	f.seen = append(f.seen, buf[:n])
 	f.mu.Unlock()
 	c.Write([]byte("default\n"))
+	c.CloseWrite()
+	io.Copy(io.Discard, c) // unread bytes at close would reset the client
 }
 
 func (f *firstBytes) last() []byte {
