@@ -130,6 +130,11 @@ func (o *observers) forService(name string) listener.Observers {
 	return list
 }
 
+// sniObserver hears the SNI routers' decisions: the metrics, if on; nil otherwise.
+func (o *observers) sniObserver() listener.SNIObserver {
+	return nil
+}
+
 // adminServices is how the admin API sees the services, each over its registry: its pool, or
 // with reg (the etcd registry) its pool shared through etcd.
 func adminServices(services []*service, reg *sharedRegistry) []admin.Service {

@@ -13,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/fulcrumlb/fulcrum/listener"
+	"github.com/fulcrumlb/fulcrum/listener/sniroute"
 	"github.com/fulcrumlb/fulcrum/pool"
 )
 
@@ -29,6 +30,7 @@ type serviceConfig struct {
 	policy   pool.Policy
 	backends []pool.Address // static
 	traffic  trafficConfig
+	sni      []sniroute.Pattern // server names routed here on a shared address (sni.go); none: the default
 }
 
 // trafficConfig is what each service may set for itself; what it does not set it takes from
@@ -105,6 +107,11 @@ func parseServices(c *cli.Context, cfg *config) ([]serviceConfig, error) {
 			return nil, err
 		}
 	}
+	for _, v := range c.StringSlice("sni") {
+		if err := addSNIFlag(services, v); err != nil { // sni.go
+			return nil, err
+		}
+	}
 	return services, nil
 }
 
@@ -168,6 +175,7 @@ type serviceSpec struct {
 	HealthInterval      *time.Duration `yaml:"health-interval"`
 	HealthFall          *int           `yaml:"health-fall"`
 	HealthRise          *int           `yaml:"health-rise"`
+	SNI                 stringList     `yaml:"sni"`
 	ProxyProtocol       *string        `yaml:"proxy-protocol"`
 	AcceptProxyProtocol stringList     `yaml:"accept-proxy-protocol"`
 	ProxyHeaderTimeout  *time.Duration `yaml:"proxy-header-timeout"`
@@ -317,6 +325,9 @@ func (spec serviceSpec) build(top serviceConfig) (serviceConfig, error) {
 			return s, fmt.Errorf("service %s: backends: %w", s.name, err)
 		}
 		s.backends = append(s.backends, a)
+	}
+	if s.sni, err = parseSNIList(spec.SNI); err != nil { // sni.go
+		return s, fmt.Errorf("service %s: %w", s.name, err)
 	}
 	if err := spec.applyTraffic(&s.traffic); err != nil {
 		return s, fmt.Errorf("service %s: %w", s.name, err)

@@ -1,0 +1,187 @@
+package main
+
+import (
+	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"io"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSNIFlagsAndConfigFile(t *testing.T) {
+	path := writeConfig(t, `
+listen: 127.0.0.1:7443
+services:
+  - name: api
+    listen: 127.0.0.1:7443
+    sni: [api.example.com, "*.API.example.com."]
+  - name: web
+    listen: 127.0.0.1:7443
+    sni: www.example.com
+`)
+	cfg, err := parseServeArgs(t, "--config", path, "--sni", "web=web.example.com", "--client-hello-timeout", "2s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, web := serviceNamed(cfg, "api"), serviceNamed(cfg, "web")
+	if len(api.sni) != 2 || api.sni[1].String() != "*.api.example.com" || len(web.sni) != 2 || web.sni[1].String() != "web.example.com" {
+		t.Errorf("patterns: api %v, web %v", api.sni, web.sni)
+	}
+	if cfg.clientHelloTimeout != 2*time.Second {
+		t.Errorf("--client-hello-timeout %v", cfg.clientHelloTimeout)
+	}
+	def, err := parseServeArgs(t)
+	if err != nil || def.clientHelloTimeout != 5*time.Second {
+		t.Errorf("default --client-hello-timeout %v, %v; want 5s", def.clientHelloTimeout, err)
+	}
+}
+
+// TestSNIStartErrors: a bad pattern, one pattern claimed twice on an address, and two
+// defaults on an address each stop the start with one clear line and a non-zero exit.
+func TestSNIStartErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--service", "a=127.0.0.1:1", "--sni", "a=bad_name!"}, "--sni"},
+		{[]string{"--service", "a=127.0.0.1:1", "--sni", "a"}, "NAME=PATTERN"},
+		{[]string{"--sni", "nosuch=a.test"}, `no service named "nosuch"`},
+		{[]string{"--service", "a=127.0.0.1:1", "--service", "b=127.0.0.1:1", "--sni", "a=x.test", "--sni", "b=X.test"}, "x.test"},
+		{[]string{"--service", "a=127.0.0.1:1", "--service", "b=127.0.0.1:1"}, "default"},
+	} {
+		cfg, err := parseServeArgs(t, tc.args...)
+		if err == nil {
+			err = errors.Join(checkSNI(cfg.services)...)
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v, want one containing %q", tc.args, err, tc.want)
+		}
+	}
+	path := writeConfig(t, "services:\n  - name: a\n    listen: 127.0.0.1:1\n    sni: [\"*.*.test\"]\n")
+	if _, err := parseServeArgs(t, "--config", path); err == nil || !strings.Contains(err.Error(), "sni") {
+		t.Errorf("bad pattern in the file: %v", err)
+	}
+	shared := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
+	code, out := runFulcrumOut(t, "serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+		"--service", "a="+shared, "--service", "b="+shared)
+	if code == 0 || !strings.Contains(out, "default") || strings.Count(strings.TrimSpace(out), "\n") > 1 {
+		t.Errorf("two defaults: exit %d, output %q", code, out)
+	}
+}
+
+// TestSNIServe: a process with services a (a.test), b (*.b.test) and the default on one
+// address routes crypto/tls clients by name, to backends with their own certificates;
+// openssl s_client too, where installed.
+func TestSNIServe(t *testing.T) { eachPlane(t, testSNIServe) }
+
+func testSNIServe(t *testing.T) {
+	certA, rootsA, pemA := testCert(t, "a.test")
+	certB, rootsB, _ := testCert(t, "*.b.test")
+	ba, bb := tlsNameBackend(t, "a", certA), tlsNameBackend(t, "b", certB)
+	bd := startBackend(t, func(c net.Conn) error { // reads all it is sent: unread bytes at close reset the client
+		c.Write([]byte("default\n"))
+		c.(*net.TCPConn).CloseWrite()
+		_, err := io.Copy(io.Discard, c)
+		return err
+	})
+	addr := net.JoinHostPort("127.0.0.1", itoa(freePort(t)))
+	b := startBalancer(t, "--listen", addr, "--backend", bd.Addr(),
+		"--service", "a="+addr, "--service", "b="+addr, "--backend", "a="+ba.Addr(), "--backend", "b="+bb.Addr(),
+		"--sni", "a=a.test", "--sni", "b=*.b.test")
+	for _, tc := range []struct {
+		name, want string
+		roots      *x509.CertPool
+	}{{"a.test", "a\n", rootsA}, {"z.b.test", "b\n", rootsB}} {
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", b.listen, &tls.Config{ServerName: tc.name, RootCAs: tc.roots})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		line, err := bufio.NewReader(c).ReadString('\n')
+		c.Close()
+		if line != tc.want {
+			t.Errorf("%s: got %q, %v; want %q", tc.name, line, err, tc.want)
+		}
+	}
+	c, err := net.DialTimeout("tcp", b.listen, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.Write([]byte("GET / HTTP/1.0\r\n\r\n"))
+	if line, err := bufio.NewReader(c).ReadString('\n'); line != "default\n" {
+		t.Errorf("plain HTTP: got %q, %v; want the default", line, err)
+	}
+	c.Close()
+	opensslSNI(t, b.listen, pemA)
+}
+
+// opensslSNI checks that openssl s_client -servername a.test sees a.test's certificate.
+func opensslSNI(t *testing.T, addr, caFile string) {
+	bin, err := exec.LookPath("openssl")
+	if err != nil {
+		t.Log("openssl not installed: skipping its s_client check")
+		return
+	}
+	cmd := exec.Command(bin, "s_client", "-connect", addr, "-servername", "a.test", "-CAfile", caFile, "-verify_return_error")
+	cmd.Stdin = strings.NewReader("")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "CN") || !strings.Contains(string(out), "a.test") {
+		t.Errorf("openssl s_client -servername a.test: %v\n%s", err, out)
+	}
+}
+
+// testCert is a self-signed certificate for name, a pool that trusts it and its PEM file.
+func testCert(t *testing.T, name string) (tls.Certificate, *x509.CertPool, string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(leaf)
+	path := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, roots, path
+}
+
+// tlsNameBackend completes a TLS handshake with cert, then writes name and a newline.
+func tlsNameBackend(t *testing.T, name string, cert tls.Certificate) *backend {
+	return startBackend(t, func(c net.Conn) error {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		s := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{cert}})
+		if err := s.Handshake(); err != nil {
+			return nil // a client that only looked (s_client) may go away
+		}
+		s.Write([]byte(name + "\n"))
+		return s.Close()
+	})
+}
