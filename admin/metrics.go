@@ -67,6 +67,8 @@ type Metrics struct {
 	// collector (metrics_backends.go): one snapshot serves both, so they agree.
 	scraped atomic.Pointer[[][]pool.Status]
 
+	sni *sniCounters // SNI routing and per-client refusals (metrics_sni.go)
+
 	mu      sync.Mutex         // creates series; guards the fields below
 	gauged  map[seriesKey]bool // backends with an active-connections series
 	nReason int                // distinct reason label values, capped at maxReasons
@@ -125,6 +127,7 @@ func NewServiceMetrics(services []Service) (*Metrics, error) {
 		registered: make(map[string]bool),
 		gauged:     make(map[seriesKey]bool),
 		nReason:    len(knownReasons),
+		sni:        newSNICounters(),
 	}
 	for _, s := range services {
 		mt.registered[s.Name] = s.Registry != nil
@@ -136,6 +139,7 @@ func NewServiceMetrics(services []Service) (*Metrics, error) {
 		{"connection duration", newDurationCollector(mt)},
 		{"backend state", newBackendCollector(mt.services, &mt.scraped)},
 		{"build info", newBuildInfoGauge(buildinfo.Read())},
+		{"sni routing", mt.sni},
 	}
 	if mt.m, mt.handler, err = newSink(names, collectors); err != nil {
 		return nil, err

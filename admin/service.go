@@ -14,6 +14,9 @@ type Service struct {
 	Name string
 	// Listen are the service's listen addresses, as /upstream/status shows them; nil is none.
 	Listen []string
+	// SNI are the server-name patterns routed to the service on a shared listen address, as
+	// /upstream/status shows them ("sni"); nil is none (not routed by name, or the default).
+	SNI []string
 	// Balance is the service's balancing policy as configured (--balance); "" means not known.
 	Balance string
 	// Registry holds the service's backends.

@@ -39,6 +39,7 @@ type server struct {
 type serviceSummary struct {
 	Name     string   `json:"name"`
 	Listen   []string `json:"listen"`   // never null: [] when not known
+	SNI      []string `json:"sni"`      // server-name patterns routed here; never null: [] for none
 	Balance  string   `json:"balance"`  // "" when not known
 	Backends int      `json:"backends"` // known backends, in any state
 	Active   int64    `json:"active"`   // connections counted on them now
@@ -89,6 +90,7 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 		if sum.Listen == nil {
 			sum.Listen = []string{}
 		}
+		sum.SNI = append([]string{}, svc.SNI...)
 		for _, s := range snaps[i] {
 			sum.Active += s.Active
 			reply.Servers = append(reply.Servers, statusEntry(svc.Name, s))

@@ -132,7 +132,10 @@ func (o *observers) forService(name string) listener.Observers {
 
 // sniObserver hears the SNI routers' decisions: the metrics, if on; nil otherwise.
 func (o *observers) sniObserver() listener.SNIObserver {
-	return nil
+	if o.metrics == nil {
+		return nil // not a nil *admin.Metrics in the interface
+	}
+	return o.metrics
 }
 
 // adminServices is how the admin API sees the services, each over its registry: its pool, or
@@ -141,7 +144,7 @@ func adminServices(services []*service, reg *sharedRegistry) []admin.Service {
 	out := make([]admin.Service, 0, len(services))
 	for _, s := range services {
 		out = append(out, admin.Service{
-			Name: s.cfg.name, Listen: s.listenAddrs(), Balance: s.cfg.policy.Name(),
+			Name: s.cfg.name, Listen: s.listenAddrs(), Balance: s.cfg.policy.Name(), SNI: s.cfg.sniText(),
 			Registry: reg.registry(s.servicePool), CloseBackend: s.closeBackend,
 		})
 	}

@@ -151,6 +151,9 @@ func newSNIRouters(cfg *config, services []*service, obs *observers, sh shared) 
 		if err != nil {
 			return nil, err
 		}
+		if obs.metrics != nil {
+			obs.metrics.DeclareSNI(a.addr, patterned(a, confs))
+		}
 		first := services[a.services[0]]
 		ln := first.lns[slices.Index(first.cfg.listen, a.addr)]
 		out = append(out, sniRouter{ln: ln, router: &listener.SNIRouter{
@@ -180,4 +183,24 @@ func shutdownRouters(ctx context.Context, routers []sniRouter, cfg *config) {
 			cfg.log.Warn("drain timeout: closed clients still sending their TLS hello", "listen", r.router.Listen, "err", err)
 		}
 	}
+}
+
+// patterned are the names of a's services that have patterns.
+func patterned(a sharedAddr, services []serviceConfig) []string {
+	var out []string
+	for _, i := range a.services {
+		if len(services[i].sni) > 0 {
+			out = append(out, services[i].name)
+		}
+	}
+	return out
+}
+
+// sniText is the service's patterns as an operator writes them, for status.
+func (sc serviceConfig) sniText() []string {
+	out := make([]string, 0, len(sc.sni))
+	for _, p := range sc.sni {
+		out = append(out, p.String())
+	}
+	return out
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"io"
@@ -99,9 +100,10 @@ func testSNIServe(t *testing.T) {
 		return err
 	})
 	addr := net.JoinHostPort("127.0.0.1", itoa(freePort(t)))
-	b := startBalancer(t, "--listen", addr, "--backend", bd.Addr(),
+	accessLog := filepath.Join(t.TempDir(), "access.log")
+	b := startBalancer(t, "--listen", addr, "--backend", bd.Addr(), "--access-log", accessLog,
 		"--service", "a="+addr, "--service", "b="+addr, "--backend", "a="+ba.Addr(), "--backend", "b="+bb.Addr(),
-		"--sni", "a=a.test", "--sni", "b=*.b.test")
+		"--sni", "a=a.test", "--sni", "b=*.b.test", "--client-hello-timeout", "300ms")
 	for _, tc := range []struct {
 		name, want string
 		roots      *x509.CertPool
@@ -127,7 +129,61 @@ func testSNIServe(t *testing.T) {
 		t.Errorf("plain HTTP: got %q, %v; want the default", line, err)
 	}
 	c.Close()
+	slow, err := net.DialTimeout("tcp", b.listen, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow.Write([]byte{0x16, 0x03})
+	slow.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := slow.Read(make([]byte, 1)); err == nil {
+		t.Error("a client sending 2 bytes of a hello was not closed")
+	}
+	slow.Close()
+	checkSNISeenFromOutside(t, b, accessLog)
 	opensslSNI(t, b.listen, pemA)
+}
+
+// checkSNISeenFromOutside: status lists each service's patterns, the metrics count the
+// routing, and the access log names the server name of each connection.
+func checkSNISeenFromOutside(t *testing.T, b *balancer, accessLog string) {
+	t.Helper()
+	body, _, err := adminGet(b.admn, "/upstream/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Services []struct {
+			Name string   `json:"name"`
+			SNI  []string `json:"sni"`
+		} `json:"services"`
+	}
+	if err := json.Unmarshal(body, &st); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, s := range st.Services {
+		if s.SNI == nil {
+			t.Errorf("service %s: sni is null, want a list", s.Name)
+		}
+		got[s.Name] = strings.Join(s.SNI, ",")
+	}
+	if got["a"] != "a.test" || got["b"] != "*.b.test" || got["default"] != "" {
+		t.Errorf("status sni %v", got)
+	}
+	eventually(t, 10*time.Second, "SNI metrics", func() bool {
+		m, _, _ := adminGet(b.admn, "/metrics")
+		text := string(m)
+		return strings.Contains(text, `fulcrum_sni_routed_total{service="a"} 1`) &&
+			strings.Contains(text, `fulcrum_sni_routed_total{service="b"} 1`) &&
+			strings.Contains(text, `fulcrum_sni_default_total{listen="`+b.listen+`"} 1`) &&
+			strings.Contains(text, `fulcrum_sni_refused_total{listen="`+b.listen+`",reason="timeout"} 1`) &&
+			strings.Contains(text, `fulcrum_sni_refused_total{listen="`+b.listen+`",reason="no_default"} 0`)
+	})
+	eventually(t, 10*time.Second, "access log lines with sni", func() bool {
+		data, _ := os.ReadFile(accessLog)
+		return strings.Contains(string(data), `"sni":"a.test"`) && strings.Contains(string(data), `"sni":"z.b.test"`) &&
+			strings.Contains(string(data), `"sni":""`)
+	})
 }
 
 // opensslSNI checks that openssl s_client -servername a.test sees a.test's certificate.
