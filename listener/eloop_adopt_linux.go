@@ -90,5 +90,5 @@ func (l *loop) adoptConn(ls *loopServer, fd int, info ConnInfo, prefix []byte) {
 		l.finish(c, err, true)
 		return
 	}
-	l.connect(c)
+	l.admitThenConnect(c)
 }

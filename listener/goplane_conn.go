@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fulcrumlb/fulcrum/listener/clientlimit"
 	"github.com/fulcrumlb/fulcrum/pool"
 )
 
@@ -23,6 +24,7 @@ type conn struct {
 	info    ConnInfo                     // owned by serve's goroutine; info.Backend's count is held while set
 	routed  bool                         // adopted from an SNIRouter: info is set and rest holds the hello
 	rest    []byte                       // client bytes already read, for the backend first
+	ticket  clientlimit.Ticket           // the per-client bounds' claim, released by end
 }
 
 // serve is the connection's whole life, top to bottom: the inbound PROXY header (when the
@@ -40,6 +42,11 @@ func (c *conn) serve() {
 	}
 	c.rest = nil
 	if err == nil {
+		c.ticket, err = c.srv.book.admit(c.info.Client.Addr(), time.Now()) // clientbounds.go
+		if err != nil {
+			c.client.Close() // counted by the bounds, not a rejection
+			return
+		}
 		err = c.connect()
 	}
 	if err != nil {
@@ -64,6 +71,7 @@ func (c *conn) end() {
 	if c.info.Backend != nil {
 		c.srv.book.release(c.info.Backend)
 	}
+	c.srv.book.releaseClient(c.ticket)
 	c.srv.untrack(c)
 }
 
