@@ -20,6 +20,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/fulcrumlb/fulcrum/internal/asynclog"
+	"github.com/fulcrumlb/fulcrum/listener/clientlimit"
 	"github.com/fulcrumlb/fulcrum/pool"
 	"github.com/fulcrumlb/fulcrum/pool/etcdreg"
 )
@@ -32,13 +33,14 @@ func serveFlags() []cli.Flag {
 		coreFlags(),
 		securityFlags(),
 		resilienceFlags(),
-		dataPlaneFlags(), // flags_dataplane.go: --data-plane, --loops
-		operatingFlags(), // flags_operating.go: config file, PROXY protocol, access log
-		metricsFlags(),   // flags_operating_metrics.go: --metrics
-		persistFlags(),   // state.go, upgrade.go: --state-file, --pid-file
-		serviceFlags(),   // services.go: --service
-		sniFlags(),       // sni.go: --sni, --client-hello-timeout
-		registryFlags(),  // registry.go: --registry, --etcd-*
+		dataPlaneFlags(),   // flags_dataplane.go: --data-plane, --loops
+		operatingFlags(),   // flags_operating.go: config file, PROXY protocol, access log
+		metricsFlags(),     // flags_operating_metrics.go: --metrics
+		persistFlags(),     // state.go, upgrade.go: --state-file, --pid-file
+		serviceFlags(),     // services.go: --service
+		sniFlags(),         // sni.go: --sni, --client-hello-timeout
+		clientBoundFlags(), // clients.go: per-client bounds
+		registryFlags(),    // registry.go: --registry, --etcd-*
 	)
 }
 
@@ -89,6 +91,7 @@ type config struct {
 	retries        int
 	// clientHelloTimeout bounds the TLS hello on addresses routed by server name (sni.go).
 	clientHelloTimeout time.Duration
+	clients            clientlimit.Config // per-client bounds of every service (clients.go)
 	policy             pool.Policy
 	services           []serviceConfig // services.go: [0] is the default service
 	trusted            []netip.Prefix
@@ -141,6 +144,9 @@ func parseConfig(c *cli.Context) (*config, error) {
 		cfg.trusted = append(cfg.trusted, p)
 	}
 	if cfg.operating, err = parseOperating(c); err != nil {
+		return nil, err
+	}
+	if cfg.clients, err = parseClientBounds(c); err != nil {
 		return nil, err
 	}
 	if err := cfg.check(); err != nil {
@@ -225,7 +231,8 @@ func run(ctx context.Context, cfg *config) error {
 	}
 	defer obs.closeLog()
 	sh := newShared(cfg)
-	defer sh.stop() // after every server has shut down (drain)
+	sh.clientObs = obs.clientObserver() // before any server is built
+	defer sh.stop()                     // after every server has shut down (drain)
 	services := newServices(cfg, pools, lns, obs, sh)
 	routers, err := newSNIRouters(cfg, services, obs, sh) // sni.go
 	if err != nil {

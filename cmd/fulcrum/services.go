@@ -13,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/fulcrumlb/fulcrum/listener"
+	"github.com/fulcrumlb/fulcrum/listener/clientlimit"
 	"github.com/fulcrumlb/fulcrum/listener/sniroute"
 	"github.com/fulcrumlb/fulcrum/pool"
 )
@@ -46,6 +47,7 @@ type trafficConfig struct {
 	healthFall     int
 	healthRise     int
 	proxy          listener.ProxyProtocol
+	clients        clientlimit.Config // per-client bounds (clients.go)
 }
 
 func (tc trafficConfig) check() error {
@@ -81,6 +83,7 @@ func defaultService(cfg *config) serviceConfig {
 			maxPerConn: rc.maxPerConn, queueTimeout: rc.queueTimeout, idleTimeout: rc.idleTimeout,
 			slowStart: rc.slowStart, healthInterval: rc.healthInterval, healthFall: rc.healthFall,
 			healthRise: rc.healthRise, proxy: cfg.operating.proxy,
+			clients: cfg.clients,
 		},
 	}
 }
@@ -176,6 +179,10 @@ type serviceSpec struct {
 	HealthFall          *int           `yaml:"health-fall"`
 	HealthRise          *int           `yaml:"health-rise"`
 	SNI                 stringList     `yaml:"sni"`
+	MaxConnsPerClient   *int           `yaml:"max-conns-per-client"`
+	ClientRate          *string        `yaml:"client-rate"`
+	AllowClient         stringList     `yaml:"allow-client"`
+	DenyClient          stringList     `yaml:"deny-client"`
 	ProxyProtocol       *string        `yaml:"proxy-protocol"`
 	AcceptProxyProtocol stringList     `yaml:"accept-proxy-protocol"`
 	ProxyHeaderTimeout  *time.Duration `yaml:"proxy-header-timeout"`
@@ -330,6 +337,9 @@ func (spec serviceSpec) build(top serviceConfig) (serviceConfig, error) {
 		return s, fmt.Errorf("service %s: %w", s.name, err)
 	}
 	if err := spec.applyTraffic(&s.traffic); err != nil {
+		return s, fmt.Errorf("service %s: %w", s.name, err)
+	}
+	if err := spec.applyClientSpec(&s.traffic.clients); err != nil { // clients.go
 		return s, fmt.Errorf("service %s: %w", s.name, err)
 	}
 	return s, s.traffic.check()
