@@ -7,6 +7,8 @@ import (
 	"net"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fulcrumlb/fulcrum/listener/internal/poll"
 )
 
 // The event loops' side of SNI routing (sni.go): the router reads the hello on a goroutine,
@@ -81,8 +83,15 @@ func (el *EventLoops) nextLoop() *loop {
 	return el.loops[el.adoptNext%len(el.loops)]
 }
 
-// adoptConn takes a routed client socket into the loop and connects it.
+// adoptConn takes a routed client socket into the loop and connects it; a loop that is
+// ending (its last tasks run after its connections are reset) closes it instead.
 func (l *loop) adoptConn(ls *loopServer, fd int, info ConnInfo, prefix []byte) {
+	if l.quit {
+		poll.SetResetOnClose(fd)
+		unix.Close(fd)
+		ls.connEnded()
+		return
+	}
 	c := &loopConn{srv: ls, cfd: fd, bfd: -1, timerIndex: -1, info: info, rest: prefix}
 	defer l.recoverConn(c)
 	l.conns.add(c)

@@ -13,6 +13,8 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -125,14 +127,57 @@ type sniRig struct {
 	rootsB   *x509.CertPool
 	def      *firstBytes
 	backends map[string]*backend
+	traffic  *upBytes
 }
+
+// upBytes records, per service, the client → backend bytes of each closed connection and
+// what its meter heard.
+type upBytes struct {
+	mu    sync.Mutex
+	up    map[string][]int64
+	sni   map[string][]string
+	meter map[string]int64
+}
+
+func (u *upBytes) Rejected(netip.AddrPort, error)  {}
+func (u *upBytes) DialFailed(*pool.Backend, error) {}
+func (u *upBytes) Opened(c *listener.ConnInfo) listener.Meter {
+	return upMeter{u, c.Service}
+}
+func (u *upBytes) Closed(c *listener.ConnInfo, t listener.Traffic) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.up[c.Service] = append(u.up[c.Service], t.Up)
+	u.sni[c.Service] = append(u.sni[c.Service], c.SNI)
+}
+
+func (u *upBytes) closed(service string) ([]int64, []string, int64) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return slices.Clone(u.up[service]), slices.Clone(u.sni[service]), u.meter[service]
+}
+
+type upMeter struct {
+	u       *upBytes
+	service string
+}
+
+func (m upMeter) Moved(up bool, n int64) {
+	if up {
+		m.u.mu.Lock()
+		m.u.meter[m.service] += n
+		m.u.mu.Unlock()
+	}
+}
+func (m upMeter) Flush() {}
 
 func startSNIRig(t *testing.T, withDefault bool) *sniRig {
 	t.Helper()
 	certA, rootsA := certFor(t, "a.test")
 	certB, rootsB := certFor(t, "*.b.test")
 	rig := &sniRig{obs: &sniCounts{routed: map[string]int{}, refused: map[string]int{}}, rootsA: rootsA, rootsB: rootsB,
-		def: &firstBytes{}, backends: map[string]*backend{}}
+		def: &firstBytes{}, backends: map[string]*backend{},
+		traffic: &upBytes{up: map[string][]int64{}, sni: map[string][]string{}, meter: map[string]int64{}}}
 	rig.backends["a"] = tlsBackend(t, "a", certA)
 	rig.backends["b"] = tlsBackend(t, "b", certB)
 	names := []string{"a", "b"}
@@ -147,7 +192,7 @@ func startSNIRig(t *testing.T, withDefault bool) *sniRig {
 		if _, err := p.Register(rig.backends[name].addr(), 0); err != nil {
 			t.Fatal(err)
 		}
-		srv := &listener.Server{Picker: p, Service: name, Logger: quiet, DataPlane: planeOf(t), ConnectTimeout: 2 * time.Second}
+		srv := &listener.Server{Picker: p, Service: name, Logger: quiet, DataPlane: planeOf(t), ConnectTimeout: 2 * time.Second, Observer: rig.traffic}
 		rig.servers, rig.pools = append(rig.servers, srv), append(rig.pools, p)
 		svc := sniroute.Service[*listener.Server]{Name: name, Value: srv}
 		if pat, ok := patterns[name]; ok {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/tls"
+	"slices"
 	"testing"
 	"time"
 
@@ -77,6 +78,16 @@ func TestSNIHelloInPieces(t *testing.T) {
 		}
 		c.Close()
 		c2.Close()
+		// The hello's bytes count as the client's: in Traffic.Up and in the meter.
+		eventually(t, "both connections closed", func() bool { up, _, _ := rig.traffic.closed("a"); return len(up) == 2 })
+		up, names, meter := rig.traffic.closed("a")
+		slices.Sort(up)
+		if want := []int64{int64(len(hello)), int64(len(split))}; !slices.Equal(up, want) || meter != want[0]+want[1] {
+			t.Errorf("bytes up %v (meter %d), want %v: the hello's bytes", up, meter, want)
+		}
+		if names[0] != "a.test" || names[1] != "a.test" {
+			t.Errorf("ConnInfo.SNI %q, want a.test", names)
+		}
 	})
 }
 

@@ -151,6 +151,9 @@ func newSNIRouters(cfg *config, services []*service, obs *observers, sh shared) 
 		if err != nil {
 			return nil, err
 		}
+		if err := listener.CheckSNIServers(sh.limit, routedServers(a, services)...); err != nil {
+			return nil, err // a bug: every server shares --max-conns (newServer)
+		}
 		if obs.metrics != nil {
 			obs.metrics.DeclareSNI(a.addr, patterned(a, confs))
 		}
@@ -201,6 +204,15 @@ func (sc serviceConfig) sniText() []string {
 	out := make([]string, 0, len(sc.sni))
 	for _, p := range sc.sni {
 		out = append(out, p.String())
+	}
+	return out
+}
+
+// routedServers are the servers of a's services.
+func routedServers(a sharedAddr, services []*service) []*listener.Server {
+	out := make([]*listener.Server, 0, len(a.services))
+	for _, i := range a.services {
+		out = append(out, services[i].srv)
 	}
 	return out
 }
