@@ -137,6 +137,7 @@ type upBytes struct {
 	up    map[string][]int64
 	sni   map[string][]string
 	meter map[string]int64
+	last  string
 }
 
 func (u *upBytes) Rejected(netip.AddrPort, error)  {}
@@ -149,6 +150,14 @@ func (u *upBytes) Closed(c *listener.ConnInfo, t listener.Traffic) {
 	defer u.mu.Unlock()
 	u.up[c.Service] = append(u.up[c.Service], t.Up)
 	u.sni[c.Service] = append(u.sni[c.Service], c.SNI)
+	u.last = c.Client.String()
+}
+
+// client is the client of the last closed connection.
+func (u *upBytes) lastClient() string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.last
 }
 
 func (u *upBytes) closed(service string) ([]int64, []string, int64) {
@@ -171,7 +180,7 @@ func (m upMeter) Moved(up bool, n int64) {
 }
 func (m upMeter) Flush() {}
 
-func startSNIRig(t *testing.T, withDefault bool) *sniRig {
+func startSNIRig(t *testing.T, withDefault bool, opts ...func(*listener.SNIRouter)) *sniRig {
 	t.Helper()
 	certA, rootsA := certFor(t, "a.test")
 	certB, rootsB := certFor(t, "*.b.test")
@@ -212,6 +221,9 @@ func startSNIRig(t *testing.T, withDefault bool) *sniRig {
 		t.Fatal(err)
 	}
 	rig.router = &listener.SNIRouter{Listen: "test", Routes: table, HelloTimeout: 300 * time.Millisecond, Observer: rig.obs, Logger: quiet}
+	for _, o := range opts {
+		o(rig.router)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/tls"
+	"net/netip"
 	"slices"
 	"testing"
 	"time"
@@ -126,5 +127,29 @@ func TestSNIRefusals(t *testing.T) {
 			t.Errorf("backends saw %d connections, want 0", n)
 		}
 		rig.assertIdle(t)
+	})
+}
+
+// TestSNIAfterProxyHeader: with inbound PROXY headers accepted, the header is read first,
+// then the hello; the connection is routed by its name and its client is the header's.
+func TestSNIAfterProxyHeader(t *testing.T) {
+	listener.EachPlane(t, func(t *testing.T) {
+		rig := startSNIRig(t, false, func(r *listener.SNIRouter) {
+			r.ProxyProtocol = listener.ProxyProtocol{Accept: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
+		})
+		hello := helloOf(t, "x.b.test")
+		c := rig.dial(t)
+		header := "PROXY TCP4 203.0.113.7 192.0.2.1 4321 443\r\n"
+		c.Write(append([]byte(header), hello...)) // in one segment: the hello's start is read with the header
+		eventually(t, "routed to b", func() bool { return rig.backends["b"].accepted() == 1 })
+		c.Close()
+		eventually(t, "closed", func() bool { up, _, _ := rig.traffic.closed("b"); return len(up) == 1 })
+		up, _, _ := rig.traffic.closed("b")
+		if up[0] != int64(len(hello)) {
+			t.Errorf("bytes up %d, want the hello's %d (not the header)", up[0], len(hello))
+		}
+		if client := rig.traffic.lastClient(); client != "203.0.113.7:4321" {
+			t.Errorf("client %s, want the PROXY header's 203.0.113.7:4321", client)
+		}
 	})
 }
