@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/cryptobyte"
+
 	"github.com/fulcrumlb/fulcrum/listener"
 )
 
@@ -151,5 +153,66 @@ func TestSNIAfterProxyHeader(t *testing.T) {
 		if client := rig.traffic.lastClient(); client != "203.0.113.7:4321" {
 			t.Errorf("client %s, want the PROXY header's 203.0.113.7:4321", client)
 		}
+	})
+}
+
+// bigHello is a ClientHello naming name whose body is padded (RFC 7685) to bodyLen bytes,
+// carried in records of at most 16 KiB: a post-quantum-sized hello in two records.
+func bigHello(t *testing.T, name string, bodyLen int) []byte {
+	t.Helper()
+	msg := func(pad int) []byte {
+		var b cryptobyte.Builder
+		b.AddUint8(1) // ClientHello
+		b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) {
+			b.AddUint16(0x0303)
+			b.AddBytes(make([]byte, 32))                                                   // random
+			b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) {})                       // session id
+			b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddUint16(0x1301) }) // cipher suites
+			b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddUint8(0) })        // compression
+			b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+				b.AddUint16(0) // server_name
+				b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+					b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+						b.AddUint8(0) // host_name
+						b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes([]byte(name)) })
+					})
+				})
+				b.AddUint16(21) // padding
+				b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(make([]byte, pad)) })
+			})
+		})
+		return b.BytesOrPanic()
+	}
+	m := msg(bodyLen - (len(msg(0)) - 4))
+	var out []byte
+	for len(m) > 0 {
+		n := min(len(m), 16<<10)
+		out = append(out, 0x16, 3, 1, byte(n>>8), byte(n))
+		out = append(out, m[:n]...)
+		m = m[n:]
+	}
+	return out
+}
+
+// TestSNIBigHello: a 16 KiB hello (two records) is reassembled and routed by its name; one
+// byte over is refused as too large.
+func TestSNIBigHello(t *testing.T) {
+	listener.EachPlane(t, func(t *testing.T) {
+		rig := startSNIRig(t, false)
+		hello := bigHello(t, "a.test", 16<<10)
+		c := rig.dial(t)
+		c.Write(hello)
+		eventually(t, "the 16 KiB hello reaches a", func() bool { return rig.backends["a"].accepted() == 1 })
+		c.Close()
+		eventually(t, "closed", func() bool { up, _, _ := rig.traffic.closed("a"); return len(up) == 1 })
+		if up, _, _ := rig.traffic.closed("a"); up[0] != int64(len(hello)) {
+			t.Errorf("bytes up %d, want the hello's %d", up[0], len(hello))
+		}
+		over := rig.dial(t)
+		over.Write(bigHello(t, "a.test", 16<<10+1))
+		if !closedWithin(over, 5*time.Second) {
+			t.Error("a hello over 16 KiB: not closed")
+		}
+		eventually(t, "too_large counted", func() bool { return rig.obs.get(&rig.obs.refused, listener.SNITooLarge) == 1 })
 	})
 }
