@@ -288,7 +288,7 @@ func (rig *sniRig) tlsLine(t *testing.T, name string, roots *x509.CertPool) (str
 }
 
 // helloOf is the ClientHello a Go client sends for name, captured without sending it anywhere.
-func helloOf(t *testing.T, name string) []byte {
+func helloOf(t testing.TB, name string) []byte {
 	t.Helper()
 	a, b := net.Pipe()
 	defer a.Close()
