@@ -141,6 +141,7 @@ func testSNIServe(t *testing.T) {
 	slow.Close()
 	checkSNISeenFromOutside(t, b, accessLog)
 	opensslSNI(t, b.listen, pemA)
+	curlSNI(t, b.listen, pemA)
 }
 
 // checkSNISeenFromOutside: status lists each service's patterns, the metrics count the
@@ -238,6 +239,25 @@ func tlsNameBackend(t *testing.T, name string, cert tls.Certificate) *backend {
 			return nil // a client that only looked (s_client) may go away
 		}
 		s.Write([]byte(name + "\n"))
-		return s.Close()
+		s.CloseWrite()         // close_notify: the client knows the reply is whole
+		io.Copy(io.Discard, s) // what the client sent (curl's request): unread bytes would reset it
+		return nil
 	})
+}
+
+// curlSNI checks that curl --resolve a.test:PORT:127.0.0.1 reaches a's backend through its
+// certificate.
+func curlSNI(t *testing.T, addr, caFile string) {
+	bin, err := exec.LookPath("curl")
+	if err != nil {
+		t.Log("curl not installed: skipping its --resolve check")
+		return
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	cmd := exec.Command(bin, "-sS", "--max-time", "10", "--http0.9", "--cacert", caFile,
+		"--resolve", "a.test:"+port+":127.0.0.1", "https://a.test:"+port+"/")
+	out, err := cmd.CombinedOutput()
+	if err != nil || string(out) != "a\n" {
+		t.Errorf("curl --resolve a.test: %v: %q", err, out)
+	}
 }
