@@ -65,6 +65,8 @@ type Metrics struct {
 	reasons    sync.Map            // rejection error text → its reason label value
 	svcReasons sync.Map            // seriesKey{service, reason label} → that service's rejection labels
 
+	sni *sniCounters // SNI routing and per-client refusals (metrics_sni.go)
+
 	mu      sync.Mutex         // creates series; guards the fields below
 	gauged  map[seriesKey]bool // backends with an active-connections series
 	nReason int                // distinct reason label values, capped at maxReasons
@@ -123,6 +125,7 @@ func NewServiceMetrics(services []Service) (*Metrics, error) {
 		registered: make(map[string]bool),
 		gauged:     make(map[seriesKey]bool),
 		nReason:    len(knownReasons),
+		sni:        newSNICounters(),
 	}
 	for _, s := range services {
 		mt.registered[s.Name] = s.Registry != nil
@@ -133,6 +136,7 @@ func NewServiceMetrics(services []Service) (*Metrics, error) {
 		{"backend counters", newCounterCollector(&mt.svcs, &mt.backends)},
 		{"connection duration", newDurationCollector(mt)},
 		{"build info", newBuildInfoGauge(buildinfo.Read())},
+		{"sni routing", mt.sni},
 	}
 	if mt.m, mt.gatherer, err = newSink(names, collectors); err != nil {
 		return nil, err

@@ -14,6 +14,12 @@ type Service struct {
 	Name string
 	// Listen are the service's listen addresses, as /upstream/status shows them; nil is none.
 	Listen []string
+	// SNI are the server-name patterns routed to the service on a shared listen address, as
+	// /upstream/status shows them ("sni"); nil is none (not routed by name, or the default).
+	SNI []string
+	// TopClients lists the n client addresses with the most open connections, for status
+	// ("top_clients"); nil means the service has no per-client bounds.
+	TopClients func(n int) []ClientConns
 	// Balance is the service's balancing policy as configured (--balance); "" means not known.
 	Balance string
 	// Registry holds the service's backends.
@@ -51,4 +57,10 @@ func (a *API) service(name string) (*Service, error) {
 		}
 	}
 	return nil, &statusError{http.StatusNotFound, fmt.Sprintf("service %q is not configured", name)}
+}
+
+// ClientConns is one client address (an IPv4 /32 or an IPv6 /64) and its open connections.
+type ClientConns struct {
+	Client string `json:"client"`
+	Open   int    `json:"open"`
 }

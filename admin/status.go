@@ -35,13 +35,19 @@ type server struct {
 	Static        bool    `json:"static"`          // from --backend or the config file, not registered by heartbeat
 }
 
+// topClientsShown is how many clients a service's top_clients lists.
+const topClientsShown = 10
+
 // serviceSummary is one element of the services list of /upstream/status.
 type serviceSummary struct {
-	Name     string   `json:"name"`
-	Listen   []string `json:"listen"`   // never null: [] when not known
-	Balance  string   `json:"balance"`  // "" when not known
-	Backends int      `json:"backends"` // known backends, in any state
-	Active   int64    `json:"active"`   // connections counted on them now
+	Name   string   `json:"name"`
+	Listen []string `json:"listen"` // never null: [] when not known
+	SNI    []string `json:"sni"`    // server-name patterns routed here; never null: [] for none
+	// TopClients are the 10 clients with the most open connections; never null.
+	TopClients []ClientConns `json:"top_clients"`
+	Balance    string        `json:"balance"`  // "" when not known
+	Backends   int           `json:"backends"` // known backends, in any state
+	Active     int64         `json:"active"`   // connections counted on them now
 }
 
 type statusReply struct {
@@ -88,6 +94,11 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 		sum := serviceSummary{Name: svc.Name, Listen: svc.Listen, Balance: svc.Balance, Backends: len(snaps[i])}
 		if sum.Listen == nil {
 			sum.Listen = []string{}
+		}
+		sum.SNI = append([]string{}, svc.SNI...)
+		sum.TopClients = []ClientConns{}
+		if svc.TopClients != nil {
+			sum.TopClients = append(sum.TopClients, svc.TopClients(topClientsShown)...)
 		}
 		for _, s := range snaps[i] {
 			sum.Active += s.Active

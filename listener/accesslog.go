@@ -61,7 +61,7 @@ func (a *AccessLog) Closed(c *ConnInfo, t Traffic) {
 	if a == nil || a.log == nil {
 		return
 	}
-	attrs := make([]slog.Attr, 0, 9)
+	attrs := make([]slog.Attr, 0, 10)
 	attrs = append(attrs, slog.String("service", a.serviceOf(c.Service)), slog.String("client", c.Client.String()), slog.String("local", c.Local.String()))
 	if c.Peer.IsValid() {
 		attrs = append(attrs, slog.String("peer", c.Peer.String()))
@@ -73,7 +73,8 @@ func (a *AccessLog) Closed(c *ConnInfo, t Traffic) {
 		slog.Float64("duration", time.Since(c.Start).Seconds()),
 		slog.Int64("bytes_up", t.Up),
 		slog.Int64("bytes_down", t.Down),
-		slog.String("end", EndReason(t.Err)))
+		slog.String("end", EndReason(t.Err)),
+		slog.String("sni", c.SNI))
 	a.log.LogAttrs(context.Background(), slog.LevelInfo, "conn", attrs...)
 }
 

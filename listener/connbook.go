@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/fulcrumlb/fulcrum/listener/clientlimit"
 	"github.com/fulcrumlb/fulcrum/pool"
 )
 
@@ -30,11 +31,16 @@ type connBook struct {
 	logger *slog.Logger
 	sink   eventSink // how Observer events and log lines leave: at once, or off the loop
 
+	clients   *clientlimit.Table // Server.Clients; nil: no per-client bounds (clientbounds.go)
+	clientObs ClientObserver     // nil: none
+	service   string             // Server.Service, for the ClientObserver
+
 	logNoPeer  rate.Sometimes
 	logDialErr rate.Sometimes
 	logAccept  rate.Sometimes
 	logLimit   rate.Sometimes
 	logHeader  rate.Sometimes // refused inbound PROXY headers: a flood gets a line a second
+	logClient  rate.Sometimes // per-client refusals
 }
 
 // eventSink delivers what the book tells: on the goroutine plane at once (directSink), on the
@@ -61,6 +67,10 @@ func newConnBook(s *Server) *connBook {
 		logAccept:  rate.Sometimes{Interval: time.Second},
 		logLimit:   rate.Sometimes{Interval: time.Second},
 		logHeader:  rate.Sometimes{Interval: time.Second},
+		logClient:  rate.Sometimes{Interval: time.Second},
+		clients:    s.Clients,
+		clientObs:  s.ClientObserver,
+		service:    s.Service,
 	}
 	if bk.limit == nil {
 		bk.limit = NewConnLimit(s.MaxConns)

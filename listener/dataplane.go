@@ -69,6 +69,9 @@ type plane interface {
 	CloseBackend(key string) int
 	// ActiveConns is the number of client connections being served.
 	ActiveConns() int
+	// adopt serves a connection an SNIRouter accepted and routed to this Server (sni.go),
+	// its cap slot taken; false when the plane is shutting down and did not take it.
+	adopt(c *net.TCPConn, info ConnInfo, prefix []byte) bool
 }
 
 // failedPlane stands for a plane that could not be made (epoll off Linux): Serve fails.
@@ -79,6 +82,7 @@ func (f failedPlane) Serve(ln net.Listener) error {
 	return f.err
 }
 
-func (failedPlane) Shutdown(context.Context) error { return nil }
-func (failedPlane) CloseBackend(string) int        { return 0 }
-func (failedPlane) ActiveConns() int               { return 0 }
+func (failedPlane) Shutdown(context.Context) error            { return nil }
+func (failedPlane) CloseBackend(string) int                   { return 0 }
+func (failedPlane) ActiveConns() int                          { return 0 }
+func (failedPlane) adopt(*net.TCPConn, ConnInfo, []byte) bool { return false }

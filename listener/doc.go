@@ -16,6 +16,9 @@
 //	Server (server.go)          settings, Stats, and one plane, chosen in Server.newPlane
 //	 ├─ connBook (connbook.go)  every transition of a connection, told once: counts, log gates,
 //	 │                          Picker calls, the cap, Observer events (directly or via the loops)
+//	 ├─ SNIRouter (sni.go)      one address shared by several Servers: reads the TLS hello on a
+//	 │                          goroutine, then hands the connection to the chosen Server's plane
+//	 ├─ clientbounds.go         per-client bounds (clientlimit), asked before any pick
 //	 ├─ goPlane (goplane*.go)   PlaneGoroutine: an accept loop, a goroutine per connection
 //	 │                          (conn.serve), bytes moved by the DataPath (Splice)
 //	 └─ loopServer (eloop_*)    PlaneEpoll: the Server on EventLoops, shared per balancer

@@ -156,5 +156,5 @@ func (l *loop) startConn(ll *loopListener, fd int, client netip.AddrPort) {
 		l.awaitHeader(c)
 		return
 	}
-	l.connect(c)
+	l.admitThenConnect(c)
 }

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/fulcrumlb/fulcrum/listener/clientlimit"
 	"github.com/fulcrumlb/fulcrum/listener/internal/poll"
 	"github.com/fulcrumlb/fulcrum/pool"
 )
@@ -26,9 +27,10 @@ type loopConn struct {
 	backend    *pool.Backend // counted on the Picker while non-nil; released exactly once
 	tried      []*pool.Backend
 	meter      Meter
-	spliceConn        // the relay's state (eloop_relay_splice_linux.go)
-	rest       []byte // client bytes read past an inbound PROXY header, for the backend
-	hdr        []byte // inbound PROXY header bytes read so far
+	spliceConn                    // the relay's state (eloop_relay_splice_linux.go)
+	rest       []byte             // client bytes read past an inbound PROXY header, for the backend
+	ticket     clientlimit.Ticket // the per-client bounds' claim, released by finish
+	hdr        []byte             // inbound PROXY header bytes read so far
 	hdrEOF     bool
 
 	deadline   time.Time // of the current state; see timerHeap
@@ -183,6 +185,8 @@ func (l *loop) finish(c *loopConn, cause error, reset bool) {
 		c.srv.book.release(c.backend)
 		c.backend = nil
 	}
+	c.srv.book.releaseClient(c.ticket)
+	c.ticket = clientlimit.Ticket{}
 	if opened {
 		c.srv.book.closed(&c.info, Traffic{Up: up, Down: down, Err: cause}, c.meter)
 	} else if cause != nil {

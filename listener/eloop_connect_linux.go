@@ -18,6 +18,18 @@ import (
 	"github.com/fulcrumlb/fulcrum/pool"
 )
 
+// admitThenConnect asks the per-client bounds about a new connection first (clientbounds.go):
+// a refused one is closed at once, before any pick.
+func (l *loop) admitThenConnect(c *loopConn) {
+	tk, err := c.srv.book.admit(c.info.Client.Addr(), l.now)
+	if err != nil {
+		l.finish(c, nil, false) // counted by the bounds, not a rejection
+		return
+	}
+	c.ticket = tk
+	l.connect(c)
+}
+
 // connect picks a backend for c and dials it; when every backend is full it queues c.
 func (l *loop) connect(c *loopConn) {
 	b, err := c.srv.cfg.Picker.Acquire(c.info.Client.Addr(), c.tried)

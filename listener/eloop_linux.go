@@ -41,6 +41,8 @@ type EventLoops struct {
 	running sync.WaitGroup // loop goroutines
 
 	paused atomic.Int32 // listeners some loop stopped watching at their Server's cap
+
+	adoptNext int // the loop the last routed connection went to (nextLoop); guarded by mu
 }
 
 // NewEventLoops returns n event loops (0 or less: DefaultLoops()); they start with the first

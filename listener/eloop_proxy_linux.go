@@ -74,7 +74,7 @@ func (l *loop) judgeHeader(c *loopConn, timedOut bool) {
 		return
 	}
 	c.rest = rest
-	l.connect(c)
+	l.admitThenConnect(c)
 }
 
 func (l *loop) refuseHeader(c *loopConn, err error) {

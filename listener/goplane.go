@@ -84,12 +84,22 @@ func (s *goPlane) startConn(nc net.Conn) {
 		return
 	}
 	c := &conn{srv: s, client: tc}
-	if !s.track(c) {
+	if !s.track(c, false) {
 		tc.Close()
 		s.freeSlot()
 		return
 	}
 	go c.serve()
+}
+
+// adopt serves a connection an SNIRouter routed here; its cap slot is already taken.
+func (s *goPlane) adopt(tc *net.TCPConn, info ConnInfo, prefix []byte) bool {
+	c := &conn{srv: s, client: tc, info: info, routed: true, rest: prefix}
+	if !s.track(c, true) {
+		return false
+	}
+	go c.serve()
+	return true
 }
 
 func (s *goPlane) trackListener(ln net.Listener, add bool) bool {
@@ -115,10 +125,14 @@ func (s *goPlane) trackListener(ln net.Listener, add bool) bool {
 // (during an upgrade it was meant for this process and nobody else will take it): Shutdown
 // waits for the Serve loops to return before it waits on wg, so wg never grows from zero
 // during that wait. Only once Shutdown has given up (forced) are new ones refused.
-func (s *goPlane) track(c *conn) bool {
+//
+// A connection routed here by an SNIRouter is refused once Shutdown has begun: Shutdown may
+// be waiting on wg already (closing is set before Shutdown takes mu, so under mu either the
+// Add comes before that wait or closing is seen).
+func (s *goPlane) track(c *conn, routed bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.forced {
+	if s.forced || (routed && s.closing.Load()) {
 		return false
 	}
 	if s.conns == nil {

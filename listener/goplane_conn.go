@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fulcrumlb/fulcrum/listener/clientlimit"
 	"github.com/fulcrumlb/fulcrum/pool"
 )
 
@@ -21,6 +22,9 @@ type conn struct {
 	picked  atomic.Pointer[pool.Backend] // the backend being dialed or served; nil before the pick
 	backend atomic.Pointer[net.TCPConn]  // the dialed socket; nil until a dial succeeds
 	info    ConnInfo                     // owned by serve's goroutine; info.Backend's count is held while set
+	routed  bool                         // adopted from an SNIRouter: info is set and rest holds the hello
+	rest    []byte                       // client bytes already read, for the backend first
+	ticket  clientlimit.Ticket           // the per-client bounds' claim, released by end
 }
 
 // serve is the connection's whole life, top to bottom: the inbound PROXY header (when the
@@ -28,13 +32,21 @@ type conn struct {
 // end: release the backend's count and untrack the connection.
 func (c *conn) serve() {
 	defer c.end()
-	c.info = ConnInfo{Service: c.srv.Service, Client: addrPort(c.client.RemoteAddr()), Local: addrPort(c.client.LocalAddr()), Start: time.Now()}
-	var rest []byte // client bytes read past an inbound PROXY header: they belong to the backend
+	rest := c.rest // client bytes read past an inbound PROXY header, or the hello: the backend's
 	var err error
-	if c.srv.ProxyProtocol.accepts() {
-		rest, err = c.srv.readProxyHeader(c.client, &c.info) // proxyproto.go
+	if !c.routed {
+		c.info = ConnInfo{Service: c.srv.Service, Client: addrPort(c.client.RemoteAddr()), Local: addrPort(c.client.LocalAddr()), Start: time.Now()}
+		if c.srv.ProxyProtocol.accepts() {
+			rest, err = c.srv.readProxyHeader(c.client, &c.info) // proxyproto.go
+		}
 	}
+	c.rest = nil
 	if err == nil {
+		c.ticket, err = c.srv.book.admit(c.info.Client.Addr(), time.Now()) // clientbounds.go
+		if err != nil {
+			c.client.Close() // counted by the bounds, not a rejection
+			return
+		}
 		err = c.connect()
 	}
 	if err != nil {
@@ -59,6 +71,7 @@ func (c *conn) end() {
 	if c.info.Backend != nil {
 		c.srv.book.release(c.info.Backend)
 	}
+	c.srv.book.releaseClient(c.ticket)
 	c.srv.untrack(c)
 }
 

@@ -29,7 +29,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // backend is a loopback TCP server run by a test; handle serves each connection.
 type backend struct{ *testbed.Backend }
 
-func startBackend(t *testing.T, handle func(*net.TCPConn)) *backend {
+func startBackend(t testing.TB, handle func(*net.TCPConn)) *backend {
 	t.Helper()
 	return &backend{testbed.Serve(t, func(c net.Conn) error { handle(c.(*net.TCPConn)); return nil })}
 }

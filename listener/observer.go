@@ -16,6 +16,7 @@ type ConnInfo struct {
 	Local   netip.AddrPort // the address the client connected to
 	Backend *pool.Backend
 	Start   time.Time // when the client was accepted
+	SNI     string    // the TLS server name read on an SNI-routed address (SNIRouter); else empty
 }
 
 // Observer hears about connections for metrics and logs. Its methods run on the connection's

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fulcrumlb/fulcrum/listener/clientlimit"
 	"github.com/fulcrumlb/fulcrum/pool"
 )
 
@@ -59,6 +60,11 @@ type Server struct {
 	// Totals is where the Server counts its Stats; nil means a count of its own. Servers of
 	// one balancer share one, so its totals cover every service.
 	Totals *Stats
+	// Clients keeps each client address within the service's bounds (connections open,
+	// new connections a second, allow and deny lists), checked before any pick; nil means none.
+	Clients *clientlimit.Table
+	// ClientObserver hears the connections Clients refused; nil means none.
+	ClientObserver ClientObserver
 
 	initOnce sync.Once
 	book     *connBook // every connection's counters, log lines and events (connbook.go)

@@ -81,6 +81,8 @@ function renderSummary(st) {
       : `registry ${st.registry} unreachable: routing to the last known backends`);
   }
   if (several(st)) parts.push(`${st.services.length} services`);
+  const routes = sniRoutes(st);
+  if (routes) parts.push(`routed by TLS server name: ${routes}`);
   parts.push(`${st.total} backend${st.total === 1 ? "" : "s"}` + (stateText ? ` (${stateText})` : ""));
   parts.push(`${num(sum("conn_count"))} active`);
   parts.push(`${num(sum("total_conns"))} total`);
@@ -93,6 +95,14 @@ function renderSummary(st) {
   document.getElementById("summary").textContent = parts.join(" · ");
 }
 
+// sniRoutes says which server-name patterns go to which service ("" when none is routed by
+// name): "api: api.example.com *.api.example.com; web: www.example.com".
+function sniRoutes(st) {
+  if (!Array.isArray(st.services)) return "";
+  return st.services.filter((v) => Array.isArray(v.sni) && v.sni.length > 0)
+    .map((v) => `${v.name}: ${v.sni.join(" ")}`).join("; ");
+}
+
 // renderFilter offers each service, keeping the choice made; it shows only with several.
 function renderFilter(st) {
   const bar = document.getElementById("filter-bar");
@@ -102,7 +112,8 @@ function renderFilter(st) {
   const options = [el("option", "all services")];
   options[0].value = "";
   for (const v of several(st) ? st.services : []) {
-    const o = el("option", `${v.name} (${v.backends} backend${v.backends === 1 ? "" : "s"}, ${num(v.active)} active)`);
+    const sni = Array.isArray(v.sni) && v.sni.length > 0 ? `sni ${v.sni.join(" ")}, ` : "";
+    const o = el("option", `${v.name} (${sni}${v.backends} backend${v.backends === 1 ? "" : "s"}, ${num(v.active)} active)`);
     o.value = v.name;
     options.push(o);
   }

@@ -52,6 +52,9 @@ func newServices(cfg *config, pools []*servicePool, lns [][]net.Listener, obs *o
 	out := make([]*service, len(pools))
 	for i, sp := range pools {
 		out[i] = &service{servicePool: sp, lns: lns[i], srv: newServer(cfg, sp.cfg, sp.pool, obs.forService(sp.cfg.name), sh)}
+		if obs.metrics != nil && out[i].srv.Clients != nil {
+			obs.metrics.DeclareClientBounds(sp.cfg.name) // fulcrum_client_refused_total at 0
+		}
 	}
 	return out
 }
@@ -130,14 +133,31 @@ func (o *observers) forService(name string) listener.Observers {
 	return list
 }
 
+// sniObserver hears the SNI routers' decisions: the metrics, if on; nil otherwise.
+func (o *observers) sniObserver() listener.SNIObserver {
+	if o.metrics == nil {
+		return nil // not a nil *admin.Metrics in the interface
+	}
+	return o.metrics
+}
+
+// clientObserver counts per-client refusals: the metrics, if on; nil otherwise.
+func (o *observers) clientObserver() listener.ClientObserver {
+	if o.metrics == nil {
+		return nil
+	}
+	return o.metrics
+}
+
 // adminServices is how the admin API sees the services, each over its registry: its pool, or
 // with reg (the etcd registry) its pool shared through etcd.
 func adminServices(services []*service, reg *sharedRegistry) []admin.Service {
 	out := make([]admin.Service, 0, len(services))
 	for _, s := range services {
 		out = append(out, admin.Service{
-			Name: s.cfg.name, Listen: s.listenAddrs(), Balance: s.cfg.policy.Name(),
-			Registry: reg.registry(s.servicePool), CloseBackend: s.closeBackend,
+			Name: s.cfg.name, Listen: s.listenAddrs(), Balance: s.cfg.policy.Name(), SNI: s.cfg.sniText(),
+			TopClients: topClients(s.srv.Clients),
+			Registry:   reg.registry(s.servicePool), CloseBackend: s.closeBackend,
 		})
 	}
 	return out
@@ -187,6 +207,8 @@ type shared struct {
 	limit  *listener.ConnLimit
 	totals *listener.Stats
 	loops  *listener.EventLoops // the epoll plane's event loops; nil on the goroutine plane
+	// clientObs counts the connections per-client bounds refuse (the metrics); nil: none.
+	clientObs listener.ClientObserver
 }
 
 func newShared(cfg *config) shared {
@@ -221,6 +243,8 @@ func newServer(cfg *config, sc serviceConfig, p *pool.Pool, obs listener.Observe
 		DataPlane:      cfg.dataPlane.plane,
 		Loops:          sh.loops,
 		ProxyProtocol:  tc.proxy,
+		Clients:        newClientTable(tc.clients), // clients.go; nil without bounds
+		ClientObserver: sh.clientObs,
 	}
 }
 

@@ -42,6 +42,7 @@ func checkConfig(c *cli.Context) error {
 		problems = append(problems, err)
 	}
 	problems = append(problems, listenProblems(cfg)...)
+	problems = append(problems, checkSNI(cfg.services)...) // sni.go: addresses several services share
 	problems = append(problems, buildProblems(cfg)...)
 	problems = append(problems, resolveProblems(c.Context, cfg)...)
 	if len(problems) > 0 {
@@ -72,7 +73,7 @@ func stateFileProblem(path string) error {
 }
 
 // listenProblems checks every address serve would listen on, without listening: it must be
-// HOST:PORT, and no two listeners may share one.
+// HOST:PORT, and no two listeners may share one but services' (checkSNI judges those).
 func listenProblems(cfg *config) []error {
 	var errs []error
 	seen := map[string]string{}
@@ -81,7 +82,7 @@ func listenProblems(cfg *config) []error {
 			errs = append(errs, fmt.Errorf("%s %q: want HOST:PORT, such as 127.0.0.1:8000 or :8000", who, addr))
 			return
 		}
-		if prev, dup := seen[addr]; dup && !endsInPortZero(addr) {
+		if prev, dup := seen[addr]; dup && !endsInPortZero(addr) && (who == "--admin" || prev == "--admin") {
 			errs = append(errs, fmt.Errorf("%s %s: %s listens there too", who, addr, prev))
 			return
 		}

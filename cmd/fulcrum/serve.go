@@ -20,6 +20,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/fulcrumlb/fulcrum/internal/asynclog"
+	"github.com/fulcrumlb/fulcrum/listener/clientlimit"
 	"github.com/fulcrumlb/fulcrum/pool"
 	"github.com/fulcrumlb/fulcrum/pool/etcdreg"
 )
@@ -32,12 +33,14 @@ func serveFlags() []cli.Flag {
 		coreFlags(),
 		securityFlags(),
 		resilienceFlags(),
-		dataPlaneFlags(), // flags_dataplane.go: --data-plane, --loops
-		operatingFlags(), // flags_operating.go: config file, PROXY protocol, access log
-		metricsFlags(),   // flags_operating_metrics.go: --metrics
-		persistFlags(),   // state.go, upgrade.go: --state-file, --pid-file
-		serviceFlags(),   // services.go: --service
-		registryFlags(),  // registry.go: --registry, --etcd-*
+		dataPlaneFlags(),   // flags_dataplane.go: --data-plane, --loops
+		operatingFlags(),   // flags_operating.go: config file, PROXY protocol, access log
+		metricsFlags(),     // flags_operating_metrics.go: --metrics
+		persistFlags(),     // state.go, upgrade.go: --state-file, --pid-file
+		serviceFlags(),     // services.go: --service
+		sniFlags(),         // sni.go: --sni, --client-hello-timeout
+		clientBoundFlags(), // clients.go: per-client bounds
+		registryFlags(),    // registry.go: --registry, --etcd-*
 	)
 }
 
@@ -86,16 +89,19 @@ type config struct {
 	connectTimeout time.Duration
 	drainTimeout   time.Duration
 	retries        int
-	policy         pool.Policy
-	services       []serviceConfig // services.go: [0] is the default service
-	trusted        []netip.Prefix
-	log            *slog.Logger
-	sec            *securityConfig
-	resilience     resilienceConfig
-	dataPlane      dataPlaneConfig // flags_dataplane.go
-	operating      operatingConfig // flags_operating.go
-	metrics        bool            // --metrics
-	registry       *etcdreg.Config // registry.go: --registry etcd://...; nil: in memory
+	// clientHelloTimeout bounds the TLS hello on addresses routed by server name (sni.go).
+	clientHelloTimeout time.Duration
+	clients            clientlimit.Config // per-client bounds of every service (clients.go)
+	policy             pool.Policy
+	services           []serviceConfig // services.go: [0] is the default service
+	trusted            []netip.Prefix
+	log                *slog.Logger
+	sec                *securityConfig
+	resilience         resilienceConfig
+	dataPlane          dataPlaneConfig // flags_dataplane.go
+	operating          operatingConfig // flags_operating.go
+	metrics            bool            // --metrics
+	registry           *etcdreg.Config // registry.go: --registry etcd://...; nil: in memory
 	// Persistence and upgrades (state.go, upgrade.go).
 	stateFile, pidFile string
 	handover           *handover // nil: plain listeners, no SIGHUP upgrades
@@ -111,7 +117,8 @@ func parseConfig(c *cli.Context) (*config, error) {
 		ttl: c.Duration("ttl"), sweep: c.Duration("sweep-interval"),
 		connectTimeout: c.Duration("connect-timeout"), drainTimeout: c.Duration("drain-timeout"),
 		retries: c.Int("retries"), metrics: c.Bool("metrics"),
-		stateFile: c.String("state-file"), pidFile: c.String("pid-file"),
+		clientHelloTimeout: c.Duration("client-hello-timeout"),
+		stateFile:          c.String("state-file"), pidFile: c.String("pid-file"),
 	}
 	var err error
 	if cfg.log, err = newLogger(os.Stderr, c.String("log-level"), c.String("log-format")); err != nil {
@@ -139,6 +146,9 @@ func parseConfig(c *cli.Context) (*config, error) {
 	if cfg.operating, err = parseOperating(c); err != nil {
 		return nil, err
 	}
+	if cfg.clients, err = parseClientBounds(c); err != nil {
+		return nil, err
+	}
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
@@ -163,6 +173,8 @@ func (cfg *config) check() error {
 		return errors.New("--drain-timeout must not be negative")
 	case cfg.retries < 0:
 		return errors.New("--retries must not be negative")
+	case cfg.clientHelloTimeout <= 0:
+		return errors.New("--client-hello-timeout must be positive")
 	}
 	return nil
 }
@@ -173,6 +185,9 @@ func serve(c *cli.Context, u *upgrades) error {
 		return err
 	}
 	if err := errors.Join(fileProblems(cfg)...); err != nil { // files.go
+		return err
+	}
+	if err := errors.Join(checkSNI(cfg.services)...); err != nil { // sni.go
 		return err
 	}
 	cfg.dataPlane.warnLoops(cfg.log)
@@ -216,8 +231,14 @@ func run(ctx context.Context, cfg *config) error {
 	}
 	defer obs.closeLog()
 	sh := newShared(cfg)
-	defer sh.stop() // after every server has shut down (drain)
+	sh.clientObs = obs.clientObserver() // before any server is built
+	defer sh.stop()                     // after every server has shut down (drain)
 	services := newServices(cfg, pools, lns, obs, sh)
+	routers, err := newSNIRouters(cfg, services, obs, sh) // sni.go
+	if err != nil {
+		closeAll(lns, adminLn)
+		return err
+	}
 	api := newAPI(cfg, services, obs.metrics, sh, adminLn.Addr(), reg)
 	cfg.sec.warnOpenAdmin(cfg.log, adminLn.Addr())
 
@@ -227,8 +248,13 @@ func run(ctx context.Context, cfg *config) error {
 	for _, s := range services {
 		go s.pool.Maintain(bg, maintenance(cfg, s.cfg))
 		for _, ln := range s.lns {
-			go func() { errc <- s.srv.Serve(ln) }()
+			if !routedListener(routers, ln) {
+				go func() { errc <- s.srv.Serve(ln) }()
+			}
 		}
+	}
+	for _, r := range routers {
+		go func() { errc <- r.router.Serve(r.ln) }()
 	}
 	adminSrv := &adminServer{addr: cfg.admin, handler: api.Handler(), errc: errc} // pausable for upgrades
 	adminSrv.serve(adminLn)
@@ -249,16 +275,16 @@ func run(ctx context.Context, cfg *config) error {
 	select {
 	case <-ctx.Done():
 		cfg.notify.stopping()
-		return drain(services, adminSrv.server(), cfg, true)
+		return drain(services, routers, adminSrv.server(), cfg, true)
 	case <-cfg.handover.exit(): // a successor took over, and is systemd's main process now
 		// Signals now are meant for both processes (systemctl stop): this one drains on.
-		return drain(services, adminSrv.server(), cfg, false)
+		return drain(services, routers, adminSrv.server(), cfg, false)
 	case err := <-errc:
 		// One listener failed: the others, and the admin API, still run. Stop them as on a
 		// signal (their connections drain), so that the shared event loops stop only after
 		// every server, then report the failure.
 		cfg.notify.stopping()
-		drain(services, adminSrv.server(), cfg, true)
+		drain(services, routers, adminSrv.server(), cfg, true)
 		return fmt.Errorf("server stopped: %w", err)
 	}
 }
@@ -279,14 +305,20 @@ func hardStop(cfg *config, on bool) (<-chan os.Signal, func()) {
 // pools[i]'s) and the admin listener. On failure it closes what it opened.
 func listenAll(cfg *config, pools []*servicePool) (lns [][]net.Listener, adminLn net.Listener, err error) {
 	lns = make([][]net.Listener, len(pools))
+	opened := map[string]net.Listener{} // an address several services name is one listener (sni.go)
 	for i, sp := range pools {
 		for j, addr := range sp.cfg.listen {
+			if ln, ok := opened[addr]; ok && !endsInPortZero(addr) {
+				lns[i] = append(lns[i], ln)
+				continue
+			}
 			ln, err := cfg.handover.listen(listenRole(sp.cfg.name, j), addr)
 			if err != nil {
 				closeAll(lns, nil)
 				return nil, nil, fmt.Errorf("service %s: listen %s: %w", sp.cfg.name, addr, err)
 			}
 			lns[i] = append(lns[i], ln)
+			opened[addr] = ln
 		}
 	}
 	if adminLn, err = cfg.handover.listen("admin", cfg.admin); err != nil {
@@ -346,7 +378,7 @@ var errHardStop = errors.New("second signal during the drain: stopped at once, o
 // drain stops every service's server at once, letting established connections run on for up
 // to cfg.drainTimeout, then stops the admin API. With hardStopOK a SIGINT/SIGTERM (the
 // second: the first started the drain) resets the connections and ends it at once.
-func drain(services []*service, adminSrv *http.Server, cfg *config, hardStopOK bool) error {
+func drain(services []*service, routers []sniRouter, adminSrv *http.Server, cfg *config, hardStopOK bool) error {
 	active := 0
 	for _, s := range services {
 		active += s.srv.ActiveConns()
@@ -370,6 +402,7 @@ func drain(services []*service, adminSrv *http.Server, cfg *config, hardStopOK b
 		case <-ctx.Done():
 		}
 	}()
+	shutdownRouters(ctx, routers, cfg) // sni.go: before the services they hand connections to
 	var wg sync.WaitGroup
 	for _, s := range services {
 		wg.Go(func() {

@@ -13,6 +13,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/fulcrumlb/fulcrum/listener"
+	"github.com/fulcrumlb/fulcrum/listener/clientlimit"
+	"github.com/fulcrumlb/fulcrum/listener/sniroute"
 	"github.com/fulcrumlb/fulcrum/pool"
 )
 
@@ -29,6 +31,7 @@ type serviceConfig struct {
 	policy   pool.Policy
 	backends []pool.Address // static
 	traffic  trafficConfig
+	sni      []sniroute.Pattern // server names routed here on a shared address (sni.go); none: the default
 }
 
 // trafficConfig is what each service may set for itself; what it does not set it takes from
@@ -44,6 +47,7 @@ type trafficConfig struct {
 	healthFall     int
 	healthRise     int
 	proxy          listener.ProxyProtocol
+	clients        clientlimit.Config // per-client bounds (clients.go)
 }
 
 func (tc trafficConfig) check() error {
@@ -79,6 +83,7 @@ func defaultService(cfg *config) serviceConfig {
 			maxPerConn: rc.maxPerConn, queueTimeout: rc.queueTimeout, idleTimeout: rc.idleTimeout,
 			slowStart: rc.slowStart, healthInterval: rc.healthInterval, healthFall: rc.healthFall,
 			healthRise: rc.healthRise, proxy: cfg.operating.proxy,
+			clients: cfg.clients,
 		},
 	}
 }
@@ -102,6 +107,11 @@ func parseServices(c *cli.Context, cfg *config) ([]serviceConfig, error) {
 	}
 	for _, v := range c.StringSlice("backend") {
 		if err := addBackendFlag(services, v); err != nil {
+			return nil, err
+		}
+	}
+	for _, v := range c.StringSlice("sni") {
+		if err := addSNIFlag(services, v); err != nil { // sni.go
 			return nil, err
 		}
 	}
@@ -168,6 +178,11 @@ type serviceSpec struct {
 	HealthInterval      *time.Duration `yaml:"health-interval"`
 	HealthFall          *int           `yaml:"health-fall"`
 	HealthRise          *int           `yaml:"health-rise"`
+	SNI                 stringList     `yaml:"sni"`
+	MaxConnsPerClient   *int           `yaml:"max-conns-per-client"`
+	ClientRate          *string        `yaml:"client-rate"`
+	AllowClient         stringList     `yaml:"allow-client"`
+	DenyClient          stringList     `yaml:"deny-client"`
 	ProxyProtocol       *string        `yaml:"proxy-protocol"`
 	AcceptProxyProtocol stringList     `yaml:"accept-proxy-protocol"`
 	ProxyHeaderTimeout  *time.Duration `yaml:"proxy-header-timeout"`
@@ -318,7 +333,13 @@ func (spec serviceSpec) build(top serviceConfig) (serviceConfig, error) {
 		}
 		s.backends = append(s.backends, a)
 	}
+	if s.sni, err = parseSNIList(spec.SNI); err != nil { // sni.go
+		return s, fmt.Errorf("service %s: %w", s.name, err)
+	}
 	if err := spec.applyTraffic(&s.traffic); err != nil {
+		return s, fmt.Errorf("service %s: %w", s.name, err)
+	}
+	if err := spec.applyClientSpec(&s.traffic.clients); err != nil { // clients.go
 		return s, fmt.Errorf("service %s: %w", s.name, err)
 	}
 	return s, s.traffic.check()
