@@ -27,6 +27,7 @@ type loopConn struct {
 	backend    *pool.Backend // counted on the Picker while non-nil; released exactly once
 	tried      []*pool.Backend
 	meter      Meter
+	meters     meterSet           // the Observers' meters, when meter is more than one (connBook.openedInto)
 	spliceConn                    // the relay's state (eloop_relay_splice_linux.go)
 	rest       []byte             // client bytes read past an inbound PROXY header, for the backend
 	ticket     clientlimit.Ticket // the per-client bounds' claim, released by finish
