@@ -92,10 +92,13 @@ func (s *Server) init() {
 // newPlane is the one place where the data plane is chosen.
 func (s *Server) newPlane() plane {
 	switch s.DataPlane {
-	case PlaneEpoll:
+	case PlaneEpoll, PlaneSockmap, planeSockmapNow:
 		el, own := s.Loops, s.Loops == nil
 		if own {
-			el = NewEventLoops(0)
+			var err error
+			if el, err = ownLoops(s.DataPlane); err != nil {
+				return failedPlane{err}
+			}
 		}
 		p, err := el.server(s, s.book, own)
 		if err != nil {
