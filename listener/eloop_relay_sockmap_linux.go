@@ -124,6 +124,7 @@ func (r sockmapRelay) judge(l *loop, c *loopConn) {
 	}
 	c.smap = &sockmapConn{up: up, down: down}
 	r.kernel.inKernel.Add(1)
+	r.kernel.promotions.Add(1)
 	r.kick(l, c)
 }
 
@@ -269,22 +270,27 @@ func (r sockmapRelay) stop(l *loop, c *loopConn) (up, down int64) {
 func meterKernel(c *loopConn, ci, bi *unix.TCPInfo) {
 	for _, m := range [2]struct {
 		kd  *kernelDir
+		d   *direction
 		src *unix.TCPInfo
-		up  bool
-	}{{&c.smap.up, ci, true}, {&c.smap.down, bi, false}} {
-		moved := int64(m.src.Bytes_received) - finReceived(m.src) - m.kd.consumed
+	}{{&c.smap.up, &c.up, ci}, {&c.smap.down, &c.down, bi}} {
+		moved := int64(m.src.Bytes_received) - finReceived(m.d, m.src) - m.kd.consumed
 		if moved <= m.kd.metered {
 			continue
 		}
 		if c.meter != nil {
-			c.meter.Moved(m.up, moved-m.kd.metered)
+			c.meter.Moved(m.d == &c.up, moved-m.kd.metered)
 		}
 		m.kd.metered = moved
 	}
 }
 
-// finReceived is 1 when the socket's peer sent its FIN, which TCP_INFO counts as received.
-func finReceived(info *unix.TCPInfo) int64 {
+// finReceived is 1 when d's source has had its peer's FIN, which TCP_INFO counts as a byte
+// received: the loop saw it, or the socket's state says so (a socket that had both FINs
+// reads as closed, so the loop's own note comes first).
+func finReceived(d *direction, info *unix.TCPInfo) int64 {
+	if d.eof {
+		return 1
+	}
 	switch info.State {
 	case unix.BPF_TCP_CLOSE_WAIT, unix.BPF_TCP_LAST_ACK, unix.BPF_TCP_CLOSING, unix.BPF_TCP_TIME_WAIT:
 		return 1

@@ -37,6 +37,7 @@ type sockmapKernel struct {
 	peers, watch *ebpf.Map
 	prog         *ebpf.Program
 	inKernel     atomic.Int64 // promoted connections not yet stopped
+	promotions   atomic.Int64 // connections ever promoted
 }
 
 // DefaultSockmapConns is how many connections the sockmap mover can hold in the kernel at

@@ -54,6 +54,7 @@ func CheckSockmap() error {
 // SockmapStats are the sockmap plane's counts.
 type SockmapStats struct {
 	InKernel   int // connections the kernel relays
+	Promoted   int // connections ever moved into the kernel
 	MapEntries int // sockets in the kernel maps: twice InKernel for each map, once they settle
 }
 
@@ -64,7 +65,7 @@ func (el *EventLoops) SockmapStats() SockmapStats {
 	if k == nil {
 		return SockmapStats{}
 	}
-	return SockmapStats{InKernel: int(k.inKernel.Load()), MapEntries: k.entries()}
+	return SockmapStats{InKernel: int(k.inKernel.Load()), Promoted: int(k.promotions.Load()), MapEntries: k.entries()}
 }
 
 // ownLoops are the event loops of a Server that has none given.
