@@ -22,7 +22,8 @@ import (
 //     queue or its peer: the kernel's redirects are asynchronous, so the loop compares
 //     TCP_INFO and SIOCOUTQ counts, and looks again after a short wait until they agree;
 //   - an error on either socket (SO_ERROR) resets both, as on the relay;
-//   - the idle timeout reads TCP_INFO's last-data times, and the byte meters its counters;
+//   - every second (kernelLookEvery), and at the close, TCP_INFO's counters feed the byte
+//     meters and the idle timeout;
 //   - closing a socket takes it out of the maps, so force-remove, drain and shutdown need
 //     nothing more than on the relay.
 type sockmapRelay struct {
@@ -46,6 +47,7 @@ func newSockmapRelay(el *EventLoops) relay { return sockmapRelay{sockmapSettings
 type sockmapConn struct {
 	up, down kernelDir
 	wait     time.Duration // before the next look at a FIN not yet passed on
+	acked    [2]uint64     // the client's and the backend's TCP_INFO bytes_acked at the last look
 }
 
 // kernelDir is what the loop knows of one direction moved by the kernel.
@@ -125,19 +127,23 @@ func (r sockmapRelay) judge(l *loop, c *loopConn) {
 	c.smap = &sockmapConn{up: up, down: down}
 	r.kernel.inKernel.Add(1)
 	r.kernel.promotions.Add(1)
-	r.kick(l, c)
+	c.lastActive = l.now
+	if r.kick(l, c) {
+		r.look(l, c) // sets the first deadline
+	}
 }
 
 // kick makes the kernel judge the bytes that reached a socket before it entered the maps:
 // they are seen only when more arrive, unless the receive low-water mark is set again,
 // which runs the socket's data-ready hook at once.
-func (r sockmapRelay) kick(l *loop, c *loopConn) {
+func (r sockmapRelay) kick(l *loop, c *loopConn) bool {
 	for _, fd := range [2]int{c.bfd, c.cfd} {
 		if err := poll.SetInt(fd, unix.SOL_SOCKET, unix.SO_RCVLOWAT, 1); err != nil {
 			l.finish(c, os.NewSyscallError("setsockopt", err), true)
-			return
+			return false
 		}
 	}
+	return true
 }
 
 // kernelStart reads what one direction, src → dst, has moved when the kernel takes it over:
@@ -212,38 +218,60 @@ func delivered(c *loopConn, d *direction) bool {
 	return ok && sent >= int64(info.Bytes_received)-1+kd.offset // received counts the FIN
 }
 
-// tick implements relay: while a FIN waits for its bytes, the connection's deadline is the
-// next look at them, and the idle timeout is judged here too.
+// kernelLookEvery is how often the loop reads a promoted connection's TCP_INFO: for the live
+// byte meters and the idle timeout (at most this late), which cannot hear of bytes the
+// kernel moves. Four system calls a second per promoted connection.
+const kernelLookEvery = time.Second
+
+// tick implements relay: a promoted connection's deadline is the loop's, either the next
+// look at a FIN waiting for its bytes or the next look at its counters.
 func (r sockmapRelay) tick(l *loop, c *loopConn) bool {
-	if !promoted(c) || !(c.up.eof && !c.up.done || c.down.eof && !c.down.done) {
+	if !promoted(c) {
 		return false
 	}
-	if idle := c.srv.cfg.IdleTimeout; idle > 0 && l.now.Sub(c.lastActive) >= idle {
-		if !r.progressed(c) {
-			l.finish(c, ErrIdle, true)
-			return true
-		}
-		c.lastActive = l.now
+	r.look(l, c)
+	if c.state == stateRelaying && finWaiting(c) {
+		r.passFINs(l, c) // sooner than the look
 	}
-	r.passFINs(l, c)
 	return true
 }
 
-// progressed implements relay: for a promoted connection, whether the kernel received or
-// sent a byte on either socket within the idle timeout (TCP_INFO's last-data times); it
-// also brings the byte meters up to date.
+// finWaiting reports whether a FIN came that is not yet passed on.
+func finWaiting(c *loopConn) bool { return c.up.eof && !c.up.done || c.down.eof && !c.down.done }
+
+// look brings the byte meters up to date, ends c when idle, and sets the next look. Bytes
+// move, for the idle timeout, when a destination's peer acknowledges some: a source keeps
+// receiving while its destination's reader stalls (the kernel queues what it redirects), so
+// received bytes would keep a stalled connection alive.
+func (r sockmapRelay) look(l *loop, c *loopConn) {
+	ci, err1 := unix.GetsockoptTCPInfo(c.cfd, unix.IPPROTO_TCP, unix.TCP_INFO)
+	bi, err2 := unix.GetsockoptTCPInfo(c.bfd, unix.IPPROTO_TCP, unix.TCP_INFO)
+	if err1 == nil && err2 == nil {
+		meterKernel(c, ci, bi)
+		if acked := [2]uint64{ci.Bytes_acked, bi.Bytes_acked}; acked != c.smap.acked {
+			c.smap.acked = acked
+			c.lastActive = l.now
+		}
+	}
+	idle := c.srv.cfg.IdleTimeout
+	if idle > 0 && l.now.Sub(c.lastActive) >= idle {
+		l.finish(c, ErrIdle, true)
+		return
+	}
+	next := l.now.Add(kernelLookEvery)
+	if idle > 0 && c.lastActive.Add(idle).Before(next) {
+		next = c.lastActive.Add(idle)
+	}
+	l.timers.set(c, next)
+}
+
+// progressed implements relay. A promoted connection's idle timeout is judged by look, which
+// its deadline reaches through tick; the loop asks only connections on the relay.
 func (r sockmapRelay) progressed(c *loopConn) bool {
 	if !promoted(c) {
 		return r.spliceRelay.progressed(c)
 	}
-	ci, err1 := unix.GetsockoptTCPInfo(c.cfd, unix.IPPROTO_TCP, unix.TCP_INFO)
-	bi, err2 := unix.GetsockoptTCPInfo(c.bfd, unix.IPPROTO_TCP, unix.TCP_INFO)
-	if err1 != nil || err2 != nil {
-		return false
-	}
-	meterKernel(c, ci, bi)
-	quiet := min(ci.Last_data_recv, ci.Last_data_sent, bi.Last_data_recv, bi.Last_data_sent)
-	return time.Duration(quiet)*time.Millisecond < c.srv.cfg.IdleTimeout
+	return true
 }
 
 // stop implements relay: a promoted connection's counts are the relay's before the promotion

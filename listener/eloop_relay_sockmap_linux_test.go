@@ -311,3 +311,62 @@ func TestSockmapForceRemoveAndIdle(t *testing.T) {
 		}
 	})
 }
+
+// TestSockmapSlowReaderGetsEverything: a promoted connection whose client reads only after
+// the backend has written 64 MiB (far more than the sockets' buffers) gets every byte in
+// order, then the FIN, and the down count is exact.
+func TestSockmapSlowReaderGetsEverything(t *testing.T) {
+	const size = 64 << 20
+	written := make(chan struct{})
+	send := func(c *net.TCPConn) {
+		buf := make([]byte, 64<<10)
+		c.Read(buf[:1]) // the client's go-ahead, once promoted
+		for n := 0; n < size; n += len(buf) {
+			for i := range buf {
+				buf[i] = byte(n/len(buf) + i)
+			}
+			if _, err := c.Write(buf); err != nil {
+				return
+			}
+		}
+		close(written)
+		c.CloseWrite()
+		io.Copy(io.Discard, c)
+	}
+	obs := resObserver{closed: make(chan Traffic, 1)}
+	_, el, addr := smProxy(t, -1, send, func(s *Server) { s.Observer = obs })
+	c := resDial(t, addr)
+	resEventually(t, "the connection to be promoted", func() bool { return el.SockmapStats().InKernel == 1 })
+	c.Write([]byte("g"))
+	select {
+	case <-written:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the backend could not write 64 MiB toward a client not reading")
+	}
+	want := sha256.New()
+	buf := make([]byte, 64<<10)
+	for n := 0; n < size; n += len(buf) {
+		for i := range buf {
+			buf[i] = byte(n/len(buf) + i)
+		}
+		want.Write(buf)
+	}
+	if err := readHashed(c, size, want.Sum(nil)); err != nil {
+		t.Fatal(err)
+	}
+	c.CloseWrite()
+	if tr := <-obs.closed; tr.Down != size || tr.Up != 1 || tr.Err != nil {
+		t.Errorf("traffic %+v, want %d down, 1 up, no error", tr, size)
+	}
+}
+
+// readHashed reads to EOF and wants size bytes with the SHA-256 sum.
+func readHashed(c *net.TCPConn, size int64, sum []byte) error {
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	h := sha256.New()
+	n, err := io.Copy(h, c)
+	if err != nil || n != size || !bytes.Equal(h.Sum(nil), sum) {
+		return fmt.Errorf("read %d of %d bytes (%v); same bytes: %v", n, size, err, bytes.Equal(h.Sum(nil), sum))
+	}
+	return nil
+}
