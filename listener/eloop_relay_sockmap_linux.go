@@ -247,7 +247,7 @@ func (r sockmapRelay) look(l *loop, c *loopConn) {
 	ci, err1 := unix.GetsockoptTCPInfo(c.cfd, unix.IPPROTO_TCP, unix.TCP_INFO)
 	bi, err2 := unix.GetsockoptTCPInfo(c.bfd, unix.IPPROTO_TCP, unix.TCP_INFO)
 	if err1 == nil && err2 == nil {
-		meterKernel(c, ci, bi)
+		meterKernel(c, ci, bi, false)
 		if acked := [2]uint64{ci.Bytes_acked, bi.Bytes_acked}; acked != c.smap.acked {
 			c.smap.acked = acked
 			c.lastActive = l.now
@@ -284,7 +284,7 @@ func (r sockmapRelay) stop(l *loop, c *loopConn) (up, down int64) {
 	ci, err1 := unix.GetsockoptTCPInfo(c.cfd, unix.IPPROTO_TCP, unix.TCP_INFO)
 	bi, err2 := unix.GetsockoptTCPInfo(c.bfd, unix.IPPROTO_TCP, unix.TCP_INFO)
 	if err1 == nil && err2 == nil {
-		meterKernel(c, ci, bi)
+		meterKernel(c, ci, bi, true)
 	}
 	up, down = r.spliceRelay.stop(l, c)
 	up += c.smap.up.metered
@@ -295,13 +295,13 @@ func (r sockmapRelay) stop(l *loop, c *loopConn) (up, down int64) {
 }
 
 // meterKernel tells the Meter what the kernel moved each way since it was last told.
-func meterKernel(c *loopConn, ci, bi *unix.TCPInfo) {
+func meterKernel(c *loopConn, ci, bi *unix.TCPInfo, final bool) {
 	for _, m := range [2]struct {
 		kd  *kernelDir
 		d   *direction
 		src *unix.TCPInfo
 	}{{&c.smap.up, &c.up, ci}, {&c.smap.down, &c.down, bi}} {
-		moved := int64(m.src.Bytes_received) - finReceived(m.d, m.src) - m.kd.consumed
+		moved := int64(m.src.Bytes_received) - finReceived(m.d, m.src, final) - m.kd.consumed
 		if moved <= m.kd.metered {
 			continue
 		}
@@ -313,15 +313,20 @@ func meterKernel(c *loopConn, ci, bi *unix.TCPInfo) {
 }
 
 // finReceived is 1 when d's source has had its peer's FIN, which TCP_INFO counts as a byte
-// received: the loop saw it, or the socket's state says so (a socket that had both FINs
-// reads as closed, so the loop's own note comes first).
-func finReceived(d *direction, info *unix.TCPInfo) int64 {
+// received: the loop saw it, or the socket's state says so. A socket that has had both
+// FINs, or a reset, reads as closed: the live count (final false) then holds one byte back,
+// which the count at the close, after the loop has seen the FIN's event, settles.
+func finReceived(d *direction, info *unix.TCPInfo, final bool) int64 {
 	if d.eof {
 		return 1
 	}
 	switch info.State {
 	case unix.BPF_TCP_CLOSE_WAIT, unix.BPF_TCP_LAST_ACK, unix.BPF_TCP_CLOSING, unix.BPF_TCP_TIME_WAIT:
 		return 1
+	case unix.BPF_TCP_CLOSE:
+		if !final {
+			return 1
+		}
 	}
 	return 0
 }

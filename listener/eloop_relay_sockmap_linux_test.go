@@ -196,11 +196,14 @@ func TestSockmapHalfCloseBothWays(t *testing.T) {
 			c.CloseWrite()
 			return readExactly(c, reply)
 		}},
-		{"backend first", func(c *net.TCPConn) { // says its piece, ends it, then echoes
+		{"backend first", func(c *net.TCPConn) { // says its piece when asked, ends it, reads on
+			c.Read(make([]byte, 1))
 			c.Write(reply)
 			c.CloseWrite()
 			io.Copy(io.Discard, c)
 		}, func(t *testing.T, c *net.TCPConn, el *EventLoops) error {
+			resEventually(t, "the connection to be promoted", func() bool { return el.SockmapStats().InKernel == 1 })
+			c.Write([]byte("g"))
 			if err := readExactly(c, reply); err != nil {
 				return err
 			}

@@ -68,7 +68,7 @@ func loadSockmapKernel(conns int) (*sockmapKernel, error) {
 	})
 	if err != nil {
 		k.close()
-		return nil, sockmapRefusal("attach the stream verdict program", err)
+		return nil, sockmapRefusal("attach the BPF stream verdict program", err)
 	}
 	return k, nil
 }
@@ -78,7 +78,7 @@ func newSockHash(name string, entries int) (*ebpf.Map, error) {
 		Name: name, Type: ebpf.SockHash, KeySize: 8, ValueSize: 8, MaxEntries: uint32(entries),
 	})
 	if err != nil {
-		return nil, sockmapRefusal("create a socket map", err)
+		return nil, sockmapRefusal("create a BPF socket map", err)
 	}
 	return m, nil
 }
@@ -106,7 +106,7 @@ func redirectProgram(peers *ebpf.Map) (*ebpf.Program, error) {
 		Name: "fulcrum_verdict", Type: ebpf.SkSKB, License: "Dual MIT/GPL", Instructions: insns,
 	})
 	if err != nil {
-		return nil, sockmapRefusal("load the stream verdict program", err)
+		return nil, sockmapRefusal("load the BPF stream verdict program", err)
 	}
 	return prog, nil
 }
@@ -115,11 +115,11 @@ func redirectProgram(peers *ebpf.Map) (*ebpf.Program, error) {
 func sockmapRefusal(step string, err error) error {
 	switch {
 	case errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES):
-		return fmt.Errorf("sockmap: cannot %s: needs root, or CAP_BPF and CAP_NET_ADMIN", step)
+		return fmt.Errorf("cannot %s: needs root, or CAP_BPF and CAP_NET_ADMIN", step)
 	case errors.Is(err, ebpf.ErrNotSupported) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS):
-		return fmt.Errorf("sockmap: cannot %s: this kernel lacks BPF sockmap support (needs Linux 5.10 or later built with CONFIG_BPF_SYSCALL and CONFIG_NET_SOCK_MSG)", step)
+		return fmt.Errorf("cannot %s: this kernel lacks BPF sockmap support (needs Linux 5.10 or later built with CONFIG_BPF_SYSCALL and CONFIG_NET_SOCK_MSG)", step)
 	}
-	return fmt.Errorf("sockmap: cannot %s: %w", step, err)
+	return fmt.Errorf("cannot %s: %w", step, err)
 }
 
 // insert puts a connected pair in the kernel: both in peers, then backend and client in

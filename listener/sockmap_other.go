@@ -22,7 +22,7 @@ const DefaultSockmapConns = 32768
 
 const planeSockmapNow DataPlane = "sockmap-now"
 
-var errNoSockmap = errors.New("sockmap: the sockmap data plane needs Linux, not " + runtime.GOOS)
+var errNoSockmap = errors.New("the sockmap data plane needs Linux, not " + runtime.GOOS)
 
 // NewSockmapLoops fails: the sockmap plane needs Linux.
 func NewSockmapLoops(int, SockmapConfig) (*EventLoops, error) { return nil, errNoSockmap }

@@ -52,7 +52,11 @@ func TestSockmapRefusedWithoutPrivilege(t *testing.T) {
 		t.Skip("the sockmap plane is Linux only")
 	}
 	needBinary(t)
-	dir := t.TempDir()
+	dir, err := os.MkdirTemp("", "fulcrum-nobody") // not t.TempDir: its parent is private
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
 	bin := filepath.Join(dir, "fulcrum")
 	data, err := os.ReadFile(fulcrumBin)
 	if err != nil {
