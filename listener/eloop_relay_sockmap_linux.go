@@ -3,6 +3,7 @@
 package listener
 
 import (
+	"errors"
 	"os"
 	"time"
 
@@ -219,8 +220,8 @@ func delivered(c *loopConn, d *direction) bool {
 }
 
 // kernelLookEvery is how often the loop reads a promoted connection's TCP_INFO: for the live
-// byte meters and the idle timeout (at most this late), which cannot hear of bytes the
-// kernel moves. Four system calls a second per promoted connection.
+// byte meters, the idle timeout (at most this late) and the backlog bound, which cannot hear
+// of bytes the kernel moves. Four system calls a second per promoted connection.
 const kernelLookEvery = time.Second
 
 // tick implements relay: a promoted connection's deadline is the loop's, either the next
@@ -252,6 +253,10 @@ func (r sockmapRelay) look(l *loop, c *loopConn) {
 			c.smap.acked = acked
 			c.lastActive = l.now
 		}
+		if kernelBacklog(c, ci, bi) > maxKernelBacklog {
+			l.finish(c, errKernelBacklog, true)
+			return
+		}
 	}
 	idle := c.srv.cfg.IdleTimeout
 	if idle > 0 && l.now.Sub(c.lastActive) >= idle {
@@ -263,6 +268,38 @@ func (r sockmapRelay) look(l *loop, c *loopConn) {
 		next = c.lastActive.Add(idle)
 	}
 	l.timers.set(c, next)
+}
+
+// maxKernelBacklog bounds what the kernel may hold for one promoted connection: bytes its
+// sources received that are not yet in their destinations' send queues. The kernel queues
+// redirected bytes without bound while a destination's reader stalls (the source's window
+// stays open), where the relay would stop reading; a look that finds more than this resets
+// the connection. Looks come every kernelLookEvery, so a fast source can pass it by what it
+// sends in that time before it is caught.
+const maxKernelBacklog = 256 << 20
+
+// errKernelBacklog ends a promoted connection whose destination does not read.
+var errKernelBacklog = errors.New("listener: over 256 MiB queued in the kernel for a peer that does not read")
+
+// kernelBacklog is what the kernel holds for c: what its sources received (less FINs) that
+// is not yet in their destinations' send queues or acknowledged. Not exact (the counts are
+// read apart), which a bound does not need.
+func kernelBacklog(c *loopConn, ci, bi *unix.TCPInfo) int64 {
+	var total int64
+	for _, m := range [2]struct {
+		kd       *kernelDir
+		d        *direction
+		src, dst *unix.TCPInfo
+		dstFD    int
+	}{{&c.smap.up, &c.up, ci, bi, c.bfd}, {&c.smap.down, &c.down, bi, ci, c.cfd}} {
+		outq, err := unix.IoctlGetInt(m.dstFD, unix.SIOCOUTQ)
+		if err != nil {
+			continue
+		}
+		in := int64(m.src.Bytes_received) - finReceived(m.d, m.src, false) + m.kd.offset
+		total += max(in-int64(m.dst.Bytes_acked)-int64(outq), 0)
+	}
+	return total
 }
 
 // progressed implements relay. A promoted connection's idle timeout is judged by look, which
