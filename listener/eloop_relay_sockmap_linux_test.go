@@ -401,3 +401,23 @@ func TestSockmapFloodIntoNonReaderIsBounded(t *testing.T) {
 		t.Fatal("a flood into a client that never reads was not stopped within 30 s")
 	}
 }
+
+// TestSockmapLeavesNoDescriptors: once a sockmap Server has shut down and its loops have
+// stopped, the descriptors (sockets, maps, program, epoll sets) are back to the start.
+func TestSockmapLeavesNoDescriptors(t *testing.T) {
+	requireSockmap(t)
+	start := fdSet(t)
+	t.Run("serve", func(t *testing.T) {
+		_, el, addr := smProxy(t, -1, smEcho, nil)
+		for range 5 {
+			c := resDial(t, addr)
+			resEventually(t, "the connection to be promoted", func() bool { return el.SockmapStats().InKernel >= 1 })
+			if !resEchoes(t, c, "ping") {
+				t.Fatal("no echo through the kernel")
+			}
+			c.Close()
+			resEventually(t, "the connection to leave the kernel", func() bool { return el.SockmapStats().InKernel == 0 })
+		}
+	})
+	resEventually(t, "descriptors back to the start", func() bool { return len(newFDs(t, start)) == 0 })
+}
