@@ -56,6 +56,9 @@ type kernelDir struct {
 	consumed int64 // bytes user space took from the source before the promotion
 	offset   int64 // the destination's bytes sent minus the source's consumed, at the promotion
 	metered  int64 // kernel-moved bytes told to the Meter so far
+	// ackedStart is the source socket's bytes_acked at the promotion: where look starts
+	// counting the bytes its peer acknowledges, for the idle timeout.
+	ackedStart uint64
 }
 
 // stayOnRelay marks a connection judged unfit for the kernel (a map full, a socket no longer
@@ -125,7 +128,7 @@ func (r sockmapRelay) judge(l *loop, c *loopConn) {
 		c.smap = stayOnRelay
 		return
 	}
-	c.smap = &sockmapConn{up: up, down: down}
+	c.smap = &sockmapConn{up: up, down: down, acked: [2]uint64{up.ackedStart, down.ackedStart}}
 	r.kernel.inKernel.Add(1)
 	r.kernel.promotions.Add(1)
 	c.lastActive = l.now
@@ -166,6 +169,7 @@ func kernelStart(src, dst int) (kd kernelDir, ok bool) {
 	}
 	kd.consumed = int64(r2.Bytes_received) - int64(inq)
 	kd.offset = sent - kd.consumed
+	kd.ackedStart = r2.Bytes_acked
 	return kd, true
 }
 
@@ -253,14 +257,14 @@ func (r sockmapRelay) look(l *loop, c *loopConn) {
 			c.smap.acked = acked
 			c.lastActive = l.now
 		}
-		if kernelBacklog(c, ci, bi) > maxKernelBacklog {
-			l.finish(c, errKernelBacklog, true)
-			return
-		}
 	}
 	idle := c.srv.cfg.IdleTimeout
 	if idle > 0 && l.now.Sub(c.lastActive) >= idle {
 		l.finish(c, ErrIdle, true)
+		return
+	}
+	if err1 == nil && err2 == nil && kernelBacklog(c, ci, bi) > maxKernelBacklog {
+		l.finish(c, errKernelBacklog, true)
 		return
 	}
 	next := l.now.Add(kernelLookEvery)

@@ -469,7 +469,9 @@ func testIdleTimeout(t *testing.T) {
 				case <-time.After(15 * time.Second):
 					t.Fatal("the connection of a client that never reads was not closed within 15 s")
 				}
-				if !errors.Is(tr.Err, ErrIdle) {
+				// Promoted before the flood, the kernel queues it without back-pressure and
+				// the sockmap mover's backlog bound may end it before the idle timeout.
+				if !errors.Is(tr.Err, ErrIdle) && !(planeOf(t) == planeSockmapNow && errors.Is(tr.Err, errKernelBacklog)) {
 					t.Fatalf("closed with %v, want ErrIdle", tr.Err)
 				}
 				return
@@ -586,6 +588,11 @@ func testIdleTimeoutSpareSlowReader(t *testing.T) {
 	// With a 4 KiB receive buffer, reading 1 KiB every 100 ms opens the TCP window every few
 	// hundred ms: bytes move on the wire well within the timeout, none of it in the balancer.
 	const idle, pace, runFor = time.Second, 100 * time.Millisecond, 3 * time.Second
+	if planeOf(t) == planeSockmapNow {
+		// Promoted before the flood, the kernel queues it behind the slow reader without
+		// back-pressure, and the mover resets the connection at its bound (maxKernelBacklog).
+		t.Skip("a flood promoted into the kernel is bounded, not back-pressured: TestSockmapFloodIntoNonReaderIsBounded")
+	}
 	flood := func(c *net.TCPConn) {
 		buf := make([]byte, 64<<10)
 		for {
