@@ -49,6 +49,9 @@ type sockmapConn struct {
 	up, down kernelDir
 	wait     time.Duration // before the next look at a FIN not yet passed on
 	acked    [2]uint64     // the client's and the backend's TCP_INFO bytes_acked at the last look
+	// upOnRelay: the client could not join the kernel (its FIN came during the promotion);
+	// the splice relay moves the up direction, the kernel the down one.
+	upOnRelay bool
 }
 
 // kernelDir is what the loop knows of one direction moved by the kernel.
@@ -91,6 +94,19 @@ func (r sockmapRelay) event(l *loop, c *loopConn, fromClient bool, ev uint32) {
 			return
 		}
 	}
+	if c.smap.upOnRelay { // the up direction is the splice relay's: its events feed the pump
+		if fromClient && ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP) != 0 {
+			c.up.readable = true
+			c.up.rdhup = c.up.rdhup || ev&(unix.EPOLLRDHUP|unix.EPOLLHUP) != 0
+			l.pump(c, &c.up)
+		}
+		if !fromClient && ev&(unix.EPOLLOUT|unix.EPOLLHUP) != 0 && c.up.queued() {
+			l.pump(c, &c.up)
+		}
+		if fromClient || c.state != stateRelaying {
+			return
+		}
+	}
 	if ev&(unix.EPOLLRDHUP|unix.EPOLLHUP) != 0 && !d.eof {
 		d.eof = true
 		r.passFINs(l, c)
@@ -119,21 +135,22 @@ func (r sockmapRelay) judge(l *loop, c *loopConn) {
 		c.smap = stayOnRelay
 		return
 	}
-	joined, err := r.kernel.insert(c.cfd, c.bfd, cc, bc)
-	if err != nil {
-		l.finish(c, err, true)
-		return
-	}
+	joined, clientOut := r.kernel.insert(c.cfd, c.bfd, cc, bc)
 	if !joined {
 		c.smap = stayOnRelay
 		return
 	}
-	c.smap = &sockmapConn{up: up, down: down, acked: [2]uint64{up.ackedStart, down.ackedStart}}
+	c.smap = &sockmapConn{up: up, down: down, acked: [2]uint64{up.ackedStart, down.ackedStart}, upOnRelay: clientOut}
 	r.kernel.inKernel.Add(1)
 	r.kernel.promotions.Add(1)
 	c.lastActive = l.now
-	if r.kick(l, c) {
-		r.look(l, c) // sets the first deadline
+	if !r.kick(l, c) {
+		return
+	}
+	r.look(l, c)   // sets the first deadline
+	if clientOut { // what the client sent, its FIN most likely, goes on from user space
+		c.up.readable, c.up.rdhup = true, true
+		l.pump(c, &c.up)
 	}
 }
 
@@ -189,7 +206,7 @@ func sentBytes(dst int) (int64, bool) {
 func (r sockmapRelay) passFINs(l *loop, c *loopConn) {
 	waiting := false
 	for _, d := range [2]*direction{&c.up, &c.down} {
-		if !d.eof || d.done || c.state != stateRelaying {
+		if !d.eof || d.done || c.state != stateRelaying || d == &c.up && c.smap.upOnRelay {
 			continue
 		}
 		if !delivered(c, d) {
@@ -242,7 +259,9 @@ func (r sockmapRelay) tick(l *loop, c *loopConn) bool {
 }
 
 // finWaiting reports whether a FIN came that is not yet passed on.
-func finWaiting(c *loopConn) bool { return c.up.eof && !c.up.done || c.down.eof && !c.down.done }
+func finWaiting(c *loopConn) bool {
+	return c.up.eof && !c.up.done && !c.smap.upOnRelay || c.down.eof && !c.down.done
+}
 
 // look brings the byte meters up to date, ends c when idle, and sets the next look. Bytes
 // move, for the idle timeout, when a destination's peer acknowledges some: a source keeps
@@ -296,6 +315,9 @@ func kernelBacklog(c *loopConn, ci, bi *unix.TCPInfo) int64 {
 		src, dst *unix.TCPInfo
 		dstFD    int
 	}{{&c.smap.up, &c.up, ci, bi, c.bfd}, {&c.smap.down, &c.down, bi, ci, c.cfd}} {
+		if m.d == &c.up && c.smap.upOnRelay {
+			continue
+		}
 		outq, err := unix.IoctlGetInt(m.dstFD, unix.SIOCOUTQ)
 		if err != nil {
 			continue
@@ -342,6 +364,9 @@ func meterKernel(c *loopConn, ci, bi *unix.TCPInfo, final bool) {
 		d   *direction
 		src *unix.TCPInfo
 	}{{&c.smap.up, &c.up, ci}, {&c.smap.down, &c.down, bi}} {
+		if m.d == &c.up && c.smap.upOnRelay {
+			continue // the relay counts and meters it
+		}
 		moved := int64(m.src.Bytes_received) - finReceived(m.d, m.src, final) - m.kd.consumed
 		if moved <= m.kd.metered {
 			continue

@@ -421,3 +421,40 @@ func TestSockmapLeavesNoDescriptors(t *testing.T) {
 	})
 	resEventually(t, "descriptors back to the start", func() bool { return len(newFDs(t, start)) == 0 })
 }
+
+// TestSockmapClientRefusedHalfJoins: when the client cannot join the kernel after its backend
+// has (its FIN came during the promotion), the kernel moves the backend's bytes and the loop
+// the client's: every byte arrives in order both ways, the FINs pass, the counts are exact.
+func TestSockmapClientRefusedHalfJoins(t *testing.T) {
+	const conns, size = 20, 1 << 20
+	requireSockmap(t)
+	el, err := NewSockmapLoops(2, SockmapConfig{After: -1, MaxConns: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	el.smap.kernel.refuseClient = true
+	t.Cleanup(el.Stop)
+	t.Cleanup(func() { assertKernelEmpty(t, el) })
+	obs := resObserver{closed: make(chan Traffic, conns)}
+	s := &Server{Picker: resPool(t, resBackend(t, smEcho)), Logger: quiet, DataPlane: PlaneSockmap, Loops: el, Observer: obs}
+	addr := serveLoopback(t, s, s.Picker, s.Stats())
+	var wg sync.WaitGroup
+	for range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := echoPromoted(addr, size, 0); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	for range conns {
+		if tr := <-obs.closed; tr.Up != size || tr.Down != size || tr.Err != nil {
+			t.Errorf("traffic %+v, want %d bytes each way and no error", tr, size)
+		}
+	}
+	if st := el.SockmapStats(); st.Promoted != conns {
+		t.Errorf("%d connections half joined, want %d", st.Promoted, conns)
+	}
+}

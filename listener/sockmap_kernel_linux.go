@@ -38,6 +38,9 @@ type sockmapKernel struct {
 	prog         *ebpf.Program
 	inKernel     atomic.Int64 // promoted connections not yet stopped
 	promotions   atomic.Int64 // connections ever promoted
+	// refuseClient makes every client's insertion fail as a FIN arriving during it does: for
+	// the tests of a pair that joins by halves. Set before the loops start; read only.
+	refuseClient bool
 }
 
 // DefaultSockmapConns is how many connections the sockmap mover can hold in the kernel at
@@ -123,26 +126,28 @@ func sockmapRefusal(step string, err error) error {
 }
 
 // insert puts a connected pair in the kernel: both in peers, then backend and client in
-// watch. It returns joined=false with the maps as they were when the pair can stay on the
-// relay (a map full, a socket no longer ESTABLISHED); an error means the backend is already
-// being relayed by the kernel and the connection must end.
-func (k *sockmapKernel) insert(cfd, bfd int, cc, bc uint64) (joined bool, err error) {
+// watch. joined is false, with the maps as they were, when the pair stays on the relay (a
+// map full, a socket no longer ESTABLISHED). clientOut is true when all went in but the
+// client's verdict: the kernel moves the backend's bytes, and the client's stay for the
+// loop to relay (a FIN that came in between makes the client CLOSE_WAIT, which a map
+// refuses; the backend is judged already, so the pair cannot go back).
+func (k *sockmapKernel) insert(cfd, bfd int, cc, bc uint64) (joined, clientOut bool) {
 	if k.peers.Update(cc, uint64(bfd), ebpf.UpdateNoExist) != nil {
-		return false, nil
+		return false, false
 	}
 	if k.peers.Update(bc, uint64(cfd), ebpf.UpdateNoExist) != nil {
 		k.peers.Delete(cc)
-		return false, nil
+		return false, false
 	}
 	if k.watch.Update(bc, uint64(bfd), ebpf.UpdateNoExist) != nil {
 		k.peers.Delete(cc)
 		k.peers.Delete(bc)
-		return false, nil
+		return false, false
 	}
-	if err := k.watch.Update(cc, uint64(cfd), ebpf.UpdateNoExist); err != nil {
-		return false, fmt.Errorf("sockmap: insert the client: %w", err)
+	if k.refuseClient {
+		return true, true
 	}
-	return true, nil
+	return true, k.watch.Update(cc, uint64(cfd), ebpf.UpdateNoExist) != nil
 }
 
 // entries counts the sockets in both maps (for tests and status; it walks the maps).
