@@ -7,17 +7,20 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
 	"github.com/fulcrumlb/fulcrum/listener"
 )
 
+var sockmapCheck = sync.OnceValue(listener.CheckSockmap)
+
 // requireSockmap skips t, saying why, where this system cannot run the sockmap plane; with
 // FULCRUM_REQUIRE_SOCKMAP=1 (CI) it fails instead.
 func requireSockmap(t *testing.T) {
 	t.Helper()
-	if err := listener.CheckSockmap(); err != nil {
+	if err := sockmapCheck(); err != nil {
 		if os.Getenv("FULCRUM_REQUIRE_SOCKMAP") == "1" {
 			t.Fatalf("the sockmap plane is required here: %v", err)
 		}
