@@ -374,34 +374,6 @@ func readHashed(c *net.TCPConn, size int64, sum []byte) error {
 	return nil
 }
 
-// TestSockmapFloodIntoNonReaderIsBounded: a backend that floods a promoted client that never
-// reads cannot make the kernel queue without bound: the connection is reset, with no idle
-// timeout set to do it.
-func TestSockmapFloodIntoNonReaderIsBounded(t *testing.T) {
-	flood := func(c *net.TCPConn) {
-		c.Read(make([]byte, 1)) // the client's go-ahead, once promoted
-		buf := make([]byte, 64<<10)
-		for {
-			if _, err := c.Write(buf); err != nil {
-				return
-			}
-		}
-	}
-	obs := resObserver{closed: make(chan Traffic, 1)}
-	_, el, addr := smProxy(t, -1, flood, func(s *Server) { s.Observer = obs })
-	c := resDial(t, addr)
-	resEventually(t, "the connection to be promoted", func() bool { return el.SockmapStats().InKernel == 1 })
-	c.Write([]byte("g"))
-	select {
-	case tr := <-obs.closed:
-		if !errors.Is(tr.Err, errKernelBacklog) {
-			t.Errorf("closed with %v, want the kernel backlog bound", tr.Err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("a flood into a client that never reads was not stopped within 30 s")
-	}
-}
-
 // TestSockmapLeavesNoDescriptors: once a sockmap Server has shut down and its loops have
 // stopped, the descriptors (sockets, maps, program, epoll sets) are back to the start.
 func TestSockmapLeavesNoDescriptors(t *testing.T) {

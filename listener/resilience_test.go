@@ -469,9 +469,7 @@ func testIdleTimeout(t *testing.T) {
 				case <-time.After(15 * time.Second):
 					t.Fatal("the connection of a client that never reads was not closed within 15 s")
 				}
-				// Promoted before the flood, the kernel queues it without back-pressure and
-				// the sockmap mover's backlog bound may end it before the idle timeout.
-				if !errors.Is(tr.Err, ErrIdle) && !(planeOf(t) == planeSockmapNow && errors.Is(tr.Err, errKernelBacklog)) {
+				if !errors.Is(tr.Err, ErrIdle) {
 					t.Fatalf("closed with %v, want ErrIdle", tr.Err)
 				}
 				return
@@ -590,8 +588,8 @@ func testIdleTimeoutSpareSlowReader(t *testing.T) {
 	const idle, pace, runFor = time.Second, 100 * time.Millisecond, 3 * time.Second
 	if planeOf(t) == planeSockmapNow {
 		// Promoted before the flood, the kernel queues it behind the slow reader without
-		// back-pressure, and the mover resets the connection at its bound (maxKernelBacklog).
-		t.Skip("a flood promoted into the kernel is bounded, not back-pressured: TestSockmapFloodIntoNonReaderIsBounded")
+		// back-pressure: gigabytes of kernel memory in this test's 3 s (eloop_relay_sockmap_linux.go).
+		t.Skip("a flood promoted into the kernel is not back-pressured: it would queue gigabytes in kernel memory")
 	}
 	flood := func(c *net.TCPConn) {
 		buf := make([]byte, 64<<10)

@@ -37,6 +37,3 @@ type SockmapStats struct{ InKernel, Promoted, MapEntries int }
 func (el *EventLoops) SockmapStats() SockmapStats { return SockmapStats{} }
 
 func ownLoops(DataPlane) (*EventLoops, error) { return NewEventLoops(0), nil }
-
-// errKernelBacklog ends a promoted connection whose destination does not read (Linux).
-var errKernelBacklog = errors.New("listener: over 256 MiB queued in the kernel for a peer that does not read")
