@@ -19,6 +19,10 @@ const (
 	// instance, that own every connection from accept to close over raw non-blocking sockets
 	// (eloop_linux.go). Linux only.
 	PlaneEpoll DataPlane = "epoll"
+	// PlaneSockmap is PlaneEpoll whose long-lived connections move into a BPF sockmap, where
+	// the kernel relays their bytes (eloop_relay_sockmap_linux.go). Linux with BPF sockmap
+	// support, as root or with CAP_BPF and CAP_NET_ADMIN; NewSockmapLoops says what is missing.
+	PlaneSockmap DataPlane = "sockmap"
 )
 
 // smallRead is the buffer for reads below the splice threshold, on both planes. A read that
@@ -29,10 +33,10 @@ const smallRead = 16 << 10
 // ParseDataPlane reads a --data-plane value.
 func ParseDataPlane(s string) (DataPlane, error) {
 	switch DataPlane(s) {
-	case PlaneEpoll, PlaneGoroutine:
+	case PlaneEpoll, PlaneGoroutine, PlaneSockmap:
 		return DataPlane(s), nil
 	}
-	return "", fmt.Errorf("data plane %q: want %s or %s", s, PlaneEpoll, PlaneGoroutine)
+	return "", fmt.Errorf("data plane %q: want %s, %s or %s", s, PlaneEpoll, PlaneGoroutine, PlaneSockmap)
 }
 
 // Planes lists the data planes this system can run: goroutine everywhere, epoll on Linux.

@@ -23,7 +23,9 @@
 //	 │                          (conn.serve), bytes moved by the DataPath (Splice)
 //	 └─ loopServer (eloop_*)    PlaneEpoll: the Server on EventLoops, shared per balancer
 //	     ├─ loop                accept, PROXY header, connect, timers: a state machine per connection
-//	     ├─ relay               the byte mover of established pairs (spliceRelay first)
+//	     ├─ relay               the byte mover of established pairs: spliceRelay, or on
+//	     │                      PlaneSockmap sockmapRelay, which moves long-lived pairs into
+//	     │                      a BPF sockmap (sockmap_kernel_linux.go) for the kernel to relay
 //	     └─ internal/poll       mechanism only: epoll set with generation tags, eventfd task
 //	                            queue, splice pipe pool, raw socket addresses
 //

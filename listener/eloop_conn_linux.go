@@ -29,6 +29,7 @@ type loopConn struct {
 	meter      Meter
 	meters     meterSet           // the Observers' meters, when meter is more than one (connBook.openedInto)
 	spliceConn                    // the relay's state (eloop_relay_splice_linux.go)
+	smap       *sockmapConn       // the sockmap mover's state once it judged c; nil until then
 	rest       []byte             // client bytes read past an inbound PROXY header, for the backend
 	ticket     clientlimit.Ticket // the per-client bounds' claim, released by finish
 	hdr        []byte             // inbound PROXY header bytes read so far
@@ -122,6 +123,9 @@ func (l *loop) connTimeout(c *loopConn) {
 	case stateResolving, stateConnecting:
 		l.dialFailed(c, fmt.Errorf("dial %s: %w", c.backend.DialAddress(), errConnectTimeout))
 	case stateRelaying:
+		if l.relay.tick(l, c) {
+			return
+		}
 		idle := c.srv.cfg.IdleTimeout
 		if idle <= 0 {
 			return // a deadline of an earlier state: nothing to time now
@@ -171,6 +175,10 @@ func (l *loop) finish(c *loopConn, cause error, reset bool) {
 		c.cancel()
 		c.cancel = nil
 	}
+	var up, down int64
+	if opened {
+		up, down = l.relay.stop(l, c) // before the close: the sockmap mover reads TCP_INFO
+	}
 	for _, fd := range [2]int{c.cfd, c.bfd} {
 		if reset && fd >= 0 {
 			poll.SetResetOnClose(fd)
@@ -178,10 +186,6 @@ func (l *loop) finish(c *loopConn, cause error, reset bool) {
 		l.closeFD(fd)
 	}
 	c.cfd, c.bfd = -1, -1
-	var up, down int64
-	if opened {
-		up, down = l.relay.stop(l, c)
-	}
 	if c.backend != nil {
 		c.srv.book.release(c.backend)
 		c.backend = nil

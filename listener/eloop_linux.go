@@ -30,7 +30,8 @@ import (
 // slot or a backend's name, each posting its result back to its loop.
 type EventLoops struct {
 	n     int
-	mover byteMover // how the loops move bytes; the zero value is moverSplice
+	mover byteMover       // how the loops move bytes; the zero value is moverSplice
+	smap  sockmapSettings // moverSockmap's kernel maps and promotion age; zero otherwise
 
 	mu      sync.Mutex // guards loops, notes, logs, started and stopped
 	loops   []*loop
@@ -83,6 +84,9 @@ func (el *EventLoops) start() error {
 func (el *EventLoops) Stop() {
 	el.mu.Lock()
 	if el.stopped || !el.started {
+		if !el.stopped {
+			el.smap.kernel.close()
+		}
 		el.stopped = true
 		el.mu.Unlock()
 		return
@@ -95,6 +99,7 @@ func (el *EventLoops) Stop() {
 		l.call(func(l *loop) { l.quit = true })
 	}
 	el.running.Wait()
+	el.smap.kernel.close()
 	el.notes.stop()
 	el.logs.Close()
 }

@@ -71,7 +71,7 @@ func newLoop(el *EventLoops, id int) (*loop, error) {
 		set.Close()
 		return nil, fmt.Errorf("listener: %w", err)
 	}
-	l := &loop{el: el, id: id, set: set, inbox: inbox, buf: make([]byte, smallRead), relay: newRelay(el.mover)}
+	l := &loop{el: el, id: id, set: set, inbox: inbox, buf: make([]byte, smallRead), relay: newRelay(el)}
 	if err := l.register(inbox.Fd(), unix.EPOLLIN, slot{kind: slotWake}); err != nil {
 		l.closeFDs()
 		return nil, err

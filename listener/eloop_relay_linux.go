@@ -18,9 +18,13 @@ type relay interface {
 	// progressed reports whether bytes moved since its last call out of the loop's sight (in
 	// the kernel, toward a slow reader); the loop's own moves set c.lastActive.
 	progressed(c *loopConn) bool
-	// stop gives back what c holds (buffers, pipes) once its sockets are closed, and returns
-	// the bytes moved each way: up (client → backend) and down.
+	// stop gives back what c holds (buffers, pipes) as its sockets close (they are still
+	// open, never read or written again), and returns the bytes moved each way: up (client →
+	// backend) and down.
 	stop(l *loop, c *loopConn) (up, down int64)
+	// tick handles c's deadline when the relay set it for itself (the sockmap mover waits for
+	// the kernel to deliver bytes before passing a FIN on); false leaves it to the loop.
+	tick(l *loop, c *loopConn) bool
 }
 
 // handoff is what the connect step hands a relay along with an established pair.
@@ -41,12 +45,16 @@ const (
 	// moverSplice reads small messages through the loop's 16 KiB buffer and splices bulk
 	// transfers through pooled pipes (eloop_relay_splice_linux.go).
 	moverSplice byteMover = iota
+	// moverSockmap starts each connection on moverSplice and promotes the long-lived ones
+	// into a BPF sockmap, where the kernel relays their bytes (eloop_relay_sockmap_linux.go).
+	moverSockmap
 )
 
-// relays holds the relay of each byte mover.
-var relays = [...]relay{
-	moverSplice: spliceRelay{},
+// relays makes the relay of each byte mover for one loop of el.
+var relays = [...]func(el *EventLoops) relay{
+	moverSplice:  func(*EventLoops) relay { return spliceRelay{} },
+	moverSockmap: newSockmapRelay,
 }
 
-// newRelay is the relay of a byte mover.
-func newRelay(m byteMover) relay { return relays[m] }
+// newRelay is the relay of el's byte mover.
+func newRelay(el *EventLoops) relay { return relays[el.mover](el) }

@@ -93,6 +93,9 @@ func (spliceRelay) stop(l *loop, c *loopConn) (up, down int64) {
 	return c.up.n, c.down.n
 }
 
+// tick implements relay: the splice relay sets no deadline of its own.
+func (spliceRelay) tick(*loop, *loopConn) bool { return false }
+
 // progressed implements relay: it reports whether the kernel counted bytes received or acknowledged on either
 // socket since its last look, while a direction waits to write to a slow reader. The loop
 // writes to such a reader again only once a third of the send buffer is free, which may take

@@ -586,6 +586,11 @@ func testIdleTimeoutSpareSlowReader(t *testing.T) {
 	// With a 4 KiB receive buffer, reading 1 KiB every 100 ms opens the TCP window every few
 	// hundred ms: bytes move on the wire well within the timeout, none of it in the balancer.
 	const idle, pace, runFor = time.Second, 100 * time.Millisecond, 3 * time.Second
+	if planeOf(t) == planeSockmapNow {
+		// Promoted before the flood, the kernel queues it behind the slow reader without
+		// back-pressure: gigabytes of kernel memory in this test's 3 s (eloop_relay_sockmap_linux.go).
+		t.Skip("a flood promoted into the kernel is not back-pressured: it would queue gigabytes in kernel memory")
+	}
 	flood := func(c *net.TCPConn) {
 		buf := make([]byte, 64<<10)
 		for {

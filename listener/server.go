@@ -29,8 +29,9 @@ type Server struct {
 	// DataPlane chooses how connections run: the zero value is PlaneGoroutine; PlaneEpoll
 	// (Linux only; Serve fails elsewhere) runs them on event loops (dataplane.go).
 	DataPlane DataPlane
-	// Loops are the event loops PlaneEpoll runs on, shared by the Servers of one balancer;
-	// nil means the Server starts DefaultLoops() of its own and stops them at Shutdown.
+	// Loops are the event loops PlaneEpoll runs on, shared by the Servers of one balancer
+	// (PlaneSockmap: loops from NewSockmapLoops); nil means the Server starts DefaultLoops()
+	// of its own and stops them at Shutdown.
 	Loops *EventLoops
 	// DataPath moves the bytes on PlaneGoroutine; nil means Splice{IdleTimeout: IdleTimeout}.
 	// PlaneEpoll moves them itself, the same way (16 KiB reads, splice for bulk).
@@ -98,10 +99,13 @@ func (s *Server) init() {
 // newPlane is the one place where the data plane is chosen.
 func (s *Server) newPlane() plane {
 	switch s.DataPlane {
-	case PlaneEpoll:
+	case PlaneEpoll, PlaneSockmap, planeSockmapNow:
 		el, own := s.Loops, s.Loops == nil
 		if own {
-			el = NewEventLoops(0)
+			var err error
+			if el, err = ownLoops(s.DataPlane); err != nil {
+				return failedPlane{err}
+			}
 		}
 		p, err := el.server(s, s.book, own)
 		if err != nil {

@@ -206,16 +206,14 @@ func openAccessLog(path string, log *slog.Logger) (io.Writer, *reopenFile, func(
 type shared struct {
 	limit  *listener.ConnLimit
 	totals *listener.Stats
-	loops  *listener.EventLoops // the epoll plane's event loops; nil on the goroutine plane
+	loops  *listener.EventLoops // the event loops of the epoll and sockmap planes; nil on the goroutine plane
 	// clientObs counts the connections per-client bounds refuse (the metrics); nil: none.
 	clientObs listener.ClientObserver
 }
 
 func newShared(cfg *config) shared {
 	sh := shared{limit: listener.NewConnLimit(cfg.resilience.maxConns), totals: new(listener.Stats)}
-	if cfg.dataPlane.plane == listener.PlaneEpoll {
-		sh.loops = listener.NewEventLoops(cfg.dataPlane.loops)
-	}
+	sh.loops = cfg.dataPlane.newLoops(cfg.resilience.maxConns) // flags_dataplane.go
 	return sh
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"runtime"
 	"testing"
 
 	"github.com/fulcrumlb/fulcrum/internal/testbed"
@@ -11,8 +12,21 @@ import (
 var planes testbed.Variants[listener.DataPlane]
 
 // eachPlane runs test once on each data plane this system has, as subtests named for the
-// plane; the helpers that start serve pass the plane on with planeArgs.
-func eachPlane(t *testing.T, test func(t *testing.T)) { planes.Each(t, listener.Planes(), test) }
+// plane; the helpers that start serve pass the plane on with planeArgs. On Linux that
+// includes the sockmap plane (its default promotion age), which skips with a message where
+// the kernel support or the privilege is missing (FULCRUM_REQUIRE_SOCKMAP=1: fails).
+func eachPlane(t *testing.T, test func(t *testing.T)) {
+	ps := listener.Planes()
+	if runtime.GOOS == "linux" {
+		ps = append(ps, listener.PlaneSockmap)
+	}
+	planes.Each(t, ps, func(t *testing.T) {
+		if p, _ := planes.Of(t); p == listener.PlaneSockmap {
+			requireSockmap(t)
+		}
+		test(t)
+	})
+}
 
 // planeArgs are the serve flags that choose the plane of the eachPlane subtest t runs in (or
 // under); none outside one, which leaves serve's default.
