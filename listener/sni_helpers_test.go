@@ -3,15 +3,10 @@ package listener_test
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"net/netip"
 	"slices"
@@ -19,34 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fulcrumlb/fulcrum/internal/testbed"
 	"github.com/fulcrumlb/fulcrum/listener"
 	"github.com/fulcrumlb/fulcrum/listener/sniroute"
 	"github.com/fulcrumlb/fulcrum/pool"
 )
-
-// certFor is a self-signed certificate for name (a.test, *.b.test) and a pool trusting it.
-func certFor(t *testing.T, name string) (tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, roots
-}
 
 // tlsBackend answers a TLS handshake with cert and then writes its name and a newline.
 func tlsBackend(t *testing.T, name string, cert tls.Certificate) *backend {
@@ -182,8 +154,8 @@ func (m upMeter) Flush() {}
 
 func startSNIRig(t *testing.T, withDefault bool, opts ...func(*listener.SNIRouter)) *sniRig {
 	t.Helper()
-	certA, rootsA := certFor(t, "a.test")
-	certB, rootsB := certFor(t, "*.b.test")
+	selfA, selfB := testbed.SelfSigned(t, "a.test"), testbed.SelfSigned(t, "*.b.test")
+	certA, rootsA, certB, rootsB := selfA.TLS, selfA.Roots, selfB.TLS, selfB.Roots
 	rig := &sniRig{obs: &sniCounts{routed: map[string]int{}, refused: map[string]int{}}, rootsA: rootsA, rootsB: rootsB,
 		def: &firstBytes{}, backends: map[string]*backend{},
 		traffic: &upBytes{up: map[string][]int64{}, sni: map[string][]string{}, meter: map[string]int64{}}}

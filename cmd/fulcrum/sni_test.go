@@ -2,17 +2,11 @@ package main
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -21,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fulcrumlb/fulcrum/internal/testbed"
 )
 
 func TestSNIFlagsAndConfigFile(t *testing.T) {
@@ -90,8 +86,9 @@ func TestSNIStartErrors(t *testing.T) {
 func TestSNIServe(t *testing.T) { eachPlane(t, testSNIServe) }
 
 func testSNIServe(t *testing.T) {
-	certA, rootsA, pemA := testCert(t, "a.test")
-	certB, rootsB, _ := testCert(t, "*.b.test")
+	selfA, selfB := testbed.SelfSigned(t, "a.test"), testbed.SelfSigned(t, "*.b.test")
+	certA, rootsA, pemA := selfA.TLS, selfA.Roots, selfA.PEMFile(t)
+	certB, rootsB := selfB.TLS, selfB.Roots
 	ba, bb := tlsNameBackend(t, "a", certA), tlsNameBackend(t, "b", certB)
 	bd := startBackend(t, func(c net.Conn) error { // reads all it is sent: unread bytes at close reset the client
 		c.Write([]byte("default\n"))
@@ -200,34 +197,6 @@ func opensslSNI(t *testing.T, addr, caFile string) {
 	if err != nil || !strings.Contains(string(out), "CN") || !strings.Contains(string(out), "a.test") {
 		t.Errorf("openssl s_client -servername a.test: %v\n%s", err, out)
 	}
-}
-
-// testCert is a self-signed certificate for name, a pool that trusts it and its PEM file.
-func testCert(t *testing.T, name string) (tls.Certificate, *x509.CertPool, string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(leaf)
-	path := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, roots, path
 }
 
 // tlsNameBackend completes a TLS handshake with cert, then writes name and a newline.
