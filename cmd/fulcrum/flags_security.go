@@ -16,7 +16,7 @@ import (
 // securityFlags are the admin API's access rules.
 func securityFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "admin-token", Usage: "require `TOKEN` (Authorization: Bearer) for add, remove and drain; prefer the env variable or --admin-token-file over the command line", EnvVars: env("ADMIN_TOKEN")},
+		&cli.StringFlag{Name: "admin-token", Usage: "require `TOKEN` (Authorization: Bearer) for add, remove, drain and undrain; prefer the env variable or --admin-token-file over the command line", EnvVars: env("ADMIN_TOKEN")},
 		&cli.StringFlag{Name: "admin-token-file", Usage: "read the admin token from `FILE` (surrounding white space trimmed)", EnvVars: env("ADMIN_TOKEN_FILE")},
 		&cli.BoolFlag{Name: "admin-token-read", Usage: "require the token for status, metrics and the dashboard too (healthz stays open)", EnvVars: env("ADMIN_TOKEN_READ")},
 		&cli.StringSliceFlag{Name: "allow-backend", Usage: "only backends in `CIDR` may register (repeatable; default any; needed for link-local)", EnvVars: env("ALLOW_BACKEND")},
