@@ -1,8 +1,6 @@
 package listener
 
 import (
-	"context"
-	"errors"
 	"net"
 	"testing"
 	"time"
@@ -17,18 +15,7 @@ func startServiceServer(t *testing.T, service string, obs Observer, picker pool.
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Service: service, Picker: picker, Observer: obs, ConnectTimeout: 10 * time.Second, Logger: quiet, DataPlane: planeOf(t)}
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-		if err := <-done; !errors.Is(err, ErrServerClosed) {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	return ln.Addr().String()
+	return serveUntilCleanup(t, ln, &Server{Service: service, Picker: picker, Observer: obs, ConnectTimeout: 10 * time.Second, Logger: quiet, DataPlane: planeOf(t)})
 }
 
 // Every access log line names its service: a proxied connection's from its Server, a

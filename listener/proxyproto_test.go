@@ -145,7 +145,13 @@ func startPPServerAt(t *testing.T, network, addr string, pp ProxyProtocol, obs O
 	if err != nil {
 		t.Skipf("listen %s: %v", addr, err)
 	}
-	s := &Server{Picker: picker, ProxyProtocol: pp, Observer: obs, ConnectTimeout: 10 * time.Second, Logger: quiet, DataPlane: planeOf(t)}
+	return serveUntilCleanup(t, ln, &Server{Picker: picker, ProxyProtocol: pp, Observer: obs, ConnectTimeout: 10 * time.Second, Logger: quiet, DataPlane: planeOf(t)})
+}
+
+// serveUntilCleanup serves s on ln until the test's cleanup shuts it down (and checks that
+// Serve then returned ErrServerClosed); it returns ln's address.
+func serveUntilCleanup(t *testing.T, ln net.Listener, s *Server) string {
+	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ln) }()
 	t.Cleanup(func() {
