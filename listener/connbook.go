@@ -25,6 +25,7 @@ import (
 type connBook struct {
 	picker pool.Picker
 	obs    Observer   // nil: none
+	fan    Observers  // obs when it is an Observers: its meters can go in the connection's struct
 	stats  *Stats     // Server.Totals, or a count of the Server's own
 	limit  *ConnLimit // Server.Limit, or one made from MaxConns; nil when there is no cap
 	logger *slog.Logger
@@ -62,6 +63,7 @@ func newConnBook(s *Server) *connBook {
 		logLimit:   rate.Sometimes{Interval: time.Second},
 		logHeader:  rate.Sometimes{Interval: time.Second},
 	}
+	bk.fan, _ = s.Observer.(Observers)
 	if bk.limit == nil {
 		bk.limit = NewConnLimit(s.MaxConns)
 	}
@@ -138,9 +140,17 @@ func (bk *connBook) dialsExhausted(n int) error {
 
 // opened: the dial to info.Backend succeeded and bytes are about to flow. It returns the
 // Observer's Meter for the connection (nil for none).
-func (bk *connBook) opened(info *ConnInfo) Meter {
+func (bk *connBook) opened(info *ConnInfo) Meter { return bk.openedInto(info, nil) }
+
+// openedInto is opened for a plane that keeps a meterSet in each connection's struct: when
+// several observers return meters, set holds them (until the connection's last Flush) instead
+// of memory allocated for the connection. A nil set is opened's.
+func (bk *connBook) openedInto(info *ConnInfo, set *meterSet) Meter {
 	bk.picker.ReportDial(info.Backend, nil)
-	if bk.obs == nil {
+	switch {
+	case bk.fan != nil:
+		return bk.fan.open(info, set)
+	case bk.obs == nil:
 		return nil
 	}
 	return bk.obs.Opened(info)

@@ -26,9 +26,10 @@ type loopConn struct {
 	backend    *pool.Backend // counted on the Picker while non-nil; released exactly once
 	tried      []*pool.Backend
 	meter      Meter
-	spliceConn        // the relay's state (eloop_relay_splice_linux.go)
-	rest       []byte // client bytes read past an inbound PROXY header, for the backend
-	hdr        []byte // inbound PROXY header bytes read so far
+	meters     meterSet // the Observers' meters, when meter is more than one (connBook.openedInto)
+	spliceConn          // the relay's state (eloop_relay_splice_linux.go)
+	rest       []byte   // client bytes read past an inbound PROXY header, for the backend
+	hdr        []byte   // inbound PROXY header bytes read so far
 	hdrEOF     bool
 
 	deadline   time.Time // of the current state; see timerHeap

@@ -73,20 +73,41 @@ func (os Observers) DialFailed(b *pool.Backend, err error) {
 }
 
 // Opened implements Observer; the Meter it returns feeds every observer's meter.
-func (os Observers) Opened(c *ConnInfo) Meter {
-	ms := make(meters, 0, len(os)) // one allocation, not one per append
+func (os Observers) Opened(c *ConnInfo) Meter { return os.open(c, nil) }
+
+// open is Opened with a place for the meters when two or more observers return one: set, kept
+// in the connection's own struct by a plane that can (the event loops), so that fanning out
+// costs no allocation per connection; nil means one is allocated when needed.
+func (os Observers) open(c *ConnInfo, set *meterSet) Meter {
+	var first Meter
+	n := 0
 	for _, o := range os {
-		if m := o.Opened(c); m != nil {
-			ms = append(ms, m)
+		m := o.Opened(c)
+		if m == nil {
+			continue
 		}
+		switch n {
+		case 0:
+			first = m
+		case 1:
+			if set == nil {
+				set = new(meterSet)
+			}
+			set.reset()
+			set.add(first)
+			set.add(m)
+		default:
+			set.add(m)
+		}
+		n++
 	}
-	switch len(ms) {
+	switch n {
 	case 0:
 		return nil
 	case 1:
-		return ms[0]
+		return first
 	}
-	return ms
+	return set
 }
 
 // Closed implements Observer.
@@ -96,16 +117,43 @@ func (os Observers) Closed(c *ConnInfo, t Traffic) {
 	}
 }
 
-type meters []Meter
+// fanMeters is how many meters a meterSet holds without allocating: fulcrum's own observers
+// (the backends' byte totals, metrics, the access log) return at most two.
+const fanMeters = 4
 
-func (ms meters) Moved(up bool, n int64) {
-	for _, m := range ms {
+// meterSet is the Meter of Observers when more than one observer returns one; more holds
+// those beyond the array.
+type meterSet struct {
+	ms   [fanMeters]Meter
+	n    int
+	more []Meter
+}
+
+func (s *meterSet) reset() { *s = meterSet{} }
+
+func (s *meterSet) add(m Meter) {
+	if s.n < len(s.ms) {
+		s.ms[s.n] = m
+		s.n++
+		return
+	}
+	s.more = append(s.more, m)
+}
+
+func (s *meterSet) Moved(up bool, n int64) {
+	for _, m := range s.ms[:s.n] {
+		m.Moved(up, n)
+	}
+	for _, m := range s.more {
 		m.Moved(up, n)
 	}
 }
 
-func (ms meters) Flush() {
-	for _, m := range ms {
+func (s *meterSet) Flush() {
+	for _, m := range s.ms[:s.n] {
+		m.Flush()
+	}
+	for _, m := range s.more {
 		m.Flush()
 	}
 }
