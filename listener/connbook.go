@@ -44,8 +44,16 @@ type eventSink interface {
 	log(logger *slog.Logger, level slog.Level, msg string, args ...any)
 	rejected(o Observer, client netip.AddrPort, err error)
 	dialFailed(o Observer, b *pool.Backend, err error)
-	// closed calls o.Closed, then flushes m when it is not nil.
-	closed(o Observer, info *ConnInfo, t Traffic, m Meter)
+	// closed calls o.Closed, then flushes m when it is not nil, then tells r (when not nil)
+	// that nothing holds info or m any more.
+	closed(o Observer, info *ConnInfo, t Traffic, m Meter, r reusable)
+}
+
+// reusable is a connection's memory (its ConnInfo and the meters of its Meter live in it),
+// which a plane may reuse for another connection once the Observer's last call is over.
+type reusable interface {
+	// reuse: nothing holds a pointer into it any more. It may be called on any goroutine.
+	reuse()
 }
 
 // newConnBook binds a book to s's settings; the plane may replace its sink.
@@ -179,9 +187,15 @@ func (bk *connBook) release(b *pool.Backend) {
 }
 
 // closed: an opened connection ended, both sockets closed; m (may be nil) is flushed after.
-func (bk *connBook) closed(info *ConnInfo, t Traffic, m Meter) {
+func (bk *connBook) closed(info *ConnInfo, t Traffic, m Meter) { bk.closedReuse(info, t, m, nil) }
+
+// closedReuse is closed for a connection whose memory r is to be reused (nil: none): r hears
+// when the Observer is done with info and m, at once when there is no Observer.
+func (bk *connBook) closedReuse(info *ConnInfo, t Traffic, m Meter, r reusable) {
 	if bk.obs != nil {
-		bk.sink.closed(bk.obs, info, t, m)
+		bk.sink.closed(bk.obs, info, t, m, r)
+	} else if r != nil {
+		r.reuse()
 	}
 }
 
@@ -203,9 +217,12 @@ func (directSink) rejected(o Observer, client netip.AddrPort, err error) { o.Rej
 
 func (directSink) dialFailed(o Observer, b *pool.Backend, err error) { o.DialFailed(b, err) }
 
-func (directSink) closed(o Observer, info *ConnInfo, t Traffic, m Meter) {
+func (directSink) closed(o Observer, info *ConnInfo, t Traffic, m Meter, r reusable) {
 	o.Closed(info, t)
 	if m != nil {
 		m.Flush()
+	}
+	if r != nil {
+		r.reuse()
 	}
 }

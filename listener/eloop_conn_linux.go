@@ -41,6 +41,10 @@ type loopConn struct {
 	seen   uint32             // readiness of the client socket before relaying, for the relay
 
 	prev, next *loopConn // the loop's connList
+
+	home      *loop     // the loop that owns it, whose connCache it goes back to
+	pinned    bool      // a goroutine (a queued wait, a name lookup) holds it: never reused
+	cacheNext *loopConn // the connCache's lists
 }
 
 type connState uint8
@@ -184,11 +188,14 @@ func (l *loop) finish(c *loopConn, cause error, reset bool) {
 		c.srv.book.release(c.backend)
 		c.backend = nil
 	}
-	if opened {
-		c.srv.book.closed(&c.info, Traffic{Up: up, Down: down, Err: cause}, c.meter)
-	} else if cause != nil {
+	if opened { // the notice holds &c.info and c.meters: c is reused once it is delivered
+		c.srv.book.closedReuse(&c.info, Traffic{Up: up, Down: down, Err: cause}, c.meter, c.reuser())
+		return
+	}
+	if cause != nil {
 		c.srv.book.rejected(c.info.Client, cause)
 	}
+	l.release(c)
 }
 
 // resetServer aborts every connection of one Server in this loop.

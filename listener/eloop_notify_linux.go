@@ -67,6 +67,7 @@ type notice struct {
 	info    *ConnInfo
 	traffic Traffic
 	meter   Meter
+	reuse   reusable // told after the Closed call and the Flush; nil: nothing to tell
 	client  netip.AddrPort
 	backend *pool.Backend
 	err     error
@@ -88,8 +89,8 @@ func (s loopSink) dialFailed(o Observer, b *pool.Backend, err error) {
 	s.el.notes.dialFailed(o, b, err)
 }
 
-func (s loopSink) closed(o Observer, info *ConnInfo, t Traffic, m Meter) {
-	s.el.notes.closed(o, info, t, m)
+func (s loopSink) closed(o Observer, info *ConnInfo, t Traffic, m Meter, r reusable) {
+	s.el.notes.closed(o, info, t, m, r)
 }
 
 func newNotifier() *notifier {
@@ -111,13 +112,17 @@ func (n *notifier) dialFailed(o Observer, b *pool.Backend, err error) {
 }
 
 // closed queues a connection's end without waking the goroutine: a loop calls it, and the
-// loops' kick wakes it within kickEvery.
-func (n *notifier) closed(o Observer, info *ConnInfo, t Traffic, m Meter) {
+// loops' kick wakes it within kickEvery. r (when not nil) hears when the notice is delivered:
+// info and m live in the connection's struct, which its loop reuses then.
+func (n *notifier) closed(o Observer, info *ConnInfo, t Traffic, m Meter, r reusable) {
 	if o == nil {
+		if r != nil {
+			r.reuse()
+		}
 		return
 	}
 	n.mu.Lock()
-	n.q = append(n.q, notice{kind: noticeClosed, obs: o, info: info, traffic: t, meter: m})
+	n.q = append(n.q, notice{kind: noticeClosed, obs: o, info: info, traffic: t, meter: m, reuse: r})
 	n.unwoken.Store(true)
 	urgent := len(n.q) >= kickAt
 	n.mu.Unlock()
@@ -183,8 +188,12 @@ func (n *notifier) swap(batch *[]notice) []notice {
 
 func (n *notifier) deliver(batch []notice) {
 	for i := range batch {
-		n.deliverOne(&batch[i])
-		batch[i] = notice{}
+		x := &batch[i]
+		n.deliverOne(x)
+		if x.reuse != nil { // after a panic too: the observer is done with the connection
+			x.reuse.reuse()
+		}
+		*x = notice{}
 	}
 }
 
