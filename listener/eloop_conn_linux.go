@@ -31,6 +31,7 @@ type loopConn struct {
 	rest       []byte   // client bytes read past an inbound PROXY header, for the backend
 	hdr        []byte   // inbound PROXY header bytes read so far
 	hdrEOF     bool
+	pinned     bool // a goroutine (a queued wait, a name lookup) holds it: never reused
 
 	deadline   time.Time // of the current state; see timerHeap
 	timerIndex int
@@ -43,7 +44,6 @@ type loopConn struct {
 	prev, next *loopConn // the loop's connList
 
 	home      *loop     // the loop that owns it, whose connCache it goes back to
-	pinned    bool      // a goroutine (a queued wait, a name lookup) holds it: never reused
 	cacheNext *loopConn // the connCache's lists
 }
 

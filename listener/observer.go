@@ -117,16 +117,13 @@ func (os Observers) Closed(c *ConnInfo, t Traffic) {
 	}
 }
 
-// fanMeters is how many meters a meterSet holds without allocating: fulcrum's own observers
-// (the backends' byte totals, metrics, the access log) return at most two.
-const fanMeters = 4
-
-// meterSet is the Meter of Observers when more than one observer returns one; more holds
-// those beyond the array.
+// meterSet is the Meter of Observers when more than one observer returns one. fulcrum's own
+// observers (the backends' byte totals, metrics, the access log) return at most two, which
+// it holds in place; a third and later ones go to a meterList allocated in the second's slot.
+// Small, because each loop connection holds one (its size class is its idle memory).
 type meterSet struct {
-	ms   [fanMeters]Meter
-	n    int
-	more []Meter
+	ms [2]Meter
+	n  int
 }
 
 func (s *meterSet) reset() { *s = meterSet{} }
@@ -137,14 +134,16 @@ func (s *meterSet) add(m Meter) {
 		s.n++
 		return
 	}
-	s.more = append(s.more, m)
+	tail, ok := s.ms[1].(*meterList)
+	if !ok {
+		tail = &meterList{s.ms[1]}
+		s.ms[1] = tail
+	}
+	*tail = append(*tail, m)
 }
 
 func (s *meterSet) Moved(up bool, n int64) {
 	for _, m := range s.ms[:s.n] {
-		m.Moved(up, n)
-	}
-	for _, m := range s.more {
 		m.Moved(up, n)
 	}
 }
@@ -153,7 +152,19 @@ func (s *meterSet) Flush() {
 	for _, m := range s.ms[:s.n] {
 		m.Flush()
 	}
-	for _, m := range s.more {
+}
+
+// meterList is the meters of a meterSet beyond its array.
+type meterList []Meter
+
+func (ms *meterList) Moved(up bool, n int64) {
+	for _, m := range *ms {
+		m.Moved(up, n)
+	}
+}
+
+func (ms *meterList) Flush() {
+	for _, m := range *ms {
 		m.Flush()
 	}
 }
