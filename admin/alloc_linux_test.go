@@ -104,8 +104,33 @@ func testDataPathAllocs(t *testing.T, metrics bool) {
 	})
 }
 
+// BenchmarkLoopConnection is one short connection through a Server on one event loop with
+// metrics on, as the test makes them; allocs/op is the whole process's allocations per
+// connection (the clients and the backend make none), cpu-ns/op its CPU time:
+//
+//	go test -run '^$' -bench LoopConnection -benchmem ./admin
+func BenchmarkLoopConnection(b *testing.B) {
+	be := startRawEcho(b)
+	p := &pool.Pool{Logger: quiet}
+	if err := p.RegisterStatic(opsAddress(b, be.addr), 1); err != nil {
+		b.Fatal(err)
+	}
+	m, err := admin.NewServiceMetrics([]admin.Service{{Name: pool.DefaultService, Registry: p}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	obs := listener.Observers{listener.BackendBytes{}, m.ForService(pool.DefaultService)}
+	cl := newRawClients(b, startLoopProxy(b, p, obs), allocClients)
+	cl.run(b, allocWarmup)
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu := opsCPUTime(b)
+	cl.run(b, b.N)
+	b.ReportMetric(float64(opsCPUTime(b)-cpu)/float64(b.N), "cpu-ns/op")
+}
+
 // allocsPerConn counts the process's allocations while the clients make allocConns connections.
-func allocsPerConn(t *testing.T, cl *rawClients) float64 {
+func allocsPerConn(t testing.TB, cl *rawClients) float64 {
 	t.Helper()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
@@ -130,7 +155,7 @@ func durationCount(t *testing.T, m *admin.Metrics) int {
 
 // startLoopProxy serves p with obs on one event loop of its own, as fulcrum does by default
 // on two cores, until the test ends.
-func startLoopProxy(t *testing.T, p *pool.Pool, obs listener.Observer) *unix.SockaddrInet4 {
+func startLoopProxy(t testing.TB, p *pool.Pool, obs listener.Observer) *unix.SockaddrInet4 {
 	t.Helper()
 	srv := &listener.Server{
 		Picker: p, Observer: obs, Logger: quiet, DataPlane: listener.PlaneEpoll,
@@ -163,7 +188,7 @@ type rawEcho struct {
 	done chan struct{}
 }
 
-func startRawEcho(t *testing.T) *rawEcho {
+func startRawEcho(t testing.TB) *rawEcho {
 	t.Helper()
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -222,7 +247,7 @@ type rawClients struct {
 	err   error
 }
 
-func newRawClients(t *testing.T, proxy *unix.SockaddrInet4, n int) *rawClients {
+func newRawClients(t testing.TB, proxy *unix.SockaddrInet4, n int) *rawClients {
 	t.Helper()
 	cl := &rawClients{proxy: proxy}
 	for range n {
@@ -239,7 +264,7 @@ func newRawClients(t *testing.T, proxy *unix.SockaddrInet4, n int) *rawClients {
 }
 
 // run makes n connections in all and fails the test if one of them did not echo.
-func (cl *rawClients) run(t *testing.T, n int) {
+func (cl *rawClients) run(t testing.TB, n int) {
 	t.Helper()
 	cl.wg.Add(len(cl.start))
 	for i, ch := range cl.start {
