@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"runtime/debug"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -26,6 +27,7 @@ type connBook struct {
 	picker pool.Picker
 	obs    Observer   // nil: none
 	fan    Observers  // obs when it is an Observers: its meters can go in the connection's struct
+	quick  bool       // obs closes quickly (QuickCloser): Closed is called at once, on any plane
 	stats  *Stats     // Server.Totals, or a count of the Server's own
 	limit  *ConnLimit // Server.Limit, or one made from MaxConns; nil when there is no cap
 	logger *slog.Logger
@@ -72,6 +74,7 @@ func newConnBook(s *Server) *connBook {
 		logHeader:  rate.Sometimes{Interval: time.Second},
 	}
 	bk.fan, _ = s.Observer.(Observers)
+	bk.quick = closesQuickly(s.Observer)
 	if bk.limit == nil {
 		bk.limit = NewConnLimit(s.MaxConns)
 	}
@@ -192,11 +195,27 @@ func (bk *connBook) closed(info *ConnInfo, t Traffic, m Meter) { bk.closedReuse(
 // closedReuse is closed for a connection whose memory r is to be reused (nil: none): r hears
 // when the Observer is done with info and m, at once when there is no Observer.
 func (bk *connBook) closedReuse(info *ConnInfo, t Traffic, m Meter, r reusable) {
-	if bk.obs != nil {
+	switch {
+	case bk.obs == nil:
+		if r != nil {
+			r.reuse()
+		}
+	case bk.quick:
+		bk.closeNow(info, t, m, r)
+	default:
 		bk.sink.closed(bk.obs, info, t, m, r)
-	} else if r != nil {
-		r.reuse()
 	}
+}
+
+// closeNow calls a QuickCloser's Closed and Flush on the caller's goroutine, an event loop's
+// included; a panicking observer is logged, as the notifier logs it, not fatal to the loop.
+func (bk *connBook) closeNow(info *ConnInfo, t Traffic, m Meter, r reusable) {
+	defer func() {
+		if v := recover(); v != nil {
+			bk.log(slog.LevelError, "panic in connection observer", "panic", v, "stack", string(debug.Stack()))
+		}
+	}()
+	directSink{}.closed(bk.obs, info, t, m, r)
 }
 
 // panicked: a bug while serving one connection; the plane closes it. client is the plane's

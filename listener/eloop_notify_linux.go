@@ -46,6 +46,7 @@ type notifier struct {
 	mu       sync.Mutex // guards q and lastKick
 	q        []notice
 	unwoken  atomic.Bool   // q holds closed events the goroutine was not woken for
+	nClosed  atomic.Uint64 // closed events ever queued (tests read it)
 	lastKick time.Time     // when kick last woke the goroutine
 	wake     chan struct{} // capacity 1: a pending wake-up
 	quit     chan struct{}
@@ -121,6 +122,7 @@ func (n *notifier) closed(o Observer, info *ConnInfo, t Traffic, m Meter, r reus
 		}
 		return
 	}
+	n.nClosed.Add(1)
 	n.mu.Lock()
 	n.q = append(n.q, notice{kind: noticeClosed, obs: o, info: info, traffic: t, meter: m, reuse: r})
 	n.unwoken.Store(true)

@@ -32,6 +32,35 @@ type Observer interface {
 	Closed(c *ConnInfo, t Traffic)
 }
 
+// QuickCloser is an Observer whose Closed, and whose Meters' Flush, cost what Opened and
+// Meter.Moved cost: a few atomic adds, no I/O, no lock held across anything slow. The event
+// loops then call them on the loop as a connection ends, instead of queueing them for a
+// goroutine that must be woken: under connection load, a connection's end wakes nothing
+// outside its loop. Closed may then come before Rejected and DialFailed events (still
+// queued) of earlier connections. Observers is one when every observer in it is.
+type QuickCloser interface {
+	Observer
+	// QuickClose declares the capability; it is never called.
+	QuickClose()
+}
+
+// closesQuickly reports whether o's Closed may run on an event loop: o is a QuickCloser, or
+// an Observers of QuickClosers only.
+func closesQuickly(o Observer) bool {
+	switch o := o.(type) {
+	case Observers:
+		for _, x := range o {
+			if !closesQuickly(x) {
+				return false
+			}
+		}
+		return true
+	case QuickCloser:
+		return true
+	}
+	return false
+}
+
 // Meter is told how many bytes moved, chunk by chunk, while a connection runs, so counters
 // can move before the connection ends. Moved is called from both directions' goroutines.
 type Meter interface {
