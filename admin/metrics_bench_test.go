@@ -128,7 +128,7 @@ func BenchmarkProxyThroughput(b *testing.B) {
 // opsCPUTime is the CPU time the process has used, user and system, in nanoseconds. On a
 // machine shared with other work it moves less with the load than wall time does; it includes
 // the client and backend of the benchmark, which are the same in every configuration.
-func opsCPUTime(b *testing.B) int64 {
+func opsCPUTime(b testing.TB) int64 {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		b.Fatal(err)

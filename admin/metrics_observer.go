@@ -10,9 +10,14 @@ import (
 // Metrics hears the data path's events as a listener.Observer: set it, or for a Server of one
 // of several services ForService(name), as (or among) the listener.Server's Observer.
 var (
-	_ listener.Observer = (*Metrics)(nil)
-	_ listener.Observer = serviceObserver{}
+	_ listener.QuickCloser = (*Metrics)(nil)
+	_ listener.QuickCloser = serviceObserver{}
 )
+
+// QuickClose implements listener.QuickCloser: Closed adds to lock-free histograms (a backend's
+// series are found without a lock; a service's first connection creates its series once) and
+// the Meter's Flush does nothing, so the event loops call them as a connection ends.
+func (m *Metrics) QuickClose() {}
 
 // Rejected implements listener.Observer: counts fulcrum_connections_rejected_total{reason}.
 // The event names no service, so no service's series counts it (ForService's observer does).
@@ -58,6 +63,7 @@ func (o serviceObserver) Opened(c *listener.ConnInfo) listener.Meter { return o.
 func (o serviceObserver) Closed(c *listener.ConnInfo, _ listener.Traffic) {
 	o.m.closed(o.service, c)
 }
+func (serviceObserver) QuickClose() {}
 
 // serviceOf is the service a dial failure reported without one is counted on. With one
 // service there is nothing to look up.

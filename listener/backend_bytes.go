@@ -12,8 +12,8 @@ import (
 type BackendBytes struct{}
 
 var (
-	_ Observer = BackendBytes{}
-	_ Meter    = (*pool.Backend)(nil)
+	_ QuickCloser = BackendBytes{}
+	_ Meter       = (*pool.Backend)(nil)
 )
 
 // Rejected implements Observer; it has nothing to count.
@@ -27,3 +27,6 @@ func (BackendBytes) Opened(c *ConnInfo) Meter { return c.Backend }
 
 // Closed implements Observer; the bytes were counted as they moved.
 func (BackendBytes) Closed(*ConnInfo, Traffic) {}
+
+// QuickClose implements QuickCloser: Closed and the backend's Flush do nothing.
+func (BackendBytes) QuickClose() {}

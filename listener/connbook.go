@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"runtime/debug"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -27,6 +28,7 @@ type connBook struct {
 	picker pool.Picker
 	obs    Observer   // nil: none
 	fan    Observers  // obs when it is an Observers: its meters can go in the connection's struct
+	quick  bool       // obs closes quickly (QuickCloser): Closed is called at once, on any plane
 	stats  *Stats     // Server.Totals, or a count of the Server's own
 	limit  *ConnLimit // Server.Limit, or one made from MaxConns; nil when there is no cap
 	logger *slog.Logger
@@ -50,8 +52,16 @@ type eventSink interface {
 	log(logger *slog.Logger, level slog.Level, msg string, args ...any)
 	rejected(o Observer, client netip.AddrPort, err error)
 	dialFailed(o Observer, b *pool.Backend, err error)
-	// closed calls o.Closed, then flushes m when it is not nil.
-	closed(o Observer, info *ConnInfo, t Traffic, m Meter)
+	// closed calls o.Closed, then flushes m when it is not nil, then tells r (when not nil)
+	// that nothing holds info or m any more.
+	closed(o Observer, info *ConnInfo, t Traffic, m Meter, r reusable)
+}
+
+// reusable is a connection's memory (its ConnInfo and the meters of its Meter live in it),
+// which a plane may reuse for another connection once the Observer's last call is over.
+type reusable interface {
+	// reuse: nothing holds a pointer into it any more. It may be called on any goroutine.
+	reuse()
 }
 
 // newConnBook binds a book to s's settings; the plane may replace its sink.
@@ -74,6 +84,7 @@ func newConnBook(s *Server) *connBook {
 		service:    s.Service,
 	}
 	bk.fan, _ = s.Observer.(Observers)
+	bk.quick = closesQuickly(s.Observer)
 	if bk.limit == nil {
 		bk.limit = NewConnLimit(s.MaxConns)
 	}
@@ -189,10 +200,32 @@ func (bk *connBook) release(b *pool.Backend) {
 }
 
 // closed: an opened connection ended, both sockets closed; m (may be nil) is flushed after.
-func (bk *connBook) closed(info *ConnInfo, t Traffic, m Meter) {
-	if bk.obs != nil {
-		bk.sink.closed(bk.obs, info, t, m)
+func (bk *connBook) closed(info *ConnInfo, t Traffic, m Meter) { bk.closedReuse(info, t, m, nil) }
+
+// closedReuse is closed for a connection whose memory r is to be reused (nil: none): r hears
+// when the Observer is done with info and m, at once when there is no Observer.
+func (bk *connBook) closedReuse(info *ConnInfo, t Traffic, m Meter, r reusable) {
+	switch {
+	case bk.obs == nil:
+		if r != nil {
+			r.reuse()
+		}
+	case bk.quick:
+		bk.closeNow(info, t, m, r)
+	default:
+		bk.sink.closed(bk.obs, info, t, m, r)
 	}
+}
+
+// closeNow calls a QuickCloser's Closed and Flush on the caller's goroutine, an event loop's
+// included; a panicking observer is logged, as the notifier logs it, not fatal to the loop.
+func (bk *connBook) closeNow(info *ConnInfo, t Traffic, m Meter, r reusable) {
+	defer func() {
+		if v := recover(); v != nil {
+			bk.log(slog.LevelError, "panic in connection observer", "panic", v, "stack", string(debug.Stack()))
+		}
+	}()
+	directSink{}.closed(bk.obs, info, t, m, r)
 }
 
 // panicked: a bug while serving one connection; the plane closes it. client is the plane's
@@ -213,9 +246,12 @@ func (directSink) rejected(o Observer, client netip.AddrPort, err error) { o.Rej
 
 func (directSink) dialFailed(o Observer, b *pool.Backend, err error) { o.DialFailed(b, err) }
 
-func (directSink) closed(o Observer, info *ConnInfo, t Traffic, m Meter) {
+func (directSink) closed(o Observer, info *ConnInfo, t Traffic, m Meter, r reusable) {
 	o.Closed(info, t)
 	if m != nil {
 		m.Flush()
+	}
+	if r != nil {
+		r.reuse()
 	}
 }

@@ -138,7 +138,7 @@ func (l *loop) backOffAccepting(ls *loopServer, err error) {
 
 // startConn takes an accepted client socket into the loop.
 func (l *loop) startConn(ll *loopListener, fd int, client netip.AddrPort) {
-	c := &loopConn{srv: ll.srv, cfd: fd, bfd: -1, timerIndex: -1}
+	c := l.newConn(ll.srv, fd)
 	defer l.recoverConn(c)
 	c.info = ConnInfo{Service: ll.srv.cfg.Service, Client: client, Local: ll.local, Start: l.now}
 	if ll.wildcard {

@@ -92,7 +92,8 @@ func (l *loop) adoptConn(ls *loopServer, fd int, info ConnInfo, prefix []byte) {
 		ls.connEnded()
 		return
 	}
-	c := &loopConn{srv: ls, cfd: fd, bfd: -1, timerIndex: -1, info: info, rest: prefix}
+	c := l.newConn(ls, fd)
+	c.info, c.rest = info, prefix
 	defer l.recoverConn(c)
 	l.conns.add(c)
 	if err := l.register(fd, relayEvents, slot{kind: slotClient, c: c}); err != nil {

@@ -34,6 +34,7 @@ type loopConn struct {
 	ticket     clientlimit.Ticket // the per-client bounds' claim, released by finish
 	hdr        []byte             // inbound PROXY header bytes read so far
 	hdrEOF     bool
+	pinned     bool // a goroutine (a queued wait, a name lookup) holds it: never reused
 
 	deadline   time.Time // of the current state; see timerHeap
 	timerIndex int
@@ -44,6 +45,9 @@ type loopConn struct {
 	seen   uint32             // readiness of the client socket before relaying, for the relay
 
 	prev, next *loopConn // the loop's connList
+
+	home      *loop     // the loop that owns it, whose connCache it goes back to
+	cacheNext *loopConn // the connCache's lists
 }
 
 type connState uint8
@@ -192,11 +196,14 @@ func (l *loop) finish(c *loopConn, cause error, reset bool) {
 	}
 	c.srv.book.releaseClient(c.ticket)
 	c.ticket = clientlimit.Ticket{}
-	if opened {
-		c.srv.book.closed(&c.info, Traffic{Up: up, Down: down, Err: cause}, c.meter)
-	} else if cause != nil {
+	if opened { // the notice holds &c.info and c.meters: c is reused once it is delivered
+		c.srv.book.closedReuse(&c.info, Traffic{Up: up, Down: down, Err: cause}, c.meter, c.reuser())
+		return
+	}
+	if cause != nil {
 		c.srv.book.rejected(c.info.Client, cause)
 	}
+	l.release(c)
 }
 
 // resetServer aborts every connection of one Server in this loop.

@@ -54,6 +54,7 @@ func (l *loop) noBackend(c *loopConn, err error) {
 // loop must not) and posts what it got back to the loop.
 func (l *loop) queue(c *loopConn) {
 	c.state = stateQueued
+	c.pinned = true // awaitSlot holds it
 	ctx, cancel := context.WithTimeout(c.srv.base, c.srv.cfg.QueueTimeout)
 	c.cancel = cancel
 	c.token++
@@ -182,6 +183,7 @@ func (l *loop) dialFailed(c *loopConn, err error) {
 // address back; the connect timeout, already running, bounds it.
 func (l *loop) resolve(c *loopConn, hostport string) {
 	c.state = stateResolving
+	c.pinned = true // lookup holds it
 	ctx, cancel := context.WithCancel(c.srv.base)
 	c.cancel = cancel
 	c.token++

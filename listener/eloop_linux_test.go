@@ -273,7 +273,7 @@ func (l *loop) dispatchTagged(fd int, gen uint32, ev uint32) {
 // testConnecting makes a connection whose backend connect is in progress, with no client.
 func (l *loop) testConnecting(t *testing.T, ls *loopServer, p *pool.Pool, ap netip.AddrPort) *loopConn {
 	t.Helper()
-	c := &loopConn{srv: ls, cfd: -1, bfd: -1, timerIndex: -1}
+	c := l.newConn(ls, -1)
 	ls.active.Add(1) // as accepting it would
 	l.conns.add(c)
 	b, err := p.Acquire(netip.Addr{}, nil)

@@ -27,7 +27,8 @@ type loop struct {
 	relay  relay  // moves the bytes of established connections (eloop_relay_linux.go)
 	pipes  poll.Pipes
 	timers timerHeap
-	conns  connList // every connection of this loop
+	conns  connList  // every connection of this loop
+	cache  connCache // ended connections, for reuse
 	now    time.Time
 
 	accepts       []*loopAccept // every listener of every Server on the loops

@@ -46,6 +46,7 @@ type notifier struct {
 	mu       sync.Mutex // guards q and lastKick
 	q        []notice
 	unwoken  atomic.Bool   // q holds closed events the goroutine was not woken for
+	nClosed  atomic.Uint64 // closed events ever queued (tests read it)
 	lastKick time.Time     // when kick last woke the goroutine
 	wake     chan struct{} // capacity 1: a pending wake-up
 	quit     chan struct{}
@@ -67,6 +68,7 @@ type notice struct {
 	info    *ConnInfo
 	traffic Traffic
 	meter   Meter
+	reuse   reusable // told after the Closed call and the Flush; nil: nothing to tell
 	client  netip.AddrPort
 	backend *pool.Backend
 	err     error
@@ -88,8 +90,8 @@ func (s loopSink) dialFailed(o Observer, b *pool.Backend, err error) {
 	s.el.notes.dialFailed(o, b, err)
 }
 
-func (s loopSink) closed(o Observer, info *ConnInfo, t Traffic, m Meter) {
-	s.el.notes.closed(o, info, t, m)
+func (s loopSink) closed(o Observer, info *ConnInfo, t Traffic, m Meter, r reusable) {
+	s.el.notes.closed(o, info, t, m, r)
 }
 
 func newNotifier() *notifier {
@@ -111,13 +113,18 @@ func (n *notifier) dialFailed(o Observer, b *pool.Backend, err error) {
 }
 
 // closed queues a connection's end without waking the goroutine: a loop calls it, and the
-// loops' kick wakes it within kickEvery.
-func (n *notifier) closed(o Observer, info *ConnInfo, t Traffic, m Meter) {
+// loops' kick wakes it within kickEvery. r (when not nil) hears when the notice is delivered:
+// info and m live in the connection's struct, which its loop reuses then.
+func (n *notifier) closed(o Observer, info *ConnInfo, t Traffic, m Meter, r reusable) {
 	if o == nil {
+		if r != nil {
+			r.reuse()
+		}
 		return
 	}
+	n.nClosed.Add(1)
 	n.mu.Lock()
-	n.q = append(n.q, notice{kind: noticeClosed, obs: o, info: info, traffic: t, meter: m})
+	n.q = append(n.q, notice{kind: noticeClosed, obs: o, info: info, traffic: t, meter: m, reuse: r})
 	n.unwoken.Store(true)
 	urgent := len(n.q) >= kickAt
 	n.mu.Unlock()
@@ -183,8 +190,12 @@ func (n *notifier) swap(batch *[]notice) []notice {
 
 func (n *notifier) deliver(batch []notice) {
 	for i := range batch {
-		n.deliverOne(&batch[i])
-		batch[i] = notice{}
+		x := &batch[i]
+		n.deliverOne(x)
+		if x.reuse != nil { // after a panic too: the observer is done with the connection
+			x.reuse.reuse()
+		}
+		*x = notice{}
 	}
 }
 

@@ -33,6 +33,35 @@ type Observer interface {
 	Closed(c *ConnInfo, t Traffic)
 }
 
+// QuickCloser is an Observer whose Closed, and whose Meters' Flush, cost what Opened and
+// Meter.Moved cost: a few atomic adds, no I/O, no lock held across anything slow. The event
+// loops then call them on the loop as a connection ends, instead of queueing them for a
+// goroutine that must be woken: under connection load, a connection's end wakes nothing
+// outside its loop. Closed may then come before Rejected and DialFailed events (still
+// queued) of earlier connections. Observers is one when every observer in it is.
+type QuickCloser interface {
+	Observer
+	// QuickClose declares the capability; it is never called.
+	QuickClose()
+}
+
+// closesQuickly reports whether o's Closed may run on an event loop: o is a QuickCloser, or
+// an Observers of QuickClosers only.
+func closesQuickly(o Observer) bool {
+	switch o := o.(type) {
+	case Observers:
+		for _, x := range o {
+			if !closesQuickly(x) {
+				return false
+			}
+		}
+		return true
+	case QuickCloser:
+		return true
+	}
+	return false
+}
+
 // Meter is told how many bytes moved, chunk by chunk, while a connection runs, so counters
 // can move before the connection ends. Moved is called from both directions' goroutines.
 type Meter interface {
@@ -118,16 +147,13 @@ func (os Observers) Closed(c *ConnInfo, t Traffic) {
 	}
 }
 
-// fanMeters is how many meters a meterSet holds without allocating: fulcrum's own observers
-// (the backends' byte totals, metrics, the access log) return at most two.
-const fanMeters = 4
-
-// meterSet is the Meter of Observers when more than one observer returns one; more holds
-// those beyond the array.
+// meterSet is the Meter of Observers when more than one observer returns one. fulcrum's own
+// observers (the backends' byte totals, metrics, the access log) return at most two, which
+// it holds in place; a third and later ones go to a meterList allocated in the second's slot.
+// Small, because each loop connection holds one (its size class is its idle memory).
 type meterSet struct {
-	ms   [fanMeters]Meter
-	n    int
-	more []Meter
+	ms [2]Meter
+	n  int
 }
 
 func (s *meterSet) reset() { *s = meterSet{} }
@@ -138,14 +164,16 @@ func (s *meterSet) add(m Meter) {
 		s.n++
 		return
 	}
-	s.more = append(s.more, m)
+	tail, ok := s.ms[1].(*meterList)
+	if !ok {
+		tail = &meterList{s.ms[1]}
+		s.ms[1] = tail
+	}
+	*tail = append(*tail, m)
 }
 
 func (s *meterSet) Moved(up bool, n int64) {
 	for _, m := range s.ms[:s.n] {
-		m.Moved(up, n)
-	}
-	for _, m := range s.more {
 		m.Moved(up, n)
 	}
 }
@@ -154,7 +182,19 @@ func (s *meterSet) Flush() {
 	for _, m := range s.ms[:s.n] {
 		m.Flush()
 	}
-	for _, m := range s.more {
+}
+
+// meterList is the meters of a meterSet beyond its array.
+type meterList []Meter
+
+func (ms *meterList) Moved(up bool, n int64) {
+	for _, m := range *ms {
+		m.Moved(up, n)
+	}
+}
+
+func (ms *meterList) Flush() {
+	for _, m := range *ms {
 		m.Flush()
 	}
 }
