@@ -20,12 +20,25 @@ const (
 	// FulcrumGoroutine is fulcrum with --data-plane=goroutine appended to its arguments, to
 	// set the goroutine data plane beside the default one in the same run.
 	FulcrumGoroutine = "fulcrum-goroutine"
+	// FulcrumSockmap is fulcrum with --data-plane sockmap appended: the kernel relays the
+	// bytes of long-lived connections (needs root or CAP_BPF and CAP_NET_ADMIN).
+	FulcrumSockmap = "fulcrum-sockmap"
+	// FulcrumNometrics is fulcrum with --metrics=false appended, to measure what metrics cost
+	// in the same run.
+	FulcrumNometrics = "fulcrum-nometrics"
 	HAProxy          = "haproxy"
 	Nginx            = "nginx"
 )
 
 // Peers are every target a comparison knows, in run order.
-var Peers = []string{Direct, Fulcrum, FulcrumGoroutine, HAProxy, Nginx}
+var Peers = []string{Direct, Fulcrum, FulcrumGoroutine, FulcrumSockmap, FulcrumNometrics, Yardstick, YardstickRawWait, HAProxy, Nginx}
+
+// fulcrumVariants are the peers that are fulcrum with arguments appended.
+var fulcrumVariants = map[string][]string{
+	FulcrumGoroutine: {"--data-plane=goroutine"},
+	FulcrumSockmap:   {"--data-plane", "sockmap"},
+	FulcrumNometrics: {"--metrics=false"},
+}
 
 // DefaultPeers are the peers a comparison runs when none is named; FulcrumGoroutine joins
 // them when the fulcrum binary has a --data-plane flag (withPlanes).
@@ -55,8 +68,15 @@ type CompareConfig struct {
 	// Scenarios to run; nil means all.
 	Scenarios []string
 	// Peers to compare; nil means DefaultPeers (with FulcrumGoroutine when Exe has a
-	// --data-plane flag). Peers that are not installed are skipped.
+	// --data-plane flag, and Yardstick when Yardstick is set). Peers that are not installed
+	// are skipped.
 	Peers []string
+	// Yardstick is the yardstick's binary, or its source folder (with go.mod) to build with
+	// `go build`; empty means the yardstick peers are skipped.
+	Yardstick string
+	// YardstickEnv are KEY=VALUE settings added to both yardstick peers' environment after
+	// their defaults (yardstickEnv, yardstickRawWaitEnv); nil adds none.
+	YardstickEnv []string
 	// Rounds of interleaved runs; zero means 3 (fewer than 3 are raised to 3).
 	Rounds int
 	// Config sizes every run.
@@ -82,6 +102,9 @@ func (cc *CompareConfig) defaults() {
 	}
 	if len(cc.Peers) == 0 {
 		cc.Peers = withPlanes(cc.Exe, DefaultPeers)
+		if cc.Yardstick != "" {
+			cc.Peers = slices.Insert(slices.Clone(cc.Peers), max(slices.Index(cc.Peers, HAProxy), 0), Yardstick)
+		}
 	}
 	cc.Rounds = max(cc.Rounds, 3)
 	if cc.Out == nil {
@@ -158,8 +181,13 @@ func Compare(ctx context.Context, cc CompareConfig) (*Report, error) {
 // and the reason goes into the report.
 func (cc *CompareConfig) startPeers(dir string, backends []string, rep *Report) []*peer {
 	var out []*peer
+	l := launcher{exe: cc.Exe, dir: dir, backends: backends, fulcrumArgs: cc.FulcrumArgs, yardstickEnv: cc.YardstickEnv}
+	if slices.ContainsFunc(cc.Peers, isYardstick) {
+		l.yardstick, l.yardstickErr = PrepareYardstick(cc.Yardstick, dir)
+		l.yardstickFrom = cc.Yardstick
+	}
 	for _, name := range cc.Peers {
-		start := peerStart(name, cc.Exe, dir, backends, cc.FulcrumArgs)
+		start := l.start(name)
 		p, t, err := (*Process)(nil), Target{Name: Direct, Addr: backends[0], Direct: true}, error(nil)
 		if start != nil {
 			p, t, err = start()
@@ -173,33 +201,62 @@ func (cc *CompareConfig) startPeers(dir string, backends []string, rep *Report) 
 		if p != nil {
 			fmt.Fprintf(cc.Out, "%s listening on %s (pid %d)\n", name, t.Addr, t.PID)
 		}
+		if t.Setup != "" {
+			rep.Setups = append(rep.Setups, name+": "+t.Setup)
+		}
 		out = append(out, &peer{target: t, proc: p, start: start})
 	}
 	return out
 }
 
-// peerStart is how to start peer name in front of backends, with its configuration files in
-// dir and fulcrumArgs appended to fulcrum's command line; nil for direct.
-func peerStart(name, exe, dir string, backends, fulcrumArgs []string) func() (*Process, Target, error) {
+// launcher starts peers in front of backends, with their configuration files in dir.
+type launcher struct {
+	exe           string   // fulcrum's binary
+	dir           string   // configuration files
+	backends      []string // what every peer forwards to
+	fulcrumArgs   []string // appended to every fulcrum peer's serve command
+	yardstick     string   // the yardstick's binary; empty: yardstickErr says why not
+	yardstickErr  error
+	yardstickFrom string   // what --yardstick named: the binary or the folder it was built from
+	yardstickEnv  []string // appended to the yardstick peers' environment
+}
+
+// start is how to start peer name; nil for direct.
+func (l launcher) start(name string) func() (*Process, Target, error) {
+	if extra, ok := fulcrumVariants[name]; ok {
+		return l.fulcrumVariant(name, extra)
+	}
 	switch name {
 	case Direct:
 		return nil
 	case Fulcrum:
-		return func() (*Process, Target, error) { return StartFulcrum(exe, backends, fulcrumArgs...) }
-	case FulcrumGoroutine:
-		args := append(slices.Clone(fulcrumArgs), "--data-plane=goroutine")
+		return func() (*Process, Target, error) { return StartFulcrum(l.exe, l.backends, l.fulcrumArgs...) }
+	case Yardstick, YardstickRawWait:
+		env := yardstickSetup(name, l.yardstickEnv)
 		return func() (*Process, Target, error) {
-			p, t, err := StartFulcrum(exe, backends, args...)
-			t.Name = FulcrumGoroutine
-			return p, t, err
+			if l.yardstickErr != nil {
+				return nil, Target{}, l.yardstickErr
+			}
+			return startYardstick(name, l.yardstick, l.yardstickFrom, env, l.backends)
 		}
 	case HAProxy:
-		return func() (*Process, Target, error) { return StartHAProxy(dir, backends) }
+		return func() (*Process, Target, error) { return StartHAProxy(l.dir, l.backends) }
 	case Nginx:
-		return func() (*Process, Target, error) { return StartNginx(dir, backends) }
+		return func() (*Process, Target, error) { return StartNginx(l.dir, l.backends) }
 	}
 	return func() (*Process, Target, error) {
 		return nil, Target{}, fmt.Errorf("unknown peer %q (want one of %s)", name, strings.Join(Peers, ", "))
+	}
+}
+
+// fulcrumVariant starts fulcrum as peer name with extra appended after --fulcrum-arg's
+// arguments, so that the variant's own setting wins.
+func (l launcher) fulcrumVariant(name string, extra []string) func() (*Process, Target, error) {
+	args := append(slices.Clone(l.fulcrumArgs), extra...)
+	return func() (*Process, Target, error) {
+		p, t, err := StartFulcrum(l.exe, l.backends, args...)
+		t.Name, t.Setup = name, "fulcrum with `"+strings.Join(extra, " ")+"` appended to its serve command"
+		return p, t, err
 	}
 }
 

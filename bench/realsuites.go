@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -55,7 +56,8 @@ func (rc *RealConfig) startSuite(dir, name string) (*realSuite, []string, error)
 func (rc *RealConfig) startSuitePeers(s *realSuite, dir string, addrs []string) []string {
 	var skipped []string
 	for _, name := range rc.Peers {
-		start := peerStart(name, rc.Exe, dir, addrs, rc.FulcrumArgs)
+		start := launcher{exe: rc.Exe, dir: dir, backends: addrs, fulcrumArgs: rc.FulcrumArgs,
+			yardstickErr: errors.New("the real clients run no yardstick")}.start(name)
 		if start == nil {
 			skipped = append(skipped, fmt.Sprintf("skipping %s in %s: the real clients need a balancer", name, s.name))
 			continue

@@ -22,6 +22,7 @@ type Report struct {
 	Targets           []string // peers that ran, in run order
 	Results           []Result
 	Skipped           []string // peers not run, and why
+	Setups            []string // "peer: how it ran", for peers whose name does not say
 	Errors            []string // runs that failed
 	Notes             []string
 	Started, Finished time.Time
@@ -139,13 +140,19 @@ func (r *Report) scenarios() []string {
 	return out
 }
 
-// ratioColumns are the "a ÷ b" columns of the summary: fulcrum (and its goroutine plane)
-// against HAProxy and against direct, the two planes against each other, and nginx against
+// ratioColumns are the "a ÷ b" columns of the summary, each shown when both peers ran:
+// every balancer against HAProxy, fulcrum against its variants and the yardstick, the
+// sockmap plane against the epoll plane, fulcrum's planes against direct, and nginx against
 // HAProxy.
 func (r *Report) ratioColumns() [][2]string {
 	var out [][2]string
-	for _, c := range [][2]string{{Fulcrum, HAProxy}, {FulcrumGoroutine, HAProxy}, {Fulcrum, FulcrumGoroutine},
-		{Fulcrum, Direct}, {Nginx, HAProxy}} {
+	for _, c := range [][2]string{
+		{Fulcrum, HAProxy}, {FulcrumGoroutine, HAProxy}, {FulcrumSockmap, HAProxy}, {FulcrumNometrics, HAProxy},
+		{Yardstick, HAProxy}, {YardstickRawWait, HAProxy},
+		{Fulcrum, FulcrumGoroutine}, {Fulcrum, FulcrumNometrics}, {Fulcrum, Yardstick}, {Fulcrum, YardstickRawWait},
+		{FulcrumSockmap, Fulcrum},
+		{Fulcrum, Direct}, {FulcrumSockmap, Direct}, {Nginx, HAProxy},
+	} {
 		if r.Has(c[0]) && r.Has(c[1]) {
 			out = append(out, c)
 		}

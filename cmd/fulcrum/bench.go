@@ -68,6 +68,8 @@ func compareCommand() *cli.Command {
 			&cli.IntFlag{Name: "rounds", Value: 5, Usage: "interleaved rounds (at least 3)"},
 			&cli.StringSliceFlag{Name: "peer", Usage: "peer to compare (repeatable): " + strings.Join(bench.Peers, ", ") +
 				" (default: " + strings.Join(bench.DefaultPeers, ", ") + ", those installed, and fulcrum-goroutine when serve has --data-plane)"},
+			&cli.StringFlag{Name: "yardstick", Usage: "the yardstick balancer to compare with: its binary, or its source `PATH` (a folder with go.mod, built with go build); adds the yardstick peer to the default peers"},
+			&cli.StringSliceFlag{Name: "yardstick-env", Usage: "`KEY=VALUE` added to the yardstick peers' environment after their defaults (yardstick: EVL_LOOPS=1 EVL_RAWWAIT=0 GOMAXPROCS=2, fulcrum's set-up; yardstick-rawwait: EVL_LOOPS=1 EVL_RAWWAIT=1 GOMAXPROCS=1) (repeatable)"},
 			&cli.StringFlag{Name: "out", Value: filepath.Join("bench", "RESULTS.md"), Usage: "Markdown report `FILE` (empty: none)"},
 			&cli.StringFlag{Name: "chart", Usage: "chart `FILE` the report links, .png or .svg, drawn by fulcrum-chart from the report's .json (default: the report's name with .png)"},
 		),
@@ -283,6 +285,11 @@ func runCompare(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	for _, kv := range c.StringSlice("yardstick-env") {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return fmt.Errorf("--yardstick-env %q: want KEY=VALUE, such as EVL_LOOPS=2", kv)
+		}
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find own binary: %w", err)
@@ -291,6 +298,7 @@ func runCompare(c *cli.Context) error {
 	defer stop()
 	rep, err := bench.Compare(ctx, bench.CompareConfig{
 		Exe: exe, Backends: c.Int("backends"), Scenarios: scenarios, Peers: c.StringSlice("peer"),
+		Yardstick: c.String("yardstick"), YardstickEnv: c.StringSlice("yardstick-env"),
 		Rounds: c.Int("rounds"), Config: cfg, FulcrumArgs: c.StringSlice("fulcrum-arg"),
 		Out: os.Stdout, JSON: c.Bool("json"), Progress: progressOut(c), Command: commandLine(),
 	})
