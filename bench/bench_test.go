@@ -195,13 +195,16 @@ func TestDirect(t *testing.T) {
 	r := &Runner{Backends: bs, Target: Target{Name: Direct, Addr: bs.Addrs()[0], Direct: true},
 		Config: Config{Duration: 300 * time.Millisecond, Conns: 2, Hold: 50}}
 	res := runParsed(t, r, Connrate)
-	positive(t, res, "conns_per_s", "client_cpu_pct")
+	positive(t, res, "conns_per_s", "client_cpu_pct", "machine_cpu_us_per_conn", "machine_cpu_pct")
 	if _, ok := res.Metrics["cpu_us_per_conn"]; ok || len(res.Notes) != 0 {
 		t.Errorf("direct connrate: %v %q, want no balancer CPU and no note", res.Metrics, res.Notes)
 	}
 	res = runParsed(t, r, Idle)
 	if _, ok := res.Metrics["rss_per_conn_kib"]; ok || res.Metrics["held"] != 50 {
 		t.Errorf("direct idle: %v, want 50 held and no balancer memory", res.Metrics)
+	}
+	if _, ok := res.Metrics["kernel_slab_per_conn_kib"]; !ok {
+		t.Errorf("direct idle: %v, want the kernel's slab per connection: the baseline of every peer", res.Metrics)
 	}
 	res = runParsed(t, r, Balance)
 	if len(res.Metrics) != 0 || len(res.Notes) == 0 {

@@ -81,10 +81,12 @@ func treeCPU(pid int) (time.Duration, error) {
 // cpuWindow measures the CPU a balancer, the backends and this process spend over one
 // measured window. Its zero value measures nothing.
 type cpuWindow struct {
-	wall     time.Time
-	balancer cpuReading
-	backends cpuReading
-	self     time.Duration
+	wall      time.Time
+	balancer  cpuReading
+	backends  cpuReading
+	self      time.Duration
+	machine   time.Duration // every CPU's busy time; valid when machineOK
+	machineOK bool
 }
 
 // cpuReading is the CPU of a set of process trees at the start of a window.
@@ -118,6 +120,8 @@ func startCPU(balancer int, backends ...int) cpuWindow {
 		w.balancer = readCPU([]int{balancer})
 	}
 	w.self, _ = processCPU(os.Getpid())
+	m, err := machineCPU()
+	w.machine, w.machineOK = m, err == nil
 	return w
 }
 
@@ -127,8 +131,11 @@ type cpuUse struct {
 	Balancer time.Duration // zero with BalancerOK false: not measured
 	Backends time.Duration // zero with BackendsOK false: not measured
 	Self     time.Duration // this process: the load generator
-	// BalancerOK and BackendsOK say the figure was read at both ends of the window.
-	BalancerOK, BackendsOK bool
+	// Machine is the busy time of every CPU of the machine (/proc/stat): the balancer, the
+	// load generator, the backends, the kernel's work for them, and whatever else ran.
+	Machine time.Duration // zero with MachineOK false: not measured
+	// BalancerOK, BackendsOK and MachineOK say the figure was read at both ends of the window.
+	BalancerOK, BackendsOK, MachineOK bool
 }
 
 // stop closes the window.
@@ -139,18 +146,29 @@ func (w cpuWindow) stop() cpuUse {
 	if d, err := processCPU(os.Getpid()); err == nil {
 		u.Self = d - w.self
 	}
+	if d, err := machineCPU(); err == nil && w.machineOK {
+		u.Machine, u.MachineOK = d-w.machine, true
+	}
 	return u
 }
 
 // addTo writes the window's figures into metrics: the balancer's CPU per operation under
 // perOp (µs per op), its share of one core (cpu_pct+suffix), and the shares of the load
-// generator (client_cpu_pct+suffix) and of the backends (backends_cpu_pct+suffix). A figure
-// not read is not written; zero ops write no per-op figure.
+// generator (client_cpu_pct+suffix) and of the backends (backends_cpu_pct+suffix), and the
+// whole machine's CPU per operation (machine_+perOp) and share of one core
+// (machine_cpu_pct+suffix), for direct too. A figure not read is not written; zero ops write
+// no per-op figure.
 func (u cpuUse) addTo(metrics map[string]float64, perOp string, ops float64, suffix string) {
 	if u.Wall <= 0 {
 		return
 	}
 	metrics["client_cpu_pct"+suffix] = pct(u.Self, u.Wall)
+	if u.MachineOK {
+		metrics["machine_cpu_pct"+suffix] = pct(u.Machine, u.Wall)
+		if ops > 0 {
+			metrics["machine_"+perOp] = cpuPerOp(u.Machine, ops)
+		}
+	}
 	if u.BackendsOK {
 		metrics["backends_cpu_pct"+suffix] = pct(u.Backends, u.Wall)
 	}

@@ -92,8 +92,9 @@ func (h *held) notes(want int) []string {
 	return []string{fmt.Sprintf("%d of %d connections failed to open; first: %v", h.errs, want, h.firstErr)}
 }
 
-// idle opens Hold connections, holds them, and reports the time to open them and the growth
-// of the balancer's resident memory per connection.
+// idle opens Hold connections, holds them, and reports the time to open them, the growth
+// of the balancer's resident memory per connection, and the growth of the machine's kernel
+// slab per connection (for direct too: the baseline of the client's and backends' sockets).
 func (r *Runner) idle(ctx context.Context) (Result, error) {
 	if err := r.waitQuiet(ctx); err != nil {
 		return Result{}, err
@@ -117,17 +118,24 @@ func (r *Runner) idle(ctx context.Context) (Result, error) {
 			return Result{}, err
 		}
 	}
+	slabBefore, slabErr := machineSlab()
 	h := r.openHeld(ctx, n)
 	defer h.closeAll()
 	if len(h.conns) == 0 {
 		return Result{}, fmt.Errorf("no connection opened (first error: %v)", h.firstErr)
+	}
+	slabAfter, err := machineSlab()
+	if slabErr == nil && err == nil {
+		addSlabPerConn(res.Metrics, slabBefore, slabAfter, len(h.conns))
 	}
 	res.Seconds = h.secs
 	res.Notes = append(res.Notes, h.notes(n)...)
 	res.Metrics["held"] = float64(len(h.conns))
 	res.Metrics["open_s"] = h.secs
 	if before.rss == 0 {
-		res.Notes = append(res.Notes, "no balancer process known: no memory figure")
+		if !r.Target.Direct {
+			res.Notes = append(res.Notes, "no balancer process known: no memory figure")
+		}
 		return res, nil
 	}
 	after, err := measure(r.Target.PID)

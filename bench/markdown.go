@@ -40,6 +40,8 @@ func (r *Report) WriteMarkdown(w io.Writer, chart string) error {
 		fmt.Fprintf(&b, "\n![relative to HAProxy](%s)\n", filepath.ToSlash(chart))
 	}
 	r.writeCPU(&b)
+	r.writeMachineCPU(&b)
+	r.writeKernelMemory(&b)
 	r.writeGoals(&b)
 	r.writeNotes(&b)
 	r.writeRuns(&b)
@@ -76,6 +78,21 @@ func (r *Report) writeCPU(b *strings.Builder) {
 	b.WriteString("\n## Balancer CPU\n\nutime + stime of the balancer's processes (nginx: master and workers) from " +
 		"`/proc/PID/stat` over each measured window, per operation and as a share of one core; " +
 		"client_cpu_pct is the load generator's share and backends_cpu_pct the servers' behind the balancer. Median (lowest–highest) over the rounds; ratios of medians.\n\n")
+	writeMarkdownTable(b, rows)
+}
+
+// writeMachineCPU writes the whole machine's CPU per operation beside the balancers' own.
+func (r *Report) writeMachineCPU(b *strings.Builder) {
+	rows := r.machineTable()
+	if len(rows) < 2 {
+		return
+	}
+	b.WriteString("\n## Machine CPU\n\nBusy time of every CPU (`/proc/stat`: user + nice + system + irq + softirq + steal) " +
+		"over the same measured windows, per operation and as a share of one core (up to 100 × the CPU count): " +
+		"the balancer, the load generator, the backends and the kernel's work for them, and anything else that ran, " +
+		"so it is only as good as the machine is quiet. direct is the cost of the load and the backends alone; " +
+		"a peer's figure minus direct's is what putting that balancer in the path costs the machine. " +
+		"Median (lowest–highest) over the rounds; ratios of medians.\n\n")
 	writeMarkdownTable(b, rows)
 }
 

@@ -183,6 +183,12 @@ func (r *Report) cpuTable() [][]string {
 	return r.metricTable(targets, cols, func(m Metric) bool { return isCPUMetric(m.Name) }, r.spreadCell)
 }
 
+// machineTable is the whole machine's CPU per operation and share of a core, for every
+// peer including direct (the cost of the load and the backends alone), with the spread.
+func (r *Report) machineTable() [][]string {
+	return r.metricTable(r.Targets, r.ratioColumns(), func(m Metric) bool { return strings.HasPrefix(m.Name, "machine_cpu_") }, r.spreadCell)
+}
+
 func isCPUMetric(name string) bool {
 	return strings.HasPrefix(name, "cpu_") || strings.HasPrefix(name, "client_cpu_") || strings.HasPrefix(name, "backends_cpu_")
 }
@@ -281,6 +287,10 @@ func (r *Report) WriteText(w io.Writer) {
 	if cpu := r.cpuTable(); len(cpu) > 1 {
 		fmt.Fprintf(w, "\nbalancer CPU, median (lowest–highest) of %d rounds:\n", r.Rounds)
 		writeTextTable(w, cpu)
+	}
+	if m := r.machineTable(); len(m) > 1 {
+		fmt.Fprintf(w, "\nmachine CPU (/proc/stat, every process), median (lowest–highest) of %d rounds:\n", r.Rounds)
+		writeTextTable(w, m)
 	}
 	for _, s := range r.Skipped {
 		fmt.Fprintln(w, s)

@@ -47,6 +47,8 @@ var Metrics = map[string][]Metric{
 		{"upload_mb_s", "MB/s", true, true}, {"download_mb_s", "MB/s", true, true},
 		{"cpu_us_per_mb_up", "µs CPU/MB", false, true}, {"cpu_us_per_mb_down", "µs CPU/MB", false, true},
 		{"cpu_pct_up", "% of a core", false, false}, {"cpu_pct_down", "% of a core", false, false},
+		{"machine_cpu_us_per_mb_up", "µs CPU/MB", false, false}, {"machine_cpu_us_per_mb_down", "µs CPU/MB", false, false},
+		{"machine_cpu_pct_up", "% of a core", false, false}, {"machine_cpu_pct_down", "% of a core", false, false},
 		{"client_cpu_pct_up", "% of a core", false, false}, {"client_cpu_pct_down", "% of a core", false, false},
 		{"backends_cpu_pct_up", "% of a core", false, false}, {"backends_cpu_pct_down", "% of a core", false, false},
 		{"upload_bytes", "B", true, false}, {"sink_bytes", "B", true, false},
@@ -61,12 +63,14 @@ var Metrics = map[string][]Metric{
 	Pgbench: {
 		{"tps", "txn/s", true, true}, {"latency_avg_us", "µs", false, true},
 		{"cpu_us_per_txn", "µs CPU/txn", false, true}, {"cpu_pct", "% of a core", false, false},
+		{"machine_cpu_us_per_txn", "µs CPU/txn", false, false}, {"machine_cpu_pct", "% of a core", false, false},
 		{"client_cpu_pct", "% of a core", false, false}, {"backends_cpu_pct", "% of a core", false, false},
 		{"transactions", "", true, false}, {"errors", "", false, false},
 	},
 	Idle: {
 		{"open_s", "s", false, true}, {"rss_per_conn_kib", "KiB", false, true},
-		{"fds_per_conn", "fds", false, true},
+		{"fds_per_conn", "fds", false, true}, {"kernel_slab_per_conn_kib", "KiB", false, true},
+		{"kernel_sunreclaim_per_conn_kib", "KiB", false, false},
 		{"rss_before_mib", "MiB", false, false}, {"rss_after_mib", "MiB", false, false},
 		{"held", "", true, false},
 	},
@@ -84,6 +88,7 @@ func requestMetrics(rate, rateUnit, perOp, perOpUnit, count string) []Metric {
 		{rate, rateUnit, true, true}, {"p50_us", "µs", false, true},
 		{"p99_us", "µs", false, true}, {"p999_us", "µs", false, true},
 		{perOp, perOpUnit, false, true}, {"cpu_pct", "% of a core", false, false},
+		{"machine_" + perOp, perOpUnit, false, false}, {"machine_cpu_pct", "% of a core", false, false},
 		{"client_cpu_pct", "% of a core", false, false}, {"backends_cpu_pct", "% of a core", false, false},
 		{count, "", true, false}, {"errors", "", false, false},
 	}
