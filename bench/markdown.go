@@ -104,6 +104,9 @@ type goal struct {
 	factor           float64 // the bound is factor × ref's median; zero: use bound
 	bound            float64 // absolute bound when factor is zero
 	subject, ref     string  // the peer checked and the one it is set against; empty: fulcrum, HAProxy
+	// minus checks subject's median minus ref's against bound (what ref lacks costs at most
+	// bound) instead of subject's median alone.
+	minus bool
 }
 
 var goals = []goal{
@@ -130,6 +133,12 @@ var goals = []goal{
 	{text: "sockmap: latency (32 connections) req/s ≥ 1.5× HAProxy's", scenario: Latency, metric: "requests_per_s", higher: true, factor: 1.5, subject: FulcrumSockmap},
 	{text: "sockmap: connections/s within 5% of the epoll plane", scenario: Connrate, metric: "conns_per_s", higher: true, factor: 0.95, subject: FulcrumSockmap, ref: Fulcrum},
 	{text: "sockmap: idle user-space memory per connection ≤ 1 KiB", scenario: Idle, metric: "rss_per_conn_kib", bound: 1, subject: FulcrumSockmap},
+	// Many backends: what metrics cost with tens of thousands of backends.
+	{text: "RSS of metrics per backend (fulcrum − --metrics=false) ≤ 1 KiB", scenario: ManyBackends, metric: "rss_per_backend_kib",
+		bound: 1, ref: FulcrumNometrics, minus: true},
+	{text: "one /metrics scrape ≤ 0.5 s", scenario: ManyBackends, metric: "scrape_s", bound: 0.5},
+	{text: "heartbeats/s with metrics on ≥ 0.9× --metrics=false", scenario: ManyBackends, metric: "heartbeats_per_s",
+		higher: true, factor: 0.9, ref: FulcrumNometrics},
 }
 
 // peers are the goal's subject and reference, with their defaults filled in.
@@ -155,7 +164,7 @@ func (r *Report) applies(g goal) bool {
 		return false
 	}
 	subject, ref := g.peers()
-	return (g.subject == "" || r.Has(subject)) && (g.ref == "" || g.factor == 0 || r.Has(ref))
+	return (g.subject == "" || r.Has(subject)) && (g.ref == "" || (g.factor == 0 && !g.minus) || r.Has(ref))
 }
 
 func (r *Report) writeGoals(b *strings.Builder) {
@@ -164,9 +173,14 @@ func (r *Report) writeGoals(b *strings.Builder) {
 		if !r.applies(g) {
 			continue
 		}
-		subject, _ := g.peers()
+		subject, ref := g.peers()
 		f, ok := r.Median(g.scenario, subject, g.metric)
 		bound, bok := r.goalBound(g)
+		if g.minus {
+			var base float64
+			base, bok = r.Median(g.scenario, ref, g.metric)
+			f -= base
+		}
 		if !ok || !bok {
 			fmt.Fprintf(b, "- %s: not measured\n", g.text)
 			continue
@@ -179,7 +193,11 @@ func (r *Report) writeGoals(b *strings.Builder) {
 		if met {
 			mark = "yes"
 		}
-		fmt.Fprintf(b, "- %s: **%s** (%s %s, bound %s)\n", g.text, mark, subject, formatValue(f), formatValue(bound))
+		who := subject
+		if g.minus {
+			who += " − " + ref
+		}
+		fmt.Fprintf(b, "- %s: **%s** (%s %s, bound %s)\n", g.text, mark, who, formatValue(f), formatValue(bound))
 	}
 }
 

@@ -171,7 +171,7 @@ func StartFulcrum(exe string, backends []string, extra ...string) (*Process, Tar
 			p.Stop()
 			return nil, Target{}, err
 		}
-		return p, Target{Name: "fulcrum", Addr: listen, PID: p.PID(), Counts: FulcrumCounts(admin)}, nil
+		return p, Target{Name: "fulcrum", Addr: listen, PID: p.PID(), Admin: admin, Counts: FulcrumCounts(admin)}, nil
 	})
 }
 

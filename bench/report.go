@@ -132,7 +132,7 @@ func (r *Report) Has(target string) bool { return slices.Contains(r.Targets, tar
 // scenarios are the scenarios with at least one result, in the standard order.
 func (r *Report) scenarios() []string {
 	var out []string
-	for _, sc := range append(slices.Clone(Scenarios), RealSuites...) {
+	for _, sc := range append(append(slices.Clone(Scenarios), RealSuites...), ManyBackends) {
 		if slices.ContainsFunc(r.Results, func(res Result) bool { return res.Scenario == sc }) {
 			out = append(out, sc)
 		}

@@ -74,6 +74,17 @@ var Metrics = map[string][]Metric{
 		{"rss_before_mib", "MiB", false, false}, {"rss_after_mib", "MiB", false, false},
 		{"held", "", true, false},
 	},
+	ManyBackends: {
+		{"heartbeats_per_s", "heartbeats/s", true, true}, {"cpu_us_per_heartbeat", "µs CPU/heartbeat", false, true},
+		{"rss_per_backend_kib", "KiB", false, true}, {"scrape_s", "s", false, true}, {"scrape_mb", "MB", false, true},
+		{"scrape_gzip_s", "s", false, true}, {"scrape_gzip_mb", "MB", false, true},
+		{"registrations_per_s", "adds/s", true, true}, {"cpu_us_per_registration", "µs CPU/add", false, true},
+		{"cpu_pct", "% of a core", false, false}, {"client_cpu_pct", "% of a core", false, false},
+		{"machine_cpu_us_per_heartbeat", "µs CPU/heartbeat", false, false}, {"machine_cpu_pct", "% of a core", false, false},
+		{"register_s", "s", false, false}, {"rss_before_mib", "MiB", false, false}, {"rss_registered_mib", "MiB", false, false},
+		{"rss_after_mib", "MiB", false, false}, {"rss_after_scrape_mib", "MiB", false, false},
+		{"backends", "", true, false}, {"heartbeats", "", true, false}, {"errors", "", false, false},
+	},
 	Balance: {
 		{"spread", "conns", false, true}, {"balancer_agrees", "1=yes", true, true},
 		{"backend_min", "", true, false}, {"backend_max", "", false, false},

@@ -31,6 +31,8 @@ type Target struct {
 	// Counts reads the balancer's own count of open connections per backend address; nil
 	// means the balancer does not say, and balance reports only what the backends saw.
 	Counts func() (map[string]int64, error)
+	// Admin is fulcrum's admin address; empty for other peers.
+	Admin string
 	// Setup says how the peer was run when its name alone does not (the yardstick's binary
 	// and environment, a fulcrum variant's extra flags); empty means nothing to add.
 	Setup string

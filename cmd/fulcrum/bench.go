@@ -30,7 +30,7 @@ func benchCommand() *cli.Command {
 			"HAProxy and nginx in interleaved rounds.",
 		Flags:       append(loadFlags(3), benchFlags()...),
 		Action:      runBench,
-		Subcommands: []*cli.Command{compareCommand(), realCommand(), backendsCommand()},
+		Subcommands: []*cli.Command{compareCommand(), realCommand(), manyBackendsCommand(), backendsCommand()},
 	}
 }
 
@@ -121,6 +121,55 @@ func runReal(c *cli.Context) error {
 	rep.WriteText(os.Stdout)
 	if werr := writeMarkdown(c.String("out"), rep, ""); werr != nil {
 		return errors.Join(err, werr)
+	}
+	return err
+}
+
+func manyBackendsCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "many-backends",
+		Usage: "register many backends by heartbeat with fulcrum, metrics on and off: heartbeats/s, CPU per heartbeat, RSS per backend, /metrics scrape",
+		Description: "Starts a fresh fulcrum per run (--admin-token, --admin-rate off, --health-interval 0, --max-backends 0),\n" +
+			"registers --count backends with GET /upstream/add over --clients keep-alive connections (nothing listens\n" +
+			"at those addresses), renews their heartbeats for --duration, then scrapes /metrics; the same with\n" +
+			"--metrics=false, in interleaved rounds.",
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "count", Value: 50000, Usage: "backends to register"},
+			&cli.IntFlag{Name: "clients", Value: 16, Usage: "keep-alive HTTP connections sending heartbeats at once"},
+			&cli.DurationFlag{Name: "duration", Value: secs(10), Usage: "how long heartbeats are renewed after registration"},
+			&cli.IntFlag{Name: "rounds", Value: 3, Usage: "interleaved rounds of metrics on and off"},
+			&cli.StringSliceFlag{Name: "fulcrum-arg", Usage: "extra serve argument for both fulcrums (repeatable)"},
+			&cli.StringFlag{Name: "out", Value: filepath.Join("bench", "RESULTS-backends.md"), Usage: "Markdown report `FILE` (empty: none)"},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON object per run"},
+		},
+		Action: runManyBackends,
+	}
+}
+
+func runManyBackends(c *cli.Context) error {
+	if c.Int("count") <= 0 || c.Int("clients") <= 0 || c.Duration("duration") <= 0 || c.Int("rounds") <= 0 {
+		return errors.New("--count, --clients, --duration and --rounds must be positive")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own binary: %w", err)
+	}
+	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	rep, err := bench.RunManyBackends(ctx, bench.ManyConfig{
+		Exe: exe, Count: c.Int("count"), Clients: c.Int("clients"), Duration: c.Duration("duration"),
+		Rounds: c.Int("rounds"), FulcrumArgs: c.StringSlice("fulcrum-arg"), Out: os.Stdout, JSON: c.Bool("json"),
+		Command: commandLine(),
+	})
+	if rep == nil || len(rep.Results) == 0 {
+		return errors.Join(err, errors.New("no run completed"))
+	}
+	rep.WriteText(os.Stdout)
+	if werr := writeMarkdown(c.String("out"), rep, ""); werr != nil {
+		return errors.Join(err, werr)
+	}
+	if len(rep.Errors) > 0 {
+		return errors.Join(err, fmt.Errorf("%d runs failed", len(rep.Errors)))
 	}
 	return err
 }
