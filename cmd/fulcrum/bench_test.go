@@ -224,3 +224,125 @@ func parseResultLines(t *testing.T, out []byte) []bench.Result {
 	}
 	return rs
 }
+
+// TestBenchManyBackends runs `bench many-backends` small: both fulcrums register every
+// backend and renew them, only the one with metrics is scraped, and the report checks the
+// issue's targets.
+func TestBenchManyBackends(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	exe := buildBench(t)
+	md := filepath.Join(t.TempDir(), "B.md")
+	cmd := exec.Command(exe, "bench", "many-backends", "--count", "300", "--clients", "4", "--duration", "300ms",
+		"--rounds", "1", "--json", "--out", md)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("many-backends: %v\n%s\n%s", err, out, stderr.String())
+	}
+	var results []bench.Result
+	for line := range strings.Lines(string(out)) {
+		if strings.HasPrefix(line, "{") {
+			results = append(results, parseResultLines(t, []byte(line))...)
+		}
+	}
+	if len(results) != 2 || results[0].Target != bench.Fulcrum || results[1].Target != bench.FulcrumNometrics {
+		t.Fatalf("want one run of fulcrum then fulcrum-nometrics:\n%s", out)
+	}
+	for _, r := range results {
+		m := r.Metrics
+		if m["backends"] != 300 || !(m["heartbeats_per_s"] > 0) || !(m["registrations_per_s"] > 0) || m["errors"] != 0 {
+			t.Errorf("%s: %v", r.Target, m)
+		}
+		if _, ok := m["cpu_us_per_heartbeat"]; !ok {
+			t.Errorf("%s: no CPU per heartbeat: %v", r.Target, m)
+		}
+		if _, ok := m["rss_per_backend_kib"]; !ok {
+			t.Errorf("%s: no RSS per backend: %v", r.Target, m)
+		}
+	}
+	if !(results[0].Metrics["scrape_mb"] > 0) || !(results[0].Metrics["scrape_s"] > 0) {
+		t.Errorf("metrics on: no scrape figure: %v", results[0].Metrics)
+	}
+	if _, ok := results[1].Metrics["scrape_s"]; ok {
+		t.Errorf("--metrics=false was scraped: %v", results[1].Metrics)
+	}
+	text, err := os.ReadFile(md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"RSS of metrics per backend (fulcrum − --metrics=false) ≤ 1 KiB: **",
+		"one /metrics scrape ≤ 0.5 s: **", "heartbeats/s with metrics on ≥ 0.9× --metrics=false: **"} {
+		if !strings.Contains(string(text), want) {
+			t.Errorf("report lacks %q:\n%s", want, text)
+		}
+	}
+}
+
+// findYardstick is the yardstick's source folder: $FULCRUM_YARDSTICK, or
+// shared/reference/evloop-yardstick in a folder above this one; empty when there is none.
+func findYardstick() string {
+	if p := os.Getenv("FULCRUM_YARDSTICK"); p != "" {
+		return p
+	}
+	dir, _ := filepath.Abs(".")
+	for {
+		p := filepath.Join(dir, "shared", "reference", "evloop-yardstick")
+		if _, err := os.Stat(filepath.Join(p, "go.mod")); err == nil {
+			return p
+		}
+		up := filepath.Dir(dir)
+		if up == dir {
+			return ""
+		}
+		dir = up
+	}
+}
+
+// TestBenchCompareNewPeers runs one short comparison of the yardstick (built from its
+// folder), fulcrum-nometrics and, where the sockmap plane can run, fulcrum-sockmap, and
+// checks that each ran every round and got its ratios.
+func TestBenchCompareNewPeers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	exe := buildBench(t)
+	peers := []string{"--peer", "fulcrum", "--peer", "fulcrum-nometrics"}
+	want := []string{"fulcrum-nometrics"}
+	ys := findYardstick()
+	if ys == "" {
+		t.Log("no yardstick folder (set FULCRUM_YARDSTICK): the yardstick peers are not run")
+	} else {
+		peers = append(peers, "--yardstick", ys, "--peer", "yardstick", "--peer", "yardstick-rawwait")
+		want = append(want, "yardstick", "yardstick-rawwait")
+	}
+	if sockmapCheck() == nil {
+		peers = append(peers, "--peer", "fulcrum-sockmap")
+		want = append(want, "fulcrum-sockmap")
+	} else {
+		t.Logf("the sockmap plane cannot run here (%v): fulcrum-sockmap is not run", sockmapCheck())
+	}
+	md := filepath.Join(t.TempDir(), "R.md")
+	args := append([]string{"bench", "compare", "--rounds", "3", "--duration", "200ms", "--scenario", "latency1", "--out", md}, peers...)
+	out, err := exec.Command(exe, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("compare: %v\n%s", err, out)
+	}
+	text, _ := os.ReadFile(md)
+	for _, name := range want {
+		if n := strings.Count(string(out), "latency1   "+name+" round"); n != 3 {
+			t.Errorf("%s: %d runs, want 3:\n%s", name, n, out)
+		}
+		if !strings.Contains(string(text), "- Set-up of "+name+": ") {
+			t.Errorf("report does not say how %s ran:\n%s", name, text)
+		}
+	}
+	if !strings.Contains(string(text), "fulcrum ÷ fulcrum-nometrics") || (ys != "" && !strings.Contains(string(text), "fulcrum ÷ yardstick")) {
+		t.Errorf("report lacks the new ratio columns:\n%s", text)
+	}
+	if ys != "" && !strings.Contains(string(text), "EVL_LOOPS=1 EVL_RAWWAIT=0 GOMAXPROCS=2") {
+		t.Errorf("report does not give the yardstick's set-up:\n%s", text)
+	}
+}
