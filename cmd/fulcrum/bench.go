@@ -67,7 +67,7 @@ func compareCommand() *cli.Command {
 		Flags: append(loadFlags(3),
 			&cli.IntFlag{Name: "rounds", Value: 5, Usage: "interleaved rounds (at least 3)"},
 			&cli.StringSliceFlag{Name: "peer", Usage: "peer to compare (repeatable): " + strings.Join(bench.Peers, ", ") +
-				" (default: " + strings.Join(bench.DefaultPeers, ", ") + ", those installed, and fulcrum-goroutine when serve has --data-plane)"},
+				" (default: " + strings.Join(bench.DefaultPeers, ", ") + ", those installed, fulcrum-goroutine when serve has --data-plane, and yardstick with --yardstick)"},
 			&cli.StringFlag{Name: "yardstick", Usage: "the yardstick balancer to compare with: its binary, or its source `PATH` (a folder with go.mod, built with go build); adds the yardstick peer to the default peers"},
 			&cli.StringSliceFlag{Name: "yardstick-env", Usage: "`KEY=VALUE` added to the yardstick peers' environment after their defaults (yardstick: EVL_LOOPS=1 EVL_RAWWAIT=0 GOMAXPROCS=2, fulcrum's set-up; yardstick-rawwait: EVL_LOOPS=1 EVL_RAWWAIT=1 GOMAXPROCS=1) (repeatable)"},
 			&cli.StringFlag{Name: "out", Value: filepath.Join("bench", "RESULTS.md"), Usage: "Markdown report `FILE` (empty: none)"},
@@ -129,10 +129,10 @@ func manyBackendsCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "many-backends",
 		Usage: "register many backends by heartbeat with fulcrum, metrics on and off: heartbeats/s, CPU per heartbeat, RSS per backend, /metrics scrape",
-		Description: "Starts a fresh fulcrum per run (--admin-token, --admin-rate off, --health-interval 0, --max-backends 0),\n" +
-			"registers --count backends with GET /upstream/add over --clients keep-alive connections (nothing listens\n" +
-			"at those addresses), renews their heartbeats for --duration, then scrapes /metrics; the same with\n" +
-			"--metrics=false, in interleaved rounds.",
+		Description: "Starts a fresh fulcrum per run with an admin token, no admin rate limit, no health checks and no\n" +
+			"registry cap, registers COUNT backends with GET /upstream/add over keep-alive connections (nothing\n" +
+			"listens at those addresses), renews their heartbeats for the duration, then scrapes /metrics; the\n" +
+			"same with metrics off (fulcrum-nometrics), in interleaved rounds.",
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "count", Value: 50000, Usage: "backends to register"},
 			&cli.IntFlag{Name: "clients", Value: 16, Usage: "keep-alive HTTP connections sending heartbeats at once"},
