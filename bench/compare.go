@@ -249,6 +249,10 @@ func (l launcher) start(name string) func() (*Process, Target, error) {
 	}
 }
 
+// sockmapSettle is how long idle lets fulcrum-sockmap move held connections into the kernel
+// before measuring: ten times the default --sockmap-after.
+const sockmapSettle = time.Second
+
 // fulcrumVariant starts fulcrum as peer name with extra appended after --fulcrum-arg's
 // arguments, so that the variant's own setting wins.
 func (l launcher) fulcrumVariant(name string, extra []string) func() (*Process, Target, error) {
@@ -256,6 +260,12 @@ func (l launcher) fulcrumVariant(name string, extra []string) func() (*Process, 
 	return func() (*Process, Target, error) {
 		p, t, err := StartFulcrum(l.exe, l.backends, args...)
 		t.Name, t.Setup = name, "fulcrum with `"+strings.Join(extra, " ")+"` appended to its serve command"
+		if name == FulcrumSockmap {
+			// Held connections move into the kernel after --sockmap-after (100ms by default):
+			// idle measures them there.
+			t.Settle = sockmapSettle
+			t.Setup += fmt.Sprintf("; idle measures %s after the last connection is held, so that they are in the kernel", sockmapSettle)
+		}
 		return p, t, err
 	}
 }

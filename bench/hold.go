@@ -124,6 +124,9 @@ func (r *Runner) idle(ctx context.Context) (Result, error) {
 	if len(h.conns) == 0 {
 		return Result{}, fmt.Errorf("no connection opened (first error: %v)", h.firstErr)
 	}
+	if err := settle(ctx, r.Target.Settle); err != nil {
+		return Result{}, err
+	}
 	slabAfter, err := machineSlab()
 	if slabErr == nil && err == nil {
 		addSlabPerConn(res.Metrics, slabBefore, slabAfter, len(h.conns))
@@ -148,6 +151,21 @@ func (r *Runner) idle(ctx context.Context) (Result, error) {
 	res.Metrics["rss_after_mib"] = float64(after.rss) / (1 << 20)
 	res.Metrics["rss_per_conn_kib"] = float64(after.rss-before.rss) / held / 1024
 	return res, nil
+}
+
+// settle waits d (a measurement's pause, not a synchronisation), or until ctx ends.
+func settle(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // usage is what a balancer process (with its children) holds.

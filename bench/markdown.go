@@ -110,10 +110,12 @@ type goal struct {
 }
 
 var goals = []goal{
-	{text: "bulk upload ≥ 1.2× HAProxy's", scenario: Throughput, metric: "upload_mb_s", higher: true, factor: 1.2},
-	{text: "bulk download ≥ 1.2× HAProxy's", scenario: Throughput, metric: "download_mb_s", higher: true, factor: 1.2},
+	{text: "bulk upload ≥ 1.25× HAProxy's", scenario: Throughput, metric: "upload_mb_s", higher: true, factor: 1.25},
+	{text: "bulk download ≥ 1.25× HAProxy's", scenario: Throughput, metric: "download_mb_s", higher: true, factor: 1.25},
 	{text: "connections/s ≥ HAProxy's", scenario: Connrate, metric: "conns_per_s", higher: true, factor: 1},
+	{text: "connections/s ≥ 0.95× HAProxy's (the floor)", scenario: Connrate, metric: "conns_per_s", higher: true, factor: 0.95},
 	{text: "connection p99 ≤ HAProxy's", scenario: Connrate, metric: "p99_us", factor: 1},
+	{text: "connection p99 ≤ 1.1× HAProxy's", scenario: Connrate, metric: "p99_us", factor: 1.1},
 	{text: "CPU per connection ≤ HAProxy's", scenario: Connrate, metric: "cpu_us_per_conn", factor: 1},
 	{text: "CPU per connection with metrics on within 3% of --metrics=false", scenario: Connrate, metric: "cpu_us_per_conn",
 		factor: 1.03, ref: FulcrumNometrics},
@@ -121,6 +123,7 @@ var goals = []goal{
 	{text: "ping-pong (latency) p99 ≤ HAProxy's", scenario: Latency, metric: "p99_us", factor: 1},
 	{text: "ping-pong over one connection (latency1) req/s ≥ HAProxy's", scenario: Latency1, metric: "requests_per_s", higher: true, factor: 1},
 	{text: "idle memory per connection ≤ HAProxy's", scenario: Idle, metric: "rss_per_conn_kib", factor: 1},
+	{text: "idle memory ≤ 1.2 KiB per connection", scenario: Idle, metric: "rss_per_conn_kib", bound: 1.2},
 	{text: "2 descriptors per idle connection", scenario: Idle, metric: "fds_per_conn", bound: 2},
 	{text: "wrk req/s ≥ HAProxy's", scenario: Wrk, metric: "requests_per_s", higher: true, factor: 1},
 	{text: "redis-benchmark req/s ≥ HAProxy's", scenario: Redis, metric: "requests_per_s", higher: true, factor: 1},

@@ -31,6 +31,10 @@ type Target struct {
 	// Counts reads the balancer's own count of open connections per backend address; nil
 	// means the balancer does not say, and balance reports only what the backends saw.
 	Counts func() (map[string]int64, error)
+	// Settle is how long idle waits, once every connection is held, before it measures: the
+	// sockmap plane moves a connection into the kernel only after --sockmap-after. Zero means
+	// measure at once.
+	Settle time.Duration
 	// Admin is fulcrum's admin address; empty for other peers.
 	Admin string
 	// Setup says how the peer was run when its name alone does not (the yardstick's binary
