@@ -3,6 +3,7 @@
 # on its goroutine data plane, when serve has --data-plane):
 #   bench/compare.sh [flags of `fulcrum bench compare`]   e.g. --rounds 5 --duration 3s
 #   bench/compare.sh --peer fulcrum --peer haproxy --fulcrum-arg=--data-plane=epoll
+#   bench/compare.sh --yardstick ../shared/reference/evloop-yardstick --peer fulcrum --peer yardstick --peer haproxy
 # Peers that are not installed are skipped (apt-get install -y haproxy nginx libnginx-mod-stream).
 # Writes bench/RESULTS.md, its data bench/RESULTS.json and, with fulcrum-chart, the chart
 # bench/RESULTS.png unless --out says otherwise.

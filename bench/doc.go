@@ -28,11 +28,22 @@
 // so one set of backends serves every scenario and every balancer in front of them. Every
 // load runs on loopback and ends by itself: each socket operation has a deadline.
 //
-// Compare runs every scenario against direct, fulcrum (and fulcrum-goroutine), HAProxy and
-// nginx in interleaved rounds and writes medians, ratios and the CPU with its spread as
-// Markdown, and the report as JSON for the chart (package bench/chart, drawn by the
+// Every timed scenario also reads the whole machine's busy CPU from /proc/stat over the same
+// window (machine_cpu_*, for direct too), and idle reads the growth of the kernel's slab from
+// /proc/meminfo per held connection (kernel_slab_per_conn_kib): whole-machine figures, only as
+// good as the machine is quiet, with direct as their baseline.
+//
+// Compare runs every scenario against direct, fulcrum (and its variants fulcrum-goroutine,
+// fulcrum-sockmap and fulcrum-nometrics: fulcrum with one serve flag appended), the yardstick
+// (a bare event-loop balancer kept outside the repository, run from its binary or built from
+// its folder: CompareConfig.Yardstick), HAProxy and nginx in interleaved rounds and writes
+// medians, ratios and the CPU with its spread as Markdown, and the report as JSON for the chart (package bench/chart, drawn by the
 // fulcrum-chart command, so that the balancer does not link a plotting library). RunReal runs real clients (wrk, redis-benchmark, pgbench) through fulcrum and
 // HAProxy in front of two real servers each. The package does not tune the kernel, does not
 // install anything, does not assert performance, and does not load anything but loopback
 // addresses.
+//
+// RunManyBackends registers tens of thousands of backends with fulcrum by heartbeat, with
+// metrics on and off, and reports heartbeats/s, CPU per heartbeat, RSS per backend and what
+// one /metrics scrape costs.
 package bench

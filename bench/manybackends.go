@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -32,7 +31,8 @@ type ManyConfig struct {
 	Duration time.Duration
 	// Rounds of fulcrum then fulcrum-nometrics, each on a fresh process; zero means 3.
 	Rounds int
-	// FulcrumArgs are appended to both fulcrums' serve command line.
+	// FulcrumArgs are appended to both fulcrums' serve command line, after the load's own
+	// settings (manyArgs), so that they may change them.
 	FulcrumArgs []string
 	// Out receives one line per run; nil means io.Discard.
 	Out io.Writer
@@ -95,7 +95,9 @@ func RunManyBackends(ctx context.Context, mc ManyConfig) (*Report, error) {
 // run measures one fresh fulcrum (name says whether with metrics).
 func (mc *ManyConfig) run(ctx context.Context, name string) (Result, error) {
 	token := newToken()
-	args := append(slices.Clone(mc.FulcrumArgs), manyArgs(token)...)
+	// --fulcrum-arg comes after the load's own settings so that it may change them; the
+	// variant's --metrics=false comes last.
+	args := append(manyArgs(token), mc.FulcrumArgs...)
 	if name == FulcrumNometrics {
 		args = append(args, "--metrics=false")
 	}
