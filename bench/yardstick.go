@@ -40,19 +40,19 @@ func PrepareYardstick(path, dir string) (string, error) {
 	}
 	st, err := os.Stat(path)
 	if err != nil {
-		return "", fmt.Errorf("yardstick: %w", err)
+		return "", fmt.Errorf("--yardstick %s: %w", path, err)
 	}
 	if !st.IsDir() {
 		return filepath.Abs(path)
 	}
 	if _, err := os.Stat(filepath.Join(path, "go.mod")); err != nil {
-		return "", fmt.Errorf("yardstick: %s is a folder without go.mod: give its binary or its source folder", path)
+		return "", fmt.Errorf("--yardstick %s: a folder without go.mod: give the yardstick's binary or its source folder", path)
 	}
 	out := filepath.Join(dir, "yardstick")
 	cmd := exec.Command("go", "build", "-o", out, ".")
 	cmd.Dir = path
 	if msg, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("yardstick: go build in %s: %v: %s", path, err, lastLines(string(msg), 10))
+		return "", fmt.Errorf("--yardstick %s: go build failed (%v): %s", path, err, lastLines(string(msg), 10))
 	}
 	return out, nil
 }
