@@ -1,0 +1,212 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// sockmapReply is what these tests read of /upstream/status.
+type sockmapReply struct {
+	DataPlane string `json:"data_plane"`
+	Services  []struct {
+		Active int64 `json:"active"`
+	} `json:"services"`
+	Sockmap *sockmapCounts `json:"sockmap"`
+	raw     []byte
+}
+
+type sockmapCounts struct {
+	Kernel   int64 `json:"kernel"`
+	Relay    int64 `json:"relay"`
+	Promoted int64 `json:"promoted"`
+}
+
+func (c sockmapCounts) String() string {
+	return fmt.Sprintf("kernel %d, relay %d, promoted %d", c.Kernel, c.Relay, c.Promoted)
+}
+
+// active is the sum of the services' active counts, which kernel and relay add up to.
+func (r sockmapReply) active() int64 {
+	var n int64
+	for _, s := range r.Services {
+		n += s.Active
+	}
+	return n
+}
+
+func readSockmapStatus(t *testing.T, admin string) sockmapReply {
+	t.Helper()
+	body, code, err := adminGet(admin, "/upstream/status")
+	if err != nil || code != 200 {
+		t.Fatalf("status: %d %v %s", code, err, body)
+	}
+	r := sockmapReply{raw: body}
+	if err := json.Unmarshal(body, &r); err != nil {
+		t.Fatalf("status is not JSON: %v\n%s", err, body)
+	}
+	return r
+}
+
+// waitSockmap polls /upstream/status until its sockmap object is want, checking at each read
+// that kernel and relay add up to the services' active total.
+func waitSockmap(t *testing.T, admin string, want sockmapCounts, what string) {
+	t.Helper()
+	var last sockmapReply
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		last = readSockmapStatus(t, admin)
+		if last.Sockmap == nil {
+			t.Fatalf("status has no sockmap object on the sockmap plane:\n%s", last.raw)
+		}
+		if got := last.Sockmap.Kernel + last.Sockmap.Relay; got != last.active() {
+			t.Fatalf("kernel + relay = %d, but the services' active total is %d:\n%s", got, last.active(), last.raw)
+		}
+		if *last.Sockmap == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: status says %v, want %v", what, *last.Sockmap, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// heldConn dials addr and makes one round trip through an echo backend.
+func heldConn(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	echoOnce(t, c)
+	return c
+}
+
+// echoOnce sends a few bytes and reads them back.
+func echoOnce(t *testing.T, c net.Conn) {
+	t.Helper()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	msg := []byte("ping through the kernel")
+	if _, err := c.Write(msg); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, msg) {
+		t.Fatalf("echo: %q, %v", got, err)
+	}
+}
+
+// sockmapMetrics reads the fulcrum_sockmap_* lines of /metrics.
+func sockmapMetrics(t *testing.T, admin string) string {
+	t.Helper()
+	body, code, err := adminGet(admin, "/metrics")
+	if err != nil || code != 200 {
+		t.Fatalf("metrics: %d %v", code, err)
+	}
+	var out []string
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, "fulcrum_sockmap_") {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// TestSockmapStatusCounts_AtOnce: with --sockmap-after 0 every held connection is in the
+// kernel, and /upstream/status and /metrics say so; a short-lived connection is counted as
+// promoted and then gone; once every connection closed, kernel and relay are 0 again.
+func TestSockmapStatusCounts_AtOnce(t *testing.T) {
+	requireSockmap(t)
+	be := startBackend(t, echoHandler)
+	b := startBalancer(t, "--data-plane", "sockmap", "--sockmap-after", "0")
+	addBackend(t, b.admn, be.Addr())
+	waitSockmap(t, b.admn, sockmapCounts{}, "before any connection")
+
+	var held []net.Conn
+	for range 3 {
+		held = append(held, heldConn(t, b.listen))
+	}
+	waitSockmap(t, b.admn, sockmapCounts{Kernel: 3, Promoted: 3}, "three held connections")
+	short := heldConn(t, b.listen)
+	short.Close()
+	waitSockmap(t, b.admn, sockmapCounts{Kernel: 3, Promoted: 4}, "a short connection came and went")
+	want := "fulcrum_sockmap_connections{where=\"kernel\"} 3\nfulcrum_sockmap_connections{where=\"relay\"} 0\nfulcrum_sockmap_promotions_total 4"
+	if got := sockmapMetrics(t, b.admn); got != want {
+		t.Errorf("metrics:\n%s\nwant:\n%s", got, want)
+	}
+	for _, c := range held {
+		echoOnce(t, c) // the kernel relays them
+		c.Close()
+	}
+	waitSockmap(t, b.admn, sockmapCounts{Promoted: 4}, "every connection closed")
+}
+
+// TestSockmapStatusCounts_DefaultAge: with the default --sockmap-after, a connection stays on
+// the relay until it is older than the age and moves at its next bytes; status counts it on
+// the relay, then in the kernel; an idle young connection stays on the relay.
+func TestSockmapStatusCounts_DefaultAge(t *testing.T) {
+	requireSockmap(t)
+	be := startBackend(t, echoHandler)
+	b := startBalancer(t, "--data-plane", "sockmap")
+	addBackend(t, b.admn, be.Addr())
+
+	var old []net.Conn
+	for range 2 {
+		old = append(old, heldConn(t, b.listen))
+	}
+	// Promotion comes with a connection's first bytes after the age: keep exchanging some
+	// until the kernel has both.
+	eventually(t, 15*time.Second, "both old connections promoted", func() bool {
+		for _, c := range old {
+			echoOnce(t, c)
+		}
+		s := readSockmapStatus(t, b.admn).Sockmap
+		return s != nil && s.Kernel == 2
+	})
+	waitSockmap(t, b.admn, sockmapCounts{Kernel: 2, Promoted: 2}, "two old connections")
+
+	// A new connection that sends nothing has no event to be judged at: it stays on the relay.
+	young, err := net.Dial("tcp", b.listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer young.Close()
+	waitSockmap(t, b.admn, sockmapCounts{Kernel: 2, Relay: 1, Promoted: 2}, "a young idle connection on the relay")
+	want := "fulcrum_sockmap_connections{where=\"kernel\"} 2\nfulcrum_sockmap_connections{where=\"relay\"} 1\nfulcrum_sockmap_promotions_total 2"
+	if got := sockmapMetrics(t, b.admn); got != want {
+		t.Errorf("metrics:\n%s\nwant:\n%s", got, want)
+	}
+	young.Close()
+	for _, c := range old {
+		echoOnce(t, c)
+		c.Close()
+	}
+	waitSockmap(t, b.admn, sockmapCounts{Promoted: 2}, "every connection closed")
+}
+
+// TestSockmapStatusAbsentOnEpoll: the epoll plane's status and metrics have no sockmap counts.
+func TestSockmapStatusAbsentOnEpoll(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the epoll plane is Linux only")
+	}
+	be := startBackend(t, echoHandler)
+	b := startBalancer(t, "--data-plane", "epoll")
+	addBackend(t, b.admn, be.Addr())
+	c := heldConn(t, b.listen)
+	defer c.Close()
+	r := readSockmapStatus(t, b.admn)
+	if r.DataPlane != "epoll" || r.Sockmap != nil || bytes.Contains(r.raw, []byte(`"sockmap"`)) {
+		t.Errorf("epoll plane's status has data_plane %q and a sockmap object:\n%s", r.DataPlane, r.raw)
+	}
+	if got := sockmapMetrics(t, b.admn); got != "" {
+		t.Errorf("epoll plane's metrics have sockmap series:\n%s", got)
+	}
+}
