@@ -36,7 +36,8 @@ import (
 // fulcrum_backend_up, fulcrum_backend_state, fulcrum_health_checks_failed_total and connection
 // duration series show only while the registry knows it and go with it (metrics_backends.go,
 // metrics_duration.go). fulcrum_build_info{version,revision,goversion} is 1 and names the
-// running build.
+// running build. On the sockmap data plane, fulcrum_sockmap_connections{where="kernel"|"relay"}
+// and fulcrum_sockmap_promotions_total say where the live connections are (sockmap.go).
 //
 // Connection lifetimes are Prometheus histograms (fixed buckets, metrics_duration.go), which,
 // unlike summaries, add up: across backends, services, and every balancer sharing one etcd
