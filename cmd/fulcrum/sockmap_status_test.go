@@ -8,6 +8,8 @@ import (
 	"net"
 	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -209,4 +211,49 @@ func TestSockmapStatusAbsentOnEpoll(t *testing.T) {
 	if got := sockmapMetrics(t, b.admn); got != "" {
 		t.Errorf("epoll plane's metrics have sockmap series:\n%s", got)
 	}
+}
+
+// TestSockmapStatusCountsUnderChurn: while connections open, move into the kernel and close
+// all the time, every status read has kernel and relay at 0 or more, adding up to the
+// services' active total; once the clients stop, both are 0.
+func TestSockmapStatusCountsUnderChurn(t *testing.T) {
+	requireSockmap(t)
+	be := startBackend(t, serveXfer)
+	b := startBalancer(t, "--data-plane", "sockmap", "--sockmap-after", "0")
+	addBackend(t, b.admn, be.Addr())
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for range 4 {
+		wg.Go(func() {
+			for !stop.Load() {
+				if err := xferRoundTrip(b.listen, 4<<10, 4<<10); err != nil {
+					failed.Add(1)
+				}
+			}
+		})
+	}
+	var inKernel int
+	for range 100 {
+		r := readSockmapStatus(t, b.admn)
+		s := r.Sockmap
+		if s == nil || s.Kernel < 0 || s.Relay < 0 || s.Kernel+s.Relay != r.active() {
+			stop.Store(true)
+			wg.Wait()
+			t.Fatalf("status under churn: sockmap %v, active %d:\n%s", s, r.active(), r.raw)
+		}
+		if s.Kernel > 0 {
+			inKernel++
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	if failed.Load() != 0 {
+		t.Errorf("%d round trips failed", failed.Load())
+	}
+	t.Logf("%d of 100 status reads saw connections in the kernel", inKernel)
+	eventually(t, 15*time.Second, "kernel and relay back to 0", func() bool {
+		s := readSockmapStatus(t, b.admn).Sockmap
+		return s != nil && s.Kernel == 0 && s.Relay == 0 && s.Promoted > 0
+	})
 }
