@@ -69,13 +69,7 @@ func testSockmapUpgrade(t *testing.T, args []string) {
 	for range held {
 		conns = append(conns, heldConn(t, b.listen))
 	}
-	eventually(t, 15*time.Second, "every held connection in the kernel", func() bool {
-		for _, c := range conns {
-			echoOnce(t, c) // at the default age, promotion comes with bytes after it
-		}
-		s := readSockmapStatus(t, b.admn).Sockmap
-		return s != nil && s.Kernel == held
-	})
+	promoteAll(t, b.admn, conns, held)
 
 	if err := syscall.Kill(old, syscall.SIGHUP); err != nil {
 		t.Fatal(err)
