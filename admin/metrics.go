@@ -36,7 +36,8 @@ import (
 // fulcrum_backend_up, fulcrum_backend_state, fulcrum_health_checks_failed_total and connection
 // duration series show only while the registry knows it and go with it (metrics_backends.go,
 // metrics_duration.go). fulcrum_build_info{version,revision,goversion} is 1 and names the
-// running build.
+// running build. On the sockmap data plane, fulcrum_sockmap_connections{where="kernel"|"relay"}
+// and fulcrum_sockmap_promotions_total say where the live connections are (sockmap.go).
 //
 // Connection lifetimes are Prometheus histograms (fixed buckets, metrics_duration.go), which,
 // unlike summaries, add up: across backends, services, and every balancer sharing one etcd
@@ -65,11 +66,14 @@ type Metrics struct {
 	reasons    sync.Map            // rejection error text → its reason label value
 	svcReasons sync.Map            // seriesKey{service, reason label} → that service's rejection labels
 
-	sni *sniCounters // SNI routing and per-client refusals (metrics_sni.go)
+	sni  *sniCounters   // SNI routing and per-client refusals (metrics_sni.go)
+	smap *sockmapGauges // where the sockmap plane's connections are (sockmap.go)
 
 	mu      sync.Mutex         // creates series; guards the fields below
 	gauged  map[seriesKey]bool // backends with an active-connections series
 	nReason int                // distinct reason label values, capped at maxReasons
+	// sockmapRead reads the sockmap plane's counts at each scrape (setSockmap); nil: none.
+	sockmapRead func() listener.SockmapStats
 }
 
 // The go-metrics keys; the name "fulcrum" is put in front of each.
@@ -126,6 +130,7 @@ func NewServiceMetrics(services []Service) (*Metrics, error) {
 		gauged:     make(map[seriesKey]bool),
 		nReason:    len(knownReasons),
 		sni:        newSNICounters(),
+		smap:       newSockmapGauges(),
 	}
 	for _, s := range services {
 		mt.registered[s.Name] = s.Registry != nil
@@ -137,6 +142,7 @@ func NewServiceMetrics(services []Service) (*Metrics, error) {
 		{"connection duration", newDurationCollector(mt)},
 		{"build info", newBuildInfoGauge(buildinfo.Read())},
 		{"sni routing", mt.sni},
+		{"sockmap", mt.smap},
 	}
 	if mt.m, mt.gatherer, err = newSink(names, collectors); err != nil {
 		return nil, err
@@ -301,6 +307,7 @@ func (m *Metrics) refreshGauges(snaps [][]pool.Status) {
 	m.gauged = now
 	m.m.SetPrecisionGauge(keyActive, float64(active))
 	m.m.SetPrecisionGauge(keyBackends, float64(backends))
+	m.smap.set(m.sockmapRead, active)
 }
 
 // Heartbeat counts an admin add call for a backend of service ("" means "default") that was

@@ -90,6 +90,7 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 		Timestamp: unixSeconds(time.Now()),
 		Services:  make([]serviceSummary, 0, len(svcs)),
 	}
+	var active int64 // over the services listed
 	for i, svc := range svcs {
 		sum := serviceSummary{Name: svc.Name, Listen: svc.Listen, Balance: svc.Balance, Backends: len(snaps[i])}
 		if sum.Listen == nil {
@@ -105,12 +106,20 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 			reply.Servers = append(reply.Servers, statusEntry(svc.Name, s))
 		}
 		reply.Services = append(reply.Services, sum)
+		active += sum.Active
 	}
 	if a.Overview != nil || a.Shared != nil {
 		st := a.registryState()
 		reply.Registry, reply.RegistryHealthy = &st.Registry, &st.RegistryHealthy
 	}
 	reply.overview = a.Overview.fields()
+	if read := a.Overview.sockmapSource(); read != nil {
+		if len(svcs) < len(a.services()) { // ?service=: the counts are the whole process's
+			active = a.activeTotal()
+		}
+		counts := splitActive(read(), active)
+		reply.overview.Sockmap = &counts
+	}
 	writeJSON(w, http.StatusOK, reply)
 }
 

@@ -24,9 +24,13 @@ type Overview struct {
 	Version string          // fulcrum's version; "" means the build's (status "version")
 	Started time.Time       // when serving began; zero reports no uptime
 	Stats   *listener.Stats // the listener's running totals; nil leaves them out
-	// DataPlane is how the listener runs its connections ("epoll" or "goroutine"); "" leaves
-	// it out.
+	// DataPlane is how the listener runs its connections ("epoll", "sockmap" or
+	// "goroutine"); "" leaves it out.
 	DataPlane string
+	// Sockmap reads the sockmap plane's counts (listener.EventLoops.SockmapStats), for the
+	// status's "sockmap" object and the fulcrum_sockmap_* metrics (sockmap.go); nil, as on
+	// every other plane, leaves them out.
+	Sockmap func() listener.SockmapStats
 }
 
 // overview is the JSON form of an Overview: extra top-level fields of /upstream/status.
@@ -36,6 +40,8 @@ type overview struct {
 	StartedTime   float64  `json:"started_time,omitempty"`
 	UptimeSeconds float64  `json:"uptime_seconds"`
 	DataPlane     string   `json:"data_plane,omitempty"`
+	// Sockmap is where the live connections are, on the sockmap plane only (sockmap.go).
+	Sockmap *sockmapCounts `json:"sockmap,omitempty"`
 	*listenerTotals
 }
 
@@ -95,6 +101,7 @@ func (a *API) metrics(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.Metrics.setRegistry(a.registryState())
+	a.Metrics.setSockmap(a.Overview.sockmapSource())
 	a.Metrics.ServeHTTP(w, r)
 }
 

@@ -76,6 +76,7 @@ function renderSummary(st) {
   if (st.listen) parts.push(`listening on ${st.listen.join(", ") || "—"}`);
   if (st.admin) parts.push(`admin ${st.admin}`);
   if (st.uptime_seconds !== undefined) parts.push(`up ${formatAge(st.uptime_seconds)}`);
+  if (st.data_plane) parts.push(`data plane ${st.data_plane}`);
   if (st.registry && st.registry !== "memory") {
     parts.push(st.registry_healthy ? `registry ${st.registry}`
       : `registry ${st.registry} unreachable: routing to the last known backends`);
@@ -85,6 +86,10 @@ function renderSummary(st) {
   if (routes) parts.push(`routed by TLS server name: ${routes}`);
   parts.push(`${st.total} backend${st.total === 1 ? "" : "s"}` + (stateText ? ` (${stateText})` : ""));
   parts.push(`${num(sum("conn_count"))} active`);
+  if (st.sockmap) {
+    parts.push(`${num(st.sockmap.kernel)} in the kernel, ${num(st.sockmap.relay)} on the relay` +
+      ` (${num(st.sockmap.promoted)} promoted)`);
+  }
   parts.push(`${num(sum("total_conns"))} total`);
   parts.push(`${formatBytes(sum("bytes_in"))} in`);
   parts.push(`${formatBytes(sum("bytes_out"))} out`);

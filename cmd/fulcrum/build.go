@@ -224,6 +224,15 @@ func (sh shared) stop() {
 	}
 }
 
+// sockmapStats reads where the sockmap plane's connections are, for the status and the
+// metrics; nil on the other planes, which have none to show.
+func (sh shared) sockmapStats(plane listener.DataPlane) func() listener.SockmapStats {
+	if plane != listener.PlaneSockmap || sh.loops == nil {
+		return nil
+	}
+	return sh.loops.SockmapStats
+}
+
 // newServer builds one service's data plane over its pool.
 func newServer(cfg *config, sc serviceConfig, p *pool.Pool, obs listener.Observer, sh shared) *listener.Server {
 	tc := sc.traffic
@@ -279,6 +288,7 @@ func newAPI(cfg *config, services []*service, m *admin.Metrics, sh shared, admin
 			Started:   time.Now(),
 			Stats:     sh.totals,
 			DataPlane: string(cfg.dataPlane.plane),
+			Sockmap:   sh.sockmapStats(cfg.dataPlane.plane),
 		},
 	}
 }
