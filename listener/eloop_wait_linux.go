@@ -1,0 +1,53 @@
+//go:build linux
+
+package listener
+
+import "runtime"
+
+// How a loop waits for events. The ordinary wait (poll.Set.Wait) is a system call the Go
+// scheduler knows of: the loop's P sits in the system-call state while it sleeps, and if the
+// sleep lasts more than about 20 µs the runtime's monitor takes the P, wakes another thread
+// for it, and the loop must find a P again when an event comes. Under a small-message load
+// that is a sleep and a wake-up of two threads per message. A held wait (poll.Set.WaitHeld)
+// keeps the P: nothing to take, nothing to wake.
+//
+// A loop holds its P only while that is safe and useful:
+//   - busy: the previous wait returned events. A held wait that times out or is interrupted
+//     makes the next wait an ordinary one, so an idle loop sleeps with its P given back and
+//     never spins;
+//   - bounded: at most heldWaitMillis (or until the loop's next timer, if sooner);
+//   - with a P to spare: fewer loops than GOMAXPROCS (holdsP), checked each time the loop
+//     turns busy, so a GOMAXPROCS lowered at run time (by hand, or by the runtime following a
+//     container's CPU limit) stops it. The spare P runs everything else: the notifier, the
+//     admin API, health checks, signal handling, the collector's workers;
+//   - interruptible: a signal ends a held wait and the loop yields its P at once
+//     (poll.Set.WaitHeld), so a stop-the-world, a preemption or SIGTERM waits for no timeout.
+
+// heldWaitMillis bounds one held wait: long enough to cover the gap between two messages
+// under load, short enough that a loop whose load stops gives its P back within a few ms.
+const heldWaitMillis = 2
+
+// holdsP reports whether loops event loops may hold their Ps in a wait among procs Ps (the
+// current GOMAXPROCS): only while at least one P stays free for everything else.
+func holdsP(loops, procs int) bool { return loops < procs }
+
+// wait waits for events: a held wait while the loop is busy and may hold its P, the ordinary
+// wait otherwise. It returns how many events came.
+func (l *loop) wait() (int, error) {
+	ms := l.waitMillis()
+	if !l.held {
+		n, err := l.set.Wait(ms)
+		l.held = n > 0 && l.el.heldWait > 0 && holdsP(l.el.n, runtime.GOMAXPROCS(0))
+		return n, err
+	}
+	if ms < 0 || ms > l.el.heldWait {
+		ms = l.el.heldWait
+	}
+	n, interrupted, err := l.set.WaitHeld(ms)
+	l.held = n > 0
+	l.heldWaits++
+	if interrupted {
+		l.heldInterrupts++
+	}
+	return n, err
+}

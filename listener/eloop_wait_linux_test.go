@@ -1,0 +1,266 @@
+//go:build linux
+
+package listener
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"runtime/metrics"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// The hazards of a loop that holds its P while it waits (eloop_wait_linux.go). Each test
+// below lets a held wait last an hour (heldWaitForever), so that only the guards can end it:
+// the spare-P rule, the fall back to the ordinary wait when idle, and the yield when a signal
+// interrupts the wait. The deadlines are generous: they catch a hang, not a slow machine.
+
+// heldWaitForever is the held-wait bound the tests set: far longer than any test.
+const heldWaitForever = int(time.Hour / time.Millisecond)
+
+// hangAfter is how long a test waits for what a held P could block forever.
+const hangAfter = 60 * time.Second
+
+// startHeldLoops serves an echo backend through one event loop whose held waits are bounded
+// by heldWait ms, on a loopback port, until the test ends.
+func startHeldLoops(t *testing.T, heldWait int) (*EventLoops, string) {
+	t.Helper()
+	p := resPool(t, resBackend(t, resEcho))
+	el := NewEventLoops(1)
+	el.heldWait = heldWait
+	cfg := &Server{Picker: p, Logger: quiet, ConnectTimeout: 5 * time.Second}
+	ls := newLoopServer(el, cfg, true)
+	return el, serveLoopback(t, ls, p, ls.book.stats)
+}
+
+// heldStats sums the held waits of el's loops and how many of them a signal interrupted,
+// read on the loops themselves.
+func heldStats(el *EventLoops) (waits, interrupts uint64) {
+	el.mu.Lock()
+	loops := el.loops
+	el.mu.Unlock()
+	for _, l := range loops {
+		l.call(func(l *loop) { waits, interrupts = waits+l.heldWaits, interrupts+l.heldInterrupts })
+	}
+	return waits, interrupts
+}
+
+// setProcs sets GOMAXPROCS for the test and gives the runtime its default back afterwards.
+func setProcs(t *testing.T, n int) {
+	t.Helper()
+	runtime.GOMAXPROCS(n)
+	t.Cleanup(runtime.SetDefaultGOMAXPROCS)
+}
+
+// pingPong is a small-message load: conns connections that each send 64 bytes and read them
+// back, over and over, until end.
+type pingPong struct {
+	stop  chan struct{}
+	wg    sync.WaitGroup
+	trips atomic.Int64
+	mu    sync.Mutex
+	err   error // the first error of a connection
+}
+
+func startPingPong(t *testing.T, addr string, conns int) *pingPong {
+	t.Helper()
+	pp := &pingPong{stop: make(chan struct{})}
+	for range conns {
+		c := resDial(t, addr)
+		pp.wg.Add(1)
+		go pp.run(c)
+	}
+	t.Cleanup(func() { pp.end() })
+	resEventually(t, "the ping-pong load running", func() bool { return pp.trips.Load() >= int64(100*conns) })
+	return pp
+}
+
+// run is one connection's round trips; it ends at stop or on the first error.
+func (pp *pingPong) run(c net.Conn) {
+	defer pp.wg.Done()
+	msg, got := make([]byte, 64), make([]byte, 64)
+	for {
+		select {
+		case <-pp.stop:
+			return
+		default:
+		}
+		c.SetDeadline(time.Now().Add(hangAfter))
+		if _, err := c.Write(msg); err != nil {
+			pp.fail(err)
+			return
+		}
+		if _, err := io.ReadFull(c, got); err != nil {
+			pp.fail(err)
+			return
+		}
+		pp.trips.Add(1)
+	}
+}
+
+func (pp *pingPong) fail(err error) {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	if pp.err == nil {
+		pp.err = err
+	}
+}
+
+// end stops the load, waits for its connections' goroutines, and returns the first error.
+// It is safe to call twice.
+func (pp *pingPong) end() error {
+	select {
+	case <-pp.stop:
+	default:
+		close(pp.stop)
+	}
+	pp.wg.Wait()
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	return pp.err
+}
+
+// within runs f on a goroutine of its own and fails the test if it has not returned after
+// hangAfter.
+func within(t *testing.T, what string, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	select {
+	case <-done:
+	case <-time.After(hangAfter):
+		t.Fatalf("%s: not done after %v; a loop holds its P", what, hangAfter)
+	}
+}
+
+// TestHeldWaitOnlyWithSpareP: a loop holds its P only while fewer loops than GOMAXPROCS run,
+// and it sees GOMAXPROCS change while it runs.
+func TestHeldWaitOnlyWithSpareP(t *testing.T) {
+	for _, tc := range []struct{ loops, procs int }{{1, 1}, {1, 2}, {2, 2}, {3, 2}, {7, 8}, {8, 8}, {63, 64}} {
+		if got, want := holdsP(tc.loops, tc.procs), tc.loops < tc.procs; got != want {
+			t.Errorf("holdsP(%d loops, GOMAXPROCS %d) = %v, want %v", tc.loops, tc.procs, got, want)
+		}
+	}
+
+	setProcs(t, 1)
+	el, addr := startHeldLoops(t, heldWaitForever)
+	pp := startPingPong(t, addr, 4)
+	if err := pp.end(); err != nil {
+		t.Fatal(err)
+	}
+	if waits, _ := heldStats(el); waits != 0 {
+		t.Fatalf("GOMAXPROCS 1, one loop: %d held waits, want none (no P to spare)", waits)
+	}
+
+	setProcs(t, 2)
+	pp = startPingPong(t, addr, 4)
+	if err := pp.end(); err != nil {
+		t.Fatal(err)
+	}
+	if waits, _ := heldStats(el); waits == 0 {
+		t.Fatal("GOMAXPROCS 2, one loop, under load: no held wait")
+	}
+}
+
+// TestHeldWaitGivesThePBackWhenIdle: once its load stops, a loop's held wait times out and
+// its next wait is the ordinary one, a system call the runtime knows of, with the P free.
+func TestHeldWaitGivesThePBackWhenIdle(t *testing.T) {
+	setProcs(t, 2)
+	el, addr := startHeldLoops(t, heldWaitMillis)
+	pp := startPingPong(t, addr, 8)
+	if err := pp.end(); err != nil {
+		t.Fatal(err)
+	}
+	if waits, _ := heldStats(el); waits == 0 {
+		t.Fatal("no held wait under load: the test does not test what it says")
+	}
+	// Nothing else of this test is in a system call: the loop, in the ordinary wait, is.
+	resEventually(t, "the idle loop in a system call the runtime knows of", func() bool { return inSyscall() >= 1 })
+}
+
+// inSyscall is how many goroutines are in a system call that the runtime knows of.
+func inSyscall() uint64 {
+	s := []metrics.Sample{{Name: "/sched/goroutines/not-in-go:goroutines"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
+}
+
+// TestHeldWaitLetsGCRun: a collection (two stop-the-worlds, and a scan of the loop's stack)
+// completes while the loop is under load, and while it sits in a held wait with nothing to
+// do, which only the runtime's signal can end.
+func TestHeldWaitLetsGCRun(t *testing.T) {
+	setProcs(t, 2)
+	el, addr := startHeldLoops(t, heldWaitForever)
+	pp := startPingPong(t, addr, 8)
+	for i := range 20 {
+		within(t, fmt.Sprintf("runtime.GC %d under load", i), runtime.GC)
+	}
+	if err := pp.end(); err != nil {
+		t.Fatal(err)
+	}
+
+	// heldStats wakes the loop with a task, so that its next wait is held; the collection
+	// must then interrupt it.
+	resEventually(t, "a collection interrupts a held wait", func() bool {
+		within(t, "runtime.GC while the loop waits, held", runtime.GC)
+		waits, interrupts := heldStats(el)
+		if waits == 0 {
+			t.Fatal("no held wait: the test does not test what it says")
+		}
+		return interrupts > 0
+	})
+}
+
+// TestHeldWaitLeavesCPUForOthers: while the loop is busy, other goroutines (an HTTP server,
+// as the admin API is) keep being served, with a P to spare and without one.
+func TestHeldWaitLeavesCPUForOthers(t *testing.T) {
+	for _, procs := range []int{2, 1} {
+		t.Run(fmt.Sprintf("GOMAXPROCS %d", procs), func(t *testing.T) {
+			setProcs(t, procs)
+			_, addr := startHeldLoops(t, heldWaitForever)
+			api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				io.WriteString(w, "ok")
+			}))
+			t.Cleanup(api.Close)
+			client := &http.Client{Timeout: hangAfter}
+			t.Cleanup(client.CloseIdleConnections)
+
+			pp := startPingPong(t, addr, 8)
+			for i := range 50 {
+				within(t, fmt.Sprintf("HTTP request %d under load", i), func() { getOK(t, client, api.URL) })
+			}
+			if err := pp.end(); err != nil {
+				t.Fatal(err)
+			}
+			// The load has stopped: the loop's last waits were held.
+			within(t, "HTTP request after the load", func() { getOK(t, client, api.URL) })
+		})
+	}
+}
+
+// getOK fetches url and checks the answer; called off the test's goroutine, it reports with
+// t.Error.
+func getOK(t *testing.T, client *http.Client, url string) {
+	resp, err := client.Get(url)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || string(b) != "ok" {
+		t.Errorf("GET %s: %q, %v", url, b, err)
+	}
+}
