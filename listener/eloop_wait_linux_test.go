@@ -3,17 +3,26 @@
 package listener
 
 import (
+	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/signal"
 	"runtime"
 	"runtime/metrics"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fulcrumlb/fulcrum/internal/testbed"
 )
 
 // The hazards of a loop that holds its P while it waits (eloop_wait_linux.go). Each test
@@ -263,4 +272,92 @@ func getOK(t *testing.T, client *http.Client, url string) {
 	if err != nil || string(b) != "ok" {
 		t.Errorf("GET %s: %q, %v", url, b, err)
 	}
+}
+
+// TestHelperHeldWaitChild is the child process of TestHeldWaitExitsOnSIGTERM: one event loop
+// whose held waits only a signal ends, in front of FULCRUM_HELD_BACKEND. It prints "ADDR
+// <addr>", answers each line on stdin with "HELD <held waits>", and on SIGTERM shuts the
+// server down at once, prints "BYE" and exits 0.
+func TestHelperHeldWaitChild(t *testing.T) {
+	backend := os.Getenv("FULCRUM_HELD_BACKEND")
+	if backend == "" {
+		t.Skip("helper process of TestHeldWaitExitsOnSIGTERM")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	p := resPool(t, backend)
+	el := NewEventLoops(1)
+	el.heldWait = heldWaitForever
+	ls := newLoopServer(el, &Server{Picker: p, Logger: quiet, ConnectTimeout: 5 * time.Second}, true)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ls.Serve(ln)
+	shutdown := func(drain time.Duration) {
+		sctx, cancel := context.WithTimeout(context.Background(), drain)
+		defer cancel()
+		ls.Shutdown(sctx)
+	}
+	go func() { // the exit on SIGTERM; main's stdin read may block until then
+		<-ctx.Done()
+		shutdown(0) // no drain: the parent's connections would hold it to the end
+
+		fmt.Println("BYE")
+		os.Exit(0)
+	}()
+	fmt.Printf("ADDR %s\n", ln.Addr())
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		waits, _ := heldStats(el)
+		fmt.Printf("HELD %d\n", waits)
+	}
+	shutdown(10 * time.Second) // stdin closed before any SIGTERM: the parent gave up
+}
+
+// TestHeldWaitExitsOnSIGTERM: a process whose loop is busy, or idle in a held wait, exits
+// promptly on SIGTERM, with a P to spare (held waits in use) and without one (none made).
+func TestHeldWaitExitsOnSIGTERM(t *testing.T) {
+	backend := resBackend(t, resEcho)
+	for _, procs := range []int{2, 1} {
+		for _, busy := range []bool{true, false} {
+			t.Run(fmt.Sprintf("GOMAXPROCS %d busy %v", procs, busy), func(t *testing.T) {
+				ch := startChild(t, "TestHelperHeldWaitChild", "FULCRUM_HELD_BACKEND="+backend, "GOMAXPROCS="+strconv.Itoa(procs))
+				addr := ch.line(t, "ADDR ")
+				pp := startPingPong(t, addr, 8)
+				if !busy {
+					if err := pp.end(); err != nil {
+						t.Fatal(err)
+					}
+				}
+				fmt.Fprintln(ch.in, "held") // after an event (this task) the loop's next wait is held
+				waits, err := strconv.ParseUint(ch.line(t, "HELD "), 10, 64)
+				switch {
+				case err != nil:
+					t.Fatal(err)
+				case procs > 1 && waits == 0:
+					t.Fatal("no held wait under load: the test does not test what it says")
+				case procs == 1 && waits != 0:
+					t.Fatalf("GOMAXPROCS 1: %d held waits, want none", waits)
+				}
+				if err := syscall.Kill(ch.PID(), syscall.SIGTERM); err != nil {
+					t.Fatal(err)
+				}
+				testbed.Eventually(t, hangAfter, "the child exits after SIGTERM", func() bool { return exited(ch.PID()) })
+				ch.line(t, "BYE")
+				pp.end() // the shutdown ended its connections: errors expected
+			})
+		}
+	}
+}
+
+// exited reports whether process pid has exited (a zombie until its parent waits for it).
+func exited(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	return len(f) > 0 && (f[0] == "Z" || f[0] == "X")
 }
