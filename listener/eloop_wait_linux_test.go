@@ -283,8 +283,9 @@ func TestHelperHeldWaitChild(t *testing.T) {
 	if backend == "" {
 		t.Skip("helper process of TestHeldWaitExitsOnSIGTERM")
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-	defer stop()
+	sigterm := make(chan os.Signal, 1)
+	signal.Notify(sigterm, syscall.SIGTERM)
+	defer signal.Stop(sigterm)
 	p := resPool(t, backend)
 	el := NewEventLoops(1)
 	el.heldWait = heldWaitForever
@@ -299,12 +300,16 @@ func TestHelperHeldWaitChild(t *testing.T) {
 		defer cancel()
 		ls.Shutdown(sctx)
 	}
+	done := make(chan struct{})
+	defer close(done)
 	go func() { // the exit on SIGTERM; main's stdin read may block until then
-		<-ctx.Done()
-		shutdown(0) // no drain: the parent's connections would hold it to the end
-
-		fmt.Println("BYE")
-		os.Exit(0)
+		select {
+		case <-sigterm:
+			shutdown(0) // no drain: the parent's connections would hold it to the end
+			fmt.Println("BYE")
+			os.Exit(0)
+		case <-done:
+		}
 	}()
 	fmt.Printf("ADDR %s\n", ln.Addr())
 	in := bufio.NewScanner(os.Stdin)
