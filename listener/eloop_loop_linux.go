@@ -101,6 +101,8 @@ func (l *loop) closeFD(fd int) {
 func (l *loop) run() {
 	runtime.LockOSThread()
 	defer l.el.running.Done()
+	loopsRunning.Add(1)
+	defer loopsRunning.Add(-1)
 	defer l.closeFDs()
 	l.now = time.Now()
 	for !l.quit {

@@ -2,7 +2,10 @@
 
 package listener
 
-import "runtime"
+import (
+	"runtime"
+	"sync/atomic"
+)
 
 // How a loop waits for events. The ordinary wait (poll.Set.Wait) is a system call the Go
 // scheduler knows of: the loop's P sits in the system-call state while it sleeps, and if the
@@ -16,8 +19,9 @@ import "runtime"
 //     makes the next wait an ordinary one, so an idle loop sleeps with its P given back and
 //     never spins;
 //   - bounded: at most heldWaitMillis (or until the loop's next timer, if sooner);
-//   - with a P to spare: fewer loops than GOMAXPROCS (holdsP), checked each time the loop
-//     turns busy, so a GOMAXPROCS lowered at run time (by hand, or by the runtime following a
+//   - with a P to spare: fewer loops running in the process, of every EventLoops, than
+//     GOMAXPROCS (holdsP), checked each time the loop turns busy and every recheckEvery held
+//     waits, so more loops started later or a GOMAXPROCS lowered at run time (by hand, or by the runtime following a
 //     container's CPU limit) stops it. The spare P runs everything else: the notifier, the
 //     admin API, health checks, signal handling, the collector's workers;
 //   - interruptible: a signal ends a held wait and the loop yields its P at once
@@ -27,9 +31,20 @@ import "runtime"
 // under load, short enough that a loop whose load stops gives its P back within a few ms.
 const heldWaitMillis = 2
 
+// loopsRunning counts the event loops running in the process, of every EventLoops: Servers
+// that do not share theirs each start their own.
+var loopsRunning atomic.Int32
+
 // holdsP reports whether loops event loops may hold their Ps in a wait among procs Ps (the
 // current GOMAXPROCS): only while at least one P stays free for everything else.
 func holdsP(loops, procs int) bool { return loops < procs }
+
+// recheckEvery is how many held waits in a row a loop makes before it checks mayHoldP again
+// (about every 10 ms under a small-message load): GOMAXPROCS takes the scheduler's lock.
+const recheckEvery = 64
+
+// mayHoldP reports whether, now, the loops leave a P to spare.
+func (l *loop) mayHoldP() bool { return holdsP(int(loopsRunning.Load()), runtime.GOMAXPROCS(0)) }
 
 // wait waits for events: a held wait while the loop is busy and may hold its P, the ordinary
 // wait otherwise. It returns how many events came.
@@ -37,15 +52,15 @@ func (l *loop) wait() (int, error) {
 	ms := l.waitMillis()
 	if !l.held {
 		n, err := l.set.Wait(ms)
-		l.held = n > 0 && l.el.heldWait > 0 && holdsP(l.el.n, runtime.GOMAXPROCS(0))
+		l.held = n > 0 && l.el.heldWait > 0 && l.mayHoldP()
 		return n, err
 	}
 	if ms < 0 || ms > l.el.heldWait {
 		ms = l.el.heldWait
 	}
 	n, interrupted, err := l.set.WaitHeld(ms)
-	l.held = n > 0
 	l.heldWaits++
+	l.held = n > 0 && (l.heldWaits%recheckEvery != 0 || l.mayHoldP())
 	if interrupted {
 		l.heldInterrupts++
 	}

@@ -151,33 +151,70 @@ func within(t *testing.T, what string, f func()) {
 	}
 }
 
-// TestHeldWaitOnlyWithSpareP: a loop holds its P only while fewer loops than GOMAXPROCS run,
-// and it sees GOMAXPROCS change while it runs.
+// TestHeldWaitOnlyWithSpareP: loops hold their Ps only while fewer loops than GOMAXPROCS run
+// in the process, counting every set of loops, and they see GOMAXPROCS change under load.
 func TestHeldWaitOnlyWithSpareP(t *testing.T) {
 	for _, tc := range []struct{ loops, procs int }{{1, 1}, {1, 2}, {2, 2}, {3, 2}, {7, 8}, {8, 8}, {63, 64}} {
 		if got, want := holdsP(tc.loops, tc.procs), tc.loops < tc.procs; got != want {
 			t.Errorf("holdsP(%d loops, GOMAXPROCS %d) = %v, want %v", tc.loops, tc.procs, got, want)
 		}
 	}
-
-	setProcs(t, 1)
-	el, addr := startHeldLoops(t, heldWaitForever)
-	pp := startPingPong(t, addr, 4)
-	if err := pp.end(); err != nil {
-		t.Fatal(err)
+	load := func(t *testing.T, addr string) {
+		t.Helper()
+		if err := startPingPong(t, addr, 4).end(); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if waits, _ := heldStats(el); waits != 0 {
-		t.Fatalf("GOMAXPROCS 1, one loop: %d held waits, want none (no P to spare)", waits)
-	}
-
-	setProcs(t, 2)
-	pp = startPingPong(t, addr, 4)
-	if err := pp.end(); err != nil {
-		t.Fatal(err)
-	}
-	if waits, _ := heldStats(el); waits == 0 {
-		t.Fatal("GOMAXPROCS 2, one loop, under load: no held wait")
-	}
+	t.Run("GOMAXPROCS 1, one loop", func(t *testing.T) {
+		setProcs(t, 1)
+		el, addr := startHeldLoops(t, heldWaitForever)
+		load(t, addr)
+		if waits, _ := heldStats(el); waits != 0 {
+			t.Fatalf("%d held waits, want none (no P to spare)", waits)
+		}
+	})
+	t.Run("GOMAXPROCS 2, two sets of one loop", func(t *testing.T) {
+		setProcs(t, 2)
+		el1, addr1 := startHeldLoops(t, heldWaitForever)
+		el2, addr2 := startHeldLoops(t, heldWaitForever)
+		// Loops start with their Server's Serve, on its goroutine: the first may turn to
+		// held waits before the second runs, and check again recheckEvery waits later.
+		resEventually(t, "both loops running", func() bool { return loopsRunning.Load() >= 2 })
+		b1, _ := heldStats(el1)
+		b2, _ := heldStats(el2)
+		for _, addr := range []string{addr1, addr2} {
+			pp := startPingPong(t, addr, 4)
+			resEventually(t, "2,000 round trips", func() bool { return pp.trips.Load() >= 2000 })
+			if err := pp.end(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w1, _ := heldStats(el1)
+		w2, _ := heldStats(el2)
+		if w1-b1 > recheckEvery || w2-b2 > recheckEvery {
+			t.Fatalf("%d and %d held waits over 2,000 round trips each, want at most %d (no P to spare)", w1-b1, w2-b2, recheckEvery)
+		}
+	})
+	t.Run("GOMAXPROCS 2, one loop, then 1 under load", func(t *testing.T) {
+		setProcs(t, 2)
+		el, addr := startHeldLoops(t, heldWaitForever)
+		pp := startPingPong(t, addr, 4)
+		if waits, _ := heldStats(el); waits == 0 {
+			t.Fatal("no held wait under load")
+		}
+		runtime.GOMAXPROCS(1)
+		before, _ := heldStats(el)
+		from := pp.trips.Load()
+		resEventually(t, "more round trips", func() bool { return pp.trips.Load() >= from+2000 })
+		if err := pp.end(); err != nil {
+			t.Fatal(err)
+		}
+		// A held wait that GOMAXPROCS's stop-the-world did not interrupt runs on until the
+		// loop checks again, at most recheckEvery waits later.
+		if after, _ := heldStats(el); after-before > recheckEvery {
+			t.Fatalf("%d held waits after GOMAXPROCS fell to 1, want at most %d", after-before, recheckEvery)
+		}
+	})
 }
 
 // TestHeldWaitGivesThePBackWhenIdle: once its load stops, a loop's held wait times out and
