@@ -8,11 +8,13 @@ import (
 )
 
 // How a loop waits for events. The ordinary wait (poll.Set.Wait) is a system call the Go
-// scheduler knows of: the loop's P sits in the system-call state while it sleeps, and if the
-// sleep lasts more than about 20 µs the runtime's monitor takes the P, wakes another thread
-// for it, and the loop must find a P again when an event comes. Under a small-message load
-// that is a sleep and a wake-up of two threads per message. A held wait (poll.Set.WaitHeld)
-// keeps the P: nothing to take, nothing to wake.
+// scheduler knows of: the loop's P sits in the system-call state while it sleeps. The
+// runtime's monitor takes such a P away and wakes another thread for it after about 20 µs
+// when goroutines wait in its run queue or no other P is idle, and after 10 ms otherwise; the
+// loop must then find a P again when its event comes. A held wait (poll.Set.WaitHeld) keeps
+// the P: nothing to take, nothing to wake, no entersyscall/exitsyscall. It is off by default
+// (defaultHeldWait): with the spare P that DefaultLoops leaves, the monitor rarely takes a
+// waiting loop's P, and the measured gain was within the noise on a quiet machine.
 //
 // A loop holds its P only while that is safe and useful:
 //   - busy: the previous wait returned events. A held wait that times out or is interrupted
@@ -27,9 +29,17 @@ import (
 //   - interruptible: a signal ends a held wait and the loop yields its P at once
 //     (poll.Set.WaitHeld), so a stop-the-world, a preemption or SIGTERM waits for no timeout.
 
-// heldWaitMillis bounds one held wait: long enough to cover the gap between two messages
-// under load, short enough that a loop whose load stops gives its P back within a few ms.
+// heldWaitMillis bounds one held wait when they are on: long enough to cover the gap between
+// two messages under load, short enough that a loop whose load stops gives its P back within
+// a few ms.
 const heldWaitMillis = 2
+
+// defaultHeldWait is EventLoops.heldWait unless a test sets it: 0, held waits off. Measured
+// (bench/EXPERIMENTS.md, "A held epoll_wait"): with a spare P the runtime's monitor leaves
+// a loop's P alone in an ordinary wait, so holding it saved nothing on a quiet machine
+// (ping-pong and connection rate within ±3%), and 10–20% of the CPU per small message only
+// while other processes oversubscribed the cores. heldWaitMillis turns them on.
+const defaultHeldWait = 0
 
 // loopsRunning counts the event loops running in the process, of every EventLoops: Servers
 // that do not share theirs each start their own.

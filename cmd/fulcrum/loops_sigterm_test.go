@@ -11,9 +11,9 @@ import (
 )
 
 // TestLoopsExitOnSIGTERM: fulcrum exits promptly on SIGTERM while its event loop is busy with
-// small messages and while it is idle, with a P to spare (GOMAXPROCS 2: the busy loop holds
-// its P in its waits) and without one (GOMAXPROCS 1: it never does). The listener package's
-// TestHeldWaitExitsOnSIGTERM checks the same with held waits that only a signal can end.
+// small messages and while it is idle, with a P to spare (GOMAXPROCS 2) and without one
+// (GOMAXPROCS 1). The listener package's TestHeldWaitExitsOnSIGTERM checks the same with a
+// loop that holds its P in waits only a signal can end (held waits, off by default).
 func TestLoopsExitOnSIGTERM(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the event loops are Linux only")
