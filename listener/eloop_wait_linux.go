@@ -35,10 +35,10 @@ import (
 const heldWaitMillis = 2
 
 // defaultHeldWait is EventLoops.heldWait unless a test sets it: 0, held waits off. Measured
-// (bench/EXPERIMENTS.md, "A held epoll_wait"): with a spare P the runtime's monitor leaves
-// a loop's P alone in an ordinary wait, so holding it saved nothing on a quiet machine
-// (ping-pong and connection rate within ±3%), and 10–20% of the CPU per small message only
-// while other processes oversubscribed the cores. heldWaitMillis turns them on.
+// (bench/EXPERIMENTS.md, "A held epoll_wait"): the monitor's wake-ups went (nanosleep 0.024
+// → 0.003 per message), but the CPU per message did not move beyond the noise (0.82–1.03×
+// over eight A/B sets, median 1.00×), nor did the connection rate. heldWaitMillis turns
+// them on.
 const defaultHeldWait = 0
 
 // loopsRunning counts the event loops running in the process, of every EventLoops: Servers
