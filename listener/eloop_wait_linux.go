@@ -23,9 +23,10 @@ import (
 //   - bounded: at most heldWaitMillis (or until the loop's next timer, if sooner);
 //   - with a P to spare: fewer loops running in the process, of every EventLoops, than
 //     GOMAXPROCS (holdsP), checked each time the loop turns busy and every recheckEvery held
-//     waits, so more loops started later or a GOMAXPROCS lowered at run time (by hand, or by the runtime following a
-//     container's CPU limit) stops it. The spare P runs everything else: the notifier, the
-//     admin API, health checks, signal handling, the collector's workers;
+//     waits, so that more loops started later, or a GOMAXPROCS lowered at run time (by hand,
+//     or by the runtime following a container's CPU limit), stop it. The spare P runs
+//     everything else: the notifier, the admin API, health checks, signal handling, the
+//     collector's workers;
 //   - interruptible: a signal ends a held wait and the loop yields its P at once
 //     (poll.Set.WaitHeld), so a stop-the-world, a preemption or SIGTERM waits for no timeout.
 
@@ -62,7 +63,7 @@ func (l *loop) wait() (int, error) {
 	ms := l.waitMillis()
 	if !l.held {
 		n, err := l.set.Wait(ms)
-		l.held = n > 0 && l.el.heldWait > 0 && l.mayHoldP()
+		l.held = l.el.heldWait > 0 && n > 0 && l.mayHoldP()
 		return n, err
 	}
 	if ms < 0 || ms > l.el.heldWait {
