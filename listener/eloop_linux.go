@@ -33,6 +33,10 @@ type EventLoops struct {
 	mover byteMover       // how the loops move bytes; the zero value is moverSplice
 	smap  sockmapSettings // moverSockmap's kernel maps and promotion age; zero otherwise
 
+	// heldWait bounds a busy loop's held wait in ms (eloop_wait_linux.go); 0, the default
+	// (defaultHeldWait): every wait is the ordinary one. Tests set it before the loops start.
+	heldWait int
+
 	mu      sync.Mutex // guards loops, notes, logs, started and stopped
 	loops   []*loop
 	notes   *notifier
@@ -52,7 +56,7 @@ func NewEventLoops(n int) *EventLoops {
 	if n <= 0 {
 		n = DefaultLoops()
 	}
-	return &EventLoops{n: n}
+	return &EventLoops{n: n, heldWait: defaultHeldWait}
 }
 
 // start creates the loops, the notifier and the log queue. Called with el.mu held.

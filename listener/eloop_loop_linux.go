@@ -36,6 +36,10 @@ type loop struct {
 	acceptRetryAt time.Time     // zero unless backing off
 	notesWaiting  bool          // closed events wait for the notifier's kick (notifier.kick)
 	quit          bool
+
+	held           bool   // the next wait holds the P (eloop_wait_linux.go)
+	heldWaits      uint64 // held waits made, and how many a signal interrupted: for tests
+	heldInterrupts uint64
 }
 
 // task is work posted to a loop by another goroutine.
@@ -97,10 +101,12 @@ func (l *loop) closeFD(fd int) {
 func (l *loop) run() {
 	runtime.LockOSThread()
 	defer l.el.running.Done()
+	loopsRunning.Add(1)
+	defer loopsRunning.Add(-1)
 	defer l.closeFDs()
 	l.now = time.Now()
 	for !l.quit {
-		n, err := l.set.Wait(l.waitMillis())
+		n, err := l.wait()
 		l.now = time.Now()
 		if err != nil {
 			l.el.log(slog.Default(), errorLevel, "epoll_wait failed", "loop", l.id, "err", err)

@@ -3,6 +3,7 @@ package poll
 import (
 	"net"
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 
@@ -217,5 +218,60 @@ func TestNoDelayInheritedFromListener(t *testing.T) {
 	defer Close(fd)
 	if v, err := GetInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY); err != nil || v == 0 {
 		t.Fatalf("accepted socket: TCP_NODELAY %d, %v; want it copied from the listener", v, err)
+	}
+}
+
+// TestWaitHeld: a held wait reports events like Wait, returns 0 when its bound passes, and
+// returns at once, interrupted, when a signal reaches its thread (as the runtime's preemption
+// signal does), long before its bound.
+func TestWaitHeld(t *testing.T) {
+	s, err := NewSet[string](8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	if err := s.Add(fds[0], unix.EPOLLIN, "pipe"); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, err := s.WaitHeld(1); n != 0 || err != nil {
+		t.Fatalf("nothing ready: %d events, %v", n, err)
+	}
+	unix.Write(fds[1], []byte("x"))
+	n, interrupted, err := s.WaitHeld(10_000)
+	if n != 1 || interrupted || err != nil {
+		t.Fatalf("pipe readable: %d events, interrupted %v, %v", n, interrupted, err)
+	}
+	if v, ev, ok := s.Event(0); !ok || v != "pipe" || ev&unix.EPOLLIN == 0 {
+		t.Fatalf("event: %q %#x %v", v, ev, ok)
+	}
+	unix.Read(fds[0], make([]byte, 1))
+
+	runtime.LockOSThread() // the signals below go to this thread
+	defer runtime.UnlockOSThread()
+	pid, tid := unix.Getpid(), unix.Gettid()
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() { // signals until the wait has returned: one may land before it starts
+		defer close(stopped)
+		for {
+			unix.Tgkill(pid, tid, unix.SIGURG)
+			select {
+			case <-done:
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}()
+	n, interrupted, err = s.WaitHeld(60_000)
+	close(done)
+	<-stopped
+	if n != 0 || !interrupted || err != nil {
+		t.Fatalf("signalled during a 60 s wait: %d events, interrupted %v, %v", n, interrupted, err)
 	}
 }
