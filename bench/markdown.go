@@ -34,6 +34,7 @@ func (r *Report) WriteMarkdown(w io.Writer, chart string) error {
 	for _, s := range r.Setups {
 		fmt.Fprintf(&b, "- Set-up of %s\n", s)
 	}
+	fmt.Fprintf(&b, "- %s\n", loopsLine(m.CPUs))
 	b.WriteString("\n## Medians\n\n↑ higher is better, ↓ lower is better. A ratio is the first peer's median over the second's.\n\n")
 	writeMarkdownTable(&b, r.table())
 	if chart != "" {
@@ -249,4 +250,15 @@ func (r *Report) writeRuns(b *strings.Builder) {
 		fmt.Fprintf(b, "| %d | %s | %s | %s |\n", res.Round, res.Scenario, res.Target, strings.Join(fs, ", "))
 	}
 	b.WriteString("\n</details>\n")
+}
+
+// loopsLine says how many event loops fulcrum ran on cpus cores, and how its default scales:
+// one loop per core but one, so that the Go runtime's other goroutines (the admin API, health
+// checks, the notifier) have a P of their own and a loop's P is never taken from it.
+func loopsLine(cpus int) string {
+	return fmt.Sprintf("fulcrum's event loops: %d here; the default is one per core but one, at least one "+
+		"(GOMAXPROCS−1: 1 on 2 cores, 7 on 8, 63 on 64), leaving a P free for the admin API, health checks "+
+		"and the Go runtime, so that no loop's P is ever taken while it waits. On 2 cores one loop beat two "+
+		"(bench/EXPERIMENTS.md); beyond 8 cores, a listening socket per loop (SO_REUSEPORT) is yet to be measured "+
+		"against the shared one", max(cpus-1, 1))
 }

@@ -82,7 +82,7 @@ func TestReportMediansAndRatios(t *testing.T) {
 		"| connrate | cpu_pct (% of a core) ↓ | 80 | 80 (40–120) | 1.00 |\n",
 		"connections/s ≥ HAProxy's: **yes** (fulcrum 1000, bound 500)", "CPU per connection ≤ HAProxy's: **no** (fulcrum 200, bound 100)",
 		"idle memory per connection ≤ HAProxy's: not measured",
-		"Test CPU", "- Load average at start: 1.00 2.00 3.00; at the end: 4.00 5.00 6.00 (1, 5, 15 min"} {
+		"Test CPU", "fulcrum's event loops: 1 here;", "- Load average at start: 1.00 2.00 3.00; at the end: 4.00 5.00 6.00 (1, 5, 15 min"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
 		}
