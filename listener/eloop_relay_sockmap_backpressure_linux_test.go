@@ -271,3 +271,62 @@ func TestSockmapBackPressureDownload(t *testing.T) {
 	}
 	closedWith(t, obs, 1+int64(len(said)), bpTotal)
 }
+
+// TestSockmapBackPressureBulkBothWays: promoted bulk transfers whose readers read at full
+// speed, which lag the kernel now and then and may be paused, are neither reset nor stalled:
+// every byte arrives once, in order, and the counts are exact.
+func TestSockmapBackPressureBulkBothWays(t *testing.T) {
+	const conns, size = 8, 64 << 20
+	obs := resObserver{closed: make(chan Traffic, conns)}
+	sink := func(c *net.TCPConn) { // returns the SHA-256 of what it read, then its FIN
+		h := sha256.New()
+		io.Copy(h, c)
+		c.Write(h.Sum(nil))
+		c.CloseWrite()
+	}
+	_, el, addr := smProxy(t, -1, sink, func(s *Server) { s.Observer = obs })
+	var wg sync.WaitGroup
+	for i := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := bulkUpload(addr, size, byte(i)); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	for range conns {
+		if tr := <-obs.closed; tr.Up != size || tr.Down != sha256.Size || tr.Err != nil {
+			t.Errorf("traffic %+v, want %d up, %d down, no error", tr, size, sha256.Size)
+		}
+	}
+	t.Logf("%d of %d directions paused", el.SockmapStats().Paused, conns)
+}
+
+// bulkUpload sends size pseudo-random bytes as fast as the connection takes them and wants
+// their SHA-256 back.
+func bulkUpload(addr string, size int, seed byte) error {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(60 * time.Second))
+	rng := rand.NewChaCha8([32]byte{seed})
+	h := sha256.New()
+	buf := make([]byte, 256<<10)
+	for n := 0; n < size; n += len(buf) {
+		rng.Read(buf)
+		h.Write(buf)
+		if _, err := c.Write(buf); err != nil {
+			return fmt.Errorf("upload at %d of %d bytes: %w", n, size, err)
+		}
+	}
+	c.(*net.TCPConn).CloseWrite()
+	got, err := io.ReadAll(c)
+	if err != nil || !bytes.Equal(got, h.Sum(nil)) {
+		return fmt.Errorf("the sink's SHA-256 differs from the bytes sent (%v)", err)
+	}
+	return nil
+}

@@ -25,9 +25,9 @@ import (
 //   - an error on either socket (SO_ERROR) resets both, as on the relay;
 //   - every second (kernelLookEvery), and at the close, TCP_INFO's counters feed the byte
 //     meters and the idle timeout;
-//   - back-pressure (pause, below): a direction whose destination does not keep up is taken
-//     out of the kernel once the kernel holds pauseAfter of its bytes, and the splice relay
-//     moves it from then on, under TCP flow control;
+//   - back-pressure (pause, below): a direction whose destination does not keep up is paused
+//     once the kernel holds pauseAfter of its bytes (the verdict keeps the source's bytes in
+//     it, under TCP flow control), and the relay moves it from then on;
 //   - closing a socket takes it out of the maps, so force-remove, drain and shutdown need
 //     nothing more than on the relay.
 type sockmapRelay struct {
@@ -75,12 +75,13 @@ type dirMode uint8
 const (
 	// inKernel: the source is in the watch map and the verdict redirects its bytes.
 	inKernel dirMode = iota
-	// paused: the source left the watch map (back-pressure, pause); its new bytes wait in its
-	// receive queue under TCP flow control while what the kernel took drains into the
-	// destination. Nothing reads the source yet: a read now would overtake those bytes.
+	// paused: the verdict keeps the source's new bytes in it (back-pressure, pause), under
+	// TCP flow control, while what the kernel redirected drains into the destination.
+	// Nothing reads the source yet: a read now would overtake those bytes.
 	paused
-	// onRelay: the splice relay moves the direction, as before the promotion. A client that
-	// could not join the kernel (its FIN came during the promotion) starts there.
+	// onRelay: the relay moves the direction, as before the promotion (with read(2) alone
+	// once paused: direction.copyOnly). A client that could not join the kernel (its FIN
+	// came during the promotion) starts there.
 	onRelay
 )
 
@@ -271,7 +272,7 @@ func (r sockmapRelay) passFINs(l *loop, c *loopConn) { r.settle(l, c) }
 // settle does what waits for the kernel to deliver the bytes it took: it passes on each FIN
 // whose bytes are delivered, and hands each paused direction whose bytes are delivered to
 // the relay. While something still waits it looks again after a wait (1 ms doubling to
-// 256 ms): the kernel moves bytes asynchronously and says nothing when it is done.
+// 256 ms, or 16 ms while a direction is paused): the kernel moves bytes asynchronously and says nothing when it is done.
 func (r sockmapRelay) settle(l *loop, c *loopConn) {
 	waiting := false
 	for _, d := range [2]*direction{&c.up, &c.down} {
@@ -294,7 +295,7 @@ func (r sockmapRelay) settle(l *loop, c *loopConn) {
 		c.smap.wait = 0
 		return
 	}
-	c.smap.wait = min(max(2*c.smap.wait, time.Millisecond), 256*time.Millisecond)
+	c.smap.wait = min(max(2*c.smap.wait, time.Millisecond), settleWaitMax(c))
 	if at := l.now.Add(c.smap.wait); c.timerIndex < 0 || at.Before(c.deadline) {
 		l.timers.set(c, at)
 	}
@@ -332,6 +333,15 @@ func (r sockmapRelay) tick(l *loop, c *loopConn) bool {
 		r.settle(l, c) // sooner than the look
 	}
 	return true
+}
+
+// settleWaitMax is the longest wait between two looks of settle: a paused direction's
+// sender is stopped until it resumes, so it is looked at more often than a FIN.
+func settleWaitMax(c *loopConn) time.Duration {
+	if c.smap.up.mode == paused || c.smap.down.mode == paused {
+		return 16 * time.Millisecond
+	}
+	return 256 * time.Millisecond
 }
 
 // settling reports whether a FIN came that is not yet passed on, or a paused direction waits
@@ -390,12 +400,12 @@ func (r sockmapRelay) look(l *loop, c *loopConn) {
 // far behind the destination is (measured on 6.18: 300 MB to 1 GB a second behind a reader
 // that stopped). So the loop watches how far behind each destination is, and when the kernel
 // holds more than pauseAfter bytes that its destination has not taken, it pauses the
-// direction: its source leaves the watch map, so its verdict stops and its new bytes stay in
-// its own receive queue, whose window closes as it fills, and TCP stops the sender. The
-// source stays in the peers map, so the other direction's redirects into it go on. Once
-// every byte the kernel took is in the destination's send queue (settle, resume), the splice
-// relay moves the direction, reading first what waited in the receive queue: no byte is
-// lost or reordered. It stays there: moving it back in would pay the promotion again, and a
+// direction: the verdict keeps the source's new bytes in the source itself (the keep map,
+// sockmap_kernel_linux.go), where they count against its receive buffer, so its window
+// closes and TCP stops the sender. The other direction's redirects go on. Once every byte
+// the kernel redirected is in the destination's send queue (settle, resume), the relay
+// moves the direction, reading the kept bytes first, in order, with read(2): no byte is
+// lost or reordered. It stays there: moving it back would pay the promotion again, and a
 // destination that lagged once is likely to lag again.
 const (
 	// pauseAfter is how many bytes the kernel may hold for a destination that does not take
@@ -445,12 +455,12 @@ func (r sockmapRelay) pressure(l *loop, c *loopConn, ci, bi *unix.TCPInfo) (lagg
 	return lagging
 }
 
-// pause takes d's source out of the watch map and hands d to the relay as soon as the kernel
-// has delivered what it took.
+// pause has the verdict keep d's new bytes in its source, and hands d to the relay as soon
+// as the kernel has delivered what it took before.
 func (r sockmapRelay) pause(l *loop, c *loopConn, d *direction) {
 	kd := c.kdir(d)
-	if err := r.kernel.watch.Delete(kd.cookie); err != nil {
-		l.finish(c, fmt.Errorf("sockmap: take a socket out of the kernel: %w", err), true)
+	if err := r.kernel.pause(kd.cookie); err != nil {
+		l.finish(c, fmt.Errorf("sockmap: pause a direction in the kernel: %w", err), true)
 		return
 	}
 	kd.mode = paused
@@ -459,31 +469,33 @@ func (r sockmapRelay) pause(l *loop, c *loopConn, d *direction) {
 	r.settle(l, c)
 }
 
-// resume hands paused direction d to the relay once every byte the kernel took from its
-// source is in its destination's send queue (or acknowledged), and reports whether it did.
-// Before that, reading the source would overtake the bytes still in the kernel.
+// resume hands paused direction d to the relay once every byte the kernel redirected from
+// its source is in its destination's send queue (or acknowledged), and reports whether it
+// did. Before that, reading the source would overtake the bytes still in the kernel.
 func (r sockmapRelay) resume(l *loop, c *loopConn, d *direction) bool {
-	src, dst := c.ends(d)
-	taken, ok1 := kernelTaken(src)
+	_, dst := c.ends(d)
+	taken, ok1 := r.kernelTaken(c, d)
 	sent, ok2 := sentBytes(dst)
 	if !ok1 || !ok2 || sent-c.kdir(d).offset < taken {
 		return false
 	}
 	meterTaken(c, d, taken)
 	c.kdir(d).mode = onRelay
+	d.copyOnly = true // the verdict passes src's bytes to its BPF queue, which splice cannot see
 	d.readable = true // what arrived while paused gave its edge already
 	l.pump(c, d)
 	return true
 }
 
-// kernelTaken is how many bytes the kernel has taken off src, which has left the watch map:
-// its bytes received, less its peer's FIN, less what waits in its receive queue. It reads
-// bytes_received twice around the queue's size, so that a segment arriving in between
-// cannot skew it; ok is false when one did. SIOCINQ cannot give the queue's size here: on
-// a socket in a BPF socket map it counts only the map's own ingress queue.
-func kernelTaken(src int) (taken int64, ok bool) {
+// kernelTaken is how many bytes the kernel has redirected from the source of paused
+// direction d, at most: its bytes received, less its peer's FIN, less what the verdict kept
+// in it. A segment the verdict has not judged yet counts as redirected, which only makes
+// resume wait for it. It reads bytes_received twice around the count kept, so that a
+// segment judged in between cannot skew it; ok is false when one was.
+func (r sockmapRelay) kernelTaken(c *loopConn, d *direction) (taken int64, ok bool) {
+	src, _ := c.ends(d)
 	r1, err1 := unix.GetsockoptTCPInfo(src, unix.IPPROTO_TCP, unix.TCP_INFO)
-	queued, err2 := receiveQueued(src)
+	kept, err2 := r.kernel.passed(c.kdir(d).cookie)
 	r2, err3 := unix.GetsockoptTCPInfo(src, unix.IPPROTO_TCP, unix.TCP_INFO)
 	if err1 != nil || err2 != nil || err3 != nil || r1.Bytes_received != r2.Bytes_received {
 		return 0, false
@@ -493,22 +505,7 @@ func kernelTaken(src int) (taken int64, ok bool) {
 	case unix.BPF_TCP_CLOSE_WAIT, unix.BPF_TCP_LAST_ACK, unix.BPF_TCP_CLOSING, unix.BPF_TCP_TIME_WAIT:
 		fin = 1
 	}
-	return int64(r2.Bytes_received) - fin - queued, true
-}
-
-// receiveQueued counts the bytes in fd's receive queue without reading them: a peek that
-// copies nothing (MSG_TRUNC) into a window as large as any receive queue.
-func receiveQueued(fd int) (int64, error) {
-	const window = 1 << 30
-	n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), 0, window,
-		unix.MSG_PEEK|unix.MSG_TRUNC|unix.MSG_DONTWAIT, 0, 0)
-	switch {
-	case errno == unix.EAGAIN:
-		return 0, nil
-	case errno != 0:
-		return 0, os.NewSyscallError("recvfrom", errno)
-	}
-	return int64(n), nil
+	return int64(r2.Bytes_received) - fin - int64(kept), true
 }
 
 // meterTaken tells the Meter the last of what the kernel moved of d, taken bytes off its
@@ -547,12 +544,16 @@ func (r sockmapRelay) stop(l *loop, c *loopConn) (up, down int64) {
 		meterKernel(c, ci, bi, true)
 	}
 	for _, d := range [2]*direction{&c.up, &c.down} {
-		if c.kdir(d).mode == paused {
-			src, _ := c.ends(d)
-			if taken, ok := kernelTaken(src); ok {
+		kd := c.kdir(d)
+		if kd.mode == paused {
+			if taken, ok := r.kernelTaken(c, d); ok {
 				meterTaken(c, d, taken)
 			}
 		}
+		if kd.mode == paused || d.copyOnly {
+			r.kernel.unpause(kd.cookie)
+		}
+		d.copyOnly = false
 	}
 	up, down = r.spliceRelay.stop(l, c)
 	up += c.smap.up.metered
