@@ -291,7 +291,10 @@ func (r sockmapRelay) settle(l *loop, c *loopConn) {
 			l.passFIN(c, d, dst)
 		}
 	}
-	if !waiting || c.state != stateRelaying {
+	if c.state != stateRelaying {
+		return // the last FIN ended c, and stop let go of c.smap
+	}
+	if !waiting {
 		c.smap.wait = 0
 		return
 	}
@@ -425,7 +428,11 @@ const (
 // reports whether a destination lags while its source sends (look soon again).
 func (r sockmapRelay) pressure(l *loop, c *loopConn, ci, bi *unix.TCPInfo) (lagging bool) {
 	received := [2]uint64{ci.Bytes_received, bi.Bytes_received}
-	defer func() { c.smap.received = received }()
+	defer func() {
+		if c.state == stateRelaying { // a failed pause let go of c.smap
+			c.smap.received = received
+		}
+	}()
 	for i, m := range [2]struct {
 		d        *direction
 		src, dst *unix.TCPInfo

@@ -41,8 +41,8 @@ import (
 // them in order and where they count against x's receive buffer, so x's window closes as
 // they pile up and TCP stops the sender. A paused socket stays in watch for good: taking it
 // out clears the verdict program of a socket whose data-ready hook may be running on
-// another CPU, which then drops the segment it holds (measured on 6.18: one 64 KiB segment
-// lost in about one pause in a hundred).
+// another CPU, which then drops the segment it holds (seen on 6.18 under a bulk load: one
+// 64 KiB segment lost, and its connection stalled, in 2 of 15 runs of 16 connections).
 //
 // Closing a socket takes it out of peers and watch, so those maps empty as connections end;
 // the loop deletes a paused entry when its connection ends.
