@@ -43,6 +43,9 @@ import (
 // out clears the verdict program of a socket whose data-ready hook may be running on
 // another CPU, which then drops the segment it holds (seen on 6.18 under a bulk load: one
 // 64 KiB segment lost, and its connection stalled, in 2 of 15 runs of 16 connections).
+// Open: under that same load, reading a paused direction through this queue for hundreds
+// of MB delivered one 64 KiB segment twice in about one run in ten (bench/EXPERIMENTS.md);
+// neither the kernel nor the relay is proven at fault yet.
 //
 // Closing a socket takes it out of peers and watch, so those maps empty as connections end;
 // the loop deletes a paused entry when its connection ends.
