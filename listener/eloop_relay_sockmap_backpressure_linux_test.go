@@ -25,14 +25,15 @@ import (
 // and its reader (two sockets' receive and send buffers, about 20 MiB at most, plus what
 // the mover lets the kernel hold), so without back-pressure it finishes long before its
 // reader starts, and with it the sender stalls well short of it.
-const bpTotal = 96 << 20
+const bpTotal = 160 << 20
 
 // bpHeld is the most a stalled path may hold of the sender's bytes, outside the sender's
 // own send queue: the proxy's receive and send buffers and the backend's (client's) receive
 // buffer (up to 6 + 4 + 6 MiB with Linux's default autotuning limits), plus pauseAfter and
-// what the kernel takes before the next look. Without back-pressure the kernel holds all
-// of bpTotal.
-const bpHeld = 40 << 20
+// what the kernel takes before the next look (the looks of a connection that was quiet
+// are up to a second apart: a loaded machine that is slow to start the sender leaves the
+// kernel more time). Without back-pressure the kernel holds all of bpTotal.
+const bpHeld = 64 << 20
 
 // bpStream is the sender's bytes: a fixed pseudo-random stream, fed in 64 KiB pieces.
 type bpStream struct {

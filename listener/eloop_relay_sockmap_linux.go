@@ -420,7 +420,9 @@ const (
 	// pressureLook is how often look runs while a destination lags and its source sends: at
 	// 1 GB a second the kernel takes 2 MB more in that time, so a lagging direction pauses
 	// with at most about 6 MiB held. A quiet connection is looked at less often, doubling up
-	// to kernelLookEvery, so a connection pays the short look only while it lags.
+	// to kernelLookEvery, so a connection pays the short look only while it lags; the price
+	// is that a sender that bursts into a stalled destination after a quiet spell can have
+	// the kernel queue what it sends until the next look (at most kernelLookEvery away).
 	pressureLook = 2 * time.Millisecond
 )
 
