@@ -25,9 +25,9 @@ import (
 //   - an error on either socket (SO_ERROR) resets both, as on the relay;
 //   - every second (kernelLookEvery), and at the close, TCP_INFO's counters feed the byte
 //     meters and the idle timeout;
-//   - back-pressure (pause, below): a direction whose destination does not keep up is paused
-//     once the kernel holds pauseAfter of its bytes (the verdict keeps the source's bytes in
-//     it, under TCP flow control), and the relay moves it from then on;
+//   - back-pressure (pause, below): a direction whose destination has stopped reading is
+//     taken out of the kernel once the kernel holds pauseAfter of its bytes, and the
+//     splice relay moves it from then on, under TCP flow control;
 //   - closing a socket takes it out of the maps, so force-remove, drain and shutdown need
 //     nothing more than on the relay.
 type sockmapRelay struct {
@@ -66,6 +66,10 @@ type kernelDir struct {
 	ackedStart uint64
 	cookie     uint64  // the source socket's key in the kernel maps
 	mode       dirMode // who moves the direction now
+	// dstAcked is the destination's bytes_acked at the look that saw it change (dstMoved):
+	// a destination whose peer acknowledges nothing for stallAfter has stopped reading.
+	dstAcked uint64
+	dstMoved time.Time
 }
 
 // dirMode says who moves one direction of a promoted connection. It only moves forward:
@@ -75,13 +79,12 @@ type dirMode uint8
 const (
 	// inKernel: the source is in the watch map and the verdict redirects its bytes.
 	inKernel dirMode = iota
-	// paused: the verdict keeps the source's new bytes in it (back-pressure, pause), under
-	// TCP flow control, while what the kernel redirected drains into the destination.
-	// Nothing reads the source yet: a read now would overtake those bytes.
+	// paused: the source left the watch map (back-pressure, pause); its new bytes wait in its
+	// receive queue under TCP flow control while what the kernel took drains into the
+	// destination. Nothing reads the source yet: a read now would overtake those bytes.
 	paused
-	// onRelay: the relay moves the direction, as before the promotion (with read(2) alone
-	// once paused: direction.copyOnly). A client that could not join the kernel (its FIN
-	// came during the promotion) starts there.
+	// onRelay: the splice relay moves the direction, as before the promotion. A client that
+	// could not join the kernel (its FIN came during the promotion) starts there.
 	onRelay
 )
 
@@ -402,32 +405,46 @@ func (r sockmapRelay) look(l *loop, c *loopConn) {
 // source as it arrives (its window stays open) and queues it for the destination, however
 // far behind the destination is (measured on 6.18: 300 MB to 1 GB a second behind a reader
 // that stopped). So the loop watches how far behind each destination is, and when the kernel
-// holds more than pauseAfter bytes that its destination has not taken, it pauses the
-// direction: the verdict keeps the source's new bytes in the source itself (the keep map,
-// sockmap_kernel_linux.go), where they count against its receive buffer, so its window
-// closes and TCP stops the sender. The other direction's redirects go on. Once every byte
-// the kernel redirected is in the destination's send queue (settle, resume), the relay
-// moves the direction, reading the kept bytes first, in order, with read(2): no byte is
-// lost or reordered. It stays there: moving it back would pay the promotion again, and a
-// destination that lagged once is likely to lag again.
+// holds more than pauseAfter bytes for a destination whose peer has acknowledged nothing for
+// stallAfter (its reader stopped), it pauses the direction: its source leaves the watch map,
+// so its verdict stops and its new bytes stay in its own receive queue, whose window closes
+// as it fills, and TCP stops the sender. The source stays in the peers map, so the other
+// direction's redirects into it go on. Once every byte the kernel took is in the
+// destination's send queue (settle, resume), the splice relay moves the direction, reading
+// first what waited in the receive queue. It stays there: moving it back would pay the
+// promotion again, and a destination that stalled once is likely to again.
+//
+// A destination that keeps reading is never paused, however far behind: the kernel on 6.18
+// has no safe way to stop a socket that is receiving. Taking it out of the watch map clears
+// its verdict program while its data-ready hook may be judging a segment on the other CPU,
+// which then drops it (under a bulk load, one 64 KiB segment in about one pause in a
+// hundred: the direction then never resumes, as the bytes the kernel took never all reach
+// the destination). Keeping it in the map with a verdict that passes its bytes to the
+// socket itself duplicated a segment when that queue was read in pieces (15 of 240
+// connections under the same load). Pausing only a stalled destination keeps that risk
+// away from every transfer that is still moving (bench/EXPERIMENTS.md).
 const (
-	// pauseAfter is how many bytes the kernel may hold for a destination that does not take
-	// them (beyond its send buffer) before the direction is paused: about one more send
-	// buffer (tcp_wmem's default top is 4 MiB), so a paused direction costs the kernel about
-	// what a slow reader costs the relay. Smaller would pause bulk transfers whose reader
-	// keeps up but lags the kernel's redirects by a few hundred KiB now and then.
+	// pauseAfter is how many bytes the kernel may hold for a stalled destination (beyond
+	// its send buffer) before the direction is paused: about one more send buffer
+	// (tcp_wmem's default top is 4 MiB), so a paused direction costs the kernel about what
+	// a slow reader costs the relay.
 	pauseAfter = 4 << 20
-	// pressureLook is how often look runs while a destination lags and its source sends: at
-	// 1 GB a second the kernel takes 2 MB more in that time, so a lagging direction pauses
-	// with at most about 6 MiB held. A quiet connection is looked at less often, doubling up
-	// to kernelLookEvery, so a connection pays the short look only while it lags; the price
-	// is that a sender that bursts into a stalled destination after a quiet spell can have
-	// the kernel queue what it sends until the next look (at most kernelLookEvery away).
+	// stallAfter is how long a destination's peer must acknowledge nothing before its
+	// direction counts as stalled: long enough that a reader descheduled on a loaded
+	// machine is not taken for one that stopped, short enough that the kernel takes at
+	// most 20 MB more at 1 GB a second.
+	stallAfter = 20 * time.Millisecond
+	// pressureLook is how often look runs while a destination lags and its source sends.
+	// A quiet connection is looked at less often, doubling up to kernelLookEvery, so a
+	// connection pays the short look only while it lags; the price is that a sender that
+	// bursts into a stalled destination after a quiet spell can have the kernel queue what
+	// it sends until the next look (at most kernelLookEvery away).
 	pressureLook = 2 * time.Millisecond
 )
 
-// pressure pauses each kernel direction whose destination lags by more than pauseAfter, and
-// reports whether a destination lags while its source sends (look soon again).
+// pressure pauses each kernel direction whose destination has stalled with more than
+// pauseAfter held for it, and reports whether a destination lags while its source sends
+// (look soon again).
 func (r sockmapRelay) pressure(l *loop, c *loopConn, ci, bi *unix.TCPInfo) (lagging bool) {
 	received := [2]uint64{ci.Bytes_received, bi.Bytes_received}
 	defer func() {
@@ -452,7 +469,10 @@ func (r sockmapRelay) pressure(l *loop, c *loopConn, ci, bi *unix.TCPInfo) (lagg
 		// verdict runs) less what it has given the destination.
 		held := int64(m.src.Bytes_received) - finReceived(m.d, m.src, false) + kd.offset -
 			(int64(m.dst.Bytes_acked) + int64(outq))
-		if held > pauseAfter {
+		if a := m.dst.Bytes_acked; a != kd.dstAcked || kd.dstMoved.IsZero() {
+			kd.dstAcked, kd.dstMoved = a, l.now
+		}
+		if held > pauseAfter && l.now.Sub(kd.dstMoved) >= stallAfter {
 			r.pause(l, c, m.d)
 			if c.state != stateRelaying {
 				return false
@@ -464,12 +484,12 @@ func (r sockmapRelay) pressure(l *loop, c *loopConn, ci, bi *unix.TCPInfo) (lagg
 	return lagging
 }
 
-// pause has the verdict keep d's new bytes in its source, and hands d to the relay as soon
-// as the kernel has delivered what it took before.
+// pause takes d's source out of the watch map and hands d to the relay as soon as the kernel
+// has delivered what it took.
 func (r sockmapRelay) pause(l *loop, c *loopConn, d *direction) {
 	kd := c.kdir(d)
-	if err := r.kernel.pause(kd.cookie); err != nil {
-		l.finish(c, fmt.Errorf("sockmap: pause a direction in the kernel: %w", err), true)
+	if err := r.kernel.watch.Delete(kd.cookie); err != nil {
+		l.finish(c, fmt.Errorf("sockmap: take a socket out of the kernel: %w", err), true)
 		return
 	}
 	kd.mode = paused
@@ -478,33 +498,31 @@ func (r sockmapRelay) pause(l *loop, c *loopConn, d *direction) {
 	r.settle(l, c)
 }
 
-// resume hands paused direction d to the relay once every byte the kernel redirected from
-// its source is in its destination's send queue (or acknowledged), and reports whether it
-// did. Before that, reading the source would overtake the bytes still in the kernel.
+// resume hands paused direction d to the relay once every byte the kernel took from its
+// source is in its destination's send queue (or acknowledged), and reports whether it did.
+// Before that, reading the source would overtake the bytes still in the kernel.
 func (r sockmapRelay) resume(l *loop, c *loopConn, d *direction) bool {
-	_, dst := c.ends(d)
-	taken, ok1 := r.kernelTaken(c, d)
+	src, dst := c.ends(d)
+	taken, ok1 := kernelTaken(src)
 	sent, ok2 := sentBytes(dst)
 	if !ok1 || !ok2 || sent-c.kdir(d).offset < taken {
 		return false
 	}
 	meterTaken(c, d, taken)
 	c.kdir(d).mode = onRelay
-	d.copyOnly = true // the verdict passes src's bytes to its BPF queue, which splice cannot see
 	d.readable = true // what arrived while paused gave its edge already
 	l.pump(c, d)
 	return true
 }
 
-// kernelTaken is how many bytes the kernel has redirected from the source of paused
-// direction d, at most: its bytes received, less its peer's FIN, less what the verdict kept
-// in it. A segment the verdict has not judged yet counts as redirected, which only makes
-// resume wait for it. It reads bytes_received twice around the count kept, so that a
-// segment judged in between cannot skew it; ok is false when one was.
-func (r sockmapRelay) kernelTaken(c *loopConn, d *direction) (taken int64, ok bool) {
-	src, _ := c.ends(d)
+// kernelTaken is how many bytes the kernel has taken off src, which has left the watch map:
+// its bytes received, less its peer's FIN, less what waits in its receive queue. It reads
+// bytes_received twice around the queue's size, so that a segment arriving in between
+// cannot skew it; ok is false when one did. SIOCINQ cannot give the queue's size here: on
+// a socket in a BPF socket map it counts only the map's own ingress queue.
+func kernelTaken(src int) (taken int64, ok bool) {
 	r1, err1 := unix.GetsockoptTCPInfo(src, unix.IPPROTO_TCP, unix.TCP_INFO)
-	kept, err2 := r.kernel.passed(c.kdir(d).cookie)
+	queued, err2 := receiveQueued(src)
 	r2, err3 := unix.GetsockoptTCPInfo(src, unix.IPPROTO_TCP, unix.TCP_INFO)
 	if err1 != nil || err2 != nil || err3 != nil || r1.Bytes_received != r2.Bytes_received {
 		return 0, false
@@ -514,7 +532,22 @@ func (r sockmapRelay) kernelTaken(c *loopConn, d *direction) (taken int64, ok bo
 	case unix.BPF_TCP_CLOSE_WAIT, unix.BPF_TCP_LAST_ACK, unix.BPF_TCP_CLOSING, unix.BPF_TCP_TIME_WAIT:
 		fin = 1
 	}
-	return int64(r2.Bytes_received) - fin - int64(kept), true
+	return int64(r2.Bytes_received) - fin - queued, true
+}
+
+// receiveQueued counts the bytes in fd's receive queue without reading them: a peek that
+// copies nothing (MSG_TRUNC) into a window as large as any receive queue.
+func receiveQueued(fd int) (int64, error) {
+	const window = 1 << 30
+	n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), 0, window,
+		unix.MSG_PEEK|unix.MSG_TRUNC|unix.MSG_DONTWAIT, 0, 0)
+	switch {
+	case errno == unix.EAGAIN:
+		return 0, nil
+	case errno != 0:
+		return 0, os.NewSyscallError("recvfrom", errno)
+	}
+	return int64(n), nil
 }
 
 // meterTaken tells the Meter the last of what the kernel moved of d, taken bytes off its
@@ -553,16 +586,12 @@ func (r sockmapRelay) stop(l *loop, c *loopConn) (up, down int64) {
 		meterKernel(c, ci, bi, true)
 	}
 	for _, d := range [2]*direction{&c.up, &c.down} {
-		kd := c.kdir(d)
-		if kd.mode == paused {
-			if taken, ok := r.kernelTaken(c, d); ok {
+		if c.kdir(d).mode == paused {
+			src, _ := c.ends(d)
+			if taken, ok := kernelTaken(src); ok {
 				meterTaken(c, d, taken)
 			}
 		}
-		if kd.mode == paused || d.copyOnly {
-			r.kernel.unpause(kd.cookie)
-		}
-		d.copyOnly = false
 	}
 	up, down = r.spliceRelay.stop(l, c)
 	up += c.smap.up.metered

@@ -38,7 +38,6 @@ type direction struct {
 	readable bool  // src may have bytes (or its FIN) to read
 	rdhup    bool  // src's peer sent FIN: a short read no longer means drained
 	bulk     bool  // the last read filled the buffer: splice
-	copyOnly bool  // never splice: src's bytes wait where only read(2) finds them (a paused sockmap direction)
 	eof      bool  // src's FIN was read
 	done     bool  // the FIN was passed on to dst
 }
@@ -155,7 +154,7 @@ func (l *loop) pump(c *loopConn, d *direction) {
 			return
 		case !d.readable:
 			return
-		case d.bulk && !d.copyOnly:
+		case d.bulk:
 			l.spliceIn(c, d, src)
 		default:
 			l.readSmall(c, d, src, dst)

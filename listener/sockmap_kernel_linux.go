@@ -13,13 +13,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// sockmapKernel is the kernel half of the sockmap mover (moverSockmap): two SOCKHASH maps, a
-// hash of paused sockets, and an sk_skb stream-verdict program, loaded once per EventLoops and shared by its loops (map
+// sockmapKernel is the kernel half of the sockmap mover (moverSockmap): two SOCKHASH maps and
+// an sk_skb stream-verdict program, loaded once per EventLoops and shared by its loops (map
 // updates are system calls, safe from any thread).
 //
 //	peers[cookie(x)] = peer of x   the redirect table, keyed per socket; no program on it
 //	watch[cookie(x)] = x           the verdict program is attached here
-//	keep[cookie(x)] = n            x's direction is paused (back-pressure): n bytes kept in x
 //
 // A promoted pair enters peers first, both sockets, and only then watch, backend first. The
 // verdict runs on every socket in a map that carries it, so a single map would run it on the
@@ -31,27 +30,11 @@ import (
 //
 //	if skb->len == 0 { return SK_DROP }     // a bare FIN: the loop passes it on with shutdown
 //	key := bpf_get_socket_cookie(skb)
-//	if n := keep[key]; n != nil {         // back-pressure: keep the bytes in x itself
-//		atomic *n += skb->len
-//		return SK_PASS
-//	}
 //	return bpf_sk_redirect_hash(skb, &peers, &key, 0)   // out of the peer; SK_DROP if none
 //
-// SK_PASS queues the bytes on x's own socket (its BPF ingress queue), where read(2) finds
-// them in order and where they count against x's receive buffer, so x's window closes as
-// they pile up and TCP stops the sender. A paused socket stays in watch for good: taking it
-// out clears the verdict program of a socket whose data-ready hook may be running on
-// another CPU, which then drops the segment it holds (seen on 6.18 under a bulk load: one
-// 64 KiB segment lost, and its connection stalled, in 2 of 15 runs of 16 connections).
-// Open: under that same load, reading a paused direction through this queue for hundreds
-// of MB delivered one 64 KiB segment twice in about one run in ten (bench/EXPERIMENTS.md);
-// neither the kernel nor the relay is proven at fault yet.
-//
-// Closing a socket takes it out of peers and watch, so those maps empty as connections end;
-// the loop deletes a paused entry when its connection ends.
+// Closing a socket takes it out of both maps, so the maps empty as connections end.
 type sockmapKernel struct {
 	peers, watch *ebpf.Map
-	keep         *ebpf.Map // paused sockets: cookie → bytes the verdict kept in the socket
 	prog         *ebpf.Program
 	inKernel     atomic.Int64 // promoted connections not yet stopped
 	promotions   atomic.Int64 // connections ever promoted
@@ -80,11 +63,7 @@ func loadSockmapKernel(conns int) (*sockmapKernel, error) {
 		k.close()
 		return nil, err
 	}
-	if k.keep, err = newKeepMap(2 * conns); err != nil {
-		k.close()
-		return nil, err
-	}
-	if k.prog, err = redirectProgram(k.peers, k.keep); err != nil {
+	if k.prog, err = redirectProgram(k.peers); err != nil {
 		k.close()
 		return nil, err
 	}
@@ -108,34 +87,16 @@ func newSockHash(name string, entries int) (*ebpf.Map, error) {
 	return m, nil
 }
 
-func newKeepMap(entries int) (*ebpf.Map, error) {
-	m, err := ebpf.NewMap(&ebpf.MapSpec{
-		Name: "fulcrum_keep", Type: ebpf.Hash, KeySize: 8, ValueSize: 8, MaxEntries: uint32(entries),
-	})
-	if err != nil {
-		return nil, sockmapRefusal("create a BPF hash map", err)
-	}
-	return m, nil
-}
-
-// redirectProgram assembles and loads the verdict program over the peers and keep maps.
-func redirectProgram(peers, keep *ebpf.Map) (*ebpf.Program, error) {
-	const skDrop, skPass = 0, 1
+// redirectProgram assembles and loads the verdict program over the peers map.
+func redirectProgram(peers *ebpf.Map) (*ebpf.Program, error) {
+	const skDrop = 0
 	insns := asm.Instructions{
 		asm.Mov.Reg(asm.R6, asm.R1),              // keep skb across calls
-		asm.LoadMem(asm.R7, asm.R1, 0, asm.Word), // skb->len (first field of __sk_buff)
-		asm.JEq.Imm(asm.R7, 0, "bare_fin"),
+		asm.LoadMem(asm.R2, asm.R1, 0, asm.Word), // skb->len (first field of __sk_buff)
+		asm.JEq.Imm(asm.R2, 0, "bare_fin"),
 		asm.FnGetSocketCookie.Call(),
 		asm.StoreMem(asm.RFP, -8, asm.R0, asm.DWord), // the key lives on the stack
-		asm.LoadMapPtr(asm.R1, keep.FD()),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, -8),
-		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, "redirect"),
-		asm.StoreXAdd(asm.R0, asm.R7, asm.DWord), // count what stays, for the loop
-		asm.Mov.Imm(asm.R0, skPass),
-		asm.Return(),
-		asm.Mov.Reg(asm.R1, asm.R6).WithSymbol("redirect"),
+		asm.Mov.Reg(asm.R1, asm.R6),
 		asm.LoadMapPtr(asm.R2, peers.FD()),
 		asm.Mov.Reg(asm.R3, asm.RFP),
 		asm.Add.Imm(asm.R3, -8),
@@ -190,10 +151,10 @@ func (k *sockmapKernel) insert(cfd, bfd int, cc, bc uint64) (joined, clientOut b
 	return true, k.watch.Update(cc, uint64(cfd), ebpf.UpdateNoExist) != nil
 }
 
-// entries counts the sockets in the maps (for tests and status; it walks the maps).
+// entries counts the sockets in both maps (for tests and status; it walks the maps).
 func (k *sockmapKernel) entries() int {
 	n := 0
-	for _, m := range [3]*ebpf.Map{k.peers, k.watch, k.keep} {
+	for _, m := range [2]*ebpf.Map{k.peers, k.watch} {
 		var key, v uint64
 		for it := m.Iterate(); it.Next(&key, &v); {
 			n++
@@ -215,26 +176,9 @@ func (k *sockmapKernel) close() {
 	if k.prog != nil {
 		k.prog.Close()
 	}
-	for _, m := range [3]*ebpf.Map{k.watch, k.peers, k.keep} {
+	for _, m := range [2]*ebpf.Map{k.watch, k.peers} {
 		if m != nil {
 			m.Close()
 		}
 	}
-}
-
-// pause has the verdict keep src's bytes in src from now on (back-pressure).
-func (k *sockmapKernel) pause(src uint64) error {
-	return k.keep.Update(src, uint64(0), ebpf.UpdateNoExist)
-}
-
-// passed is how many bytes the verdict has kept in paused socket src.
-func (k *sockmapKernel) passed(src uint64) (uint64, error) {
-	var n uint64
-	err := k.keep.Lookup(src, &n)
-	return n, err
-}
-
-// unpause forgets src, whose connection ended.
-func (k *sockmapKernel) unpause(src uint64) {
-	k.keep.Delete(src)
 }
