@@ -54,6 +54,7 @@ type sockmapConn struct {
 	every    time.Duration // between looks: short while a destination lags (pressureLook)
 	acked    [2]uint64     // the client's and the backend's TCP_INFO bytes_acked at the last look
 	received [2]uint64     // their bytes_received at the last look
+	metered  time.Time     // when look last told the Meter what the kernel moved
 }
 
 // kernelDir is what the loop knows of one direction moved by the kernel.
@@ -375,7 +376,10 @@ func (r sockmapRelay) look(l *loop, c *loopConn) {
 	bi, err2 := unix.GetsockoptTCPInfo(c.bfd, unix.IPPROTO_TCP, unix.TCP_INFO)
 	lagging := false
 	if err1 == nil && err2 == nil {
-		meterKernel(c, ci, bi, false)
+		if l.now.Sub(c.smap.metered) >= kernelLookEvery { // the live meters, as before back-pressure
+			meterKernel(c, ci, bi, false)
+			c.smap.metered = l.now
+		}
 		if acked := [2]uint64{ci.Bytes_acked, bi.Bytes_acked}; acked != c.smap.acked {
 			c.smap.acked = acked
 			c.lastActive = l.now
