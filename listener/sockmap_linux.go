@@ -56,8 +56,8 @@ type SockmapStats struct {
 	InKernel   int // connections the kernel relays
 	Promoted   int // connections ever moved into the kernel
 	MapEntries int // sockets in the kernel maps: twice InKernel for each map, once they settle, less one per paused direction
-	// Paused counts directions ever taken out of the kernel because their destination did
-	// not keep up (back-pressure): the user-space relay moved them from then on.
+	// Paused counts directions ever taken out of the kernel because their destination
+	// stopped reading (back-pressure): the user-space relay moved them from then on.
 	Paused int
 }
 
