@@ -3,6 +3,7 @@
 package listener
 
 import (
+	"fmt"
 	"os"
 	"time"
 
@@ -24,6 +25,9 @@ import (
 //   - an error on either socket (SO_ERROR) resets both, as on the relay;
 //   - every second (kernelLookEvery), and at the close, TCP_INFO's counters feed the byte
 //     meters and the idle timeout;
+//   - back-pressure (pause, below): a direction whose destination has stopped reading is
+//     taken out of the kernel once the kernel holds pauseAfter of its bytes, and the
+//     splice relay moves it from then on, under TCP flow control;
 //   - closing a socket takes it out of the maps, so force-remove, drain and shutdown need
 //     nothing more than on the relay.
 type sockmapRelay struct {
@@ -46,11 +50,11 @@ func newSockmapRelay(el *EventLoops) relay { return sockmapRelay{sockmapSettings
 // spliceConn: FIN seen on the source, FIN passed on.
 type sockmapConn struct {
 	up, down kernelDir
-	wait     time.Duration // before the next look at a FIN not yet passed on
+	wait     time.Duration // before the next look at a FIN not yet passed on or a paused direction
+	every    time.Duration // between looks: short while a destination lags (pressureLook)
 	acked    [2]uint64     // the client's and the backend's TCP_INFO bytes_acked at the last look
-	// upOnRelay: the client could not join the kernel (its FIN came during the promotion);
-	// the splice relay moves the up direction, the kernel the down one.
-	upOnRelay bool
+	received [2]uint64     // their bytes_received at the last look
+	metered  time.Time     // when look last told the Meter what the kernel moved
 }
 
 // kernelDir is what the loop knows of one direction moved by the kernel.
@@ -61,6 +65,36 @@ type kernelDir struct {
 	// ackedStart is the source socket's bytes_acked at the promotion: where look starts
 	// counting the bytes its peer acknowledges, for the idle timeout.
 	ackedStart uint64
+	cookie     uint64  // the source socket's key in the kernel maps
+	mode       dirMode // who moves the direction now
+	// dstAcked is the destination's bytes_acked at the look that saw it change (dstMoved):
+	// a destination whose peer acknowledges nothing for stallAfter has stopped reading.
+	dstAcked uint64
+	dstMoved time.Time
+}
+
+// dirMode says who moves one direction of a promoted connection. It only moves forward:
+// inKernel, then paused, then onRelay; a direction never goes back into the kernel.
+type dirMode uint8
+
+const (
+	// inKernel: the source is in the watch map and the verdict redirects its bytes.
+	inKernel dirMode = iota
+	// paused: the source left the watch map (back-pressure, pause); its new bytes wait in its
+	// receive queue under TCP flow control while what the kernel took drains into the
+	// destination. Nothing reads the source yet: a read now would overtake those bytes.
+	paused
+	// onRelay: the splice relay moves the direction, as before the promotion. A client that
+	// could not join the kernel (its FIN came during the promotion) starts there.
+	onRelay
+)
+
+// kdir is the kernel's side of direction d.
+func (c *loopConn) kdir(d *direction) *kernelDir {
+	if d == &c.up {
+		return &c.smap.up
+	}
+	return &c.smap.down
 }
 
 // stayOnRelay marks a connection judged unfit for the kernel (a map full, a socket no longer
@@ -93,22 +127,53 @@ func (r sockmapRelay) event(l *loop, c *loopConn, fromClient bool, ev uint32) {
 			return
 		}
 	}
-	if c.smap.upOnRelay { // the up direction is the splice relay's: its events feed the pump
-		if fromClient && ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP) != 0 {
-			c.up.readable = true
-			c.up.rdhup = c.up.rdhup || ev&(unix.EPOLLRDHUP|unix.EPOLLHUP) != 0
-			l.pump(c, &c.up)
+	out := &c.down
+	if !fromClient {
+		out = &c.up
+	}
+	r.sourceEvent(l, c, d, ev)
+	if c.state == stateRelaying {
+		r.destinationEvent(l, c, out, ev)
+	}
+}
+
+// sourceEvent handles readiness on the source of d: a FIN for the kernel's directions, bytes
+// to read for the relay's.
+func (r sockmapRelay) sourceEvent(l *loop, c *loopConn, d *direction, ev uint32) {
+	hup := ev&(unix.EPOLLRDHUP|unix.EPOLLHUP) != 0
+	switch c.kdir(d).mode {
+	case inKernel:
+		if hup && !d.eof {
+			d.eof = true
+			r.passFINs(l, c)
 		}
-		if !fromClient && ev&(unix.EPOLLOUT|unix.EPOLLHUP) != 0 && c.up.queued() {
-			l.pump(c, &c.up)
+	case paused: // remembered for the relay, which reads once the kernel's bytes are out
+		if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP) != 0 {
+			d.readable = true
+			d.rdhup = d.rdhup || hup
 		}
-		if fromClient || c.state != stateRelaying {
-			return
+	case onRelay:
+		if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP) != 0 {
+			d.readable = true
+			d.rdhup = d.rdhup || hup
+			l.pump(c, d)
 		}
 	}
-	if ev&(unix.EPOLLRDHUP|unix.EPOLLHUP) != 0 && !d.eof {
-		d.eof = true
-		r.passFINs(l, c)
+}
+
+// destinationEvent handles writability on the destination of d: room for the relay's
+// bytes, or for those the kernel still holds of a paused direction.
+func (r sockmapRelay) destinationEvent(l *loop, c *loopConn, d *direction, ev uint32) {
+	if ev&(unix.EPOLLOUT|unix.EPOLLHUP) == 0 {
+		return
+	}
+	switch c.kdir(d).mode {
+	case paused:
+		r.settle(l, c)
+	case onRelay:
+		if d.queued() {
+			l.pump(c, d)
+		}
 	}
 }
 
@@ -139,7 +204,11 @@ func (r sockmapRelay) judge(l *loop, c *loopConn) {
 		c.smap = stayOnRelay
 		return
 	}
-	c.smap = &sockmapConn{up: up, down: down, acked: [2]uint64{up.ackedStart, down.ackedStart}, upOnRelay: clientOut}
+	up.cookie, down.cookie = cc, bc
+	if clientOut {
+		up.mode = onRelay
+	}
+	c.smap = &sockmapConn{up: up, down: down, acked: [2]uint64{up.ackedStart, down.ackedStart}}
 	r.kernel.inKernel.Add(1)
 	r.kernel.promotions.Add(1)
 	c.lastActive = l.now
@@ -200,27 +269,43 @@ func sentBytes(dst int) (int64, bool) {
 	return int64(a2.Bytes_acked) + int64(outq), true
 }
 
-// passFINs passes on each FIN whose bytes have all been delivered, and looks again after a
-// wait (1 ms doubling to 256 ms) while one has not: the kernel moves bytes asynchronously.
-func (r sockmapRelay) passFINs(l *loop, c *loopConn) {
+// passFINs passes on each FIN whose bytes have all been delivered; settle looks again while
+// one has not.
+func (r sockmapRelay) passFINs(l *loop, c *loopConn) { r.settle(l, c) }
+
+// settle does what waits for the kernel to deliver the bytes it took: it passes on each FIN
+// whose bytes are delivered, and hands each paused direction whose bytes are delivered to
+// the relay. While something still waits it looks again after a wait (1 ms doubling to
+// 256 ms, or 16 ms while a direction is paused): the kernel moves bytes asynchronously and says nothing when it is done.
+func (r sockmapRelay) settle(l *loop, c *loopConn) {
 	waiting := false
 	for _, d := range [2]*direction{&c.up, &c.down} {
-		if !d.eof || d.done || c.state != stateRelaying || d == &c.up && c.smap.upOnRelay {
-			continue
+		if c.state != stateRelaying {
+			return
 		}
-		if !delivered(c, d) {
-			waiting = true
-			continue
+		switch kd := c.kdir(d); {
+		case kd.mode == paused:
+			waiting = !r.resume(l, c, d) || waiting
+		case kd.mode == inKernel && d.eof && !d.done:
+			if !delivered(c, d) {
+				waiting = true
+				continue
+			}
+			_, dst := c.ends(d)
+			l.passFIN(c, d, dst)
 		}
-		_, dst := c.ends(d)
-		l.passFIN(c, d, dst)
 	}
-	if !waiting || c.state != stateRelaying {
+	if c.state != stateRelaying {
+		return // the last FIN ended c, and stop let go of c.smap
+	}
+	if !waiting {
 		c.smap.wait = 0
 		return
 	}
-	c.smap.wait = min(max(2*c.smap.wait, time.Millisecond), 256*time.Millisecond)
-	l.timers.set(c, l.now.Add(c.smap.wait))
+	c.smap.wait = min(max(2*c.smap.wait, time.Millisecond), settleWaitMax(c))
+	if at := l.now.Add(c.smap.wait); c.timerIndex < 0 || at.Before(c.deadline) {
+		l.timers.set(c, at)
+	}
 }
 
 // delivered reports whether every byte d's source received before its FIN has been given to
@@ -251,15 +336,35 @@ func (r sockmapRelay) tick(l *loop, c *loopConn) bool {
 		return false
 	}
 	r.look(l, c)
-	if c.state == stateRelaying && finWaiting(c) {
-		r.passFINs(l, c) // sooner than the look
+	if c.state == stateRelaying && settling(c) {
+		r.settle(l, c) // sooner than the look
 	}
 	return true
 }
 
-// finWaiting reports whether a FIN came that is not yet passed on.
-func finWaiting(c *loopConn) bool {
-	return c.up.eof && !c.up.done && !c.smap.upOnRelay || c.down.eof && !c.down.done
+// settleWaitMax is the longest wait between two looks of settle: a paused direction's
+// sender is stopped until it resumes, so it is looked at more often than a FIN.
+func settleWaitMax(c *loopConn) time.Duration {
+	if c.smap.up.mode == paused || c.smap.down.mode == paused {
+		return 16 * time.Millisecond
+	}
+	return 256 * time.Millisecond
+}
+
+// settling reports whether a FIN came that is not yet passed on, or a paused direction waits
+// for the kernel's bytes to be delivered.
+func settling(c *loopConn) bool {
+	for _, d := range [2]*direction{&c.up, &c.down} {
+		switch kd := c.kdir(d); kd.mode {
+		case paused:
+			return true
+		case inKernel:
+			if d.eof && !d.done {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // look brings the byte meters up to date, ends c when idle, and sets the next look. Bytes
@@ -269,11 +374,18 @@ func finWaiting(c *loopConn) bool {
 func (r sockmapRelay) look(l *loop, c *loopConn) {
 	ci, err1 := unix.GetsockoptTCPInfo(c.cfd, unix.IPPROTO_TCP, unix.TCP_INFO)
 	bi, err2 := unix.GetsockoptTCPInfo(c.bfd, unix.IPPROTO_TCP, unix.TCP_INFO)
+	lagging := false
 	if err1 == nil && err2 == nil {
-		meterKernel(c, ci, bi, false)
+		if l.now.Sub(c.smap.metered) >= kernelLookEvery { // the live meters, as before back-pressure
+			meterKernel(c, ci, bi, false)
+			c.smap.metered = l.now
+		}
 		if acked := [2]uint64{ci.Bytes_acked, bi.Bytes_acked}; acked != c.smap.acked {
 			c.smap.acked = acked
 			c.lastActive = l.now
+		}
+		if lagging = r.pressure(l, c, ci, bi); c.state != stateRelaying {
+			return
 		}
 	}
 	idle := c.srv.cfg.IdleTimeout
@@ -281,20 +393,180 @@ func (r sockmapRelay) look(l *loop, c *loopConn) {
 		l.finish(c, ErrIdle, true)
 		return
 	}
-	next := l.now.Add(kernelLookEvery)
+	if lagging {
+		c.smap.every = pressureLook
+	} else {
+		c.smap.every = min(max(2*c.smap.every, pressureLook), kernelLookEvery)
+	}
+	next := l.now.Add(c.smap.every)
 	if idle > 0 && c.lastActive.Add(idle).Before(next) {
 		next = c.lastActive.Add(idle)
 	}
 	l.timers.set(c, next)
 }
 
-// The kernel has no back-pressure on a redirect: a source keeps receiving (its window stays
-// open) while the redirects to its destination wait, so what a fast source sends beyond what
-// its destination drains is queued in kernel memory (measured on 6.18: about 1 GB a second
-// behind a client that never reads, and hundreds of MB in a bulk upload whose sink reads at
-// full speed). A bound that resets the connection broke bulk transfers; pausing the source
-// (taking it out of the watch map) and relaying a paused direction's tail in user space is
-// the way out, not done yet.
+// Back-pressure. The kernel gives a redirect none: the verdict takes every byte off the
+// source as it arrives (its window stays open) and queues it for the destination, however
+// far behind the destination is (measured on 6.18: 300 MB to 1 GB a second behind a reader
+// that stopped). So the loop watches how far behind each destination is, and when the kernel
+// holds more than pauseAfter bytes for a destination whose peer has acknowledged nothing for
+// stallAfter (its reader stopped), it pauses the direction: its source leaves the watch map,
+// so its verdict stops and its new bytes stay in its own receive queue, whose window closes
+// as it fills, and TCP stops the sender. The source stays in the peers map, so the other
+// direction's redirects into it go on. Once every byte the kernel took is in the
+// destination's send queue (settle, resume), the splice relay moves the direction, reading
+// first what waited in the receive queue. It stays there: moving it back would pay the
+// promotion again, and a destination that stalled once is likely to again.
+//
+// A destination that keeps reading is never paused, however far behind: the kernel on 6.18
+// has no safe way to stop a socket that is receiving. Taking it out of the watch map clears
+// its verdict program while its data-ready hook may be judging a segment on the other CPU,
+// which then drops it (under a bulk load, one 64 KiB segment in about one pause in a
+// hundred: the direction then never resumes, as the bytes the kernel took never all reach
+// the destination). Keeping it in the map with a verdict that passes its bytes to the
+// socket itself duplicated a segment when that queue was read in pieces (15 of 240
+// connections under the same load). Pausing only a stalled destination keeps that risk
+// away from every transfer that is still moving (bench/EXPERIMENTS.md).
+const (
+	// pauseAfter is how many bytes the kernel may hold for a stalled destination (beyond
+	// its send buffer) before the direction is paused: about one more send buffer
+	// (tcp_wmem's default top is 4 MiB), so a paused direction costs the kernel about what
+	// a slow reader costs the relay.
+	pauseAfter = 4 << 20
+	// stallAfter is how long a destination's peer must acknowledge nothing before its
+	// direction counts as stalled: long enough that a reader descheduled on a loaded
+	// machine is not taken for one that stopped, short enough that the kernel takes at
+	// most 20 MB more at 1 GB a second.
+	stallAfter = 20 * time.Millisecond
+	// pressureLook is how often look runs while a destination lags and its source sends.
+	// A quiet connection is looked at less often, doubling up to kernelLookEvery, so a
+	// connection pays the short look only while it lags; the price is that a sender that
+	// bursts into a stalled destination after a quiet spell can have the kernel queue what
+	// it sends until the next look (at most kernelLookEvery away).
+	pressureLook = 2 * time.Millisecond
+)
+
+// pressure pauses each kernel direction whose destination has stalled with more than
+// pauseAfter held for it, and reports whether a destination lags while its source sends
+// (look soon again).
+func (r sockmapRelay) pressure(l *loop, c *loopConn, ci, bi *unix.TCPInfo) (lagging bool) {
+	received := [2]uint64{ci.Bytes_received, bi.Bytes_received}
+	defer func() {
+		if c.state == stateRelaying { // a failed pause let go of c.smap
+			c.smap.received = received
+		}
+	}()
+	for i, m := range [2]struct {
+		d        *direction
+		src, dst *unix.TCPInfo
+	}{{&c.up, ci, bi}, {&c.down, bi, ci}} {
+		kd := c.kdir(m.d)
+		if kd.mode != inKernel || m.d.eof {
+			continue // a source that sent its FIN sends no more
+		}
+		_, dst := c.ends(m.d)
+		outq, err := unix.IoctlGetInt(dst, unix.SIOCOUTQ)
+		if err != nil {
+			continue // the socket failed: its error event ends the connection
+		}
+		// What the kernel took off the source (its receive queue is all but empty while the
+		// verdict runs) less what it has given the destination.
+		held := int64(m.src.Bytes_received) - finReceived(m.d, m.src, false) + kd.offset -
+			(int64(m.dst.Bytes_acked) + int64(outq))
+		if a := m.dst.Bytes_acked; a != kd.dstAcked || kd.dstMoved.IsZero() {
+			kd.dstAcked, kd.dstMoved = a, l.now
+		}
+		if held > pauseAfter && l.now.Sub(kd.dstMoved) >= stallAfter {
+			r.pause(l, c, m.d)
+			if c.state != stateRelaying {
+				return false
+			}
+			continue
+		}
+		lagging = lagging || (held > 0 || outq > 0) && received[i] != c.smap.received[i]
+	}
+	return lagging
+}
+
+// pause takes d's source out of the watch map and hands d to the relay as soon as the kernel
+// has delivered what it took.
+func (r sockmapRelay) pause(l *loop, c *loopConn, d *direction) {
+	kd := c.kdir(d)
+	if err := r.kernel.watch.Delete(kd.cookie); err != nil {
+		l.finish(c, fmt.Errorf("sockmap: take a socket out of the kernel: %w", err), true)
+		return
+	}
+	kd.mode = paused
+	r.kernel.paused.Add(1)
+	c.smap.wait = 0
+	r.settle(l, c)
+}
+
+// resume hands paused direction d to the relay once every byte the kernel took from its
+// source is in its destination's send queue (or acknowledged), and reports whether it did.
+// Before that, reading the source would overtake the bytes still in the kernel.
+func (r sockmapRelay) resume(l *loop, c *loopConn, d *direction) bool {
+	src, dst := c.ends(d)
+	taken, ok1 := kernelTaken(src)
+	sent, ok2 := sentBytes(dst)
+	if !ok1 || !ok2 || sent-c.kdir(d).offset < taken {
+		return false
+	}
+	meterTaken(c, d, taken)
+	c.kdir(d).mode = onRelay
+	d.readable = true // what arrived while paused gave its edge already
+	l.pump(c, d)
+	return true
+}
+
+// kernelTaken is how many bytes the kernel has taken off src, which has left the watch map:
+// its bytes received, less its peer's FIN, less what waits in its receive queue. It reads
+// bytes_received twice around the queue's size, so that a segment arriving in between
+// cannot skew it; ok is false when one did. SIOCINQ cannot give the queue's size here: on
+// a socket in a BPF socket map it counts only the map's own ingress queue.
+func kernelTaken(src int) (taken int64, ok bool) {
+	r1, err1 := unix.GetsockoptTCPInfo(src, unix.IPPROTO_TCP, unix.TCP_INFO)
+	queued, err2 := receiveQueued(src)
+	r2, err3 := unix.GetsockoptTCPInfo(src, unix.IPPROTO_TCP, unix.TCP_INFO)
+	if err1 != nil || err2 != nil || err3 != nil || r1.Bytes_received != r2.Bytes_received {
+		return 0, false
+	}
+	fin := int64(0)
+	switch r2.State {
+	case unix.BPF_TCP_CLOSE_WAIT, unix.BPF_TCP_LAST_ACK, unix.BPF_TCP_CLOSING, unix.BPF_TCP_TIME_WAIT:
+		fin = 1
+	}
+	return int64(r2.Bytes_received) - fin - queued, true
+}
+
+// receiveQueued counts the bytes in fd's receive queue without reading them: a peek that
+// copies nothing (MSG_TRUNC) into a window as large as any receive queue.
+func receiveQueued(fd int) (int64, error) {
+	const window = 1 << 30
+	n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), 0, window,
+		unix.MSG_PEEK|unix.MSG_TRUNC|unix.MSG_DONTWAIT, 0, 0)
+	switch {
+	case errno == unix.EAGAIN:
+		return 0, nil
+	case errno != 0:
+		return 0, os.NewSyscallError("recvfrom", errno)
+	}
+	return int64(n), nil
+}
+
+// meterTaken tells the Meter the last of what the kernel moved of d, taken bytes off its
+// source in all: from then on the relay meters d.
+func meterTaken(c *loopConn, d *direction, taken int64) {
+	kd := c.kdir(d)
+	moved := taken - kd.consumed
+	if moved <= kd.metered {
+		return
+	}
+	if c.meter != nil {
+		c.meter.Moved(d == &c.up, moved-kd.metered)
+	}
+	kd.metered = moved
+}
 
 // progressed implements relay. A promoted connection's idle timeout is judged by look, which
 // its deadline reaches through tick; the loop asks only connections on the relay.
@@ -317,6 +589,14 @@ func (r sockmapRelay) stop(l *loop, c *loopConn) (up, down int64) {
 	if err1 == nil && err2 == nil {
 		meterKernel(c, ci, bi, true)
 	}
+	for _, d := range [2]*direction{&c.up, &c.down} {
+		if c.kdir(d).mode == paused {
+			src, _ := c.ends(d)
+			if taken, ok := kernelTaken(src); ok {
+				meterTaken(c, d, taken)
+			}
+		}
+	}
 	up, down = r.spliceRelay.stop(l, c)
 	up += c.smap.up.metered
 	down += c.smap.down.metered
@@ -332,8 +612,8 @@ func meterKernel(c *loopConn, ci, bi *unix.TCPInfo, final bool) {
 		d   *direction
 		src *unix.TCPInfo
 	}{{&c.smap.up, &c.up, ci}, {&c.smap.down, &c.down, bi}} {
-		if m.d == &c.up && c.smap.upOnRelay {
-			continue // the relay counts and meters it
+		if m.kd.mode != inKernel {
+			continue // the relay counts and meters it; settle metered the kernel's part
 		}
 		moved := int64(m.src.Bytes_received) - finReceived(m.d, m.src, final) - m.kd.consumed
 		if moved <= m.kd.metered {

@@ -38,6 +38,7 @@ type sockmapKernel struct {
 	prog         *ebpf.Program
 	inKernel     atomic.Int64 // promoted connections not yet stopped
 	promotions   atomic.Int64 // connections ever promoted
+	paused       atomic.Int64 // directions ever taken out of the kernel for back-pressure
 	// refuseClient makes every client's insertion fail as a FIN arriving during it does: for
 	// the tests of a pair that joins by halves. Set before the loops start; read only.
 	refuseClient bool

@@ -55,7 +55,10 @@ func CheckSockmap() error {
 type SockmapStats struct {
 	InKernel   int // connections the kernel relays
 	Promoted   int // connections ever moved into the kernel
-	MapEntries int // sockets in the kernel maps: twice InKernel for each map, once they settle
+	MapEntries int // sockets in the kernel maps: twice InKernel for each map, once they settle, less one per paused direction
+	// Paused counts directions ever taken out of the kernel because their destination
+	// stopped reading (back-pressure): the user-space relay moved them from then on.
+	Paused int
 }
 
 // SockmapStats counts the connections in the kernel and the sockets in its maps; zero on
@@ -65,7 +68,8 @@ func (el *EventLoops) SockmapStats() SockmapStats {
 	if k == nil {
 		return SockmapStats{}
 	}
-	return SockmapStats{InKernel: int(k.inKernel.Load()), Promoted: int(k.promotions.Load()), MapEntries: k.entries()}
+	return SockmapStats{InKernel: int(k.inKernel.Load()), Promoted: int(k.promotions.Load()), MapEntries: k.entries(),
+		Paused: int(k.paused.Load())}
 }
 
 // ownLoops are the event loops of a Server that has none given.

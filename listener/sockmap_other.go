@@ -31,7 +31,7 @@ func NewSockmapLoops(int, SockmapConfig) (*EventLoops, error) { return nil, errN
 func CheckSockmap() error { return errNoSockmap }
 
 // SockmapStats are the sockmap plane's counts.
-type SockmapStats struct{ InKernel, Promoted, MapEntries int }
+type SockmapStats struct{ InKernel, Promoted, MapEntries, Paused int }
 
 // SockmapStats is zero off Linux.
 func (el *EventLoops) SockmapStats() SockmapStats { return SockmapStats{} }
