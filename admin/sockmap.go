@@ -12,9 +12,10 @@ import (
 // are: in the kernel (promoted: the kernel relays their bytes) or on the loops' user-space
 // relay (not promoted yet, never, or still dialing), and how many were ever promoted.
 //
-//	"sockmap": {"kernel": N, "relay": M, "promoted": P}
+//	"sockmap": {"kernel": N, "relay": M, "promoted": P, "paused": D}
 //	fulcrum_sockmap_connections{where="kernel"|"relay"}   gauge
 //	fulcrum_sockmap_promotions_total                      counter
+//	fulcrum_sockmap_pauses_total                          counter
 //
 // Both read Overview.Sockmap, and show nothing when it is nil (any other plane).
 
@@ -23,6 +24,9 @@ type sockmapCounts struct {
 	Kernel   int64 `json:"kernel"`   // connections the kernel relays now
 	Relay    int64 `json:"relay"`    // the other live connections: active less kernel
 	Promoted int64 `json:"promoted"` // connections moved into the kernel since the start
+	// Paused counts directions taken back out of the kernel since the start because their
+	// destination stopped reading (back-pressure); the relay moved the rest of their bytes.
+	Paused int64 `json:"paused"`
 }
 
 // splitActive divides active, the connections counted on backends now (the sum of the
@@ -33,7 +37,7 @@ type sockmapCounts struct {
 func splitActive(st listener.SockmapStats, active int64) sockmapCounts {
 	active = max(active, 0)
 	kernel := min(max(int64(st.InKernel), 0), active)
-	return sockmapCounts{Kernel: kernel, Relay: active - kernel, Promoted: int64(st.Promoted)}
+	return sockmapCounts{Kernel: kernel, Relay: active - kernel, Promoted: int64(st.Promoted), Paused: int64(st.Paused)}
 }
 
 // sockmapSource is the Overview's reader of the sockmap plane's counts; nil without one.
@@ -62,8 +66,8 @@ func (a *API) activeTotal() int64 {
 // one pointer, so that a scrape never sees the kernel count of one refresh beside the relay
 // count of another.
 type sockmapGauges struct {
-	last              atomic.Pointer[sockmapCounts] // nil: never set (any other plane)
-	conns, promotions *prometheus.Desc
+	last                      atomic.Pointer[sockmapCounts] // nil: never set (any other plane)
+	conns, promotions, pauses *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*sockmapGauges)(nil)
@@ -75,6 +79,8 @@ func newSockmapGauges() *sockmapGauges {
 			[]string{"where"}, nil),
 		promotions: prometheus.NewDesc("fulcrum_sockmap_promotions_total",
 			"Connections moved into the kernel since the start (sockmap data plane).", nil, nil),
+		pauses: prometheus.NewDesc("fulcrum_sockmap_pauses_total",
+			"Directions of promoted connections taken back out of the kernel since the start because their destination stopped reading (sockmap data plane).", nil, nil),
 	}
 }
 
@@ -91,6 +97,7 @@ func (g *sockmapGauges) set(read func() listener.SockmapStats, active int64) {
 func (g *sockmapGauges) Describe(ch chan<- *prometheus.Desc) {
 	ch <- g.conns
 	ch <- g.promotions
+	ch <- g.pauses
 }
 
 // Collect implements prometheus.Collector.
@@ -102,6 +109,7 @@ func (g *sockmapGauges) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(g.conns, prometheus.GaugeValue, float64(c.Kernel), "kernel")
 	ch <- prometheus.MustNewConstMetric(g.conns, prometheus.GaugeValue, float64(c.Relay), "relay")
 	ch <- prometheus.MustNewConstMetric(g.promotions, prometheus.CounterValue, float64(c.Promoted))
+	ch <- prometheus.MustNewConstMetric(g.pauses, prometheus.CounterValue, float64(c.Paused))
 }
 
 // setSockmap tells the metrics where to read the sockmap counts; the API calls it before each

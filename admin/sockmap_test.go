@@ -72,7 +72,7 @@ func TestStatusSockmapObject(t *testing.T) {
 	}
 
 	a.Overview = &Overview{DataPlane: "sockmap", Sockmap: func() listener.SockmapStats {
-		return listener.SockmapStats{InKernel: 4, Promoted: 11, MapEntries: 8}
+		return listener.SockmapStats{InKernel: 4, Promoted: 11, MapEntries: 8, Paused: 2}
 	}}
 	for _, target := range []string{"/upstream/status", "/upstream/status?service=db"} {
 		var reply struct {
@@ -82,7 +82,7 @@ func TestStatusSockmapObject(t *testing.T) {
 		if err := json.Unmarshal(w.Body.Bytes(), &reply); err != nil || reply.Sockmap == nil {
 			t.Fatalf("%s: no sockmap object (%v): %s", target, err, w.Body)
 		}
-		if want := (sockmapCounts{Kernel: 4, Relay: 1, Promoted: 11}); *reply.Sockmap != want {
+		if want := (sockmapCounts{Kernel: 4, Relay: 1, Promoted: 11, Paused: 2}); *reply.Sockmap != want {
 			t.Errorf("%s: sockmap %+v, want %+v (5 active)", target, *reply.Sockmap, want)
 		}
 	}
@@ -91,6 +91,8 @@ func TestStatusSockmapObject(t *testing.T) {
 		`fulcrum_sockmap_connections{where="kernel"} 4`,
 		`fulcrum_sockmap_connections{where="relay"} 1`,
 		`fulcrum_sockmap_promotions_total 11`,
+		`fulcrum_sockmap_pauses_total 2`,
+		"# TYPE fulcrum_sockmap_pauses_total counter",
 		"# TYPE fulcrum_sockmap_connections gauge",
 		"# TYPE fulcrum_sockmap_promotions_total counter",
 	} {

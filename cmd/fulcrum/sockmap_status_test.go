@@ -156,7 +156,7 @@ func TestSockmapStatusCounts_AtOnce(t *testing.T) {
 	promoteAll(t, b.admn, []net.Conn{short}, 4)
 	short.Close()
 	waitSockmap(t, b.admn, sockmapCounts{Kernel: 3, Promoted: 4}, "a short connection came and went")
-	want := "fulcrum_sockmap_connections{where=\"kernel\"} 3\nfulcrum_sockmap_connections{where=\"relay\"} 0\nfulcrum_sockmap_promotions_total 4"
+	want := "fulcrum_sockmap_connections{where=\"kernel\"} 3\nfulcrum_sockmap_connections{where=\"relay\"} 0\nfulcrum_sockmap_pauses_total 0\nfulcrum_sockmap_promotions_total 4"
 	if got := sockmapMetrics(t, b.admn); got != want {
 		t.Errorf("metrics:\n%s\nwant:\n%s", got, want)
 	}
@@ -183,7 +183,7 @@ func TestSockmapStatusCounts_DefaultAge(t *testing.T) {
 	promoteAll(t, b.admn, old, 2) // promotion comes with a connection's first bytes after the age
 	waitSockmap(t, b.admn, sockmapCounts{Kernel: 2, Promoted: 2}, "two old connections")
 	young, promoted := holdYoungOnRelay(t, b)
-	want := fmt.Sprintf("fulcrum_sockmap_connections{where=\"kernel\"} 2\nfulcrum_sockmap_connections{where=\"relay\"} 1\nfulcrum_sockmap_promotions_total %d", promoted)
+	want := fmt.Sprintf("fulcrum_sockmap_connections{where=\"kernel\"} 2\nfulcrum_sockmap_connections{where=\"relay\"} 1\nfulcrum_sockmap_pauses_total 0\nfulcrum_sockmap_promotions_total %d", promoted)
 	if got := sockmapMetrics(t, b.admn); got != want {
 		t.Errorf("metrics:\n%s\nwant:\n%s", got, want)
 	}
