@@ -285,7 +285,8 @@ func (l *loop) moved(c *loopConn, d *direction, n int) {
 
 // passFIN ends a direction whose source sent FIN and whose bytes are all delivered: the FIN
 // goes on with shutdown(SHUT_WR) while the other direction keeps flowing; once both have
-// ended the connection closes (with a reset if a direction failed).
+// ended the connection closes. After a failure (fail) it closes too, the failure its cause,
+// and with a reset only if the peer reset before its FIN (cutShort).
 //
 // A destination that is no longer connected (its peer reset, say after closing with nothing
 // left to send) takes d's bytes but not its FIN; what that peer sent first is still to be read
@@ -295,7 +296,7 @@ func (l *loop) passFIN(c *loopConn, d *direction, dst int) {
 	d.done = true
 	other := c.other(d)
 	if other.done {
-		l.finish(c, c.failed, c.failed != nil) // closing sends this FIN; a shutdown first would cost a syscall
+		l.finish(c, c.failed, cutShort(c.failed)) // closing sends this FIN; a shutdown first would cost a syscall
 		return
 	}
 	err := poll.Shutdown(dst, unix.SHUT_WR)
@@ -311,8 +312,8 @@ func (l *loop) passFIN(c *loopConn, d *direction, dst int) {
 // fail ends direction d, whose destination refused its bytes because its peer reset or closed
 // (ECONNRESET, EPIPE), but not yet the connection: the other direction first relays what
 // that same socket still holds, such as the answer the peer sent before it reset, and the
-// connection then ends with a reset, err its cause. Any other error, and a connection whose
-// bytes the kernel moves (promoted by the sockmap mover), ends at once.
+// connection then ends, err its cause (passFIN). Any other error, and a connection whose
+// bytes the kernel moves (promoted by the sockmap mover), ends it at once with a reset.
 func (l *loop) fail(c *loopConn, d *direction, err error) {
 	if !errors.Is(err, unix.ECONNRESET) && !errors.Is(err, unix.EPIPE) || promoted(c) {
 		l.finish(c, err, true)
@@ -326,11 +327,20 @@ func (l *loop) fail(c *loopConn, d *direction, err error) {
 	d.pending, d.off = nil, 0
 	other := c.other(d)
 	if other.done {
-		l.finish(c, c.failed, true)
+		l.finish(c, c.failed, cutShort(c.failed))
 		return
 	}
 	l.readToEnd(c, other)
 }
+
+// cutShort reports whether the write error err says its socket's peer reset before sending
+// its FIN, so that what was read from that socket may be cut short: the connection ends with
+// a reset then. A socket reset after its peer's FIN (in CLOSE_WAIT) reports EPIPE instead,
+// and once its bytes have gone on the stream is whole: a reset would only throw away what the
+// kernel still has to send of it. (A client whose bytes are left unread still gets a reset
+// from the kernel, as from a backend that closed on them.) The error is the socket's own
+// (SO_ERROR), which the failed write took: reading the socket can no longer tell.
+func cutShort(err error) bool { return err != nil && !errors.Is(err, unix.EPIPE) }
 
 // readToEnd relays what d's source, a socket that is no longer connected, still holds: it is
 // read until EOF or its error, never until EAGAIN, so d ends without waiting for its peer.

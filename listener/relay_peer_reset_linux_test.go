@@ -44,15 +44,21 @@ func testRelayDeliversAnswerBeforeBackendReset(t *testing.T) {
 		// clientFIN: the client's FIN reaches the balancer before the answer does, so the
 		// loop passes it on to a backend socket that is already reset.
 		clientFIN bool
-		size      int // of the answer: 16 KiB or more goes through splice
+		// clientMore: more client bytes reach the balancer before the answer does, so the
+		// loop writes them to a backend socket that is already reset.
+		clientMore bool
+		size       int // of the answer: 16 KiB or more goes through splice
 	}{
-		{"answer FIN reset", true, false, 1 << 10},
-		{"answer FIN reset bulk", true, false, 40 << 10},
-		{"client FIN then answer FIN reset", true, true, 1 << 10},
-		{"client FIN then answer FIN reset bulk", true, true, 40 << 10},
-		{"answer reset", false, false, 1 << 10},
-		{"answer reset bulk", false, false, 40 << 10},
-		{"client FIN then answer reset", false, true, 1 << 10},
+		{"answer FIN reset", true, false, false, 1 << 10},
+		{"answer FIN reset bulk", true, false, false, 40 << 10},
+		{"client FIN then answer FIN reset", true, true, false, 1 << 10},
+		{"client FIN then answer FIN reset bulk", true, true, false, 40 << 10},
+		{"client bytes then answer FIN reset", true, false, true, 1 << 10},
+		{"answer reset", false, false, false, 1 << 10},
+		{"answer reset bulk", false, false, false, 40 << 10},
+		{"client FIN then answer reset", false, true, false, 1 << 10},
+		{"client bytes then answer reset", false, false, true, 1 << 10},
+		{"client bytes then answer reset bulk", false, false, true, 40 << 10},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -74,6 +80,12 @@ func testRelayDeliversAnswerBeforeBackendReset(t *testing.T) {
 				// With no loop to hold, the FIN goes on at once: the backend answers after it,
 				// or the goroutine plane would race its shutdown against the reset.
 				be.afterFIN = len(held.loops) == 0
+			}
+			if tc.clientMore {
+				if _, err := c.Write([]byte("more")); err != nil {
+					t.Fatal(err)
+				}
+				held.waitClientBytes(t)
 			}
 			be.answer(t)
 			held.waitBackend(t, unix.BPF_TCP_CLOSE) // the reset has reached the balancer
@@ -252,12 +264,31 @@ func holdLoops(t *testing.T, s *Server) *heldLoops {
 }
 
 // waitClient and waitBackend wait until the TCP state of the balancer's client or backend
-// socket of the one relayed connection is state (the loops are held: their connections can
-// be read). On the goroutine plane they return at once.
+// socket of the one relayed connection is state. On the goroutine plane they, and
+// waitClientBytes, return at once.
 func (h *heldLoops) waitClient(t *testing.T, state uint8)  { h.waitState(t, true, state) }
 func (h *heldLoops) waitBackend(t *testing.T, state uint8) { h.waitState(t, false, state) }
 
 func (h *heldLoops) waitState(t *testing.T, client bool, state uint8) {
+	t.Helper()
+	h.waitSocket(t, client, "the balancer's socket reaches its state", func(fd int) bool {
+		info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+		return err == nil && info.State == state
+	})
+}
+
+// waitClientBytes waits until the balancer's client socket has bytes to read.
+func (h *heldLoops) waitClientBytes(t *testing.T) {
+	t.Helper()
+	h.waitSocket(t, true, "the client's bytes reach the balancer", func(fd int) bool {
+		n, err := unix.IoctlGetInt(fd, unix.SIOCINQ)
+		return err == nil && n > 0
+	})
+}
+
+// waitSocket polls cond on the balancer's client or backend socket of the one relayed
+// connection (the loops are held: their connections can be read).
+func (h *heldLoops) waitSocket(t *testing.T, client bool, what string, cond func(fd int) bool) {
 	t.Helper()
 	if len(h.loops) == 0 {
 		return
@@ -276,8 +307,5 @@ func (h *heldLoops) waitState(t *testing.T, client bool, state uint8) {
 	if fd < 0 {
 		t.Fatal("no relayed connection on the loops")
 	}
-	resEventually(t, "the balancer's socket reaches its state", func() bool {
-		info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
-		return err == nil && info.State == state
-	})
+	resEventually(t, what, func() bool { return cond(fd) })
 }
