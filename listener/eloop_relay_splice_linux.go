@@ -3,6 +3,7 @@
 package listener
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -23,6 +24,9 @@ var _ relay = spliceRelay{}
 // spliceConn is spliceRelay's state of one connection, kept in its loopConn.
 type spliceConn struct {
 	up, down direction // client → backend, backend → client
+	// failed is why a direction could not deliver (its destination was reset): the other
+	// direction still relays what that socket holds, then the connection ends with a reset.
+	failed error
 	// kern is what the kernel counted on both sockets when the idle deadline last found a
 	// direction stalled on a slow reader; nil until then (most connections never stall).
 	kern *[2]tcpCounters
@@ -48,12 +52,12 @@ func (d *direction) queued() bool { return d.off < len(d.pending) || d.inPipe > 
 // start implements relay: the prefix waits in front of the client → backend direction, then
 // both directions flow.
 func (spliceRelay) start(l *loop, c *loopConn, h handoff) {
-	if h.clientEv&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP) != 0 {
+	if h.clientEv&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		c.up.readable = true
-		c.up.rdhup = h.clientEv&(unix.EPOLLRDHUP|unix.EPOLLHUP) != 0
+		c.up.rdhup = h.clientEv&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0
 	}
-	c.down.readable = h.backendEv&(unix.EPOLLIN|unix.EPOLLRDHUP) != 0
-	c.down.rdhup = h.backendEv&unix.EPOLLRDHUP != 0
+	c.down.readable = h.backendEv&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0
+	c.down.rdhup = h.backendEv&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0
 	c.up.pending, c.up.off = h.prefix, 0
 	if h.clientBytes > 0 {
 		l.moved(c, &c.up, h.clientBytes)
@@ -64,23 +68,30 @@ func (spliceRelay) start(l *loop, c *loopConn, h handoff) {
 
 // event implements relay: readable feeds the direction the socket is the source of, writable
 // drains the direction it is the destination of.
+//
+// An error (a reset, mostly) is not looked at first: what the peer sent before it — an answer,
+// and its FIN — is still in the socket and must go on. Reading returns those bytes first, then
+// EOF if the FIN came before the reset (the peer's stream is whole) or the error if it did not;
+// a write to the socket returns the error. So an error is read as readable and writable; once
+// everything the peer sent has gone on, nothing more can reach it, and the connection ends.
 func (spliceRelay) event(l *loop, c *loopConn, fromClient bool, ev uint32) {
 	fd, in, out := c.cfd, &c.up, &c.down
 	if !fromClient {
 		fd, in, out = c.bfd, &c.down, &c.up
 	}
-	if ev&unix.EPOLLERR != 0 {
+	if ev&unix.EPOLLERR != 0 && in.done {
 		if err := poll.SocketError(fd, "read"); err != nil {
 			l.finish(c, err, true)
 			return
 		}
 	}
-	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP) != 0 {
+	const ended = unix.EPOLLRDHUP | unix.EPOLLHUP | unix.EPOLLERR
+	if ev&(unix.EPOLLIN|ended) != 0 {
 		in.readable = true
-		in.rdhup = in.rdhup || ev&(unix.EPOLLRDHUP|unix.EPOLLHUP) != 0
+		in.rdhup = in.rdhup || ev&ended != 0
 		l.pump(c, in)
 	}
-	if ev&(unix.EPOLLOUT|unix.EPOLLHUP) != 0 && out.queued() {
+	if ev&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 && out.queued() {
 		l.pump(c, out)
 	}
 }
@@ -153,6 +164,9 @@ func (l *loop) pump(c *loopConn, d *direction) {
 			l.passFIN(c, d, dst)
 			return
 		case !d.readable:
+			if c.failed != nil { // a failed connection relays only what its sockets hold
+				l.finish(c, c.failed, true)
+			}
 			return
 		case d.bulk:
 			l.spliceIn(c, d, src)
@@ -183,7 +197,7 @@ func (l *loop) readSmall(c *loopConn, d *direction, src, dst int) {
 	l.moved(c, d, n)
 	w, err := poll.Write(dst, l.buf[:n])
 	if err != nil && err != unix.EAGAIN {
-		l.finish(c, os.NewSyscallError("write", err), true)
+		l.fail(c, d, os.NewSyscallError("write", err))
 		return
 	}
 	w = max(w, 0)
@@ -231,7 +245,7 @@ func (l *loop) drain(c *loopConn, d *direction, dst int) bool {
 			return true
 		}
 		if err != nil {
-			l.finish(c, os.NewSyscallError("write", err), true)
+			l.fail(c, d, os.NewSyscallError("write", err))
 			return false
 		}
 		c.lastActive = l.now
@@ -245,7 +259,7 @@ func (l *loop) drain(c *loopConn, d *direction, dst int) bool {
 			return true
 		}
 		if err != nil {
-			l.finish(c, os.NewSyscallError("splice", err), true)
+			l.fail(c, d, os.NewSyscallError("splice", err))
 			return false
 		}
 		if n == 0 {
@@ -271,18 +285,74 @@ func (l *loop) moved(c *loopConn, d *direction, n int) {
 
 // passFIN ends a direction whose source sent FIN and whose bytes are all delivered: the FIN
 // goes on with shutdown(SHUT_WR) while the other direction keeps flowing; once both have
-// ended the connection closes.
+// ended the connection closes. After a failure (fail) it closes too, the failure its cause,
+// and with a reset only if the peer reset before its FIN (cutShort).
+//
+// A destination that is no longer connected (its peer reset, say after closing with nothing
+// left to send) takes d's bytes but not its FIN; what that peer sent first is still to be read
+// from the same socket, and the other direction decides the end: EOF if the peer's FIN came
+// before its reset, the reset if not.
 func (l *loop) passFIN(c *loopConn, d *direction, dst int) {
 	d.done = true
-	other := &c.down
-	if d == &c.down {
-		other = &c.up
-	}
+	other := c.other(d)
 	if other.done {
-		l.finish(c, nil, false) // closing sends this FIN; a shutdown first would cost a syscall
+		l.finish(c, c.failed, cutShort(c.failed)) // closing sends this FIN; a shutdown first would cost a syscall
 		return
 	}
-	if err := poll.Shutdown(dst, unix.SHUT_WR); err != nil {
+	err := poll.Shutdown(dst, unix.SHUT_WR)
+	switch {
+	case err == nil:
+	case err == unix.ENOTCONN && !promoted(c):
+		l.readToEnd(c, other)
+	default:
 		l.finish(c, os.NewSyscallError("shutdown", err), true)
 	}
+}
+
+// fail ends direction d, whose destination refused its bytes because its peer reset or closed
+// (ECONNRESET, EPIPE), but not yet the connection: the other direction first relays what
+// that same socket still holds, such as the answer the peer sent before it reset, and the
+// connection then ends, err its cause (passFIN). Any other error, and a connection whose
+// bytes the kernel moves (promoted by the sockmap mover), ends it at once with a reset.
+func (l *loop) fail(c *loopConn, d *direction, err error) {
+	if !errors.Is(err, unix.ECONNRESET) && !errors.Is(err, unix.EPIPE) || promoted(c) {
+		l.finish(c, err, true)
+		return
+	}
+	if c.failed == nil {
+		c.failed = err
+	}
+	d.done = true
+	l.dropPipe(d)
+	d.pending, d.off = nil, 0
+	other := c.other(d)
+	if other.done {
+		l.finish(c, c.failed, cutShort(c.failed))
+		return
+	}
+	l.readToEnd(c, other)
+}
+
+// cutShort reports whether the write error err says its socket's peer reset before sending
+// its FIN, so that what was read from that socket may be cut short: the connection ends with
+// a reset then. A socket reset after its peer's FIN (in CLOSE_WAIT) reports EPIPE instead,
+// and once its bytes have gone on the stream is whole: a reset would only throw away what the
+// kernel still has to send of it. (A client whose bytes are left unread still gets a reset
+// from the kernel, as from a backend that closed on them.) The error is the socket's own
+// (SO_ERROR), which the failed write took: reading the socket can no longer tell.
+func cutShort(err error) bool { return err != nil && !errors.Is(err, unix.EPIPE) }
+
+// readToEnd relays what d's source, a socket that is no longer connected, still holds: it is
+// read until EOF or its error, never until EAGAIN, so d ends without waiting for its peer.
+func (l *loop) readToEnd(c *loopConn, d *direction) {
+	d.readable, d.rdhup = true, true
+	l.pump(c, d)
+}
+
+// other is the direction opposite d.
+func (c *loopConn) other(d *direction) *direction {
+	if d == &c.up {
+		return &c.down
+	}
+	return &c.up
 }
