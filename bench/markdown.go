@@ -72,29 +72,30 @@ func writeMarkdownTable(b *strings.Builder, rows [][]string) {
 
 // writeCPU writes the balancers' CPU with its spread over the rounds.
 func (r *Report) writeCPU(b *strings.Builder) {
-	rows := r.cpuTable()
-	if len(rows) < 2 {
-		return
-	}
-	b.WriteString("\n## Balancer CPU\n\nutime + stime of the balancer's processes (nginx: master and workers) from " +
-		"`/proc/PID/stat` over each measured window, per operation and as a share of one core; " +
-		"client_cpu_pct is the load generator's share and backends_cpu_pct the servers' behind the balancer. Median (lowest–highest) over the rounds; ratios of medians.\n\n")
-	writeMarkdownTable(b, rows)
+	writeSection(b, "Balancer CPU", "utime + stime of the balancer's processes (nginx: master and workers) from "+
+		"`/proc/PID/stat` over each measured window, per operation and as a share of one core; "+
+		"client_cpu_pct is the load generator's share and backends_cpu_pct the servers' behind the balancer. Median (lowest–highest) over the rounds; ratios of medians.", r.cpuTable())
 }
 
 // writeMachineCPU writes the whole machine's CPU per operation beside the balancers' own.
 func (r *Report) writeMachineCPU(b *strings.Builder) {
-	rows := r.machineTable()
+	writeSection(b, "Machine CPU", "Busy time of every CPU (`/proc/stat`: user + nice + system + irq + softirq + steal) "+
+		"over the same measured windows, per operation and as a share of one core (up to 100 × the CPU count): "+
+		"the balancer, the load generator, the backends and the kernel's work for them, and anything else that ran, "+
+		"so it is only as good as the machine is quiet. direct is the cost of the load and the backends alone; "+
+		"a peer's figure minus direct's is what putting that balancer in the path costs the machine. "+
+		"Median (lowest–highest) over the rounds; ratios of medians.", r.machineTable())
+}
+
+// writeSection writes a section titled title, its intro and its table when the table has a
+// row beside its header, and says whether it did.
+func writeSection(b *strings.Builder, title, intro string, rows [][]string) bool {
 	if len(rows) < 2 {
-		return
+		return false
 	}
-	b.WriteString("\n## Machine CPU\n\nBusy time of every CPU (`/proc/stat`: user + nice + system + irq + softirq + steal) " +
-		"over the same measured windows, per operation and as a share of one core (up to 100 × the CPU count): " +
-		"the balancer, the load generator, the backends and the kernel's work for them, and anything else that ran, " +
-		"so it is only as good as the machine is quiet. direct is the cost of the load and the backends alone; " +
-		"a peer's figure minus direct's is what putting that balancer in the path costs the machine. " +
-		"Median (lowest–highest) over the rounds; ratios of medians.\n\n")
+	fmt.Fprintf(b, "\n## %s\n\n%s\n\n", title, intro)
 	writeMarkdownTable(b, rows)
+	return true
 }
 
 // goal is one target for a fulcrum peer, checked against the medians.

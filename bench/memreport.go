@@ -32,20 +32,17 @@ func (r *Report) kernelMemoryTable() [][]string {
 
 // writeKernelMemory writes kernelMemoryTable with its method and limits.
 func (r *Report) writeKernelMemory(b *strings.Builder) {
-	rows := r.kernelMemoryTable()
-	if len(rows) < 2 {
+	if !writeSection(b, "Kernel memory per held connection",
+		"The growth of the machine's slab (`/proc/meminfo` Slab = SReclaimable + SUnreclaim) while idle opens and holds its "+
+			"connections, divided by the connections held. Slab rather than SUnreclaim alone: a TCP socket sits in an "+
+			"unreclaimable cache, but its inode and dentry sit in reclaimable ones (sock_inode_cache, dentry) that cannot be "+
+			"freed while the socket is open. Limits: it is the whole machine's slab, so anything else allocating or freeing "+
+			"kernel objects meanwhile (other processes, TIME_WAIT sockets of earlier loads expiring, caches shrinking) moves it; "+
+			"held sockets queue no data, so socket buffers (outside the slab) are not counted; and direct holds the client's "+
+			"and the backends' sockets alone, so a peer's figure minus direct's is the balancer's own two sockets (and "+
+			"whatever else it keeps in the kernel per connection, such as sockmap entries). Median (lowest–highest) over the rounds.", r.kernelMemoryTable()) {
 		return
 	}
-	b.WriteString("\n## Kernel memory per held connection\n\n" +
-		"The growth of the machine's slab (`/proc/meminfo` Slab = SReclaimable + SUnreclaim) while idle opens and holds its " +
-		"connections, divided by the connections held. Slab rather than SUnreclaim alone: a TCP socket sits in an " +
-		"unreclaimable cache, but its inode and dentry sit in reclaimable ones (sock_inode_cache, dentry) that cannot be " +
-		"freed while the socket is open. Limits: it is the whole machine's slab, so anything else allocating or freeing " +
-		"kernel objects meanwhile (other processes, TIME_WAIT sockets of earlier loads expiring, caches shrinking) moves it; " +
-		"held sockets queue no data, so socket buffers (outside the slab) are not counted; and direct holds the client's " +
-		"and the backends' sockets alone, so a peer's figure minus direct's is the balancer's own two sockets (and " +
-		"whatever else it keeps in the kernel per connection, such as sockmap entries). Median (lowest–highest) over the rounds.\n\n")
-	writeMarkdownTable(b, rows)
 	if _, ok := r.Median(Idle, Direct, "kernel_slab_per_conn_kib"); !ok {
 		fmt.Fprintf(b, "\ndirect did not run idle: no baseline to subtract.\n")
 	}
