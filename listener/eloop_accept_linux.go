@@ -18,7 +18,8 @@ import (
 const acceptBatch = 64
 
 // relayEvents is the registration of both sockets of a connection, made once: edge-triggered,
-// so a socket is never re-armed or modified for its whole life.
+// so a socket is never re-armed; only the kernel mover narrows it (kernelEvents) while the
+// kernel moves both directions.
 const relayEvents = unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET
 
 // loopAccept is one listener as one loop sees it.

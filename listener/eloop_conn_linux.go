@@ -141,7 +141,9 @@ func (l *loop) connTimeout(c *loopConn) {
 			}
 			c.lastActive = l.now
 		}
-		l.timers.set(c, c.lastActive.Add(idle))
+		if at := c.lastActive.Add(idle); c.timerIndex < 0 || at.Before(c.deadline) {
+			l.timers.set(c, at) // unless tick asked to be woken sooner
+		}
 	}
 }
 

@@ -3,6 +3,7 @@
 package listener
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -71,6 +72,10 @@ type kernelDir struct {
 	// a destination whose peer acknowledges nothing for stallAfter has stopped reading.
 	dstAcked uint64
 	dstMoved time.Time
+	// sent is the destination's bytes sent at the look of a paused direction that saw it
+	// change (sentMoved): lost tells a slow destination from bytes the kernel dropped.
+	sent      int64
+	sentMoved time.Time
 }
 
 // dirMode says who moves one direction of a promoted connection. It only moves forward:
@@ -188,6 +193,14 @@ func (r sockmapRelay) judge(l *loop, c *loopConn) {
 	if c.up.queued() || c.down.queued() || c.up.eof || c.down.eof || c.up.rdhup || c.down.rdhup {
 		return
 	}
+	if backedUp(c.cfd) || backedUp(c.bfd) {
+		// Judged again at its next event, or by tick: a send queue that drains gives no
+		// event unless a write had filled it.
+		if at := l.now.Add(rejudgeAfter); c.timerIndex < 0 || at.Before(c.deadline) {
+			l.timers.set(c, at)
+		}
+		return
+	}
 	up, okUp := kernelStart(c.cfd, c.bfd)
 	down, okDown := kernelStart(c.bfd, c.cfd)
 	if !okUp || !okDown {
@@ -215,11 +228,45 @@ func (r sockmapRelay) judge(l *loop, c *loopConn) {
 	if !r.kick(l, c) {
 		return
 	}
+	if !clientOut && !r.register(l, c, kernelEvents) {
+		return
+	}
 	r.look(l, c)   // sets the first deadline
 	if clientOut { // what the client sent, its FIN most likely, goes on from user space
 		c.up.readable, c.up.rdhup = true, true
 		l.pump(c, &c.up)
 	}
+}
+
+// backedUp reports whether fd's send queue holds more than lagBytes: its peer reads slower
+// than fulcrum writes, as behind a bulk transfer. Such a connection stays on the relay, where
+// TCP flow control holds the sender back: the kernel's redirects have none, and would queue
+// the sender's bytes until the back-pressure look paused the direction (pause). An error
+// counts as backed up; its event ends the connection.
+func backedUp(fd int) bool {
+	n, err := unix.IoctlGetInt(fd, unix.SIOCOUTQ)
+	return err != nil || n > lagBytes
+}
+
+// rejudgeAfter is how soon a connection old enough for the kernel, but left on the relay
+// because a send queue was backed up, is judged again when no event comes first.
+const rejudgeAfter = 10 * time.Millisecond
+
+// kernelEvents is what the loop hears of a connection whose directions the kernel both
+// moves: its ends (EPOLLRDHUP, and the EPOLLERR and EPOLLHUP epoll always reports). With
+// relayEvents the loop would wake for every acknowledgement that frees room in a send queue
+// the kernel fills: one wake-up per request on each socket, and most of the loop's work.
+const kernelEvents = unix.EPOLLRDHUP | unix.EPOLLET
+
+// register sets what epoll reports of both of c's sockets; a failure ends c.
+func (r sockmapRelay) register(l *loop, c *loopConn, events uint32) bool {
+	for _, fd := range [2]int{c.cfd, c.bfd} {
+		if err := l.set.Modify(fd, events); err != nil {
+			l.finish(c, err, true)
+			return false
+		}
+	}
+	return true
 }
 
 // kick makes the kernel judge the bytes that reached a socket before it entered the maps:
@@ -330,10 +377,13 @@ func delivered(c *loopConn, d *direction) bool {
 const kernelLookEvery = time.Second
 
 // tick implements relay: a promoted connection's deadline is the loop's, either the next
-// look at a FIN waiting for its bytes or the next look at its counters.
+// look at a FIN waiting for its bytes or the next look at its counters. A connection still
+// on the relay is judged again (judge woke it while a send queue was backed up); the
+// relay's idle timeout is then looked at as for the epoll plane.
 func (r sockmapRelay) tick(l *loop, c *loopConn) bool {
 	if !promoted(c) {
-		return false
+		r.judge(l, c) // one that was backed up; the relay's idle timeout is looked at after
+		return promoted(c) || c.state != stateRelaying
 	}
 	r.look(l, c)
 	if c.state == stateRelaying && settling(c) {
@@ -444,6 +494,11 @@ const (
 	// bursts into a stalled destination after a quiet spell can have the kernel queue what
 	// it sends until the next look (at most kernelLookEvery away).
 	pressureLook = 2 * time.Millisecond
+	// lagBytes is how much a destination's send queue may hold, with the kernel holding
+	// nothing more, before its direction counts as lagging: more than a request or an answer
+	// in flight, so request/response traffic keeps the slow look (each look is four system
+	// calls), while a bulk transfer that fills the queue gets the short one.
+	lagBytes = 64 << 10
 )
 
 // pressure pauses each kernel direction whose destination has stalled with more than
@@ -483,7 +538,7 @@ func (r sockmapRelay) pressure(l *loop, c *loopConn, ci, bi *unix.TCPInfo) (lagg
 			}
 			continue
 		}
-		lagging = lagging || (held > 0 || outq > 0) && received[i] != c.smap.received[i]
+		lagging = lagging || (held > 0 || outq > lagBytes) && received[i] != c.smap.received[i]
 	}
 	return lagging
 }
@@ -498,6 +553,11 @@ func (r sockmapRelay) pause(l *loop, c *loopConn, d *direction) {
 	}
 	kd.mode = paused
 	r.kernel.paused.Add(1)
+	// The relay's events again: settle hears room in the destination, and the relay the
+	// source's bytes once the direction is its own. Modify reports what is ready already.
+	if !r.register(l, c, relayEvents) {
+		return
+	}
 	c.smap.wait = 0
 	r.settle(l, c)
 }
@@ -509,7 +569,13 @@ func (r sockmapRelay) resume(l *loop, c *loopConn, d *direction) bool {
 	src, dst := c.ends(d)
 	taken, ok1 := kernelTaken(src)
 	sent, ok2 := sentBytes(dst)
-	if !ok1 || !ok2 || sent-c.kdir(d).offset < taken {
+	if !ok1 || !ok2 {
+		return false
+	}
+	if sent-c.kdir(d).offset < taken {
+		if r.lost(l, c.kdir(d), sent, dst) {
+			l.finish(c, errKernelDropped, true)
+		}
 		return false
 	}
 	meterTaken(c, d, taken)
@@ -517,6 +583,27 @@ func (r sockmapRelay) resume(l *loop, c *loopConn, d *direction) bool {
 	d.readable = true // what arrived while paused gave its edge already
 	l.pump(c, d)
 	return true
+}
+
+// errKernelDropped ends a connection whose paused direction lost bytes in the kernel (see
+// pause): a stream with a hole must not go on, so both sides are reset.
+var errKernelDropped = errors.New("sockmap: the kernel dropped bytes of a paused direction")
+
+// lostAfter is how long a paused direction may fall short of what the kernel took, with its
+// destination's send queue empty and nothing more sent, before the loop holds those bytes
+// lost. The kernel sends what it holds for a socket with room within a few milliseconds.
+const lostAfter = time.Second
+
+// lost reports whether the bytes the kernel took for paused direction kd, which reach sent
+// bytes at dst so far, will never all arrive: nothing more was sent for lostAfter while dst's
+// send queue stood empty. A queue that holds bytes means a slow peer, not a loss.
+func (r sockmapRelay) lost(l *loop, kd *kernelDir, sent int64, dst int) bool {
+	outq, err := unix.IoctlGetInt(dst, unix.SIOCOUTQ)
+	if sent != kd.sent || kd.sentMoved.IsZero() || err != nil || outq > 0 {
+		kd.sent, kd.sentMoved = sent, l.now
+		return false
+	}
+	return l.now.Sub(kd.sentMoved) >= lostAfter
 }
 
 // kernelTaken is how many bytes the kernel has taken off src, which has left the watch map:

@@ -47,6 +47,21 @@ func (s *Set[T]) Add(fd int, events uint32, v T) error {
 	return nil
 }
 
+// Modify changes the events fd is registered for, keeping its value and generation. epoll
+// looks at fd's readiness again at once, so an edge that came while fd was not registered
+// for it is not lost.
+func (s *Set[T]) Modify(fd int, events uint32) error {
+	gen := s.Gen(fd)
+	if gen == 0 {
+		return os.NewSyscallError("epoll_ctl", unix.ENOENT)
+	}
+	ev := unix.EpollEvent{Events: events, Fd: int32(fd), Pad: int32(gen)}
+	if err := epollCtl(s.epfd, unix.EPOLL_CTL_MOD, fd, &ev); err != nil {
+		return os.NewSyscallError("epoll_ctl", err)
+	}
+	return nil
+}
+
 // Forget drops fd's registration before the caller closes it; closing takes it out of the
 // epoll set.
 func (s *Set[T]) Forget(fd int) {

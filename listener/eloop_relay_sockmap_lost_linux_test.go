@@ -1,0 +1,69 @@
+//go:build linux
+
+package listener
+
+import (
+	"errors"
+	"io"
+	"net"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestSockmapDroppedBytesResetBoth: when the kernel loses bytes of a paused direction (a
+// segment judged while its socket leaves the watch map, see pause), the direction can never
+// resume; the connection must end with a reset on both sides and an error for its
+// observer, not hang until an idle timeout that may be off. The loss is made on the loop:
+// the direction is told the kernel took 1,000 bytes more than it did, then paused.
+func TestSockmapDroppedBytesResetBoth(t *testing.T) {
+	backendErr := make(chan error, 1)
+	watch := func(c *net.TCPConn) {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, err := io.Copy(io.Discard, c)
+		backendErr <- err
+	}
+	obs := resObserver{closed: make(chan Traffic, 1)}
+	s, el, addr := smProxy(t, -1, watch, func(s *Server) { s.Observer = obs })
+	c := resDial(t, addr)
+	resEventually(t, "the connection to be promoted", func() bool { return el.SockmapStats().InKernel == 1 })
+	if _, err := c.Write([]byte("bytes through the kernel")); err != nil {
+		t.Fatal(err)
+	}
+	lose := func(l *loop) {
+		for lc := l.conns.head; lc != nil; lc = lc.next {
+			if promoted(lc) && lc.smap.up.mode == inKernel {
+				lc.smap.up.offset += 1000
+				l.relay.(sockmapRelay).pause(l, lc, &lc.up)
+				return
+			}
+		}
+	}
+	el.mu.Lock()
+	loops := el.loops
+	el.mu.Unlock()
+	for _, l := range loops {
+		if !l.call(lose) {
+			t.Fatal("an event loop has ended")
+		}
+	}
+	if el.SockmapStats().Paused != 1 {
+		t.Fatalf("%d directions paused, want 1", el.SockmapStats().Paused)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("client read %v, want a reset", err)
+	}
+	if err := <-backendErr; !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("backend read %v, want a reset", err)
+	}
+	select {
+	case tr := <-obs.closed:
+		if !errors.Is(tr.Err, errKernelDropped) {
+			t.Errorf("the connection ended with %v, want %v", tr.Err, errKernelDropped)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the connection did not end")
+	}
+	resEventually(t, "no active connection", func() bool { return s.ActiveConns() == 0 })
+}
