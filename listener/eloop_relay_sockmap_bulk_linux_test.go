@@ -67,3 +67,51 @@ func TestSockmapDroppedBytesResetBoth(t *testing.T) {
 	}
 	resEventually(t, "no active connection", func() bool { return s.ActiveConns() == 0 })
 }
+
+// TestSockmapBulkStaysOnRelay: a connection that streams bulk past the promotion age stays on
+// the relay, where TCP flow control holds its sender back (the kernel's redirects would queue
+// what it sends), while a request/response connection of the same age moves into the kernel.
+func TestSockmapBulkStaysOnRelay(t *testing.T) {
+	const after = 50 * time.Millisecond
+	sink := func(c *net.TCPConn) {
+		if _, err := io.Copy(io.Discard, c); err == nil {
+			c.CloseWrite()
+		}
+	}
+	obs := resObserver{closed: make(chan Traffic, 2)}
+	_, el, addr := smProxy(t, after, sink, func(s *Server) { s.Observer = obs })
+	bulk := resDial(t, addr)
+	chunk := make([]byte, 1<<20)
+	var sent int64
+	for start := time.Now(); time.Since(start) < 6*after || sent < 64<<20; sent += int64(len(chunk)) {
+		bulk.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if _, err := bulk.Write(chunk); err != nil {
+			t.Fatalf("after %d bytes: %v", sent, err)
+		}
+	}
+	if n := el.SockmapStats().Promoted; n != 0 {
+		t.Errorf("%d connections promoted while one streamed bulk, want none", n)
+	}
+	if err := bulk.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	if err := readExactly(bulk, nil); err != nil {
+		t.Fatal(err)
+	}
+	if tr := <-obs.closed; tr.Up != sent || tr.Err != nil {
+		t.Errorf("traffic %+v, want %d bytes up and no error", tr, sent)
+	}
+	// A sink never answers: the promotion is seen in the counts, one request a tick.
+	talk := resDial(t, addr)
+	tick := time.NewTicker(after / 5)
+	defer tick.Stop()
+	for start := time.Now(); el.SockmapStats().InKernel == 0; <-tick.C {
+		if time.Since(start) > 15*time.Second {
+			t.Fatal("the request/response connection was not promoted")
+		}
+		if _, err := talk.Write([]byte("request")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	talk.Close()
+}
