@@ -23,6 +23,8 @@ type loopConn struct {
 	srv        *loopServer // the Server whose listener accepted it: its settings and counters
 	cfd, bfd   int         // client and backend descriptors; -1 when not open
 	state      connState
+	hdrEOF     bool
+	pinned     bool // a goroutine (a queued wait, a name lookup) holds it: never reused
 	info       ConnInfo
 	backend    *pool.Backend // counted on the Picker while non-nil; released exactly once
 	tried      []*pool.Backend
@@ -33,12 +35,10 @@ type loopConn struct {
 	rest       []byte             // client bytes read past an inbound PROXY header, for the backend
 	ticket     clientlimit.Ticket // the per-client bounds' claim, released by finish
 	hdr        []byte             // inbound PROXY header bytes read so far
-	hdrEOF     bool
-	pinned     bool // a goroutine (a queued wait, a name lookup) holds it: never reused
 
-	deadline   time.Time // of the current state; see timerHeap
+	deadline   time.Duration // of the current state (clock); see timerHeap
 	timerIndex int
-	lastActive time.Time // the last time a byte moved either way
+	lastActive time.Duration // the last time a byte moved either way (clock)
 
 	cancel context.CancelFunc // ends a queued wait or a name lookup for this connection
 	token  uint32             // tells a waiter's result for the current wait from a stale one
@@ -134,16 +134,14 @@ func (l *loop) connTimeout(c *loopConn) {
 		if idle <= 0 {
 			return // a deadline of an earlier state: nothing to time now
 		}
-		if l.now.Sub(c.lastActive) >= idle {
+		if clock(l.now)-c.lastActive >= idle {
 			if !l.relay.progressed(c) {
 				l.finish(c, ErrIdle, true)
 				return
 			}
-			c.lastActive = l.now
+			c.lastActive = clock(l.now)
 		}
-		if at := c.lastActive.Add(idle); c.timerIndex < 0 || at.Before(c.deadline) {
-			l.timers.set(c, at) // unless tick asked to be woken sooner
-		}
+		l.timers.setSooner(c, clockTime(c.lastActive+idle)) // tick may have asked for sooner
 	}
 }
 

@@ -33,8 +33,8 @@ type connCache struct {
 
 // maxCachedConns bounds what a loop keeps, idle and given back each: the connections a burst
 // leaves behind beyond it go to the collector. 1024 covers a loop accepting 100,000
-// connections a second whose ends wait up to kickEvery for the notifier; a struct is 616
-// bytes (the 640-byte size class), so a loop keeps at most about 1.25 MiB after a burst.
+// connections a second whose ends wait up to kickEvery for the notifier; a struct is 576
+// bytes (a size class of its own), so a loop keeps at most about 1.1 MiB after a burst.
 const maxCachedConns = 1024
 
 // newConn is a connection of srv on client socket fd, reused when the cache has one.

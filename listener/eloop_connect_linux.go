@@ -145,7 +145,7 @@ func (l *loop) connected(c *loopConn, ev uint32) {
 	c.info.Backend = c.backend
 	c.state = stateRelaying
 	c.meter = c.srv.book.openedInto(&c.info, &c.meters)
-	c.lastActive = l.now
+	c.lastActive = clock(l.now)
 	if idle := c.srv.cfg.IdleTimeout; idle > 0 {
 		l.timers.set(c, l.now.Add(idle))
 	}

@@ -26,6 +26,7 @@ type loop struct {
 	buf    []byte // the 16 KiB buffer every small message passes through
 	relay  relay  // moves the bytes of established connections (eloop_relay_linux.go)
 	pipes  poll.Pipes
+	entry  mapPair // what the sockmap mover puts in or takes out of the kernel maps, read in place
 	timers timerHeap
 	conns  connList  // every connection of this loop
 	cache  connCache // ended connections, for reuse

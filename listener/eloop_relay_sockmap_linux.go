@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -53,29 +54,24 @@ type sockmapConn struct {
 	up, down kernelDir
 	wait     time.Duration // before the next look at a FIN not yet passed on or a paused direction
 	every    time.Duration // between looks: short while a destination lags (pressureLook)
-	acked    [2]uint64     // the client's and the backend's TCP_INFO bytes_acked at the last look
+	acked    uint64        // the client's plus the backend's TCP_INFO bytes_acked at the last look (either moves it)
 	received [2]uint64     // their bytes_received at the last look
-	metered  time.Time     // when look last told the Meter what the kernel moved
+	metered  time.Duration // when look last told the Meter what the kernel moved (clock)
 }
 
 // kernelDir is what the loop knows of one direction moved by the kernel.
 type kernelDir struct {
-	consumed int64 // bytes user space took from the source before the promotion
-	offset   int64 // the destination's bytes sent minus the source's consumed, at the promotion
-	metered  int64 // kernel-moved bytes told to the Meter so far
-	// ackedStart is the source socket's bytes_acked at the promotion: where look starts
-	// counting the bytes its peer acknowledges, for the idle timeout.
-	ackedStart uint64
-	cookie     uint64  // the source socket's key in the kernel maps
-	mode       dirMode // who moves the direction now
-	// dstAcked is the destination's bytes_acked at the look that saw it change (dstMoved):
-	// a destination whose peer acknowledges nothing for stallAfter has stopped reading.
-	dstAcked uint64
-	dstMoved time.Time
-	// sent is the destination's bytes sent at the look of a paused direction that saw it
-	// change (sentMoved): lost tells a slow destination from bytes the kernel dropped.
-	sent      int64
-	sentMoved time.Time
+	consumed int64   // bytes user space took from the source before the promotion
+	offset   int64   // the destination's bytes sent minus the source's consumed, at the promotion
+	metered  int64   // kernel-moved bytes told to the Meter so far
+	mode     dirMode // who moves the direction now
+	// progress is a count of the destination's last seen to change, at progressAt (clock;
+	// 0: not yet seen). While the kernel moves the direction it is bytes_acked: a peer that
+	// acknowledges nothing for stallAfter has stopped reading (pressure). While the direction
+	// is paused it is bytes sent: nothing more sent with an empty send queue means the kernel
+	// lost bytes (lost). One pair serves both, as a direction is in one mode at a time.
+	progress   int64
+	progressAt time.Duration
 }
 
 // dirMode says who moves one direction of a promoted connection. It only moves forward:
@@ -109,10 +105,17 @@ var stayOnRelay = &sockmapConn{}
 // promoted reports whether the kernel moves c's bytes.
 func promoted(c *loopConn) bool { return c.smap != nil && c.smap != stayOnRelay }
 
-// start implements relay: the connection starts on the splice relay.
+// start implements relay: the connection starts on the splice relay, and is judged at its
+// events and once more when it reaches the promotion age, so that one gone quiet by then
+// (an idle pool connection, a stream between messages) moves too. The age shares the idle
+// timeout's place in the timer heap: tick judges, then sets the idle deadline again.
 func (r sockmapRelay) start(l *loop, c *loopConn, h handoff) {
 	r.spliceRelay.start(l, c, h)
 	r.judge(l, c)
+	if c.state != stateRelaying || c.smap != nil {
+		return
+	}
+	l.timers.setSooner(c, c.info.Start.Add(r.after))
 }
 
 // event implements relay.
@@ -196,13 +199,11 @@ func (r sockmapRelay) judge(l *loop, c *loopConn) {
 	if bulky(c, l.now) || backedUp(c.cfd) || backedUp(c.bfd) {
 		// Judged again at its next event, or by tick: a send queue that drains gives no
 		// event unless a write had filled it.
-		if at := l.now.Add(rejudgeAfter); c.timerIndex < 0 || at.Before(c.deadline) {
-			l.timers.set(c, at)
-		}
+		l.timers.setSooner(c, l.now.Add(rejudgeAfter))
 		return
 	}
-	up, okUp := kernelStart(c.cfd, c.bfd)
-	down, okDown := kernelStart(c.bfd, c.cfd)
+	up, ackedUp, okUp := kernelStart(c.cfd, c.bfd)
+	down, ackedDown, okDown := kernelStart(c.bfd, c.cfd)
 	if !okUp || !okDown {
 		return // a counter moved while read, or a socket is not ESTABLISHED: next event
 	}
@@ -212,19 +213,19 @@ func (r sockmapRelay) judge(l *loop, c *loopConn) {
 		c.smap = stayOnRelay
 		return
 	}
-	joined, clientOut := r.kernel.insert(c.cfd, c.bfd, cc, bc)
+	l.entry = mapPair{client: cc, backend: bc, cfd: uint64(c.cfd), bfd: uint64(c.bfd)}
+	joined, clientOut := r.kernel.insert(&l.entry)
 	if !joined {
 		c.smap = stayOnRelay
 		return
 	}
-	up.cookie, down.cookie = cc, bc
 	if clientOut {
 		up.mode = onRelay
 	}
-	c.smap = &sockmapConn{up: up, down: down, acked: [2]uint64{up.ackedStart, down.ackedStart}}
+	c.smap = &sockmapConn{up: up, down: down, acked: ackedUp + ackedDown}
 	r.kernel.inKernel.Add(1)
 	r.kernel.promotions.Add(1)
-	c.lastActive = l.now
+	c.lastActive = clock(l.now)
 	if !r.kick(l, c) {
 		return
 	}
@@ -301,30 +302,30 @@ func (r sockmapRelay) kick(l *loop, c *loopConn) bool {
 // src's bytes consumed (received less those still queued) and dst's bytes sent (acknowledged
 // plus queued). Each pair of counts is read twice around its queue size, so that a segment
 // or an acknowledgement arriving between them cannot skew it; ok is false when one did, or
-// when src is not ESTABLISHED (a FIN came: the relay passes it on).
-func kernelStart(src, dst int) (kd kernelDir, ok bool) {
-	r1, err1 := unix.GetsockoptTCPInfo(src, unix.IPPROTO_TCP, unix.TCP_INFO)
+// when src is not ESTABLISHED (a FIN came: the relay passes it on). acked is src's
+// bytes_acked: where look starts counting what its peer acknowledges, for the idle timeout.
+func kernelStart(src, dst int) (kd kernelDir, acked uint64, ok bool) {
+	r1, err1 := poll.TCPInfo(src)
 	inq, err2 := unix.IoctlGetInt(src, unix.SIOCINQ)
-	r2, err3 := unix.GetsockoptTCPInfo(src, unix.IPPROTO_TCP, unix.TCP_INFO)
+	r2, err3 := poll.TCPInfo(src)
 	if err1 != nil || err2 != nil || err3 != nil || r1.Bytes_received != r2.Bytes_received ||
 		r2.State != unix.BPF_TCP_ESTABLISHED {
-		return kernelDir{}, false
+		return kernelDir{}, 0, false
 	}
 	sent, ok := sentBytes(dst)
 	if !ok {
-		return kernelDir{}, false
+		return kernelDir{}, 0, false
 	}
 	kd.consumed = int64(r2.Bytes_received) - int64(inq)
 	kd.offset = sent - kd.consumed
-	kd.ackedStart = r2.Bytes_acked
-	return kd, true
+	return kd, r2.Bytes_acked, true
 }
 
 // sentBytes is what dst has been given to send: acknowledged (its SYN included) plus queued.
 func sentBytes(dst int) (int64, bool) {
-	a1, err1 := unix.GetsockoptTCPInfo(dst, unix.IPPROTO_TCP, unix.TCP_INFO)
+	a1, err1 := poll.TCPInfo(dst)
 	outq, err2 := unix.IoctlGetInt(dst, unix.SIOCOUTQ)
-	a2, err3 := unix.GetsockoptTCPInfo(dst, unix.IPPROTO_TCP, unix.TCP_INFO)
+	a2, err3 := poll.TCPInfo(dst)
 	if err1 != nil || err2 != nil || err3 != nil || a1.Bytes_acked != a2.Bytes_acked {
 		return 0, false
 	}
@@ -365,9 +366,7 @@ func (r sockmapRelay) settle(l *loop, c *loopConn) {
 		return
 	}
 	c.smap.wait = min(max(2*c.smap.wait, time.Millisecond), settleWaitMax(c))
-	if at := l.now.Add(c.smap.wait); c.timerIndex < 0 || at.Before(c.deadline) {
-		l.timers.set(c, at)
-	}
+	l.timers.setSooner(c, l.now.Add(c.smap.wait))
 }
 
 // delivered reports whether every byte d's source received before its FIN has been given to
@@ -378,7 +377,7 @@ func delivered(c *loopConn, d *direction) bool {
 	if d == &c.down {
 		kd = &c.smap.down
 	}
-	info, err := unix.GetsockoptTCPInfo(src, unix.IPPROTO_TCP, unix.TCP_INFO)
+	info, err := poll.TCPInfo(src)
 	if err != nil {
 		return true // the socket failed: its error event ends the connection
 	}
@@ -437,24 +436,24 @@ func settling(c *loopConn) bool {
 // receiving while its destination's reader stalls (the kernel queues what it redirects), so
 // received bytes would keep a stalled connection alive.
 func (r sockmapRelay) look(l *loop, c *loopConn) {
-	ci, err1 := unix.GetsockoptTCPInfo(c.cfd, unix.IPPROTO_TCP, unix.TCP_INFO)
-	bi, err2 := unix.GetsockoptTCPInfo(c.bfd, unix.IPPROTO_TCP, unix.TCP_INFO)
+	ci, err1 := poll.TCPInfo(c.cfd)
+	bi, err2 := poll.TCPInfo(c.bfd)
 	lagging := false
 	if err1 == nil && err2 == nil {
-		if l.now.Sub(c.smap.metered) >= kernelLookEvery { // the live meters, as before back-pressure
-			meterKernel(c, ci, bi, false)
-			c.smap.metered = l.now
+		if clock(l.now)-c.smap.metered >= kernelLookEvery { // the live meters, as before back-pressure
+			meterKernel(c, &ci, &bi, false)
+			c.smap.metered = clock(l.now)
 		}
-		if acked := [2]uint64{ci.Bytes_acked, bi.Bytes_acked}; acked != c.smap.acked {
+		if acked := ci.Bytes_acked + bi.Bytes_acked; acked != c.smap.acked {
 			c.smap.acked = acked
-			c.lastActive = l.now
+			c.lastActive = clock(l.now)
 		}
-		if lagging = r.pressure(l, c, ci, bi); c.state != stateRelaying {
+		if lagging = r.pressure(l, c, &ci, &bi); c.state != stateRelaying {
 			return
 		}
 	}
 	idle := c.srv.cfg.IdleTimeout
-	if idle > 0 && l.now.Sub(c.lastActive) >= idle {
+	if idle > 0 && clock(l.now)-c.lastActive >= idle {
 		l.finish(c, ErrIdle, true)
 		return
 	}
@@ -464,8 +463,8 @@ func (r sockmapRelay) look(l *loop, c *loopConn) {
 		c.smap.every = min(max(2*c.smap.every, pressureLook), kernelLookEvery)
 	}
 	next := l.now.Add(c.smap.every)
-	if idle > 0 && c.lastActive.Add(idle).Before(next) {
-		next = c.lastActive.Add(idle)
+	if at := clockTime(c.lastActive + idle); idle > 0 && at.Before(next) {
+		next = at
 	}
 	l.timers.set(c, next)
 }
@@ -543,10 +542,10 @@ func (r sockmapRelay) pressure(l *loop, c *loopConn, ci, bi *unix.TCPInfo) (lagg
 		// verdict runs) less what it has given the destination.
 		held := int64(m.src.Bytes_received) - finReceived(m.d, m.src, false) + kd.offset -
 			(int64(m.dst.Bytes_acked) + int64(outq))
-		if a := m.dst.Bytes_acked; a != kd.dstAcked || kd.dstMoved.IsZero() {
-			kd.dstAcked, kd.dstMoved = a, l.now
+		if a := int64(m.dst.Bytes_acked); a != kd.progress || kd.progressAt == 0 {
+			kd.progress, kd.progressAt = a, clock(l.now)
 		}
-		if held > pauseAfter && l.now.Sub(kd.dstMoved) >= stallAfter {
+		if held > pauseAfter && clock(l.now)-kd.progressAt >= stallAfter {
 			r.pause(l, c, m.d)
 			if c.state != stateRelaying {
 				return false
@@ -562,11 +561,18 @@ func (r sockmapRelay) pressure(l *loop, c *loopConn, ci, bi *unix.TCPInfo) (lagg
 // has delivered what it took.
 func (r sockmapRelay) pause(l *loop, c *loopConn, d *direction) {
 	kd := c.kdir(d)
-	if err := r.kernel.watch.Delete(kd.cookie); err != nil {
+	src, _ := c.ends(d)
+	cookie, err := unix.GetsockoptUint64(src, unix.SOL_SOCKET, unix.SO_COOKIE)
+	if err == nil {
+		l.entry.client = cookie // the key, read in place
+		err = r.kernel.watch.Delete(unsafe.Pointer(&l.entry.client))
+	}
+	if err != nil {
 		l.finish(c, fmt.Errorf("sockmap: take a socket out of the kernel: %w", err), true)
 		return
 	}
 	kd.mode = paused
+	kd.progressAt = 0 // progress counts bytes sent from now on (lost)
 	r.kernel.paused.Add(1)
 	// The relay's events again: settle hears room in the destination, and the relay the
 	// source's bytes once the direction is its own. Modify reports what is ready already.
@@ -614,11 +620,11 @@ const lostAfter = time.Second
 // send queue stood empty. A queue that holds bytes means a slow peer, not a loss.
 func (r sockmapRelay) lost(l *loop, kd *kernelDir, sent int64, dst int) bool {
 	outq, err := unix.IoctlGetInt(dst, unix.SIOCOUTQ)
-	if sent != kd.sent || kd.sentMoved.IsZero() || err != nil || outq > 0 {
-		kd.sent, kd.sentMoved = sent, l.now
+	if sent != kd.progress || kd.progressAt == 0 || err != nil || outq > 0 {
+		kd.progress, kd.progressAt = sent, clock(l.now)
 		return false
 	}
-	return l.now.Sub(kd.sentMoved) >= lostAfter
+	return clock(l.now)-kd.progressAt >= lostAfter
 }
 
 // kernelTaken is how many bytes the kernel has taken off src, which has left the watch map:
@@ -627,9 +633,9 @@ func (r sockmapRelay) lost(l *loop, kd *kernelDir, sent int64, dst int) bool {
 // cannot skew it; ok is false when one did. SIOCINQ cannot give the queue's size here: on
 // a socket in a BPF socket map it counts only the map's own ingress queue.
 func kernelTaken(src int) (taken int64, ok bool) {
-	r1, err1 := unix.GetsockoptTCPInfo(src, unix.IPPROTO_TCP, unix.TCP_INFO)
+	r1, err1 := poll.TCPInfo(src)
 	queued, err2 := receiveQueued(src)
-	r2, err3 := unix.GetsockoptTCPInfo(src, unix.IPPROTO_TCP, unix.TCP_INFO)
+	r2, err3 := poll.TCPInfo(src)
 	if err1 != nil || err2 != nil || err3 != nil || r1.Bytes_received != r2.Bytes_received {
 		return 0, false
 	}
@@ -686,10 +692,10 @@ func (r sockmapRelay) stop(l *loop, c *loopConn) (up, down int64) {
 		c.smap = nil
 		return r.spliceRelay.stop(l, c)
 	}
-	ci, err1 := unix.GetsockoptTCPInfo(c.cfd, unix.IPPROTO_TCP, unix.TCP_INFO)
-	bi, err2 := unix.GetsockoptTCPInfo(c.bfd, unix.IPPROTO_TCP, unix.TCP_INFO)
+	ci, err1 := poll.TCPInfo(c.cfd)
+	bi, err2 := poll.TCPInfo(c.bfd)
 	if err1 == nil && err2 == nil {
-		meterKernel(c, ci, bi, true)
+		meterKernel(c, &ci, &bi, true)
 	}
 	for _, d := range [2]*direction{&c.up, &c.down} {
 		if c.kdir(d).mode == paused {

@@ -248,7 +248,7 @@ func (l *loop) drain(c *loopConn, d *direction, dst int) bool {
 			l.fail(c, d, os.NewSyscallError("write", err))
 			return false
 		}
-		c.lastActive = l.now
+		c.lastActive = clock(l.now)
 		if d.off += w; d.off == len(d.pending) {
 			d.pending, d.off = nil, 0 // a slow reader's backlog is not kept once written
 		}
@@ -266,7 +266,7 @@ func (l *loop) drain(c *loopConn, d *direction, dst int) bool {
 			l.finish(c, fmt.Errorf("splice to socket: %w", io.ErrNoProgress), true)
 			return false
 		}
-		c.lastActive = l.now
+		c.lastActive = clock(l.now)
 		if d.inPipe -= int(n); d.inPipe == 0 {
 			l.dropPipe(d)
 		}
@@ -277,7 +277,7 @@ func (l *loop) drain(c *loopConn, d *direction, dst int) bool {
 // moved accounts for n bytes read from d's source.
 func (l *loop) moved(c *loopConn, d *direction, n int) {
 	d.n += int64(n)
-	c.lastActive = l.now
+	c.lastActive = clock(l.now)
 	if c.meter != nil {
 		c.meter.Moved(d == &c.up, int64(n))
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -126,29 +127,37 @@ func sockmapRefusal(step string, err error) error {
 	return fmt.Errorf("cannot %s: %w", step, err)
 }
 
+// mapPair is one connection's entries in the kernel maps: each socket's cookie (its key) and
+// descriptor (a value). The map calls read keys and values in place through pointers,
+// which keeps them from allocating (a uint64 passed as a key is boxed and copied): each loop
+// keeps one (loop.entry) and writes it just before the calls.
+type mapPair struct{ client, backend, cfd, bfd uint64 }
+
 // insert puts a connected pair in the kernel: both in peers, then backend and client in
 // watch. joined is false, with the maps as they were, when the pair stays on the relay (a
 // map full, a socket no longer ESTABLISHED). clientOut is true when all went in but the
 // client's verdict: the kernel moves the backend's bytes, and the client's stay for the
 // loop to relay (a FIN that came in between makes the client CLOSE_WAIT, which a map
 // refuses; the backend is judged already, so the pair cannot go back).
-func (k *sockmapKernel) insert(cfd, bfd int, cc, bc uint64) (joined, clientOut bool) {
-	if k.peers.Update(cc, uint64(bfd), ebpf.UpdateNoExist) != nil {
+func (k *sockmapKernel) insert(p *mapPair) (joined, clientOut bool) {
+	client, backend := unsafe.Pointer(&p.client), unsafe.Pointer(&p.backend)
+	cfd, bfd := unsafe.Pointer(&p.cfd), unsafe.Pointer(&p.bfd)
+	if k.peers.Update(client, bfd, ebpf.UpdateNoExist) != nil {
 		return false, false
 	}
-	if k.peers.Update(bc, uint64(cfd), ebpf.UpdateNoExist) != nil {
-		k.peers.Delete(cc)
+	if k.peers.Update(backend, cfd, ebpf.UpdateNoExist) != nil {
+		k.peers.Delete(client)
 		return false, false
 	}
-	if k.watch.Update(bc, uint64(bfd), ebpf.UpdateNoExist) != nil {
-		k.peers.Delete(cc)
-		k.peers.Delete(bc)
+	if k.watch.Update(backend, bfd, ebpf.UpdateNoExist) != nil {
+		k.peers.Delete(client)
+		k.peers.Delete(backend)
 		return false, false
 	}
 	if k.refuseClient {
 		return true, true
 	}
-	return true, k.watch.Update(cc, uint64(cfd), ebpf.UpdateNoExist) != nil
+	return true, k.watch.Update(client, cfd, ebpf.UpdateNoExist) != nil
 }
 
 // entries counts the sockets in both maps (for tests and status; it walks the maps).

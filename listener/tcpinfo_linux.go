@@ -3,7 +3,7 @@ package listener
 import (
 	"net"
 
-	"golang.org/x/sys/unix"
+	"github.com/fulcrumlb/fulcrum/listener/internal/poll"
 )
 
 // tcpCounters are a socket's kernel byte counters: received from the peer, and sent and
@@ -24,7 +24,7 @@ func readTCPCounters(c *net.TCPConn) tcpCounters {
 
 // fdTCPCounters reads TCP_INFO from a raw descriptor; zero when it cannot.
 func fdTCPCounters(fd int) tcpCounters {
-	info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+	info, err := poll.TCPInfo(fd)
 	if err != nil {
 		return tcpCounters{}
 	}

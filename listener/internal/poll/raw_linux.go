@@ -120,3 +120,14 @@ func GetInt(fd, level, opt int) (int, error) {
 	}
 	return int(v), nil
 }
+
+// TCPInfo reads fd's TCP_INFO. unix.GetsockoptTCPInfo allocates the struct on every call,
+// and the sockmap mover reads it for each promoted connection every second and more often
+// while a destination lags: this returns it by value, and nothing escapes.
+func TCPInfo(fd int) (unix.TCPInfo, error) {
+	var info unix.TCPInfo
+	n := uint32(unix.SizeofTCPInfo)
+	_, _, e := unix.RawSyscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.IPPROTO_TCP, unix.TCP_INFO,
+		uintptr(unsafe.Pointer(&info)), uintptr(unsafe.Pointer(&n)), 0)
+	return info, errnoErr(e)
+}
