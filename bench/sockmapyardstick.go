@@ -16,7 +16,8 @@ import (
 
 // sockmapYardstickSetup is what the report says of the peer besides the path it came from.
 const sockmapYardstickSetup = "the in-kernel prototype: every connection goes into the kernel at once, " +
-	"only the first backend is used (balance puts every connection there), no back-pressure"
+	"only the first backend is used (balance puts every connection there), no back-pressure; " +
+	"its balancer CPU is its user-space loop alone (the kernel's redirects count in machine CPU)"
 
 // startSockmapYardstick runs the prototype r in front of backends (it forwards to the first
 // alone) and waits until it accepts connections.
