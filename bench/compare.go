@@ -31,7 +31,7 @@ const (
 )
 
 // Peers are every target a comparison knows, in run order.
-var Peers = []string{Direct, Fulcrum, FulcrumGoroutine, FulcrumSockmap, FulcrumNometrics, Yardstick, YardstickRawWait, HAProxy, Nginx}
+var Peers = []string{Direct, Fulcrum, FulcrumGoroutine, FulcrumSockmap, FulcrumNometrics, Yardstick, YardstickRawWait, SockmapYardstick, HAProxy, Nginx}
 
 // fulcrumVariants are the peers that are fulcrum with arguments appended.
 var fulcrumVariants = map[string][]string{
@@ -68,12 +68,15 @@ type CompareConfig struct {
 	// Scenarios to run; nil means all.
 	Scenarios []string
 	// Peers to compare; nil means DefaultPeers (with FulcrumGoroutine when Exe has a
-	// --data-plane flag, and Yardstick when Yardstick is set). Peers that are not installed
-	// are skipped.
+	// --data-plane flag, Yardstick when Yardstick is set and SockmapYardstick when
+	// SockmapYardstick is set). Peers that are not installed are skipped.
 	Peers []string
 	// Yardstick is the yardstick's binary, or its source folder (with go.mod) to build with
 	// `go build`; empty means the yardstick peers are skipped.
 	Yardstick string
+	// SockmapYardstick is the in-kernel prototype's binary, or its source folder (with go.mod)
+	// to build; empty means the sockmap-yardstick peer is skipped.
+	SockmapYardstick string
 	// YardstickEnv are KEY=VALUE settings added to both yardstick peers' environment after
 	// their defaults (yardstickEnv, yardstickRawWaitEnv); nil adds none.
 	YardstickEnv []string
@@ -93,6 +96,15 @@ type CompareConfig struct {
 	Command string
 }
 
+// withRuler puts the measuring stick peer name before HAProxy in peers when path, what its
+// flag said, is set.
+func withRuler(peers []string, path, name string) []string {
+	if path == "" {
+		return peers
+	}
+	return slices.Insert(slices.Clone(peers), max(slices.Index(peers, HAProxy), 0), name)
+}
+
 func (cc *CompareConfig) defaults() {
 	if cc.Backends <= 0 {
 		cc.Backends = 4
@@ -102,9 +114,8 @@ func (cc *CompareConfig) defaults() {
 	}
 	if len(cc.Peers) == 0 {
 		cc.Peers = withPlanes(cc.Exe, DefaultPeers)
-		if cc.Yardstick != "" {
-			cc.Peers = slices.Insert(slices.Clone(cc.Peers), max(slices.Index(cc.Peers, HAProxy), 0), Yardstick)
-		}
+		cc.Peers = withRuler(cc.Peers, cc.Yardstick, Yardstick)
+		cc.Peers = withRuler(cc.Peers, cc.SockmapYardstick, SockmapYardstick)
 	}
 	cc.Rounds = max(cc.Rounds, 3)
 	if cc.Out == nil {
@@ -183,8 +194,10 @@ func (cc *CompareConfig) startPeers(dir string, backends []string, rep *Report) 
 	var out []*peer
 	l := launcher{exe: cc.Exe, dir: dir, backends: backends, fulcrumArgs: cc.FulcrumArgs, yardstickEnv: cc.YardstickEnv}
 	if slices.ContainsFunc(cc.Peers, isYardstick) {
-		l.yardstick, l.yardstickErr = PrepareYardstick(cc.Yardstick, dir)
-		l.yardstickFrom = cc.Yardstick
+		l.yardstick = newRuler(Yardstick, cc.Yardstick, dir)
+	}
+	if slices.Contains(cc.Peers, SockmapYardstick) {
+		l.sockmapYardstick = newRuler(SockmapYardstick, cc.SockmapYardstick, dir)
 	}
 	for _, name := range cc.Peers {
 		start := l.start(name)
@@ -211,14 +224,13 @@ func (cc *CompareConfig) startPeers(dir string, backends []string, rep *Report) 
 
 // launcher starts peers in front of backends, with their configuration files in dir.
 type launcher struct {
-	exe           string   // fulcrum's binary
-	dir           string   // configuration files
-	backends      []string // what every peer forwards to
-	fulcrumArgs   []string // appended to every fulcrum peer's serve command
-	yardstick     string   // the yardstick's binary; empty: yardstickErr says why not
-	yardstickErr  error
-	yardstickFrom string   // what --yardstick named: the binary or the folder it was built from
-	yardstickEnv  []string // appended to the yardstick peers' environment
+	exe              string   // fulcrum's binary
+	dir              string   // configuration files
+	backends         []string // what every peer forwards to
+	fulcrumArgs      []string // appended to every fulcrum peer's serve command
+	yardstick        ruler    // for the yardstick peers; zero when none runs
+	yardstickEnv     []string // appended to the yardstick peers' environment
+	sockmapYardstick ruler    // zero when the sockmap-yardstick peer does not run
 }
 
 // start is how to start peer name; nil for direct.
@@ -234,11 +246,13 @@ func (l launcher) start(name string) func() (*Process, Target, error) {
 	case Yardstick, YardstickRawWait:
 		env := yardstickSetup(name, l.yardstickEnv)
 		return func() (*Process, Target, error) {
-			if l.yardstickErr != nil {
-				return nil, Target{}, l.yardstickErr
+			if l.yardstick.err != nil {
+				return nil, Target{}, l.yardstick.err
 			}
-			return startYardstick(name, l.yardstick, l.yardstickFrom, env, l.backends)
+			return startYardstick(name, l.yardstick.bin, l.yardstick.from, env, l.backends)
 		}
+	case SockmapYardstick:
+		return func() (*Process, Target, error) { return startSockmapYardstick(l.sockmapYardstick, l.backends) }
 	case HAProxy:
 		return func() (*Process, Target, error) { return StartHAProxy(l.dir, l.backends) }
 	case Nginx:

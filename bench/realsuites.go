@@ -55,9 +55,10 @@ func (rc *RealConfig) startSuite(dir, name string) (*realSuite, []string, error)
 // here (there are two servers) and is skipped.
 func (rc *RealConfig) startSuitePeers(s *realSuite, dir string, addrs []string) []string {
 	var skipped []string
+	none := ruler{err: errors.New("the real clients run no yardstick")}
 	for _, name := range rc.Peers {
 		start := launcher{exe: rc.Exe, dir: dir, backends: addrs, fulcrumArgs: rc.FulcrumArgs,
-			yardstickErr: errors.New("the real clients run no yardstick")}.start(name)
+			yardstick: none, sockmapYardstick: none}.start(name)
 		if start == nil {
 			skipped = append(skipped, fmt.Sprintf("skipping %s in %s: the real clients need a balancer", name, s.name))
 			continue

@@ -142,16 +142,16 @@ func (r *Report) scenarios() []string {
 
 // ratioColumns are the "a ÷ b" columns of the summary, each shown when both peers ran:
 // every balancer against HAProxy, fulcrum against its variants and the yardstick, the
-// sockmap plane against the epoll plane, fulcrum's planes against direct, and nginx against
-// HAProxy.
+// sockmap plane against the epoll plane and the in-kernel prototype, fulcrum's planes and the
+// prototype against direct, and nginx against HAProxy.
 func (r *Report) ratioColumns() [][2]string {
 	var out [][2]string
 	for _, c := range [][2]string{
 		{Fulcrum, HAProxy}, {FulcrumGoroutine, HAProxy}, {FulcrumSockmap, HAProxy}, {FulcrumNometrics, HAProxy},
-		{Yardstick, HAProxy}, {YardstickRawWait, HAProxy},
+		{Yardstick, HAProxy}, {YardstickRawWait, HAProxy}, {SockmapYardstick, HAProxy},
 		{Fulcrum, FulcrumGoroutine}, {Fulcrum, FulcrumNometrics}, {Fulcrum, Yardstick}, {Fulcrum, YardstickRawWait},
-		{FulcrumSockmap, Fulcrum},
-		{Fulcrum, Direct}, {FulcrumSockmap, Direct}, {Nginx, HAProxy},
+		{FulcrumSockmap, Fulcrum}, {FulcrumSockmap, SockmapYardstick},
+		{Fulcrum, Direct}, {FulcrumSockmap, Direct}, {SockmapYardstick, Direct}, {Nginx, HAProxy},
 	} {
 		if r.Has(c[0]) && r.Has(c[1]) {
 			out = append(out, c)

@@ -174,3 +174,25 @@ func TestWithPlanes(t *testing.T) {
 		t.Errorf("DefaultPeers changed: %v", DefaultPeers)
 	}
 }
+
+// TestReportSockmapYardstickColumns: the in-kernel prototype gets its ratio columns against
+// HAProxy, fulcrum-sockmap and direct, each only when both of its peers ran.
+func TestReportSockmapYardstickColumns(t *testing.T) {
+	cols := func(targets ...string) string {
+		var out []string
+		for _, c := range (&Report{Targets: targets}).ratioColumns() {
+			out = append(out, c[0]+" ÷ "+c[1])
+		}
+		return strings.Join(out, ", ")
+	}
+	if got, want := cols(Direct, FulcrumSockmap, SockmapYardstick, HAProxy), "fulcrum-sockmap ÷ haproxy, sockmap-yardstick ÷ haproxy, "+
+		"fulcrum-sockmap ÷ sockmap-yardstick, fulcrum-sockmap ÷ direct, sockmap-yardstick ÷ direct"; got != want {
+		t.Errorf("columns:\n got %s\nwant %s", got, want)
+	}
+	if got := cols(FulcrumSockmap, SockmapYardstick); got != "fulcrum-sockmap ÷ sockmap-yardstick" {
+		t.Errorf("without direct and HAProxy: %s", got)
+	}
+	if got := cols(Fulcrum, SockmapYardstick); got != "" {
+		t.Errorf("without fulcrum-sockmap, direct and HAProxy: %s", got)
+	}
+}

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -19,6 +18,9 @@ const (
 	// YardstickRawWait runs one loop on a raw blocking epoll_wait that keeps its P, with one P
 	// (the yardstick's fastest set-up on two cores: yardstickRawWaitEnv).
 	YardstickRawWait = "yardstick-rawwait"
+	// SockmapYardstick is a second, separate ruler: the in-kernel prototype that
+	// fulcrum-sockmap is measured beside (sockmapyardstick.go).
+	SockmapYardstick = "sockmap-yardstick"
 )
 
 // Environments of the two yardstick peers; --yardstick-env settings are appended after them
@@ -35,26 +37,50 @@ func isYardstick(name string) bool { return name == Yardstick || name == Yardsti
 // file, or a binary built with `go build` into dir when path is a folder with a go.mod. The
 // report names path, not the temporary binary.
 func PrepareYardstick(path, dir string) (string, error) {
+	return prepareRuler(Yardstick, path, dir)
+}
+
+// rulerFlags are the flags that name each measuring stick (the yardstick peers share one).
+var rulerFlags = map[string]string{Yardstick: "--yardstick", SockmapYardstick: "--sockmap-yardstick"}
+
+// prepareRuler returns the binary of measuring stick name, which its flag set to path: path
+// itself when it is a file, or dir/name built with `go build` when path is a folder with a
+// go.mod. Its errors name the flag, so that they say what to give.
+func prepareRuler(name, path, dir string) (string, error) {
+	flag := rulerFlags[name]
 	if path == "" {
-		return "", errors.New("no yardstick given (--yardstick PATH: its binary, or its folder to build)")
+		return "", fmt.Errorf("no %s given (%s PATH: its binary, or its folder to build)", name, flag)
 	}
 	st, err := os.Stat(path)
 	if err != nil {
-		return "", fmt.Errorf("--yardstick %s: %w", path, err)
+		return "", fmt.Errorf("%s %s: %w", flag, path, err)
 	}
 	if !st.IsDir() {
 		return filepath.Abs(path)
 	}
 	if _, err := os.Stat(filepath.Join(path, "go.mod")); err != nil {
-		return "", fmt.Errorf("--yardstick %s: a folder without go.mod: give the yardstick's binary or its source folder", path)
+		return "", fmt.Errorf("%s %s: a folder without go.mod: give the %s's binary or its source folder", flag, path, name)
 	}
-	out := filepath.Join(dir, "yardstick")
+	out := filepath.Join(dir, name)
 	cmd := exec.Command("go", "build", "-o", out, ".")
 	cmd.Dir = path
 	if msg, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("--yardstick %s: go build failed (%v): %s", path, err, lastLines(string(msg), 10))
+		return "", fmt.Errorf("%s %s: go build failed (%v): %s", flag, path, err, lastLines(string(msg), 10))
 	}
 	return out, nil
+}
+
+// ruler is a measuring stick peer's binary, made ready once per comparison.
+type ruler struct {
+	bin  string // the binary to run; empty when err says why there is none
+	err  error
+	from string // what its flag named: the binary, or the folder it was built from
+}
+
+// newRuler prepares measuring stick name from path, what its flag said (prepareRuler).
+func newRuler(name, path, dir string) ruler {
+	bin, err := prepareRuler(name, path, dir)
+	return ruler{bin: bin, err: err, from: path}
 }
 
 // yardstickSetup is the environment peer name runs with: its defaults, then extra.

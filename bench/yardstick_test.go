@@ -3,6 +3,7 @@ package bench
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -25,6 +26,13 @@ func TestPrepareYardstick(t *testing.T) {
 	}
 	if _, err := PrepareYardstick(t.TempDir(), dir); err == nil || !strings.Contains(err.Error(), "without go.mod") {
 		t.Errorf("a folder without go.mod: %v", err)
+	}
+	missing := filepath.Join(dir, "missing")
+	if _, err := prepareRuler(SockmapYardstick, missing, dir); err == nil || !strings.Contains(err.Error(), "--sockmap-yardstick "+missing+": ") {
+		t.Errorf("a missing sockmap yardstick: %v, want a message naming --sockmap-yardstick and the path", err)
+	}
+	if _, err := prepareRuler(SockmapYardstick, "", dir); err == nil || !strings.Contains(err.Error(), "--sockmap-yardstick PATH") {
+		t.Errorf("no sockmap yardstick given: %v, want a message naming --sockmap-yardstick", err)
 	}
 	if testing.Short() {
 		return
@@ -74,15 +82,24 @@ func TestPeerVariants(t *testing.T) {
 			t.Errorf("%s is not a known yardstick peer", name)
 		}
 	}
-	cc := CompareConfig{Exe: "/nonexistent/fulcrum", Yardstick: "/some/yardstick"}
-	cc.defaults()
-	if got := strings.Join(cc.Peers, " "); got != "direct fulcrum yardstick haproxy nginx" {
-		t.Errorf("default peers with --yardstick: %s", got)
+	if !slices.Contains(Peers, SockmapYardstick) || isYardstick(SockmapYardstick) {
+		t.Errorf("%s is not a known peer of its own", SockmapYardstick)
 	}
-	cc = CompareConfig{Exe: "/nonexistent/fulcrum"}
+	for _, c := range []struct{ yardstick, sockmap, want string }{
+		{"/some/yardstick", "", "direct fulcrum yardstick haproxy nginx"},
+		{"", "/some/smy", "direct fulcrum sockmap-yardstick haproxy nginx"},
+		{"/some/yardstick", "/some/smy", "direct fulcrum yardstick sockmap-yardstick haproxy nginx"},
+	} {
+		cc := CompareConfig{Exe: "/nonexistent/fulcrum", Yardstick: c.yardstick, SockmapYardstick: c.sockmap}
+		cc.defaults()
+		if got := strings.Join(cc.Peers, " "); got != c.want {
+			t.Errorf("default peers with --yardstick %q --sockmap-yardstick %q: %s, want %s", c.yardstick, c.sockmap, got, c.want)
+		}
+	}
+	cc := CompareConfig{Exe: "/nonexistent/fulcrum"}
 	cc.defaults()
-	if slices.ContainsFunc(cc.Peers, isYardstick) {
-		t.Errorf("default peers without --yardstick: %v", cc.Peers)
+	if slices.ContainsFunc(cc.Peers, isYardstick) || slices.Contains(cc.Peers, SockmapYardstick) {
+		t.Errorf("default peers without --yardstick and --sockmap-yardstick: %v", cc.Peers)
 	}
 	rep := &Report{}
 	cc = CompareConfig{Exe: "/nonexistent/fulcrum", Peers: []string{Yardstick}, Out: &strings.Builder{}}
@@ -143,5 +160,37 @@ func TestReportPeersAndGoals(t *testing.T) {
 		if !strings.Contains(md, want) {
 			t.Errorf("many-backends markdown lacks %q:\n%s", want, md)
 		}
+	}
+}
+
+// TestSockmapYardstickPeer: asked for without --sockmap-yardstick, or with a path that does
+// not exist, the peer is skipped with a message naming the flag; the prototype runs as
+// `serve --listen L --backends B1,B2`.
+func TestSockmapYardstickPeer(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing")
+	for given, want := range map[string]string{
+		"":      "skipping sockmap-yardstick: no sockmap-yardstick given (--sockmap-yardstick PATH: its binary, or its folder to build)",
+		missing: "skipping sockmap-yardstick: --sockmap-yardstick " + missing + ": ",
+	} {
+		rep := &Report{}
+		cc := CompareConfig{Exe: "/nonexistent/fulcrum", Peers: []string{SockmapYardstick}, SockmapYardstick: given, Out: &strings.Builder{}}
+		if peers := cc.startPeers(t.TempDir(), []string{"127.0.0.1:1"}, rep); len(peers) != 0 ||
+			len(rep.Skipped) != 1 || !strings.HasPrefix(rep.Skipped[0], want) {
+			t.Errorf("--sockmap-yardstick %q: %d started, skipped %q, want %q", given, len(peers), rep.Skipped, want)
+		}
+	}
+
+	// A stand-in that writes down its arguments and exits: the start fails, and says so.
+	dir := t.TempDir()
+	args := filepath.Join(dir, "args")
+	bin := filepath.Join(dir, "smy")
+	os.WriteFile(bin, []byte("#!/bin/sh\necho \"$@\" > "+args+"\necho cannot load the program >&2\nexit 1\n"), 0o755)
+	_, _, err := startSockmapYardstick(newRuler(SockmapYardstick, bin, dir), []string{"127.0.0.1:1", "127.0.0.1:2"})
+	if err == nil || !strings.Contains(err.Error(), "cannot load the program") {
+		t.Errorf("a prototype that exits at start: %v, want its message", err)
+	}
+	got, _ := os.ReadFile(args)
+	if ok, _ := regexp.MatchString(`^serve --listen 127\.0\.0\.1:\d+ --backends 127\.0\.0\.1:1,127\.0\.0\.1:2\n$`, string(got)); !ok {
+		t.Errorf("the prototype ran with %q, want serve --listen ADDR --backends 127.0.0.1:1,127.0.0.1:2", got)
 	}
 }

@@ -67,9 +67,10 @@ func compareCommand() *cli.Command {
 		Flags: append(loadFlags(3),
 			&cli.IntFlag{Name: "rounds", Value: 5, Usage: "interleaved rounds (at least 3)"},
 			&cli.StringSliceFlag{Name: "peer", Usage: "peer to compare (repeatable): " + strings.Join(bench.Peers, ", ") +
-				" (default: " + strings.Join(bench.DefaultPeers, ", ") + ", those installed, fulcrum-goroutine when serve has --data-plane, and yardstick with --yardstick)"},
+				" (default: " + strings.Join(bench.DefaultPeers, ", ") + ", those installed, fulcrum-goroutine when serve has --data-plane, yardstick with --yardstick, and sockmap-yardstick with --sockmap-yardstick)"},
 			&cli.StringFlag{Name: "yardstick", Usage: "the yardstick balancer to compare with: its binary, or its source `PATH` (a folder with go.mod, built with go build); adds the yardstick peer to the default peers"},
 			&cli.StringSliceFlag{Name: "yardstick-env", Usage: "`KEY=VALUE` added to the yardstick peers' environment after their defaults (yardstick: EVL_LOOPS=1 EVL_RAWWAIT=0 GOMAXPROCS=2, fulcrum's set-up; yardstick-rawwait: EVL_LOOPS=1 EVL_RAWWAIT=1 GOMAXPROCS=1) (repeatable)"},
+			&cli.StringFlag{Name: "sockmap-yardstick", Usage: "the in-kernel sockmap prototype to compare fulcrum-sockmap with: its binary, or its source `PATH` (a folder with go.mod, built with go build); it needs root and forwards to the first backend only; adds the sockmap-yardstick peer to the default peers"},
 			&cli.StringFlag{Name: "out", Value: filepath.Join("bench", "RESULTS.md"), Usage: "Markdown report `FILE` (empty: none)"},
 			&cli.StringFlag{Name: "chart", Usage: "chart `FILE` the report links, .png or .svg, drawn by fulcrum-chart from the report's .json (default: the report's name with .png)"},
 		),
@@ -347,7 +348,7 @@ func runCompare(c *cli.Context) error {
 	defer stop()
 	rep, err := bench.Compare(ctx, bench.CompareConfig{
 		Exe: exe, Backends: c.Int("backends"), Scenarios: scenarios, Peers: c.StringSlice("peer"),
-		Yardstick: c.String("yardstick"), YardstickEnv: c.StringSlice("yardstick-env"),
+		Yardstick: c.String("yardstick"), YardstickEnv: c.StringSlice("yardstick-env"), SockmapYardstick: c.String("sockmap-yardstick"),
 		Rounds: c.Int("rounds"), Config: cfg, FulcrumArgs: c.StringSlice("fulcrum-arg"),
 		Out: os.Stdout, JSON: c.Bool("json"), Progress: progressOut(c), Command: commandLine(),
 	})

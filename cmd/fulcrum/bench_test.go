@@ -283,13 +283,24 @@ func TestBenchManyBackends(t *testing.T) {
 
 // findYardstick is the yardstick's source folder: $FULCRUM_YARDSTICK, or
 // shared/reference/evloop-yardstick in a folder above this one; empty when there is none.
-func findYardstick() string {
-	if p := os.Getenv("FULCRUM_YARDSTICK"); p != "" {
+func findYardstick() string { return findReference("FULCRUM_YARDSTICK", "evloop-yardstick") }
+
+// findSockmapYardstick is the in-kernel prototype's source folder: $FULCRUM_SOCKMAP_YARDSTICK,
+// or shared/reference/sockmap-yardstick in a folder above this one; empty when there is none
+// (a clean clone).
+func findSockmapYardstick() string {
+	return findReference("FULCRUM_SOCKMAP_YARDSTICK", "sockmap-yardstick")
+}
+
+// findReference is $env when set, else the first shared/reference/name with a go.mod in this
+// folder or one above it; empty when there is none.
+func findReference(env, name string) string {
+	if p := os.Getenv(env); p != "" {
 		return p
 	}
 	dir, _ := filepath.Abs(".")
 	for {
-		p := filepath.Join(dir, "shared", "reference", "evloop-yardstick")
+		p := filepath.Join(dir, "shared", "reference", name)
 		if _, err := os.Stat(filepath.Join(p, "go.mod")); err == nil {
 			return p
 		}
@@ -344,5 +355,66 @@ func TestBenchCompareNewPeers(t *testing.T) {
 	}
 	if ys != "" && !strings.Contains(string(text), "EVL_LOOPS=1 EVL_RAWWAIT=0 GOMAXPROCS=2") {
 		t.Errorf("report does not give the yardstick's set-up:\n%s", text)
+	}
+}
+
+// TestBenchCompareSockmapYardstick runs one short comparison of the in-kernel prototype
+// (built from its folder) beside fulcrum-sockmap and direct, where both the folder and the
+// sockmap plane are found, and checks that it ran every round, that the report says how it
+// ran and that its ratio columns are there.
+func TestBenchCompareSockmapYardstick(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	smy := findSockmapYardstick()
+	if smy == "" {
+		t.Log("no sockmap-yardstick folder (set FULCRUM_SOCKMAP_YARDSTICK): the peer is not run")
+		return
+	}
+	if err := sockmapCheck(); err != nil {
+		t.Logf("the sockmap plane cannot run here (%v): sockmap-yardstick is not run", err)
+		return
+	}
+	exe := buildBench(t)
+	md := filepath.Join(t.TempDir(), "R.md")
+	out, err := exec.Command(exe, "bench", "compare", "--rounds", "3", "--duration", "200ms", "--scenario", "latency1",
+		"--out", md, "--sockmap-yardstick", smy, "--peer", "direct", "--peer", "fulcrum-sockmap", "--peer", "sockmap-yardstick").CombinedOutput()
+	if err != nil {
+		t.Fatalf("compare: %v\n%s", err, out)
+	}
+	for _, name := range []string{"sockmap-yardstick", "fulcrum-sockmap"} {
+		if n := strings.Count(string(out), "latency1   "+name+" round"); n != 3 {
+			t.Errorf("%s: %d runs, want 3:\n%s", name, n, out)
+		}
+	}
+	text, _ := os.ReadFile(md)
+	for _, want := range []string{"- Set-up of sockmap-yardstick: `" + smy + "`, the in-kernel prototype: every connection goes into the kernel at once",
+		"| fulcrum-sockmap ÷ sockmap-yardstick |", "| sockmap-yardstick ÷ direct |"} {
+		if !strings.Contains(string(text), want) {
+			t.Errorf("report lacks %q:\n%s", want, text)
+		}
+	}
+}
+
+// TestBenchCompareSockmapYardstickErrors: the peer asked for without --sockmap-yardstick, or
+// with a path that does not exist, is skipped with a message naming the flag.
+func TestBenchCompareSockmapYardstickErrors(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	exe := buildBench(t)
+	missing := filepath.Join(t.TempDir(), "missing")
+	for _, c := range []struct {
+		flags []string
+		want  string
+	}{
+		{nil, "skipping sockmap-yardstick: no sockmap-yardstick given (--sockmap-yardstick PATH: its binary, or its folder to build)"},
+		{[]string{"--sockmap-yardstick", missing}, "skipping sockmap-yardstick: --sockmap-yardstick " + missing + ": "},
+	} {
+		args := append([]string{"bench", "compare", "--peer", "sockmap-yardstick", "--out", ""}, c.flags...)
+		out, err := exec.Command(exe, args...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), c.want) || !strings.Contains(string(out), "no peer to compare") {
+			t.Errorf("%q: %v, want it to fail saying %q:\n%s", c.flags, err, c.want, out)
+		}
 	}
 }
