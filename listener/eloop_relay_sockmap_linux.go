@@ -734,18 +734,21 @@ func meterKernel(c *loopConn, ci, bi *unix.TCPInfo, final bool) {
 	}
 }
 
-// finReceived is how much of d's source's bytes received (TCP_INFO) may be its peer's FIN,
-// which TCP_INFO counts as a byte: 1 once the loop saw the FIN or the socket's state says
-// so. The live count (final false) always holds one byte back: TCP_INFO reads the state
-// before the counters, so a FIN landing in between is counted while the state still reads
-// ESTABLISHED, and a meter cannot give a byte back. The count at the close settles it.
+// finReceived is 1 when d's source has had its peer's FIN, which TCP_INFO counts as a byte
+// received: the loop saw it, or the socket's state says so. A socket that has had both
+// FINs, or a reset, reads as closed: the live count (final false) then holds one byte back,
+// which the count at the close, after the loop has seen the FIN's event, settles.
 func finReceived(d *direction, info *unix.TCPInfo, final bool) int64 {
-	if d.eof || !final {
+	if d.eof {
 		return 1
 	}
 	switch info.State {
 	case unix.BPF_TCP_CLOSE_WAIT, unix.BPF_TCP_LAST_ACK, unix.BPF_TCP_CLOSING, unix.BPF_TCP_TIME_WAIT:
 		return 1
+	case unix.BPF_TCP_CLOSE:
+		if !final {
+			return 1
+		}
 	}
 	return 0
 }
