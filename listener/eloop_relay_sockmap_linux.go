@@ -727,11 +727,32 @@ func meterKernel(c *loopConn, ci, bi *unix.TCPInfo, final bool) {
 		if moved <= m.kd.metered {
 			continue
 		}
+		if !final && finUnseen(c, m.d, m.src) {
+			moved-- // the FIN may be among the bytes; the count at the close settles it
+			if moved <= m.kd.metered {
+				continue
+			}
+		}
 		if c.meter != nil {
 			c.meter.Moved(m.d == &c.up, moved-m.kd.metered)
 		}
 		m.kd.metered = moved
 	}
+}
+
+// finUnseen reports whether the source of d may have counted its peer's FIN in info's bytes
+// received although info's state says no FIN came: TCP_INFO loads the state before it
+// reads the counters, so a FIN landing in between is counted with a stale state, and a
+// meter cannot give a byte back. A second read settles it: the FIN's segment changes the
+// state and the counters together, so a state unchanged when read again (after the first
+// read's counters) means those counters hold no FIN.
+func finUnseen(c *loopConn, d *direction, info *unix.TCPInfo) bool {
+	if finReceived(d, info, false) == 1 {
+		return false // counted as the FIN already
+	}
+	src, _ := c.ends(d)
+	again, err := poll.TCPInfo(src)
+	return err != nil || again.State != info.State
 }
 
 // finReceived is 1 when d's source has had its peer's FIN, which TCP_INFO counts as a byte
