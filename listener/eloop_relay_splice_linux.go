@@ -302,7 +302,10 @@ func (l *loop) passFIN(c *loopConn, d *direction, dst int) {
 	err := poll.Shutdown(dst, unix.SHUT_WR)
 	switch {
 	case err == nil:
-	case err == unix.ENOTCONN && !promoted(c):
+	case err == unix.ENOTCONN && promoted(c):
+		// The reset that closed dst raised an error event, still to come: the sockmap
+		// mover lets the other direction decide the end there (socketFailed).
+	case err == unix.ENOTCONN:
 		l.readToEnd(c, other)
 	default:
 		l.finish(c, os.NewSyscallError("shutdown", err), true)
