@@ -29,11 +29,11 @@ func (r sockmapRelay) socketFailed(l *loop, c *loopConn, fd int, d *direction) {
 	switch mode := c.kdir(d).mode; {
 	case err != nil || info.State != unix.BPF_TCP_CLOSE: // not a connection that ended
 		failOnError(l, c, fd)
-	case d.done: // all fd's peer sent has gone on; what goes to it now is lost
-		failOnError(l, c, fd)
-	case mode == onRelay, d.eof:
-		// The relay reads what fd holds (sourceEvent): its bytes, then EOF or the error; or
-		// settle passes on the FIN already seen, once its bytes are delivered.
+	case d.done, d.eof, mode == onRelay:
+		// All fd's peer sent has gone on, FIN included: a reset would only throw away what
+		// the other socket still has to send of it (a slow reader's tail). Or settle passes
+		// on the FIN already seen, once its bytes are delivered; or the relay reads what fd
+		// holds (sourceEvent): its bytes, then EOF or the error.
 		r.cutOff(l, c, c.other(d), fd)
 	case mode == paused:
 		r.pausedFailed(l, c, fd, d)
