@@ -21,62 +21,72 @@ import (
 // That must end only the upload: the answer and FIN are still in the backend socket, for the
 // download to deliver. These tests run the upload (Splice.copy) alone, after the backend's
 // reset has reached the balancer's socket, so the order is forced, and then read the backend
-// socket as the download would: a reset of both sockets would leave nothing to read.
-// TestRelayDeliversAnswerBeforeBackendReset cannot force that order on this plane: it has
-// no loop to hold, and the download may deliver the answer first.
+// socket as the download would: a reset of both sockets would leave nothing to read. The
+// download is held to the same rule, for a client that sent its last bytes and FIN, then
+// reset. TestRelayDeliversAnswerBeforeBackendReset cannot force that order on this plane: it
+// has no loop to hold, and the download may deliver the answer first.
 
-func TestGoplaneUploadToResetBackendKeepsItsAnswer(t *testing.T) {
+func TestGoplaneWriteToResetPeerKeepsItsAnswer(t *testing.T) {
 	cases := []struct {
 		name string
-		// finFirst: the backend sent its FIN before its reset; otherwise it reset without one.
+		// down: the client answers and resets, and the download writes to it; otherwise the
+		// backend answers and resets, and the upload writes to it.
+		down bool
+		// finFirst: the peer sent its FIN before its reset; otherwise it reset without one.
 		finFirst bool
-		// clientFIN: the client sends its FIN after the reset; otherwise the bytes "more".
-		clientFIN bool
-		want      error // the upload's end: nil, or the error it failed with
+		// fin: the other side sends its FIN after the reset; otherwise the bytes "more".
+		fin  bool
+		want error // the writing direction's end: nil, or the error it failed with
 	}{
-		{"client bytes after answer FIN reset", true, false, syscall.EPIPE},
-		{"client FIN after answer FIN reset", true, true, nil},
-		{"client bytes after answer reset", false, false, syscall.ECONNRESET},
+		{"client bytes after answer FIN reset", false, true, false, syscall.EPIPE},
+		{"client FIN after answer FIN reset", false, true, true, nil},
+		{"client bytes after answer reset", false, false, false, syscall.ECONNRESET},
+		{"backend bytes after client bytes FIN reset", true, true, false, syscall.EPIPE},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			answer := bytes.Repeat([]byte("answer-"), 1<<10)
 			cl, pc := loopbackPair(t) // the client, the balancer's client socket
 			pb, be := loopbackPair(t) // the balancer's backend socket, the backend
-			if err := answerThenReset(be, answer, tc.finFirst); err != nil {
-				t.Fatalf("backend: %v", err)
+			// The peer that resets, the balancer's socket to it, and the other side's.
+			peer, gone, other, from := be, pb, cl, pc
+			if tc.down {
+				peer, gone, other, from = cl, pc, be, pb
 			}
-			if err := waitTCPInfo(pb, func(i *unix.TCPInfo) bool { return i.State == unix.BPF_TCP_CLOSE }); err != nil {
-				t.Fatalf("the backend's reset did not reach the balancer: %v", err)
+			if err := answerThenReset(peer, answer, tc.finFirst); err != nil {
+				t.Fatalf("peer: %v", err)
 			}
-			if tc.clientFIN {
-				if err := cl.CloseWrite(); err != nil {
+			if err := waitTCPInfo(gone, func(i *unix.TCPInfo) bool { return i.State == unix.BPF_TCP_CLOSE }); err != nil {
+				t.Fatalf("the peer's reset did not reach the balancer: %v", err)
+			}
+			if tc.fin {
+				if err := other.CloseWrite(); err != nil {
 					t.Fatal(err)
 				}
-			} else if _, err := cl.Write([]byte("more")); err != nil {
+			} else if _, err := other.Write([]byte("more")); err != nil {
 				t.Fatal(err)
 			}
 
 			var ended atomic.Int32
-			up := Splice{}.copy(pb, pc, nil, true, &ended)
-			if !errors.Is(up.err, tc.want) {
-				t.Fatalf("the upload ended with %v, want %v", up.err, tc.want)
+			h := Splice{}.copy(gone, from, nil, !tc.down, &ended)
+			if !errors.Is(h.err, tc.want) {
+				t.Fatalf("the direction writing to the reset peer ended with %v, want %v", h.err, tc.want)
 			}
-			pb.SetReadDeadline(time.Now().Add(15 * time.Second))
-			got, err := io.ReadAll(pb)
+			gone.SetReadDeadline(time.Now().Add(15 * time.Second))
+			got, err := io.ReadAll(gone)
 			if !tc.finFirst {
-				// A reset before the backend's FIN is passed on: both sockets are reset.
+				// A reset before the peer's FIN is passed on: both sockets are reset.
 				if !errors.Is(err, net.ErrClosed) {
-					t.Errorf("the backend socket read %d bytes then %v, want it closed by the reset", len(got), err)
+					t.Errorf("the reset peer's socket read %d bytes then %v, want it closed by the reset", len(got), err)
 				}
-				cl.SetReadDeadline(time.Now().Add(15 * time.Second))
-				if _, err := io.ReadAll(cl); !errors.Is(err, syscall.ECONNRESET) {
-					t.Errorf("the client read %v, want a reset", err)
+				other.SetReadDeadline(time.Now().Add(15 * time.Second))
+				if _, err := io.ReadAll(other); !errors.Is(err, syscall.ECONNRESET) {
+					t.Errorf("the other side read %v, want a reset", err)
 				}
 				return
 			}
 			if err != nil || !bytes.Equal(got, answer) {
-				t.Fatalf("the backend socket gave %d bytes of the %d-byte answer, then %v: the upload's failure threw away the answer and FIN the backend sent before its reset", len(got), len(answer), err)
+				t.Fatalf("the reset peer's socket gave %d bytes of its %d-byte answer, then %v: the failed write threw away the answer and FIN the peer sent before its reset", len(got), len(answer), err)
 			}
 		})
 	}
