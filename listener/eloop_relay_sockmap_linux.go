@@ -24,7 +24,8 @@ import (
 //     shutdown once every byte the source received has reached the destination's send
 //     queue or its peer: the kernel's redirects are asynchronous, so the loop compares
 //     TCP_INFO and SIOCOUTQ counts, and looks again after a short wait until they agree;
-//   - an error on either socket (SO_ERROR) resets both, as on the relay;
+//   - an error on either socket ends the connection as on the relay, once what its peer
+//     sent before the error has gone on (eloop_relay_sockmap_error_linux.go);
 //   - every second (kernelLookEvery), and at the close, TCP_INFO's counters feed the byte
 //     meters and the idle timeout;
 //   - back-pressure (pause, below): a direction whose destination has stopped reading is
@@ -130,8 +131,7 @@ func (r sockmapRelay) event(l *loop, c *loopConn, fromClient bool, ev uint32) {
 		fd, d = c.bfd, &c.down
 	}
 	if ev&unix.EPOLLERR != 0 {
-		if err := poll.SocketError(fd, "read"); err != nil {
-			l.finish(c, err, true)
+		if r.socketFailed(l, c, fd, d); c.state != stateRelaying {
 			return
 		}
 	}

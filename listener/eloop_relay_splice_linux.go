@@ -73,15 +73,17 @@ func (spliceRelay) start(l *loop, c *loopConn, h handoff) {
 // and its FIN — is still in the socket and must go on. Reading returns those bytes first, then
 // EOF if the FIN came before the reset (the peer's stream is whole) or the error if it did not;
 // a write to the socket returns the error. So an error is read as readable and writable; once
-// everything the peer sent has gone on, nothing more can reach it, and the connection ends.
+// everything the peer sent has gone on, nothing more can reach it, and the connection ends as
+// after a refused write (fail): with no reset when the peer's FIN came first, as the other
+// socket may still hold much of the answer for a slow reader, which a reset would throw away.
 func (spliceRelay) event(l *loop, c *loopConn, fromClient bool, ev uint32) {
 	fd, in, out := c.cfd, &c.up, &c.down
 	if !fromClient {
 		fd, in, out = c.bfd, &c.down, &c.up
 	}
 	if ev&unix.EPOLLERR != 0 && in.done {
-		if err := poll.SocketError(fd, "read"); err != nil {
-			l.finish(c, err, true)
+		if err := poll.SocketError(fd, "write"); err != nil {
+			l.fail(c, out, err)
 			return
 		}
 	}
@@ -302,7 +304,10 @@ func (l *loop) passFIN(c *loopConn, d *direction, dst int) {
 	err := poll.Shutdown(dst, unix.SHUT_WR)
 	switch {
 	case err == nil:
-	case err == unix.ENOTCONN && !promoted(c):
+	case err == unix.ENOTCONN && promoted(c):
+		// The reset that closed dst raised an error event, still to come: the sockmap
+		// mover lets the other direction decide the end there (socketFailed).
+	case err == unix.ENOTCONN:
 		l.readToEnd(c, other)
 	default:
 		l.finish(c, os.NewSyscallError("shutdown", err), true)

@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -36,7 +37,9 @@ const defaultChunk = 1 << 20
 
 // Join implements DataPath. A FIN in one direction is passed on with CloseWrite while the other
 // direction keeps flowing (half-close); an error in either direction closes both sockets with a
-// reset, so the peer on the other side learns of the failure.
+// reset, so the peer on the other side learns of the failure. A destination whose peer reset
+// after its FIN ends only the direction writing to it (copy): the other direction first
+// delivers what that peer sent.
 func (s Splice) Join(client, backend *net.TCPConn, m Meter) Traffic {
 	idle := watchIdle(client, backend, s.IdleTimeout)
 	m = idle.meter(m)
@@ -82,6 +85,15 @@ type half struct {
 	panicked any // what the direction's goroutine recovered from, with its stack
 }
 
+// copy moves one direction, src to dst, until src's FIN, which it passes on, or a failure,
+// which resets both sockets (abort). Except when dst's peer is gone but what it sent is
+// not: a peer that reset after sending its FIN (a write to dst fails with EPIPE; before its
+// FIN, with ECONNRESET), or one to which a FIN cannot be passed on as it was reset
+// (ENOTCONN). Its answer, often its FIN too, is still in dst: this direction ends alone, and
+// the other one reads dst to its end and delivers what it holds, then ends with EOF if the
+// peer's FIN came before its reset, or with the reset if not. Reads never fail with EPIPE,
+// and a reset socket reads as EOF or its error, never ENOTCONN: a source's failure still
+// resets both sockets.
 func (s Splice) copy(dst, src *net.TCPConn, m Meter, up bool, ended *atomic.Int32) half {
 	chunk := s.ChunkSize
 	if chunk <= 0 {
@@ -100,7 +112,9 @@ func (s Splice) copy(dst, src *net.TCPConn, m Meter, up bool, ended *atomic.Int3
 			m.Moved(up, n)
 		}
 		if err != nil {
-			abort(dst, src)
+			if !errors.Is(err, syscall.EPIPE) { // dst's peer reset after its FIN
+				abort(dst, src)
+			}
 			return half{n: total, err: err}
 		}
 		if eof {
@@ -109,7 +123,11 @@ func (s Splice) copy(dst, src *net.TCPConn, m Meter, up bool, ended *atomic.Int3
 				// shutdown first would only cost a syscall.
 				return half{n: total, err: nil}
 			}
-			if err := dst.CloseWrite(); err != nil && !errors.Is(err, net.ErrClosed) {
+			err := dst.CloseWrite()
+			switch {
+			case err == nil, errors.Is(err, net.ErrClosed):
+			case errors.Is(err, syscall.ENOTCONN): // dst's peer reset: the other direction decides
+			default:
 				abort(dst, src)
 				return half{n: total, err: err}
 			}
