@@ -25,7 +25,7 @@ import (
 
 // socketFailed handles an error event on fd, the source of d, of a promoted connection.
 func (r sockmapRelay) socketFailed(l *loop, c *loopConn, fd int, d *direction) {
-	info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+	info, err := poll.TCPInfo(fd)
 	switch mode := c.kdir(d).mode; {
 	case err != nil || info.State != unix.BPF_TCP_CLOSE: // not a connection that ended
 		failOnError(l, c, fd)
@@ -120,7 +120,7 @@ func reached(c *loopConn, o *direction, dst int) bool {
 	}
 	src, _ := c.ends(o)
 	taken, ok := kernelTaken(src)
-	info, err := unix.GetsockoptTCPInfo(dst, unix.IPPROTO_TCP, unix.TCP_INFO)
+	info, err := poll.TCPInfo(dst)
 	return ok && err == nil && int64(info.Bytes_acked)-kd.offset >= taken
 }
 
@@ -131,6 +131,11 @@ func reached(c *loopConn, o *direction, dst int) bool {
 // maps as it closed, so there is no map entry to delete.
 func (r sockmapRelay) deliverThenEnd(l *loop, c *loopConn, d *direction) {
 	c.kdir(d).mode = paused
+	// The relay's events again (kernelEvents has none of them): settle hears room in the
+	// destination, and the relay its writes' progress once the direction is its own.
+	if !r.register(l, c, relayEvents) {
+		return
+	}
 	d.readable, d.rdhup = true, true
 	c.smap.wait = 0
 	r.settle(l, c)
