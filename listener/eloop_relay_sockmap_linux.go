@@ -53,12 +53,19 @@ func newSockmapRelay(el *EventLoops) relay { return sockmapRelay{sockmapSettings
 // spliceConn: FIN seen on the source, FIN passed on.
 type sockmapConn struct {
 	up, down kernelDir
-	wait     time.Duration // before the next look at a FIN not yet passed on or a paused direction
-	every    time.Duration // between looks: short while a destination lags (pressureLook)
+	wait     span          // before the next look at a FIN not yet passed on or a paused direction
+	every    span          // between looks: short while a destination lags (pressureLook)
 	acked    uint64        // the client's plus the backend's TCP_INFO bytes_acked at the last look (either moves it)
-	received [2]uint64     // their bytes_received at the last look
+	received [2]uint32     // the low half of their bytes_received at the last look: whether it moved
 	metered  time.Duration // when look last told the Meter what the kernel moved (clock)
 }
+
+// span is a short duration in microseconds (up to 71 minutes), half a time.Duration's size
+// in the state every promoted connection keeps: the mover's waits are at most a second.
+type span uint32
+
+func spanOf(d time.Duration) span { return span(d / time.Microsecond) }
+func (s span) dur() time.Duration { return time.Duration(s) * time.Microsecond }
 
 // kernelDir is what the loop knows of one direction moved by the kernel.
 type kernelDir struct {
@@ -365,8 +372,8 @@ func (r sockmapRelay) settle(l *loop, c *loopConn) {
 		c.smap.wait = 0
 		return
 	}
-	c.smap.wait = min(max(2*c.smap.wait, time.Millisecond), settleWaitMax(c))
-	l.timers.setSooner(c, l.now.Add(c.smap.wait))
+	c.smap.wait = spanOf(min(max(2*c.smap.wait.dur(), time.Millisecond), settleWaitMax(c)))
+	l.timers.setSooner(c, l.now.Add(c.smap.wait.dur()))
 }
 
 // delivered reports whether every byte d's source received before its FIN has been given to
@@ -458,11 +465,11 @@ func (r sockmapRelay) look(l *loop, c *loopConn) {
 		return
 	}
 	if lagging {
-		c.smap.every = pressureLook
+		c.smap.every = spanOf(pressureLook)
 	} else {
-		c.smap.every = min(max(2*c.smap.every, pressureLook), kernelLookEvery)
+		c.smap.every = spanOf(min(max(2*c.smap.every.dur(), pressureLook), kernelLookEvery))
 	}
-	next := l.now.Add(c.smap.every)
+	next := l.now.Add(c.smap.every.dur())
 	if at := clockTime(c.lastActive + idle); idle > 0 && at.Before(next) {
 		next = at
 	}
@@ -519,7 +526,7 @@ const (
 // pauseAfter held for it, and reports whether a destination lags while its source sends
 // (look soon again).
 func (r sockmapRelay) pressure(l *loop, c *loopConn, ci, bi *unix.TCPInfo) (lagging bool) {
-	received := [2]uint64{ci.Bytes_received, bi.Bytes_received}
+	received := [2]uint32{uint32(ci.Bytes_received), uint32(bi.Bytes_received)}
 	defer func() {
 		if c.state == stateRelaying { // a failed pause let go of c.smap
 			c.smap.received = received

@@ -18,7 +18,7 @@ func TestConnStateFitsItsSizeClass(t *testing.T) {
 		size, max uintptr
 	}{
 		{"loopConn", unsafe.Sizeof(loopConn{}), 576},
-		{"sockmapConn", unsafe.Sizeof(sockmapConn{}), 144},
+		{"sockmapConn", unsafe.Sizeof(sockmapConn{}), 128},
 	} {
 		if s.size > s.max {
 			t.Errorf("%s is %d bytes, over its %d-byte size class", s.name, s.size, s.max)
