@@ -140,15 +140,7 @@ func testRelayDeliversAnswerToSlowReaderBeforeBackendReset(t *testing.T) {
 		reset <- answerThenReset(c, answer, true)
 	}
 	s, addr := resProxy(t, resPool(t, resBackend(t, backend)), nil)
-	// A small receive buffer, set before connecting, keeps the answer in the balancer.
-	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-	}}
-	conn, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := conn.(*net.TCPConn)
+	c := dialSmallReceiveBuffer(t, addr) // keeps the answer in the balancer
 	t.Cleanup(func() { c.Close() })
 	if planeOf(t) == planeSockmapNow {
 		resEventually(t, "the connection to be promoted", func() bool { return kernelRelayed(s) == 1 })

@@ -600,16 +600,7 @@ func testIdleTimeoutSpareSlowReader(t *testing.T) {
 		}
 	}
 	_, addr := resProxy(t, resPool(t, resBackend(t, flood)), func(s *Server) { s.IdleTimeout = idle })
-	// The small buffer is set before connecting: shrunk after, it drops what the window
-	// already let in, and retransmission stalls the connection for real.
-	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-	}}
-	conn, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := conn.(*net.TCPConn)
+	c := dialSmallReceiveBuffer(t, addr)
 	defer c.Close()
 	buf := make([]byte, 1024)
 	got := 0
@@ -658,4 +649,20 @@ func testPanicCopyingDownResetsOneConnection(t *testing.T) {
 		resWaitClosed(t, c)
 		resEventually(t, "the count given back", func() bool { return resStatus(t, p, p.Snapshot()[0].Key).Active == 0 })
 	}
+}
+
+// dialSmallReceiveBuffer connects to addr with a 4 KiB receive buffer, so that what the
+// balancer sends this client mostly waits in the balancer. The buffer is set before
+// connecting: shrunk after, it drops what the window already let in, and retransmission
+// stalls the connection for real.
+func dialSmallReceiveBuffer(t *testing.T, addr string) *net.TCPConn {
+	t.Helper()
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	conn, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn.(*net.TCPConn)
 }
