@@ -115,3 +115,36 @@ func TestSockmapBulkStaysOnRelay(t *testing.T) {
 	}
 	talk.Close()
 }
+
+// TestSockmapAtOnceMovesBulkToo: with every connection moved at once (--sockmap-after 0, for
+// measuring), a client that streams from its first moment moves into the kernel as well.
+func TestSockmapAtOnceMovesBulkToo(t *testing.T) {
+	sink := func(c *net.TCPConn) {
+		if _, err := io.Copy(io.Discard, c); err == nil {
+			c.CloseWrite()
+		}
+	}
+	obs := resObserver{closed: make(chan Traffic, 1)}
+	_, el, addr := smProxy(t, -1, sink, func(s *Server) { s.Observer = obs })
+	c := resDial(t, addr)
+	chunk := make([]byte, 1<<20)
+	var sent int64
+	for start := time.Now(); el.SockmapStats().Promoted == 0; sent += int64(len(chunk)) {
+		if time.Since(start) > 15*time.Second {
+			t.Fatal("a streaming connection was not moved at once")
+		}
+		c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	if err := readExactly(c, nil); err != nil {
+		t.Fatal(err)
+	}
+	if tr := <-obs.closed; tr.Up != sent || tr.Err != nil {
+		t.Errorf("traffic %+v, want %d bytes up and no error", tr, sent)
+	}
+}

@@ -203,7 +203,10 @@ func (r sockmapRelay) judge(l *loop, c *loopConn) {
 	if c.up.queued() || c.down.queued() || c.up.eof || c.down.eof || c.up.rdhup || c.down.rdhup {
 		return
 	}
-	if bulky(c, l.now) || backedUp(c.cfd) || backedUp(c.bfd) {
+	// Bulk stays on the relay, but not when every connection is to move at once (0, for
+	// measuring): a client streaming from its first moment, whose first judge found a
+	// counter moving, would otherwise never move.
+	if r.after >= 0 && (bulky(c, l.now) || backedUp(c.cfd) || backedUp(c.bfd)) {
 		// Judged again at its next event, or by tick: a send queue that drains gives no
 		// event unless a write had filled it.
 		l.timers.setSooner(c, l.now.Add(rejudgeAfter))

@@ -18,7 +18,7 @@ func dataPlaneFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "data-plane", Value: string(listener.DefaultDataPlane()), Usage: "how connections run: epoll (event loops, Linux only), sockmap (event loops that move long-lived connections into the kernel, which relays their bytes: Linux 5.10 or later with BPF sockmap support, as root or with CAP_BPF and CAP_NET_ADMIN) or goroutine", EnvVars: env("DATA_PLANE")},
 		&cli.IntFlag{Name: "loops", Value: 0, Usage: "event loops of the epoll and sockmap data planes, one OS thread each; 0 is GOMAXPROCS-1, at least 1", EnvVars: env("LOOPS")},
-		&cli.DurationFlag{Name: "sockmap-after", Value: listener.DefaultSockmapAfter, Usage: fmt.Sprintf("on the sockmap data plane, how long a connection lives on the user-space relay before the kernel takes it over; 0 moves every connection at once. A connection moving bulk (over 32 MiB/s on average, or a send queue over 64 KiB) stays on the relay, where TCP flow control holds its sender. The kernel maps hold the connections of --max-conns, or %d when it is 0; the rest stay on the relay", listener.DefaultSockmapConns), EnvVars: env("SOCKMAP_AFTER")},
+		&cli.DurationFlag{Name: "sockmap-after", Value: listener.DefaultSockmapAfter, Usage: fmt.Sprintf("on the sockmap data plane, how long a connection lives on the user-space relay before the kernel takes it over; 0 moves every connection at once. With a positive value, a connection moving bulk (over 32 MiB/s on average, or a send queue over 64 KiB) stays on the relay, where TCP flow control holds its sender. The kernel maps hold the connections of --max-conns, or %d when it is 0; the rest stay on the relay", listener.DefaultSockmapConns), EnvVars: env("SOCKMAP_AFTER")},
 	}
 }
 
