@@ -81,7 +81,7 @@ func testSockmapUpgrade(t *testing.T, args []string) {
 	successor := readPID(pidFile)
 	// The admin port went to the successor: its status counts none of the old connections.
 	waitSockmap(t, b.admn, sockmapCounts{}, "the new process's status before its first connection")
-	fresh := heldConn(t, b.listen)
+	fresh := successorConn(t, b.listen, b.admn)
 	if err := echoHashed(fresh, size); err != nil {
 		t.Fatalf("a new connection after the upgrade: %v", err)
 	}
@@ -125,4 +125,25 @@ func testSockmapUpgrade(t *testing.T, args []string) {
 		t.Fatalf("the new process %d is gone after the old one exited", successor)
 	}
 	echoOnce(t, fresh)
+}
+
+// successorConn dials listen until the process whose admin API is admin, the successor,
+// counts the connection. For a moment after the successor is ready the old process still
+// holds the shared listening socket (its drain closes it) and may take a connection: that
+// one is closed and another dialed.
+func successorConn(t *testing.T, listen, admin string) net.Conn {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c := heldConn(t, listen)
+		for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+			if s := readSockmapStatus(t, admin).Sockmap; s != nil && s.Kernel+s.Relay == 1 {
+				return c
+			}
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("not within 15s: the new process counts a new connection")
+		}
+	}
 }
