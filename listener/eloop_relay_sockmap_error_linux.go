@@ -45,7 +45,7 @@ func (r sockmapRelay) socketFailed(l *loop, c *loopConn, fd int, d *direction) {
 // kernelSourceFailed handles the end of fd, the source of d, which the kernel moves: a peek
 // tells whether its peer's FIN came before the error.
 func (r sockmapRelay) kernelSourceFailed(l *loop, c *loopConn, fd int, d *direction) {
-	n, err := peekEnd(fd)
+	n, err := peek(fd, 1)
 	switch {
 	case n == 0 && err == nil: // EOF: the peer's FIN came before its reset
 		if r.cutOff(l, c, c.other(d), fd); c.state == stateRelaying {
@@ -99,12 +99,7 @@ func (r sockmapRelay) cutOff(l *loop, c *loopConn, o *direction, dst int) {
 			c.failed = os.NewSyscallError("write", unix.EPIPE)
 		}
 	}
-	o.done = true
-	l.dropPipe(o)
-	o.pending, o.off = nil, 0
-	if c.other(o).done {
-		l.finish(c, c.failed, cutShort(c.failed))
-	}
+	l.endDirection(c, o)
 }
 
 // reached reports whether every byte of o that left its source reached the peer of dst, a
@@ -139,15 +134,4 @@ func (r sockmapRelay) deliverThenEnd(l *loop, c *loopConn, d *direction) {
 	d.readable, d.rdhup = true, true
 	c.smap.wait = 0
 	r.settle(l, c)
-}
-
-// peekEnd peeks at fd without copying or taking anything: n is 1 with bytes to read and 0 at
-// the peer's FIN; err is the socket's error (which the peek takes), or EAGAIN.
-func peekEnd(fd int) (n int, err error) {
-	r, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), 0, 1,
-		unix.MSG_PEEK|unix.MSG_TRUNC|unix.MSG_DONTWAIT, 0, 0)
-	if errno != 0 {
-		return -1, errno
-	}
-	return int(r), nil
 }

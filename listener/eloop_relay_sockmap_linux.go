@@ -142,13 +142,9 @@ func (r sockmapRelay) event(l *loop, c *loopConn, fromClient bool, ev uint32) {
 			return
 		}
 	}
-	out := &c.down
-	if !fromClient {
-		out = &c.up
-	}
 	r.sourceEvent(l, c, d, ev)
 	if c.state == stateRelaying {
-		r.destinationEvent(l, c, out, ev)
+		r.destinationEvent(l, c, c.other(d), ev)
 	}
 }
 
@@ -205,12 +201,18 @@ func (r sockmapRelay) judge(l *loop, c *loopConn) {
 	}
 	// Bulk stays on the relay, but not when every connection is to move at once (0, for
 	// measuring): a client streaming from its first moment, whose first judge found a
-	// counter moving, would otherwise never move.
-	if r.after >= 0 && (bulky(c, l.now) || backedUp(c.cfd) || backedUp(c.bfd)) {
-		// Judged again at its next event, or by tick: a send queue that drains gives no
-		// event unless a write had filled it.
-		l.timers.setSooner(c, l.now.Add(rejudgeAfter))
-		return
+	// counter moving, would otherwise never move. It is judged again at its next event, or
+	// by tick once it could be judged otherwise: a send queue that drains gives no event
+	// unless a write had filled it.
+	if r.after >= 0 {
+		if until := bulkUntil(c); l.now.Before(until) {
+			l.timers.setSooner(c, until)
+			return
+		}
+		if backedUp(c.cfd) || backedUp(c.bfd) {
+			l.timers.setSooner(c, l.now.Add(rejudgeAfter))
+			return
+		}
 	}
 	up, ackedUp, okUp := kernelStart(c.cfd, c.bfd)
 	down, ackedDown, okDown := kernelStart(c.bfd, c.cfd)
@@ -255,13 +257,12 @@ func (r sockmapRelay) judge(l *loop, c *loopConn) {
 // bulk connection moves here.
 const bulkRate = 32 << 20 // bytes a second
 
-// bulky reports whether c has averaged more than bulkRate on the relay since it started (the
-// relay's last read alone says too little: a 16 KiB answer fills its buffer). Such a
-// connection gains least from the kernel, which would queue what its sender sends without
-// flow control (pause).
-func bulky(c *loopConn, now time.Time) bool {
-	age := now.Sub(c.info.Start)
-	return age > 0 && float64(c.up.n+c.down.n) > bulkRate*age.Seconds()
+// bulkUntil is when c's average on the relay since it started falls to bulkRate if it moves
+// nothing more: until then it is a bulk transfer (the relay's last read alone says too
+// little: a 16 KiB answer fills its buffer). Such a connection gains least from the kernel,
+// which would queue what its sender sends without flow control (pause).
+func bulkUntil(c *loopConn) time.Time {
+	return c.info.Start.Add(time.Duration(float64(c.up.n+c.down.n) / bulkRate * float64(time.Second)))
 }
 
 // backedUp reports whether fd's send queue holds more than lagBytes: its peer reads slower
@@ -383,21 +384,18 @@ func (r sockmapRelay) settle(l *loop, c *loopConn) {
 // the destination to send (pitfall: passing the FIN earlier would cut the stream short).
 func delivered(c *loopConn, d *direction) bool {
 	src, dst := c.ends(d)
-	kd := &c.smap.up
-	if d == &c.down {
-		kd = &c.smap.down
-	}
 	info, err := poll.TCPInfo(src)
 	if err != nil {
 		return true // the socket failed: its error event ends the connection
 	}
 	sent, ok := sentBytes(dst)
-	return ok && sent >= int64(info.Bytes_received)-1+kd.offset // received counts the FIN
+	return ok && sent >= int64(info.Bytes_received)-1+c.kdir(d).offset // received counts the FIN
 }
 
 // kernelLookEvery is how often the loop reads a promoted connection's TCP_INFO: for the live
 // byte meters and the idle timeout (at most this late), which cannot hear of bytes the
-// kernel moves. Four system calls a second per promoted connection.
+// kernel moves. Four system calls a second per promoted connection, two more per direction
+// whose count moved (finUnseen).
 const kernelLookEvery = time.Second
 
 // tick implements relay: a promoted connection's deadline is the loop's, either the next
@@ -496,8 +494,8 @@ func (r sockmapRelay) look(l *loop, c *loopConn) {
 // has no safe way to stop a socket that is receiving. Taking it out of the watch map clears
 // its verdict program while its data-ready hook may be judging a segment on the other CPU,
 // which then drops it (under a bulk load, one 64 KiB segment in about one pause in a
-// hundred: the direction then never resumes, as the bytes the kernel took never all reach
-// the destination). Keeping it in the map with a verdict that passes its bytes to the
+// hundred: the bytes the kernel took never all reach the destination, and lost resets the
+// connection). Keeping it in the map with a verdict that passes its bytes to the
 // socket itself duplicated a segment when that queue was read in pieces (15 of 240
 // connections under the same load). Pausing only a stalled destination keeps that risk
 // away from every transfer that is still moving (bench/EXPERIMENTS.md).
@@ -650,8 +648,7 @@ func kernelTaken(src int) (taken int64, ok bool) {
 		return 0, false
 	}
 	fin := int64(0)
-	switch r2.State {
-	case unix.BPF_TCP_CLOSE_WAIT, unix.BPF_TCP_LAST_ACK, unix.BPF_TCP_CLOSING, unix.BPF_TCP_TIME_WAIT:
+	if hadFIN(r2.State) {
 		fin = 1
 	}
 	return int64(r2.Bytes_received) - fin - queued, true
@@ -660,23 +657,38 @@ func kernelTaken(src int) (taken int64, ok bool) {
 // receiveQueued counts the bytes in fd's receive queue without reading them: a peek that
 // copies nothing (MSG_TRUNC) into a window as large as any receive queue.
 func receiveQueued(fd int) (int64, error) {
-	const window = 1 << 30
-	n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), 0, window,
-		unix.MSG_PEEK|unix.MSG_TRUNC|unix.MSG_DONTWAIT, 0, 0)
+	n, err := peek(fd, 1<<30)
 	switch {
-	case errno == unix.EAGAIN:
+	case err == unix.EAGAIN:
 		return 0, nil
-	case errno != 0:
-		return 0, os.NewSyscallError("recvfrom", errno)
+	case err != nil:
+		return 0, os.NewSyscallError("recvfrom", err)
 	}
 	return int64(n), nil
+}
+
+// peek looks at up to window bytes of fd's receive queue without copying or taking them
+// (MSG_TRUNC): n is how many there are, 0 at the peer's FIN; err is EAGAIN when there are
+// none yet, or the socket's error, which the peek takes.
+func peek(fd int, window uintptr) (n int, err error) {
+	r, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), 0, window,
+		unix.MSG_PEEK|unix.MSG_TRUNC|unix.MSG_DONTWAIT, 0, 0)
+	if errno != 0 {
+		return -1, errno
+	}
+	return int(r), nil
 }
 
 // meterTaken tells the Meter the last of what the kernel moved of d, taken bytes off its
 // source in all: from then on the relay meters d.
 func meterTaken(c *loopConn, d *direction, taken int64) {
+	meterTo(c, d, taken-c.kdir(d).consumed)
+}
+
+// meterTo tells the Meter of d's bytes up to moved in all, of which it has heard
+// kdir(d).metered; a meter never hears a count go back.
+func meterTo(c *loopConn, d *direction, moved int64) {
 	kd := c.kdir(d)
-	moved := taken - kd.consumed
 	if moved <= kd.metered {
 		return
 	}
@@ -726,27 +738,18 @@ func (r sockmapRelay) stop(l *loop, c *loopConn) (up, down int64) {
 // meterKernel tells the Meter what the kernel moved each way since it was last told.
 func meterKernel(c *loopConn, ci, bi *unix.TCPInfo, final bool) {
 	for _, m := range [2]struct {
-		kd  *kernelDir
 		d   *direction
 		src *unix.TCPInfo
-	}{{&c.smap.up, &c.up, ci}, {&c.smap.down, &c.down, bi}} {
-		if m.kd.mode != inKernel {
+	}{{&c.up, ci}, {&c.down, bi}} {
+		kd := c.kdir(m.d)
+		if kd.mode != inKernel {
 			continue // the relay counts and meters it; settle metered the kernel's part
 		}
-		moved := int64(m.src.Bytes_received) - finReceived(m.d, m.src, final) - m.kd.consumed
-		if moved <= m.kd.metered {
-			continue
-		}
-		if !final && finUnseen(c, m.d, m.src) {
+		moved := int64(m.src.Bytes_received) - finReceived(m.d, m.src, final) - kd.consumed
+		if moved > kd.metered && !final && finUnseen(c, m.d, m.src) {
 			moved-- // the FIN may be among the bytes; the count at the close settles it
-			if moved <= m.kd.metered {
-				continue
-			}
 		}
-		if c.meter != nil {
-			c.meter.Moved(m.d == &c.up, moved-m.kd.metered)
-		}
-		m.kd.metered = moved
+		meterTo(c, m.d, moved)
 	}
 }
 
@@ -770,16 +773,17 @@ func finUnseen(c *loopConn, d *direction, info *unix.TCPInfo) bool {
 // FINs, or a reset, reads as closed: the live count (final false) then holds one byte back,
 // which the count at the close, after the loop has seen the FIN's event, settles.
 func finReceived(d *direction, info *unix.TCPInfo, final bool) int64 {
-	if d.eof {
+	if d.eof || hadFIN(info.State) || info.State == unix.BPF_TCP_CLOSE && !final {
 		return 1
-	}
-	switch info.State {
-	case unix.BPF_TCP_CLOSE_WAIT, unix.BPF_TCP_LAST_ACK, unix.BPF_TCP_CLOSING, unix.BPF_TCP_TIME_WAIT:
-		return 1
-	case unix.BPF_TCP_CLOSE:
-		if !final {
-			return 1
-		}
 	}
 	return 0
+}
+
+// hadFIN reports whether a socket in TCP state has had its peer's FIN.
+func hadFIN(state uint8) bool {
+	switch state {
+	case unix.BPF_TCP_CLOSE_WAIT, unix.BPF_TCP_LAST_ACK, unix.BPF_TCP_CLOSING, unix.BPF_TCP_TIME_WAIT:
+		return true
+	}
+	return false
 }

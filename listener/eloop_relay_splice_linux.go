@@ -327,15 +327,23 @@ func (l *loop) fail(c *loopConn, d *direction, err error) {
 	if c.failed == nil {
 		c.failed = err
 	}
+	if !l.endDirection(c, d) {
+		l.readToEnd(c, c.other(d))
+	}
+}
+
+// endDirection ends d, whose destination can take nothing more, dropping what waits for it;
+// once the other direction has ended too it ends the connection, c.failed its cause, and
+// reports true.
+func (l *loop) endDirection(c *loopConn, d *direction) bool {
 	d.done = true
 	l.dropPipe(d)
 	d.pending, d.off = nil, 0
-	other := c.other(d)
-	if other.done {
-		l.finish(c, c.failed, cutShort(c.failed))
-		return
+	if !c.other(d).done {
+		return false
 	}
-	l.readToEnd(c, other)
+	l.finish(c, c.failed, cutShort(c.failed))
+	return true
 }
 
 // cutShort reports whether the write error err says its socket's peer reset before sending
